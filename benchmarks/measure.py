@@ -1,0 +1,233 @@
+"""Timed operations, each as a client sees it: full pulls, single pages, the floor, ingest."""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy.orm import Session, sessionmaker
+from taxii2client.v21 import Collection as TaxiiCollection
+from taxii2client.v21 import as_pages
+
+from exchange.intel.query import ObjectFilter, page_by_date_added
+
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+
+
+def taxii_timestamp(us: int) -> str:
+    """A TAXII timestamp with microsecond precision (what added_after takes)."""
+    seconds, micros = divmod(us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+@dataclass
+class Stats:
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+
+# --- full pulls with taxii2-client ----------------------------------------------------------
+
+
+@dataclass
+class PullResult:
+    """What one taxii2-client pull of a whole collection got, and how long it took."""
+
+    objects: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    finished: bool = False
+    error: str | None = None
+    duplicates: int = 0
+    missing: int = 0  # expected ids not received (when the expected set is known)
+    page_seconds: list[float] = field(default_factory=list)
+    _started: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds if self.seconds else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and not self.error and not self.duplicates and not self.missing
+
+
+def taxii_pull(
+    collection_url: str,
+    auth: tuple[str, str],
+    *,
+    per_request: int,
+    expected: int,
+    expected_ids: set[str] | None = None,
+    deadline_seconds: float,
+    on_timeout: Callable[[], None],
+) -> PullResult:
+    """Pull every object with `as_pages(collection.get_objects, per_request=...)`.
+
+    The pull runs in a worker thread; past the deadline `on_timeout` is called (it kills the
+    server, which ends the client's request) and the partial result is returned.
+    """
+    result = PullResult()
+
+    def pull() -> None:
+        seen: set[str] = set()
+        result._started = time.perf_counter()
+        try:
+            collection = TaxiiCollection(collection_url, user=auth[0], password=auth[1])
+            last = time.perf_counter()
+            for envelope in as_pages(collection.get_objects, per_request=per_request):
+                objects = envelope.get("objects", [])
+                seen.update(obj["id"] for obj in objects)
+                result.objects += len(objects)
+                result.pages += 1
+                now = time.perf_counter()
+                result.page_seconds.append(now - last)
+                last = now
+            result.seconds = time.perf_counter() - result._started
+            result.finished = True
+        except Exception as exc:  # reported in the table, never raised past the harness
+            result.seconds = time.perf_counter() - result._started
+            result.error = f"{type(exc).__name__}: {exc}"[:300]
+        result.duplicates = result.objects - len(seen)
+        if expected_ids is not None:
+            result.missing = len(expected_ids - seen)
+        elif result.finished:
+            result.missing = max(0, expected - len(seen))
+
+    worker = threading.Thread(target=pull, name="taxii-pull", daemon=True)
+    worker.start()
+    worker.join(timeout=max(0.0, deadline_seconds))
+    if worker.is_alive():
+        on_timeout()
+        worker.join(timeout=30)
+        result.seconds = time.perf_counter() - result._started
+        result.error = f"stopped after {result.seconds:.1f} s (time budget spent)"
+        result.finished = False
+    return result
+
+
+# --- single pages over HTTP and straight from the store -------------------------------------
+
+
+def http_page_times(
+    client: httpx.Client,
+    objects_url: str,
+    dates: Sequence[int],
+    positions: Sequence[int],
+    *,
+    limit: int,
+    warmup: int = 3,
+) -> Stats:
+    """Seconds to fetch the `limit`-object page starting at each position (body fully read).
+
+    Pages are addressed with added_after = the date_added of the object before the position;
+    each answer is checked (page size, first date_added) after its timer stops.
+    """
+    def fetch(position: int) -> float:
+        params: dict[str, Any] = {"limit": limit}
+        if position > 0:
+            params["added_after"] = taxii_timestamp(dates[position - 1])
+        start = time.perf_counter()
+        response = client.get(objects_url, params=params)
+        elapsed = time.perf_counter() - start
+        if response.status_code != 200:
+            raise RuntimeError(f"page at {position}: HTTP {response.status_code}: {response.text[:300]}")
+        body = orjson.loads(response.content)
+        want = min(limit, len(dates) - position)
+        if len(body.get("objects", [])) != want:
+            raise RuntimeError(f"page at {position}: {len(body.get('objects', []))} objects, expected {want}")
+        first = response.headers.get("X-TAXII-Date-Added-First")
+        if first != taxii_timestamp(dates[position]):
+            raise RuntimeError(f"page at {position}: X-TAXII-Date-Added-First {first}, expected "
+                               f"{taxii_timestamp(dates[position])}")
+        return elapsed
+
+    for position in positions[:warmup]:
+        fetch(position)
+    return Stats([fetch(p) for p in positions])
+
+
+def floor_page_times(
+    factory: sessionmaker[Session],
+    collection_pk: int,
+    dates: Sequence[int],
+    positions: Sequence[int],
+    *,
+    limit: int,
+    warmup: int = 3,
+) -> Stats:
+    """Seconds to select the same pages with page_by_date_added and join them into bytes.
+
+    A session per page, as the server opens one per request; no HTTP, auth or Flask.
+    """
+    def select_page(position: int) -> float:
+        after = dates[position - 1] if position > 0 else None
+        start = time.perf_counter()
+        with factory() as db:
+            rows, more = page_by_date_added(
+                db, collection_pk=collection_pk, flt=ObjectFilter(), after_us=after, limit=limit
+            )
+            payload = b"".join((
+                b'{"more":', b"true" if more else b"false", b',"objects":[',
+                ",".join(row.body for row in rows).encode(), b"]}",
+            ))
+        elapsed = time.perf_counter() - start
+        if len(rows) != min(limit, len(dates) - position) or not payload:
+            raise RuntimeError(f"floor page at {position}: {len(rows)} rows")
+        return elapsed
+
+    for position in positions[:warmup]:
+        select_page(position)
+    return Stats([select_page(p) for p in positions])
+
+
+# --- ingest over HTTP -----------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    objects: int
+    seconds: float
+    envelope_seconds: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds
+
+
+def post_envelopes(client: httpx.Client, objects_url: str, envelopes: Sequence[tuple[bytes, int]]) -> IngestResult:
+    """POST pre-serialised envelopes one after another; every object must be a success."""
+    times = []
+    total = 0
+    for body, count in envelopes:
+        start = time.perf_counter()
+        response = client.post(objects_url, content=body, headers={"Content-Type": TAXII_MEDIA})
+        elapsed = time.perf_counter() - start
+        if response.status_code not in (200, 202):
+            raise RuntimeError(f"POST: HTTP {response.status_code}: {response.text[:300]}")
+        status = response.json()
+        if status.get("success_count") != count or status.get("failure_count"):
+            failures = status.get("failures", [])[:2]
+            raise RuntimeError(
+                f"POST: {status.get('success_count')} of {count} stored, "
+                f"{status.get('failure_count')} failed, e.g. {failures}"
+            )
+        times.append(elapsed)
+        total += count
+    return IngestResult(objects=total, seconds=sum(times), envelope_seconds=times)

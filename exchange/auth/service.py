@@ -1,0 +1,89 @@
+"""Credentials and the callers they authenticate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.auth.keys import VerifiedKeyCache, hash_key, new_credential_id, new_key
+from exchange.auth.models import Credential
+from exchange.database.types import utcnow
+from exchange.errors import BadRequestError, NotFoundError
+
+ROLES = ("admin", "analyst", "partner")
+INTERNAL_ROLES = ("admin", "analyst")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: one credential and its role."""
+
+    credential_id: str
+    name: str
+    role: str
+
+    @property
+    def is_internal(self) -> bool:
+        return self.role in INTERNAL_ROLES
+
+
+def create_credential(
+    db: Session, *, name: str, role: str, expires_at: datetime | None = None
+) -> tuple[Credential, str]:
+    """Create a credential; returns it with its key, which is never stored in clear."""
+    if role not in ROLES:
+        raise BadRequestError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if not name.strip():
+        raise BadRequestError("a credential needs a name")
+    key = new_key()
+    credential = Credential(
+        id=new_credential_id(), name=name, role=role, key_hash=hash_key(key), expires_at=expires_at
+    )
+    db.add(credential)
+    db.flush()
+    return credential, key
+
+
+def get(db: Session, credential_id: str) -> Credential:
+    """The credential with this id, or NotFoundError."""
+    credential = db.get(Credential, credential_id)
+    if credential is None:
+        raise NotFoundError(f"no credential {credential_id!r}")
+    return credential
+
+
+def list_(db: Session, *, role: str | None = None) -> list[Credential]:
+    """Credentials, oldest first, optionally of one role."""
+    query = select(Credential).order_by(Credential.created_at)
+    if role:
+        query = query.where(Credential.role == role)
+    return list(db.scalars(query))
+
+
+def revoke(db: Session, credential_id: str, *, cache: VerifiedKeyCache | None = None) -> Credential:
+    """Revoke a credential at once."""
+    credential = get(db, credential_id)
+    if credential.revoked_at is None:
+        credential.revoked_at = utcnow()
+    if cache is not None:
+        cache.forget(credential_id)
+    db.flush()
+    return credential
+
+
+def authenticate(
+    db: Session, credential_id: str, key: str, *, cache: VerifiedKeyCache
+) -> Principal | None:
+    """The caller for this id and key, or None when unknown, wrong, revoked or expired."""
+    if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
+        return None
+    credential = db.get(Credential, credential_id)
+    if credential is None or credential.revoked_at is not None:
+        return None
+    if credential.expires_at is not None and credential.expires_at <= utcnow():
+        return None
+    if not cache.matches(credential.id, key, credential.key_hash):
+        return None
+    return Principal(credential_id=credential.id, name=credential.name, role=credential.role)

@@ -1,0 +1,77 @@
+"""Settings read from EXCHANGE_* environment variables; defaults run with nothing set."""
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./exchange-data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Public base URL partners reach us at (behind a proxy); derived from the request when unset.
+    public_url: str | None = None
+    # Signs `next` cursors and session cookies. Generated into the data dir when unset in
+    # development; production refuses to start without it.
+    secret_key: str | None = Field(default=None, repr=False)
+    api_root: str = "root"
+    max_content_length: int = 10 * 1024 * 1024
+    max_page_size: int = 1000
+    status_ttl_days: int = 7
+    key_cache_seconds: float = 60.0
+    # How deeply JSON may nest in a request body.
+    max_json_depth: int = 64
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> "Settings":
+        if self.environment == "production":
+            if not self.secret_key or len(self.secret_key) < 32:
+                raise ValueError(
+                    "EXCHANGE_SECRET_KEY must be set to at least 32 characters in production"
+                )
+            if not self.database_url:
+                raise ValueError("EXCHANGE_DATABASE_URL must be set in production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'exchange.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(self.data_dir, 0o700)
+        except OSError:
+            pass
+        return self.data_dir
+
+    def resolved_secret(self) -> bytes:
+        """The cursor/cookie secret: configured, else kept in the data dir (owner-only)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.ensure_data_dir() / SECRET_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,78 @@
+"""Engine, sessions and the transaction boundary (services only flush; callers commit)."""
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+_sqlite_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sqlite_immediate", default=False
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _install_sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs; take it over.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Writers take the lock up front so a read-then-write transaction never hits
+        # SQLITE_BUSY half-way through (and date_added stays strictly increasing).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_immediate.get() else "BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    token = _sqlite_immediate.set(write)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+        _sqlite_immediate.reset(token)
+
+
+def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    """A FastAPI dependency yielding one session per request."""
+
+    def get_db() -> Iterator[Session]:
+        with session_scope(factory, write=True) as session:
+            yield session
+
+    return get_db
+

@@ -1,0 +1,94 @@
+"""A small, deterministic sample data set so a fresh install has something to serve."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from exchange.intel import service
+from exchange.intel.ingest import IngestResult, ingest
+from exchange.intel.models import ApiRoot
+from policies.tlp import CANONICAL_MARKINGS
+
+_NS = uuid.UUID("6f1c2f3e-2d1b-5f7a-9c3e-0b7d7a1e5c42")
+CREATED = "2026-11-20T08:00:00.000Z"
+TLP_GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+TLP_AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+
+
+def _id(kind: str, name: str) -> str:
+    return f"{kind}--{uuid.uuid5(_NS, name)}"
+
+
+def _sdo(kind: str, key: str, tlp: str, **props: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "spec_version": "2.1",
+        "id": _id(kind, key),
+        "created": CREATED,
+        "modified": CREATED,
+        "created_by_ref": IDENTITY,
+        "object_marking_refs": [tlp],
+        **props,
+    }
+
+
+IDENTITY = _id("identity", "national-cert")
+
+
+def sample_objects() -> dict[str, list[dict[str, Any]]]:
+    """Objects per collection alias."""
+    identity = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": IDENTITY,
+        "created": CREATED,
+        "modified": CREATED,
+        "name": "National CERT",
+        "identity_class": "organization",
+        "sectors": ["government-national"],
+    }
+    markings = [CANONICAL_MARKINGS[TLP_GREEN], CANONICAL_MARKINGS[TLP_AMBER]]
+    malware = _sdo("malware", "bankbot", TLP_GREEN, name="BankBot dropper", is_family=True,
+                   malware_types=["trojan", "dropper"])
+    observables = [
+        ("domain", "[domain-name:value = 'login-secure-bank.top']", "Phishing domain", TLP_GREEN, 80),
+        ("ip", "[ipv4-addr:value = '45.13.22.7']", "Phishing kit host", TLP_GREEN, 70),
+        ("url", "[url:value = 'http://login-secure-bank.top/a']", "Landing page", TLP_AMBER, 85),
+        (
+            "sha256",
+            "[file:hashes.'SHA-256' = "
+            "'4bac27393bdd9777ce02453256c5577cd02275510b2227f473d03f533924f877']",
+            "BankBot dropper",
+            TLP_AMBER,
+            90,
+        ),
+    ]
+    indicators = [
+        _sdo("indicator", name, tlp, name=title, pattern=pattern, pattern_type="stix",
+             valid_from=CREATED, indicator_types=["malicious-activity"], confidence=confidence)
+        for name, pattern, title, tlp, confidence in observables
+    ]
+    incident = _sdo("incident", "phishing-wave", TLP_AMBER, name="Phishing wave against bank customers",
+                    description="Credential phishing against retail bank customers.")
+    relationships = [
+        _sdo("relationship", f"indicates-{ind['id']}", TLP_GREEN, relationship_type="indicates",
+             source_ref=ind["id"], target_ref=malware["id"])
+        for ind in indicators
+    ]
+    related = _sdo("relationship", "incident-uses", TLP_AMBER, relationship_type="related-to",
+                   source_ref=incident["id"], target_ref=malware["id"])
+    return {
+        "indicators": [identity, *markings, malware, *indicators, *relationships],
+        "incidents": [identity, *markings, malware, incident, related],
+    }
+
+
+def load(db: Session, root: ApiRoot) -> dict[str, IngestResult]:
+    """Store the sample set (re-running it adds nothing)."""
+    results = {}
+    for alias, objects in sample_objects().items():
+        collection = service.get_collection(db, api_root_pk=root.pk, ref=alias)
+        results[alias] = ingest(db, collection=collection, objects=objects, origin="analyst")
+    return results

@@ -1,0 +1,221 @@
+"""Store a batch of STIX objects: validate each, keep the good, report the bad.
+
+One call is one envelope; the caller's transaction makes it all-or-nothing at the storage
+level, while per-object validation failures are reported, not raised.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from exchange.errors import InvalidJsonError, InvalidStixError
+from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.strictjson import canonical_text
+from exchange.intel.timestamps import now_us, us_to_text
+from exchange.intel.validation import StixMeta, validate_object
+from policies.tlp import rank
+
+ORIGINS = ("analyst", "partner", "feed")
+_CHUNK = 500
+
+
+@dataclass
+class IngestResult:
+    """TAXII status-details for every object of the batch, plus counts for callers."""
+
+    successes: list[dict[str, str]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    created: int = 0
+    duplicates: int = 0
+    stored_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    meta: StixMeta
+    body: str
+    version: str
+    row: dict[str, Any] | None = None
+
+
+def version_key_from_us(us: int) -> str:
+    """The sortable version text for a date_added, in the same form validation produces."""
+    return us_to_text(us)[:-1] + "000Z"
+
+
+def _detail(obj: Any, message: str | None = None) -> dict[str, str]:
+    stix_id = obj.get("id") if isinstance(obj, dict) else None
+    version = None
+    if isinstance(obj, dict):
+        version = obj.get("modified") or obj.get("created")
+    detail = {
+        "id": stix_id if isinstance(stix_id, str) else "",
+        "version": version if isinstance(version, str) else "",
+    }
+    if message:
+        detail["message"] = message
+    return detail
+
+
+def ingest(
+    db: Session,
+    *,
+    collection: Collection,
+    objects: Sequence[Any],
+    origin: str,
+    added_by: str | None = None,
+) -> IngestResult:
+    """Validate and store `objects` in `collection`; exact duplicates count as successes."""
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown origin {origin!r}")
+    result = IngestResult()
+    valid: list[tuple[Any, _Candidate]] = []
+    for obj in objects:
+        try:
+            meta = validate_object(obj)
+            body = canonical_text(obj)
+        except (InvalidStixError, InvalidJsonError) as exc:
+            result.failures.append(_detail(obj, exc.message))
+            continue
+        valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version)))
+    if not valid:
+        return result
+
+    # Serialise writers per collection: date_added must be handed out in commit order.
+    high_water = db.execute(
+        select(Collection.last_date_added_us)
+        .where(Collection.pk == collection.pk)
+        .with_for_update()
+    ).scalar_one()
+    stored = _stored_versions(db, collection.pk, {c.meta.stix_id for _, c in valid})
+
+    next_us = max(now_us(), high_water + 1)
+    new_rows: list[_Candidate] = []
+    for obj, cand in valid:
+        versions = stored.setdefault(cand.meta.stix_id, {})
+        if not cand.version:
+            # No modified/created (e.g. an SCO): the same content is the same object.
+            same = next((v for v, row in versions.items() if row["body"] == cand.body), None)
+            if same is not None:
+                cand.version = same
+            else:
+                cand.version = version_key_from_us(next_us)
+        known = versions.get(cand.version)
+        if known is not None:
+            if known["body"] == cand.body:
+                result.successes.append(_detail(obj))
+                result.duplicates += 1
+            else:
+                result.failures.append(
+                    _detail(
+                        obj,
+                        f"{cand.meta.stix_id} version {_shown_version(obj, known)} is already "
+                        "stored with different content; a changed object needs a new 'modified'",
+                    )
+                )
+            continue
+        date_added = next_us
+        next_us += 1
+        cand.row = {
+            "collection_pk": collection.pk,
+            "stix_id": cand.meta.stix_id,
+            "type": cand.meta.type,
+            "spec_version": cand.meta.spec_version,
+            "version": cand.version,
+            "version_text": cand.meta.modified or cand.meta.created or us_to_text(date_added),
+            "date_added_us": date_added,
+            "tlp_rank": rank(cand.meta.tlp) if cand.meta.tlp else None,
+            "confidence": cand.meta.confidence,
+            "revoked": cand.meta.revoked,
+            "is_latest": False,
+            "is_first": False,
+            "origin": origin,
+            "added_by": added_by,
+            "body": cand.body,
+            "pk": None,
+        }
+        versions[cand.version] = cand.row
+        new_rows.append(cand)
+        result.successes.append(_detail(obj) | {"version": cand.row["version_text"]})
+        result.stored_ids.append(cand.meta.stix_id)
+
+    if not new_rows:
+        return result
+    _set_version_flags(db, stored, {c.meta.stix_id for c in new_rows})
+    rows = [c.row for c in new_rows]
+    for row in rows:
+        del row["pk"]
+    for start in range(0, len(rows), _CHUNK):
+        db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
+    db.execute(
+        update(Collection)
+        .where(Collection.pk == collection.pk)
+        .values(last_date_added_us=next_us - 1)
+    )
+    result.created = len(rows)
+    return result
+
+
+def _shown_version(obj: Any, known: dict[str, Any]) -> str:
+    if isinstance(obj, dict):
+        value = obj.get("modified") or obj.get("created")
+        if isinstance(value, str):
+            return value
+    return str(known["version_text"])
+
+
+def _stored_versions(
+    db: Session, collection_pk: int, stix_ids: Iterable[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """stix_id -> version -> row facts, for the ids of this batch already in the collection."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    ids = sorted(stix_ids)
+    for start in range(0, len(ids), _CHUNK):
+        rows = db.execute(
+            select(
+                ObjectVersion.pk,
+                ObjectVersion.stix_id,
+                ObjectVersion.version,
+                ObjectVersion.version_text,
+                ObjectVersion.body,
+                ObjectVersion.is_latest,
+                ObjectVersion.is_first,
+            ).where(
+                ObjectVersion.collection_pk == collection_pk,
+                ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),
+            )
+        )
+        for row in rows:
+            found.setdefault(row.stix_id, {})[row.version] = dict(row._mapping)
+    return found
+
+
+def _set_version_flags(
+    db: Session, stored: dict[str, dict[str, dict[str, Any]]], touched: set[str]
+) -> None:
+    """Mark the first and latest version of each touched object, fixing stored rows too."""
+    for stix_id in touched:
+        versions = stored[stix_id]
+        first, latest = min(versions), max(versions)
+        for version, row in versions.items():
+            want_first, want_latest = version == first, version == latest
+            if row["pk"] is None:
+                row["is_first"], row["is_latest"] = want_first, want_latest
+            elif (row["is_first"], row["is_latest"]) != (want_first, want_latest):
+                db.execute(
+                    update(ObjectVersion)
+                    .where(ObjectVersion.pk == row["pk"])
+                    .values(is_first=want_first, is_latest=want_latest)
+                )
+                row["is_first"], row["is_latest"] = want_first, want_latest
+
+
+def refresh_version_flags(db: Session, collection_pk: int, stix_id: str) -> None:
+    """Recompute first/latest for one object after some of its versions were deleted."""
+    stored = _stored_versions(db, collection_pk, [stix_id])
+    if stored:
+        _set_version_flags(db, stored, {stix_id})

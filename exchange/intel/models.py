@@ -1,0 +1,100 @@
+"""Tables for API roots, collections, stored object versions and TAXII status resources."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from exchange.database.core import Base
+from exchange.database.types import BigIntPk, UtcDateTime, utcnow
+
+
+class ApiRoot(Base):
+    __tablename__ = "api_root"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    max_content_length: Mapped[int] = mapped_column(Integer)
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+    __table_args__ = (UniqueConstraint("api_root_pk", "alias"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    api_root_pk: Mapped[int] = mapped_column(ForeignKey("api_root.pk", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # TLP level that unmarked objects take; fail closed to amber.
+    default_tlp: Mapped[str] = mapped_column(String(16), default="amber")
+    # High-water mark of date_added (microseconds since the epoch), bumped under a row lock.
+    last_date_added_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ObjectVersion(Base):
+    """One stored version of one STIX object in one collection, kept as canonical text."""
+
+    __tablename__ = "object_version"
+    __table_args__ = (
+        UniqueConstraint("collection_pk", "date_added_us", name="uq_object_version_date_added"),
+        UniqueConstraint("collection_pk", "stix_id", "version", name="uq_object_version_id_version"),
+        Index("ix_object_version_latest_page", "collection_pk", "is_latest", "date_added_us"),
+        Index("ix_object_version_type_page", "collection_pk", "type", "date_added_us"),
+        Index("ix_object_version_stix_id", "stix_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    collection_pk: Mapped[int] = mapped_column(ForeignKey("collection.pk", ondelete="CASCADE"))
+    stix_id: Mapped[str] = mapped_column(String(300))
+    type: Mapped[str] = mapped_column(String(250))
+    spec_version: Mapped[str] = mapped_column(String(8))
+    # Sortable fixed-width UTC text of `modified`, else `created`, else date_added.
+    version: Mapped[str] = mapped_column(String(32))
+    # The version timestamp as the object itself writes it (what manifests report).
+    version_text: Mapped[str] = mapped_column(String(40))
+    date_added_us: Mapped[int] = mapped_column(BigInteger)
+    tlp_rank: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    confidence: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_first: Mapped[bool] = mapped_column(Boolean, default=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    added_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class TaxiiStatus(Base):
+    """A TAXII 2.1 status resource (section 4.3.1), kept for `status_ttl_days`."""
+
+    __tablename__ = "taxii_status"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    api_root_pk: Mapped[int] = mapped_column(ForeignKey("api_root.pk", ondelete="CASCADE"))
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    request_timestamp: Mapped[str] = mapped_column(String(40))
+    total_count: Mapped[int] = mapped_column(Integer)
+    success_count: Mapped[int] = mapped_column(Integer)
+    failure_count: Mapped[int] = mapped_column(Integer)
+    pending_count: Mapped[int] = mapped_column(Integer)
+    # JSON arrays of status-details, as served.
+    successes: Mapped[str] = mapped_column(Text)
+    failures: Mapped[str] = mapped_column(Text)
+    pendings: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

@@ -1,0 +1,60 @@
+"""date_added is kept as integer microseconds since the epoch; these convert it."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def us_to_text(us: int) -> str:
+    """TAXII timestamp text with microsecond precision, e.g. 2026-11-23T20:24:21.123456Z."""
+    seconds, micros = divmod(us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def text_to_us(text: str) -> int:
+    """Parse an RFC 3339 timestamp to microseconds; sub-microsecond digits are dropped.
+
+    Raises ValueError with a readable message for anything that is not a real timestamp.
+    """
+    match = _RFC3339.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp such as 2026-01-31T12:00:00Z")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = (match.group(7) or "").ljust(6, "0")[:6]
+    try:
+        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid date and time: {exc}") from None
+    if match.group(9):
+        sign = 1 if match.group(9) == "+" else -1
+        offset = (int(match.group(10)) * 60 + int(match.group(11))) * 60
+        moment = moment.timestamp() - sign * offset
+        base = int(moment) * 1_000_000
+    else:
+        base = int((moment - _EPOCH).total_seconds()) * 1_000_000
+    return base + int(fraction)
+
+
+def version_key(text: str) -> str:
+    """Sortable fixed-width UTC text (9 fractional digits) for a STIX timestamp.
+
+    String order of the result is time order, so versions sort correctly in SQL.
+    """
+    match = _RFC3339.match(text)
+    if not match or match.group(9):
+        raise ValueError(f"{text!r} is not a UTC timestamp such as 2026-01-31T12:00:00.000Z")
+    text_to_us(text)  # rejects impossible dates
+    fraction = (match.group(7) or "").ljust(9, "0")
+    head = "{}-{}-{}T{}:{}:{}".format(*(match.group(i) for i in range(1, 7)))
+    return f"{head}.{fraction}Z"

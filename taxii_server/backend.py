@@ -1,0 +1,399 @@
+"""SqlBackend: answers medallion's TAXII 2.1 views from our store, under our access rules."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from flask import g, request
+from medallion import auth
+from medallion.backends.base import Backend
+from medallion.exceptions import ProcessingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.auth.service import Principal
+from exchange.config import Settings
+from exchange.database.core import session_scope
+from exchange.errors import BadRequestError, InvalidCursorError
+from exchange.intel import ingest as ingest_service
+from exchange.intel import query, service
+from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatus
+from exchange.intel.timestamps import us_to_text
+from taxii_server import access
+from taxii_server.cursor import Cursor, CursorCodec
+from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
+
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+STIX_MEDIA = "application/stix+json;version=2.1"
+VERSIONS_FILTERS = ("added_after", "match[spec_version]")
+DELETE_FILTERS = ("match[version]", "match[spec_version]")
+
+
+class SqlBackend(Backend):
+    def __init__(self, *, session_factory: sessionmaker[Session], settings: Settings, codec: CursorCodec):
+        self._factory = session_factory
+        self._settings = settings
+        self._codec = codec
+
+    # --- request plumbing ---------------------------------------------------------------
+
+    def _db(self) -> Session:
+        if "exchange_db" not in g:
+            g.exchange_db = self._factory()
+        return g.exchange_db
+
+    @staticmethod
+    def _principal() -> Principal:
+        principal = auth.current_user()
+        if not isinstance(principal, Principal):  # the auth decorator guarantees it
+            raise ProcessingError("Authentication required", 401)
+        return principal
+
+    def _root(self, name: str) -> ApiRoot | None:
+        cache = g.setdefault("exchange_roots", {})
+        if name not in cache:
+            cache[name] = service.get_api_root(self._db(), name)
+        return cache[name]
+
+    def _resolve(
+        self, api_root: str, ref: str
+    ) -> tuple[ApiRoot, Collection, access.CollectionAccess] | None:
+        cache = g.setdefault("exchange_collections", {})
+        key = (api_root, ref)
+        if key not in cache:
+            found = None
+            root = self._root(api_root)
+            if root is not None:
+                coll = service.get_collection(self._db(), api_root_pk=root.pk, ref=ref, missing_ok=True)
+                if coll is not None:
+                    grant = access.collection_access(self._db(), self._principal(), coll)
+                    if grant is not None:
+                        found = (root, coll, grant)
+            cache[key] = found
+        return cache[key]
+
+    def _require(self, api_root: str, ref: str, *, read: bool = True):  # type: ignore[no-untyped-def]
+        found = self._resolve(api_root, ref)
+        if found is None:
+            raise ProcessingError(f"Collection '{ref}' not found", 404)
+        if read and not found[2].can_read:
+            raise ProcessingError(f"Forbidden to read collection '{ref}'", 403)
+        return found
+
+    def _base_url(self) -> str:
+        if self._settings.public_url:
+            return self._settings.public_url.rstrip("/") + "/taxii2/"
+        return request.url_root
+
+    @staticmethod
+    def _collection_resource(coll: Collection, grant: access.CollectionAccess) -> dict[str, Any]:
+        return {
+            "id": coll.id,
+            "title": coll.title,
+            "description": coll.description,
+            "alias": coll.alias,
+            "can_read": grant.can_read,
+            "can_write": grant.can_write,
+            "media_types": [STIX_MEDIA],
+        }
+
+    def _visible_roots(self) -> list[ApiRoot]:
+        db, principal = self._db(), self._principal()
+        roots = []
+        for root in service.list_api_roots(db):
+            if principal.is_internal or any(
+                access.collection_access(db, principal, c)
+                for c in service.list_collections(db, api_root_pk=root.pk)
+            ):
+                roots.append(root)
+        return roots
+
+    # --- cursors ------------------------------------------------------------------------
+
+    def _filters_and_position(
+        self, coll: Collection, endpoint: str, filter_args: dict[str, str], allowed: tuple[str, ...]
+    ) -> tuple[dict[str, Any], Any]:
+        """Validated filters, and the keyset position carried by `next` (None on page one)."""
+        given = normalised_filters(request.args, allowed=allowed)
+        token = request.args.get("next")
+        if token is None:
+            return given, None
+        cursor = self._codec.decode(token)
+        if (
+            cursor.caller != self._principal().credential_id
+            or cursor.collection != coll.id
+            or cursor.endpoint != endpoint
+        ):
+            raise InvalidCursorError("this 'next' cursor was issued for another request")
+        for key, value in given.items():
+            if cursor.filters.get(key) != value:
+                raise InvalidCursorError(
+                    f"'{key}' differs from the request that issued this 'next' cursor; "
+                    "repeat the original filters or leave them out"
+                )
+        return cursor.filters, cursor.position
+
+    def _next_token(self, coll: Collection, endpoint: str, filters: dict[str, Any], position: Any) -> str:
+        return self._codec.encode(
+            Cursor(self._principal().credential_id, coll.id, endpoint, filters, position)
+        )
+
+    @staticmethod
+    def _date_headers(first_us: int, last_us: int) -> dict[str, str]:
+        return {
+            "X-TAXII-Date-Added-First": us_to_text(first_us),
+            "X-TAXII-Date-Added-Last": us_to_text(last_us),
+        }
+
+    def _empty_headers(self, coll: Collection, filters: dict[str, Any], position: Any) -> dict[str, str]:
+        # Nothing matched up to the collection's high-water mark read before the page query,
+        # so that mark is a safe point to resume polling from.
+        floor = max(
+            g.get("exchange_high_water", 0),
+            filters.get("added_after") or 0,
+            position if isinstance(position, int) else 0,
+        )
+        return self._date_headers(floor, floor)
+
+    def _page(
+        self,
+        coll: Collection,
+        grant: access.CollectionAccess,
+        endpoint: str,
+        filter_args: dict[str, str],
+        limit: int,
+        columns: tuple,  # type: ignore[type-arg]
+        extra_filter: dict[str, Any] | None = None,
+    ):  # type: ignore[no-untyped-def]
+        filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
+        flt = to_object_filter(filters | (extra_filter or {}), default_versions=("last",))
+        db = self._db()
+        g.exchange_high_water = coll.last_date_added_us
+        rows, more = query.page_by_date_added(
+            db,
+            collection_pk=coll.pk,
+            flt=flt,
+            after_us=position,
+            limit=limit,
+            columns=columns,
+            extra=grant.predicates,
+        )
+        body: dict[str, Any] = {"more": more}
+        if more:
+            body["next"] = self._next_token(coll, endpoint, filters, rows[-1].date_added_us)
+        if rows:
+            headers = self._date_headers(rows[0].date_added_us, rows[-1].date_added_us)
+        else:
+            headers = self._empty_headers(coll, filters, position)
+        return rows, body, headers
+
+    # --- TAXII 2.1 endpoints ------------------------------------------------------------
+
+    def server_discovery(self) -> dict[str, Any]:
+        """Section 4.1: discovery, listing only API roots the caller may use."""
+        base = self._base_url()
+        roots = [base + r.name + "/" for r in self._visible_roots()]
+        resource: dict[str, Any] = {
+            "title": "National CERT cyber incident information exchange",
+            "description": "STIX 2.1 incidents and indicators shared under bilateral agreements",
+            "api_roots": roots,
+        }
+        default = base + self._settings.api_root + "/"
+        if default in roots:
+            resource["default"] = default
+        return resource
+
+    def get_api_root_information(self, api_root: str) -> dict[str, Any] | None:
+        """Section 4.2: API root information."""
+        root = self._root(api_root)
+        if root is None or root not in self._visible_roots_cached():
+            return None
+        return {
+            "title": root.title,
+            "description": root.description,
+            "versions": [TAXII_MEDIA],
+            "max_content_length": root.max_content_length,
+        }
+
+    def _visible_roots_cached(self) -> list[ApiRoot]:
+        if "exchange_visible_roots" not in g:
+            g.exchange_visible_roots = self._visible_roots()
+        return g.exchange_visible_roots
+
+    def get_status(self, api_root: str, status_id: str) -> dict[str, Any] | None:
+        """Section 4.3: a status resource, shown only to the caller that made it (or an admin)."""
+        root = self._root(api_root)
+        if root is None:
+            return None
+        row = self._db().get(TaxiiStatus, status_id)
+        principal = self._principal()
+        if row is None or row.api_root_pk != root.pk:
+            return None
+        if row.owner != principal.credential_id and principal.role != "admin":
+            return None
+        return self._status_resource(row)
+
+    @staticmethod
+    def _status_resource(row: TaxiiStatus) -> dict[str, Any]:
+        resource: dict[str, Any] = {
+            "id": row.id,
+            "status": row.status,
+            "request_timestamp": row.request_timestamp,
+            "total_count": row.total_count,
+            "success_count": row.success_count,
+            "failure_count": row.failure_count,
+            "pending_count": row.pending_count,
+        }
+        for name, text in (("successes", row.successes), ("failures", row.failures), ("pendings", row.pendings)):
+            if text != "[]":
+                resource[name] = orjson.Fragment(text)
+        return resource
+
+    def get_collections(self, api_root: str) -> dict[str, Any]:
+        """Section 5.1: the collections the caller may know of."""
+        root = self._root(api_root)
+        db, principal = self._db(), self._principal()
+        listed = []
+        for coll in service.list_collections(db, api_root_pk=root.pk) if root else []:
+            grant = access.collection_access(db, principal, coll)
+            if grant is not None:
+                listed.append(self._collection_resource(coll, grant))
+        return {"collections": listed} if listed else {}
+
+    def get_collection(self, api_root: str, collection_id: str) -> dict[str, Any] | None:
+        """Section 5.2: one collection; None (404) when the caller may not know it."""
+        found = self._resolve(api_root, collection_id)
+        if found is None:
+            return None
+        return self._collection_resource(found[1], found[2])
+
+    def get_object_manifest(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
+        """Section 5.3: manifest entries, paged like objects."""
+        _, coll, grant = self._require(api_root, collection_id)
+        rows, body, headers = self._page(
+            coll,
+            grant,
+            "manifest",
+            filter_args,
+            limit,
+            (ObjectVersion.stix_id, ObjectVersion.date_added_us, ObjectVersion.version_text),
+        )
+        if rows:
+            body["objects"] = [
+                {
+                    "id": r.stix_id,
+                    "date_added": us_to_text(r.date_added_us),
+                    "version": r.version_text,
+                    "media_type": STIX_MEDIA,
+                }
+                for r in rows
+            ]
+        return body, headers
+
+    def get_objects(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
+        """Section 5.4: an envelope of objects, stored canonical text spliced in as is."""
+        _, coll, grant = self._require(api_root, collection_id)
+        rows, body, headers = self._page(
+            coll, grant, "objects", filter_args, limit, (ObjectVersion.date_added_us, ObjectVersion.body)
+        )
+        if rows:
+            body["objects"] = [orjson.Fragment(r.body) for r in rows]
+        return body, headers
+
+    def add_objects(self, api_root, collection_id, objs, request_time):  # type: ignore[no-untyped-def]
+        """Section 5.5: validate and store an envelope; one transaction; a status resource."""
+        root, coll, grant = self._require(api_root, collection_id, read=False)
+        if not grant.can_write:
+            raise ProcessingError(f"Forbidden to write collection '{collection_id}'", 403)
+        if not isinstance(objs, dict) or not isinstance(objs.get("objects"), list):
+            raise BadRequestError(
+                "the request body must be a TAXII envelope: a JSON object with an 'objects' list"
+            )
+        principal = self._principal()
+        timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with session_scope(self._factory, write=True) as db:
+            target = db.get(Collection, coll.pk)
+            result = ingest_service.ingest(
+                db,
+                collection=target,
+                objects=objs["objects"],
+                origin="analyst" if principal.is_internal else "partner",
+                added_by=principal.credential_id,
+            )
+            status = TaxiiStatus(
+                id=str(uuid.uuid4()),
+                api_root_pk=root.pk,
+                owner=principal.credential_id,
+                status="complete",
+                request_timestamp=timestamp,
+                total_count=len(objs["objects"]),
+                success_count=len(result.successes),
+                failure_count=len(result.failures),
+                pending_count=0,
+                successes=orjson.dumps(result.successes).decode(),
+                failures=orjson.dumps(result.failures).decode(),
+                pendings="[]",
+            )
+            db.add(status)
+        return self._status_resource(status)
+
+    def get_object(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
+        """Section 5.6: the versions of one object (latest by default) in an envelope."""
+        _, coll, grant = self._require(api_root, collection_id)
+        if not query.object_exists(self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates):
+            raise ProcessingError(f"Object '{object_id}' not found", 404)
+        rows, body, headers = self._page(
+            coll,
+            grant,
+            f"object:{object_id}",
+            filter_args,
+            limit,
+            (ObjectVersion.date_added_us, ObjectVersion.body),
+            extra_filter={"match[id]": [object_id]},
+        )
+        if rows:
+            body["objects"] = [orjson.Fragment(r.body) for r in rows]
+        return body, headers
+
+    def delete_object(self, api_root, collection_id, object_id, filter_args, allowed_filters):  # type: ignore[no-untyped-def]
+        """Section 5.7: delete the matching versions of one object (all by default)."""
+        _, coll, grant = self._require(api_root, collection_id)
+        if not (grant.can_write and access.may_delete(self._principal())):
+            raise ProcessingError(f"Forbidden to delete from collection '{collection_id}'", 403)
+        filters = normalised_filters(request.args, allowed=DELETE_FILTERS)
+        flt = to_object_filter(filters, default_versions=("all",))
+        with session_scope(self._factory, write=True) as db:
+            deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
+            if not deleted:
+                raise ProcessingError(f"Object '{object_id}' not found", 404)
+            ingest_service.refresh_version_flags(db, coll.pk, object_id)
+
+    def get_object_versions(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
+        """Section 5.8: the versions of one object, oldest first."""
+        _, coll, grant = self._require(api_root, collection_id)
+        db = self._db()
+        if not query.object_exists(db, collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates):
+            raise ProcessingError(f"Object '{object_id}' not found", 404)
+        endpoint = f"versions:{object_id}"
+        filters, position = self._filters_and_position(coll, endpoint, filter_args, VERSIONS_FILTERS)
+        flt = to_object_filter(filters, default_versions=("all",))
+        g.exchange_high_water = coll.last_date_added_us
+        rows, more = query.page_versions(
+            db,
+            collection_pk=coll.pk,
+            stix_id=object_id,
+            flt=flt,
+            after_version=position,
+            limit=limit,
+            extra=grant.predicates,
+        )
+        body: dict[str, Any] = {"more": more}
+        if more:
+            body["next"] = self._next_token(coll, endpoint, filters, rows[-1].version)
+        if rows:
+            body["versions"] = [r.version_text for r in rows]
+            added = [r.date_added_us for r in rows]
+            headers = self._date_headers(min(added), max(added))
+        else:
+            headers = self._empty_headers(coll, filters, None)
+        return body, headers

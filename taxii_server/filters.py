@@ -1,0 +1,80 @@
+"""Parse and validate TAXII 2.1 query parameters (section 3.6) into an ObjectFilter."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from exchange.errors import BadRequestError
+from exchange.intel.query import VERSION_KEYWORDS, ObjectFilter
+from exchange.intel.timestamps import text_to_us, version_key
+
+_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}$")
+_SPEC_VERSION = re.compile(r"^\d\.\d$")
+FILTER_KEYS = ("added_after", "match[id]", "match[type]", "match[version]", "match[spec_version]")
+
+
+def _values(args: MultiDict[str, str], key: str) -> list[str] | None:
+    raw = args.getlist(key)
+    if not raw:
+        return None
+    values = [v.strip() for item in raw for v in item.split(",")]
+    if any(not v for v in values):
+        raise BadRequestError(f"'{key}' has an empty value")
+    return sorted(set(values))
+
+
+def normalised_filters(
+    args: MultiDict[str, str], *, allowed: tuple[str, ...] = FILTER_KEYS
+) -> dict[str, Any]:
+    """The filters the request names, validated and in canonical form (for cursors too)."""
+    out: dict[str, Any] = {}
+    if "added_after" in allowed and "added_after" in args:
+        text = args.get("added_after", "")
+        try:
+            out["added_after"] = text_to_us(text)
+        except ValueError as exc:
+            raise BadRequestError(f"added_after: {exc}") from None
+    for key, pattern, what in (
+        ("match[id]", _ID, "a STIX id such as indicator--<uuid>"),
+        ("match[type]", _TYPE, "a STIX type such as indicator"),
+        ("match[spec_version]", _SPEC_VERSION, "a spec version such as 2.1"),
+    ):
+        if key not in allowed:
+            continue
+        values = _values(args, key)
+        if values is None:
+            continue
+        for value in values:
+            if not pattern.match(value):
+                raise BadRequestError(f"{key}: {value!r} is not {what}")
+        out[key] = [v.lower() for v in values] if key == "match[id]" else values
+    if "match[version]" in allowed:
+        values = _values(args, "match[version]")
+        if values is not None:
+            keys = []
+            for value in values:
+                if value in VERSION_KEYWORDS:
+                    keys.append(value)
+                    continue
+                try:
+                    keys.append(version_key(value))
+                except ValueError:
+                    raise BadRequestError(
+                        f"match[version]: {value!r} is not 'last', 'first', 'all' or a timestamp"
+                    ) from None
+            out["match[version]"] = sorted(set(keys))
+    return out
+
+
+def to_object_filter(filters: dict[str, Any], *, default_versions: tuple[str, ...]) -> ObjectFilter:
+    """An ObjectFilter for the store from normalised filters."""
+    return ObjectFilter(
+        added_after_us=filters.get("added_after"),
+        ids=tuple(filters.get("match[id]", ())),
+        types=tuple(filters.get("match[type]", ())),
+        versions=tuple(filters.get("match[version]", default_versions)),
+        spec_versions=tuple(filters.get("match[spec_version]", ())),
+    )

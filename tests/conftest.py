@@ -1,0 +1,169 @@
+"""Shared fixtures: settings, migrated engines on SQLite and PostgreSQL, live servers."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from exchange.auth import service as auth_service
+from exchange.bootstrap import initialise, migrate
+from exchange.config import Settings
+from exchange.database.core import make_engine, make_session_factory, session_scope
+from exchange.intel import service
+from exchange.intel.models import Collection
+from exchange.main import create_app
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _postgres_admin_url() -> str | None:
+    """The PostgreSQL server to make throw-away databases on, or None to skip (with reason)."""
+    url = os.environ.get("EXCHANGE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return DEFAULT_PG
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 and EXCHANGE_TEST_POSTGRES_URL unset")
+    name = f"exchange_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("EXCHANGE_TEST_POSTGRES_URL"):
+            raise
+        pytest.skip(f"cannot create a PostgreSQL test database: {exc}")
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def settings(backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Settings:
+    data_dir = tmp_path_factory.mktemp(f"data-{backend}")
+    url = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        secret_key="test-secret-" + "x" * 40,
+        max_content_length=2 * 1024 * 1024,
+        max_page_size=1000,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    settings.ensure_data_dir()
+    eng = make_engine(settings.sqlalchemy_url)
+    migrate(eng)
+    with session_scope(make_session_factory(eng), write=True) as db:
+        initialise(db, settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test."""
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    engine: Engine
+
+    @property
+    def api_root(self) -> str:
+        return f"{self.url}/taxii2/{self.settings.api_root}/"
+
+    def session(self):  # type: ignore[no-untyped-def]
+        return session_scope(make_session_factory(self.engine), write=True)
+
+    def credential(self, role: str = "admin", **kwargs) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+        with self.session() as db:
+            cred, key = auth_service.create_credential(db, name=f"test {role}", role=role, **kwargs)
+        return cred.id, key
+
+    def collection(self, alias: str | None = None, default_tlp: str = "amber") -> Collection:
+        with self.session() as db:
+            root = service.get_api_root(db, self.settings.api_root)
+            return service.create_collection(
+                db, api_root=root, alias=alias or f"c-{uuid.uuid4().hex[:12]}",
+                title="test collection", default_tlp=default_tlp,
+            )
+
+    def collection_url(self, coll: Collection) -> str:
+        return f"{self.api_root}collections/{coll.id}/"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  # type: ignore[no-untyped-def]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return server, thread
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
+    """The real app under uvicorn on a free 127.0.0.1 port."""
+    port = free_port()
+    server, thread = start_uvicorn(create_app(settings), port)
+    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, engine=engine)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def admin(live_server: LiveServer) -> tuple[str, str]:
+    return live_server.credential("admin")
