@@ -63,7 +63,15 @@ TLP_2_0: dict[str, dict[str, Any]] = {
     level: CANONICAL_MARKINGS[mid] for mid, (v, level) in _CANONICAL_IDS.items() if v == "2.0"
 }
 
-_RANK_BY_ID = {mid: _RANKS[level] for mid, (_, level) in _CANONICAL_IDS.items()}
+# Well-known non-OASIS ids that real tools mark with. OpenCTI (and many connectors built on
+# it) marks TLP:AMBER+STRICT with this fixed id; treating it as unmarked would downgrade
+# amber+strict content to the collection default, so it counts as amber+strict.
+ALIAS_IDS: dict[str, str] = {
+    "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37": "amber+strict",
+}
+_RANK_BY_ID = {mid: _RANKS[level] for mid, (_, level) in _CANONICAL_IDS.items()} | {
+    mid: _RANKS[level] for mid, level in ALIAS_IDS.items()
+}
 _TIMESTAMP = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?Z")
 
 
@@ -120,6 +128,8 @@ def check_marking_definition(obj: dict[str, Any]) -> str | None:
         return None
     marking_id = obj.get("id")
     known = _CANONICAL_IDS.get(marking_id) if isinstance(marking_id, str) else None
+    if isinstance(marking_id, str) and marking_id in ALIAS_IDS:
+        return _alias_difference(obj, ALIAS_IDS[marking_id])
     if known is None:
         claim = _tlp_claim(obj)
         if claim is None:
@@ -131,6 +141,26 @@ def check_marking_definition(obj: dict[str, Any]) -> str | None:
         return None
     version, level = known
     return f"forged TLP marking definition: {problem} (canonical TLP {version} {level.upper()})"
+
+
+def _alias_difference(obj: dict[str, Any], level: str) -> str | None:
+    """An alias id's definition may take any shape, but must not name another level."""
+    texts = [obj.get("name")]
+    for container in ("definition", "extensions"):
+        value = obj.get(container)
+        if isinstance(value, dict):
+            texts += list(value.values())
+            texts += [v for inner in value.values() if isinstance(inner, dict) for v in inner.values()]
+    named = set()
+    for text in texts:
+        if isinstance(text, str):
+            word = text.strip().lower().removeprefix("tlp:")
+            if word in _RANKS:
+                named.add(LEVELS[_RANKS[word]])
+    if named - {level}:
+        return (f"forged TLP marking definition: {obj.get('id')} is {level.upper()} but this "
+                f"definition names {', '.join(sorted(named - {level}))}")
+    return None
 
 
 def _tlp_claim(obj: dict[str, Any]) -> str | None:

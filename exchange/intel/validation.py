@@ -27,7 +27,7 @@ from stix2patterns.v21.pattern import Pattern
 from stix2patterns.v21.validator import DuplicateQualifierTypeError, ValidationListener
 
 from exchange.errors import InvalidStixError
-from policies.tlp import CANONICAL_MARKINGS, check_marking_definition, object_tlp
+from policies.tlp import TLP_1_0, check_marking_definition, object_tlp
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,6 @@ SCO_TYPES = frozenset({
     "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process",
     "software", "url", "user-account", "windows-registry-key", "x509-certificate",
 })
-_NOT_SDO = frozenset({"marking-definition", "language-content", "extension-definition"})
 _EXTENSION_TYPES = frozenset({
     "new-sdo", "new-sco", "new-sro", "property-extension", "toplevel-property-extension",
 })
@@ -140,8 +139,10 @@ def _check_spec_version(obj: dict[str, Any], typ: str, fail: Callable[[str], Exc
 
 def _is_tlp_1_0_in_2_0_form(obj: dict[str, Any]) -> bool:
     """Canonical TLP 1.0 definitions often travel without spec_version; tlp.py vets the rest."""
-    return obj["type"] == "marking-definition" and "definition_type" in CANONICAL_MARKINGS.get(
-        obj["id"], {})
+    return obj["id"] in _TLP_1_0_IDS
+
+
+_TLP_1_0_IDS = frozenset(definition["id"] for definition in TLP_1_0.values())
 
 
 def _time_order_problem(obj: dict[str, Any], checks: dict[str, Check]) -> str | None:
@@ -418,6 +419,7 @@ def _check_extensions(value: Any) -> str | None:
 _MARKING_REF = _reference(frozenset({"marking-definition"}))
 _OVERRIDES: dict[str, Check] = {  # where the spec says more than stix2's property classes
     "confidence": _number(True, 0, 100),
+    "definition": _is_object,
     "extensions": _check_extensions,
     "granular_markings": _list_of(_check_granular_marking),
     "object_marking_refs": _list_of(_MARKING_REF),
@@ -496,8 +498,8 @@ def _embedded(cls: type) -> Check:
 
 def _build_tables() -> tuple[dict[str, dict[str, Check]], dict[str, tuple[str, ...]]]:
     maps = STIX2_OBJ_MAPS["2.1"]
-    classes = {**maps["objects"], **maps["observables"]}
-    classes.pop("bundle", None)
+    classes = {typ: cls for typ, cls in {**maps["objects"], **maps["observables"]}.items()
+               if cls.__module__.startswith("stix2.v21.") and typ != "bundle"}  # no custom ones
     checks = {typ: _property_checks(cls) for typ, cls in classes.items()}
     required: dict[str, tuple[str, ...]] = {}
     for typ, cls in classes.items():

@@ -462,6 +462,7 @@ REFUSALS: list[tuple[str, Any, str]] = [
      sample("marking-definition", object_marking_refs=[SAMPLES["marking-definition"][0]["id"]]),
      "'object_marking_refs'"),
     ("marking definition without content", sample("marking-definition", definition=DROP), "'definition'"),
+    ("marking definition content a string", sample("marking-definition", definition="(c)"), "'definition'"),
     ("forged canonical tlp name", changed(TLP_2_0["amber"], name="TLP:CLEAR"), "'name'"),
     ("forged canonical tlp level",
      changed(CANONICAL_MARKINGS[TLP_AMBER_1], definition={"tlp": "white"}), "'definition'"),

@@ -217,3 +217,23 @@ def test_module_is_pure() -> None:
     source = open(tlp.__file__, encoding="utf-8").read()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert all(line.split()[1] in {"__future__", "re", "typing"} for line in imports), imports
+
+
+OPENCTI_AMBER_STRICT = "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37"
+
+
+def test_opencti_amber_strict_id_counts_as_amber_strict():
+    from policies.tlp import object_tlp
+
+    assert object_tlp({"object_marking_refs": [OPENCTI_AMBER_STRICT]}) == "amber+strict"
+
+
+def test_opencti_amber_strict_definition_is_accepted_unless_it_names_another_level():
+    from policies.tlp import check_marking_definition
+
+    exported = {"type": "marking-definition", "spec_version": "2.1", "id": OPENCTI_AMBER_STRICT,
+                "created": "2022-10-01T00:00:00.000Z", "definition_type": "TLP",
+                "definition": {"TLP": "TLP:AMBER+STRICT"}, "name": "TLP:AMBER+STRICT"}
+    assert check_marking_definition(exported) is None
+    lying = dict(exported, name="TLP:CLEAR", definition={"TLP": "TLP:CLEAR"})
+    assert "clear" in check_marking_definition(lying)
