@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app
+from flask import Response, current_app, g
 from medallion import auth
 
 from exchange.auth import service as auth_service
@@ -13,6 +13,25 @@ from taxii_server.errors import error_response
 
 log = logging.getLogger(__name__)
 REALM = "TAXII 2.1 exchange"
+
+
+def authenticate_request() -> Principal | None:
+    """The caller of the current request (Basic credentials), resolved once per request."""
+    if "exchange_principal" not in g:
+        given = auth.get_auth()
+        g.exchange_principal = _verify(given.username or "", given.password or "") if given else None
+    return g.exchange_principal
+
+
+def _callback(username: str, password: str) -> Principal | None:
+    # The guard in negotiation.py has already resolved the caller for this request.
+    if "exchange_principal" in g:
+        return g.exchange_principal
+    return _verify(username, password)
+
+
+def unauthorized() -> Response:
+    return _unauthorized(401)
 
 
 def _verify(username: str, password: str) -> Principal | None:
@@ -40,5 +59,5 @@ def _unauthorized(status: int) -> Response:
 
 def install() -> None:
     """Point medallion's module-level HTTPBasicAuth at our credential store (idempotent)."""
-    auth.verify_password(_verify)
+    auth.verify_password(_callback)
     auth.error_handler(_unauthorized)

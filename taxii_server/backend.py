@@ -27,6 +27,8 @@ TAXII_MEDIA = "application/taxii+json;version=2.1"
 STIX_MEDIA = "application/stix+json;version=2.1"
 VERSIONS_FILTERS = ("added_after", "match[spec_version]")
 DELETE_FILTERS = ("match[version]", "match[spec_version]")
+# Section 3.4.1: "last" is the default when no version parameter is given, DELETE included.
+DEFAULT_VERSIONS = ("last",)
 
 
 class SqlBackend(Backend):
@@ -81,9 +83,13 @@ class SqlBackend(Backend):
         return found
 
     def _base_url(self) -> str:
+        # Section 4.1.1: API root URLs MUST be HTTPS absolute URLs or relative URLs. Without a
+        # configured public URL we cannot know the scheme partners see, so stay relative.
         if self._settings.public_url:
             return self._settings.public_url.rstrip("/") + "/taxii2/"
-        return request.url_root
+        if request.scheme == "https":
+            return request.url_root
+        return request.script_root + "/"
 
     @staticmethod
     def _collection_resource(coll: Collection, grant: access.CollectionAccess) -> dict[str, Any]:
@@ -166,7 +172,7 @@ class SqlBackend(Backend):
         extra_filter: dict[str, Any] | None = None,
     ):  # type: ignore[no-untyped-def]
         filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
-        flt = to_object_filter(filters | (extra_filter or {}), default_versions=("last",))
+        flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
         db = self._db()
         g.exchange_high_water = coll.last_date_added_us
         rows, more = query.page_by_date_added(
@@ -196,8 +202,9 @@ class SqlBackend(Backend):
         resource: dict[str, Any] = {
             "title": "National CERT cyber incident information exchange",
             "description": "STIX 2.1 incidents and indicators shared under bilateral agreements",
-            "api_roots": roots,
         }
+        if roots:  # section 2: an empty list must not stand in for an omitted property
+            resource["api_roots"] = roots
         default = base + self._settings.api_root + "/"
         if default in roots:
             resource["default"] = default
@@ -309,6 +316,8 @@ class SqlBackend(Backend):
             raise BadRequestError(
                 "the request body must be a TAXII envelope: a JSON object with an 'objects' list"
             )
+        if not objs["objects"]:
+            raise BadRequestError("the envelope holds no objects; there is nothing to add")
         principal = self._principal()
         timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with session_scope(self._factory, write=True) as db:
@@ -351,6 +360,9 @@ class SqlBackend(Backend):
             (ObjectVersion.date_added_us, ObjectVersion.body),
             extra_filter={"match[id]": [object_id]},
         )
+        if not rows and "match[version]" in request.args and "next" not in request.args:
+            # Section 5.7: a deleted (or never stored) version MUST be a 404.
+            raise ProcessingError(f"Object '{object_id}' has no version matching the request", 404)
         if rows:
             body["objects"] = [orjson.Fragment(r.body) for r in rows]
         return body, headers
@@ -361,7 +373,7 @@ class SqlBackend(Backend):
         if not (grant.can_write and access.may_delete(self._principal())):
             raise ProcessingError(f"Forbidden to delete from collection '{collection_id}'", 403)
         filters = normalised_filters(request.args, allowed=DELETE_FILTERS)
-        flt = to_object_filter(filters, default_versions=("all",))
+        flt = to_object_filter(filters, default_versions=DEFAULT_VERSIONS)
         with session_scope(self._factory, write=True) as db:
             deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
             if not deleted:

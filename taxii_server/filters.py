@@ -17,13 +17,23 @@ FILTER_KEYS = ("added_after", "match[id]", "match[type]", "match[version]", "mat
 
 
 def _values(args: MultiDict[str, str], key: str) -> list[str] | None:
-    raw = args.getlist(key)
-    if not raw:
+    raw = _single(args, key)
+    if raw is None:
         return None
-    values = [v.strip() for item in raw for v in item.split(",")]
+    values = [v.strip() for v in raw.split(",")]
     if any(not v for v in values):
         raise BadRequestError(f"'{key}' has an empty value")
-    return sorted(set(values))
+    if len(set(values)) != len(values):
+        raise BadRequestError(f"'{key}' names the same value twice")
+    return sorted(values)
+
+
+def _single(args: MultiDict[str, str], key: str) -> str | None:
+    """TAXII 2.1 section 3.4: a parameter MUST NOT occur more than once in a request."""
+    raw = args.getlist(key)
+    if len(raw) > 1:
+        raise BadRequestError(f"'{key}' occurs {len(raw)} times; give it once, with comma-separated values")
+    return raw[0] if raw else None
 
 
 def normalised_filters(
@@ -31,8 +41,10 @@ def normalised_filters(
 ) -> dict[str, Any]:
     """The filters the request names, validated and in canonical form (for cursors too)."""
     out: dict[str, Any] = {}
-    if "added_after" in allowed and "added_after" in args:
-        text = args.get("added_after", "")
+    text = _single(args, "added_after") if "added_after" in allowed else None
+    if text is not None:
+        if not text.endswith(("Z", "z")):
+            raise BadRequestError(f"added_after: {text!r} must be a UTC timestamp ending in Z")
         try:
             out["added_after"] = text_to_us(text)
         except ValueError as exc:
@@ -65,7 +77,11 @@ def normalised_filters(
                     raise BadRequestError(
                         f"match[version]: {value!r} is not 'last', 'first', 'all' or a timestamp"
                     ) from None
-            out["match[version]"] = sorted(set(keys))
+            if "all" in keys and len(keys) > 1:
+                raise BadRequestError("match[version]: 'all' cannot be combined with other values")
+            if len(set(keys)) != len(keys):
+                raise BadRequestError("match[version] names the same version twice")
+            out["match[version]"] = sorted(keys)
     return out
 
 

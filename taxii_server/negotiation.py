@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 
 from exchange.errors import BadRequestError, PayloadTooLargeError
+from taxii_server import auth
 from taxii_server.errors import error_response
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
@@ -98,11 +99,20 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
 
     @app.before_request
     def _guard() -> Response | None:
+        # Authentication comes first: an anonymous caller learns nothing from content checks
+        # and cannot make us read a body.
+        if auth.authenticate_request() is None:
+            return auth.unauthorized()
+        if request.method == "HEAD":
+            # medallion's views only answer GET; serve HEAD as GET without the body.
+            g.exchange_head = True
+            request.environ["REQUEST_METHOD"] = "GET"
+            request.method = "GET"
         ok, why = accept_ok(request.headers.get("Accept"))
         if not ok:
             return error_response(406, "Not acceptable", why)
         request.environ["HTTP_ACCEPT"] = TAXII_MEDIA
-        if request.method in ("POST", "PUT", "PATCH"):
+        if request.method == "POST":
             ok, why = content_type_ok(request.headers.get("Content-Type"))
             if not ok:
                 return error_response(415, "Unsupported media type", why)
@@ -113,5 +123,17 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
                 raise BadRequestError("the request body is empty; send a TAXII envelope")
             request.environ["wsgi.input"] = io.BytesIO(body)
             request.environ["CONTENT_LENGTH"] = str(len(body))
+            # The body is buffered now; a leftover chunked marker would make Werkzeug
+            # ignore CONTENT_LENGTH and read nothing.
+            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
             request.environ["CONTENT_TYPE"] = TAXII_MEDIA
         return None
+
+    @app.after_request
+    def _strip_head_body(response: Response) -> Response:
+        if g.get("exchange_head"):
+            length = response.calculate_content_length()
+            response.set_data(b"")
+            if length is not None:
+                response.headers["Content-Length"] = str(length)
+        return response

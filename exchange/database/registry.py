@@ -1,6 +1,10 @@
 """Imports every table so Base.metadata is complete (Alembic and tests use it)."""
+from exchange.agreement import models as agreement_models  # noqa: F401
+from exchange.audit import models as audit_models  # noqa: F401
 from exchange.auth import models as auth_models  # noqa: F401
 from exchange.database.core import Base
+from exchange.disclosure import models as disclosure_models  # noqa: F401
 from exchange.intel import models as intel_models  # noqa: F401
+from exchange.partner import models as partner_models  # noqa: F401
 
 metadata = Base.metadata

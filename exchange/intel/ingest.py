@@ -107,7 +107,7 @@ def ingest(
         known = versions.get(cand.version)
         if known is not None:
             if known["body"] == cand.body:
-                result.successes.append(_detail(obj))
+                result.successes.append(_detail(obj) | {"version": str(known["version_text"])})
                 result.duplicates += 1
             else:
                 result.failures.append(

@@ -76,6 +76,8 @@ class ObjectVersion(Base):
     is_first: Mapped[bool] = mapped_column(Boolean, default=True)
     origin: Mapped[str] = mapped_column(String(16))
     added_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Partners an analyst narrowed this object to, as ",slug,slug," (NULL = no restriction).
+    audience: Mapped[str | None] = mapped_column(Text, nullable=True)
     body: Mapped[str] = mapped_column(Text)
 
 
@@ -98,3 +100,14 @@ class TaxiiStatus(Base):
     failures: Mapped[str] = mapped_column(Text)
     pendings: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class ObjectRef(Base):
+    """Ids an object version points to that a partner must be able to see too (closure)."""
+
+    __tablename__ = "object_ref"
+
+    object_version_pk: Mapped[int] = mapped_column(
+        ForeignKey("object_version.pk", ondelete="CASCADE"), primary_key=True
+    )
+    ref_id: Mapped[str] = mapped_column(String(300), primary_key=True)

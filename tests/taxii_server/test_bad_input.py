@@ -31,6 +31,7 @@ def count(http: httpx.Client, url: str) -> int:
         (b'"just a string"', "envelope"),
         (b'{"no_objects": []}', "envelope"),
         (b'{"objects": {"type": "indicator"}}', "envelope"),
+        (b'{"objects": []}', "no objects"),
     ],
 )
 def test_malformed_bodies_are_400_and_store_nothing(live_server, http, coll, body, says):
@@ -145,6 +146,10 @@ def test_empty_body_is_400(live_server, http, coll):
         ({"match[id]": "indicator"}, "match[id]"),
         ({"match[spec_version]": "two"}, "match[spec_version]"),
         ({"next": "garbage"}, "next"),
+        ({"added_after": "2026-01-01T01:00:00+01:00"}, "added_after"),
+        ({"match[version]": "all,last"}, "match[version]"),
+        ({"match[version]": "last,last"}, "match[version]"),
+        ({"match[type]": "indicator,indicator"}, "match[type]"),
         ({"next": "eyJhIjoxfQ.AAAA"}, "next"),
     ],
 )
@@ -152,6 +157,15 @@ def test_bad_query_parameters_are_400(live_server, http, coll, params, says):
     for endpoint in ("objects/", "manifest/"):
         error = is_error_resource(http.get(live_server.collection_url(coll) + endpoint, params=params), 400)
         assert says in error["description"], error
+
+
+@pytest.mark.parametrize("key", ["added_after", "match[type]", "match[version]", "match[id]"])
+def test_repeated_parameters_are_400(live_server, http, coll, key):
+    values = {"added_after": "2026-01-01T00:00:00Z", "match[type]": "indicator", "match[version]": "last",
+              "match[id]": "indicator--5d3f2c1b-0a9e-4c8d-b7f6-e5d4c3b2a190"}
+    params = [(key, values[key]), (key, values[key])]
+    error = is_error_resource(http.get(live_server.collection_url(coll) + "objects/", params=params), 400)
+    assert key in error["description"]
 
 
 def test_tampered_cursor_is_400(live_server, http, coll):

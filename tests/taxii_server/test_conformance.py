@@ -332,3 +332,64 @@ def test_limit_larger_than_page_size_is_capped(live_server, http, coll):
     _load(live_server, http, coll, 3)
     body = http.get(live_server.collection_url(coll) + "objects/", params={"limit": 10**9}).json()
     assert len(body["objects"]) == 3 and body["more"] is False
+
+
+# --- points a spec review found (TAXII 2.1 sections cited) -------------------------------
+
+
+def test_authentication_comes_before_content_checks(live_server, coll):
+    """Sections 5.x: a client that fails authentication gets 401, whatever else is wrong."""
+    url = live_server.collection_url(coll) + "objects/"
+    for response in (
+        httpx.get(url, headers={"Accept": "application/json"}),
+        httpx.post(url, content=b"{}", headers={"Accept": TAXII, "Content-Type": "application/json"}),
+        httpx.post(url, content=b" " * (live_server.settings.max_content_length + 1),
+                   headers={"Accept": TAXII, "Content-Type": TAXII}),
+    ):
+        is_error_resource(response, 401)
+
+
+def test_head_is_served_like_get_without_a_body(live_server, http, coll):
+    _load(live_server, http, coll, 1)
+    for path in ("objects/", "manifest/", ""):
+        response = http.head(live_server.collection_url(coll) + path)
+        assert response.status_code == 200 and response.content == b""
+        assert response.headers["content-type"] == TAXII
+
+
+def test_chunked_post_is_accepted(live_server, http, coll):
+    data = orjson.dumps(envelope([indicator()]))
+    response = http.post(live_server.collection_url(coll) + "objects/", content=iter([data[:10], data[10:]]),
+                         headers={"Content-Type": TAXII})
+    assert response.status_code == 202 and response.json()["success_count"] == 1
+
+
+def test_delete_without_version_removes_only_the_latest(live_server, http, coll):
+    """Section 3.4.1: 'last' is the default version parameter."""
+    url = live_server.collection_url(coll)
+    base = indicator(4)
+    stamps = ["2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z"]
+    post(http, url, envelope([dict(base, modified=s) for s in stamps]))
+    assert http.delete(f"{url}objects/{base['id']}/").status_code == 200
+    assert http.get(f"{url}objects/{base['id']}/versions/").json()["versions"] == stamps[:1]
+    # Section 5.7: the deleted version is then a 404.
+    gone = http.get(f"{url}objects/{base['id']}/", params={"match[version]": stamps[1]})
+    is_error_resource(gone, 404)
+
+
+def test_discovery_omits_empty_api_roots_and_uses_relative_urls(live_server, http):
+    own = http.get(f"{live_server.url}/taxii2/").json()
+    assert own["api_roots"] == [f"/taxii2/{live_server.settings.api_root}/"]
+    partner = live_server.credential("partner")
+    body = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=partner).json()
+    assert "api_roots" not in body and "default" not in body
+
+
+def test_duplicate_object_without_timestamps_reports_the_same_version(live_server, http, coll):
+    sco = {"type": "ipv4-addr", "spec_version": "2.1",
+           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    url = live_server.collection_url(coll)
+    first = post(http, url, envelope([sco])).json()["successes"][0]["version"]
+    again = post(http, url, envelope([sco])).json()["successes"][0]["version"]
+    assert first and first == again
+    assert http.get(f"{url}objects/{sco['id']}/versions/").json()["versions"] == [first]

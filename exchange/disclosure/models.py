@@ -1,0 +1,26 @@
+"""The disclosure ledger: which credential received which object version, when, how."""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from exchange.database.core import Base
+from exchange.database.types import BigIntPk
+
+
+class Disclosure(Base):
+    __tablename__ = "disclosure"
+    __table_args__ = (
+        Index("ix_disclosure_object", "stix_id", "version"),
+        Index("ix_disclosure_partner", "partner_pk", "at_us"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    object_version_pk: Mapped[int] = mapped_column(BigInteger)
+    stix_id: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(40))
+    collection_pk: Mapped[int] = mapped_column(Integer)
+    partner_pk: Mapped[int | None] = mapped_column(ForeignKey("partner.pk"), nullable=True)
+    credential_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    at_us: Mapped[int] = mapped_column(BigInteger)
