@@ -4,17 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
 from exchange import bootstrap
+from exchange.agreement import service as agreement_service
 from exchange.auth import service as auth_service
 from exchange.config import Settings, get_settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
-from exchange.errors import ExchangeError
+from exchange.errors import BadRequestError, ExchangeError
 from exchange.intel import service
+from exchange.partner import service as partner_service
+from policies.schemas import AgreementError
 
 
 @contextmanager
@@ -136,6 +140,157 @@ def cmd_collection_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+CLI_ACTOR = "cli"
+
+
+def cmd_partner_add(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as db:
+        partner, credential, key = partner_service.create(
+            db, slug=args.slug, name=args.name, country=args.country, contact=args.contact,
+            identity_id=args.identity, actor=CLI_ACTOR,
+        )
+    _emit(args, {"partner": partner.slug, "credential_id": credential.id, "key": key},
+          f"partner {partner.slug} added; first credential id {credential.id}  key {key}  "
+          "(the key is shown only now)")
+    return 0
+
+
+def cmd_partner_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as db:
+        data = [{"slug": p.slug, "name": p.name, "country": p.country, "status": p.status,
+                 "contact": p.contact} for p in partner_service.list_(db)]
+    if args.json:
+        print(json.dumps(data))
+    for p in [] if args.json else data:
+        print(f"{p['slug']:20} {p['country']}  {p['status']:9}  {p['name']}")
+    return 0
+
+
+def cmd_partner_status(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as db:
+        partner = partner_service.set_status(db, args.slug, args.status, actor=CLI_ACTOR)
+    print(f"partner {partner.slug} is {partner.status}")
+    return 0
+
+
+def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    expires = datetime.now(timezone.utc) + timedelta(days=args.days) if args.days else None
+    with _session(settings) as db:
+        partner = partner_service.get_by_slug(db, args.partner)
+        credential, key = partner_service.create_credential(
+            db, partner=partner, actor=CLI_ACTOR, name=args.name, expires_at=expires  # type: ignore[arg-type]
+        )
+    _emit(args, {"partner": args.partner, "credential_id": credential.id, "key": key},
+          f"credential {credential.id} for {args.partner}: key {key}  (shown only now)")
+    return 0
+
+
+def cmd_credential_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as db:
+        credential = auth_service.revoke(db, args.credential_id, actor=CLI_ACTOR)
+    print(f"credential {credential.id} revoked")
+    return 0
+
+
+def _load_agreement_file(path: str) -> object:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise BadRequestError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise BadRequestError(f"{path}: not valid YAML: {exc}") from None
+
+
+def cmd_agreement_apply(args: argparse.Namespace, settings: Settings) -> int:
+    # All files or none: one transaction, so a bad file leaves nothing half-applied.
+    with _session(settings) as db:
+        results = [agreement_service.apply(db, _load_agreement_file(path), actor=CLI_ACTOR, source=path)
+                   for path in args.files]
+    for path, applied in zip(args.files, results):
+        state = f"version {applied.version}" if applied.changed else f"unchanged (version {applied.version})"
+        print(f"{path}: agreement with {applied.partner}: {state}")
+        for change in applied.changes:
+            print(f"    {change['path']}: {change.get('old')!r} -> {change.get('new')!r}")
+    return 0
+
+
+def cmd_agreement_export(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    with _session(settings) as db:
+        documents = agreement_service.export_all(db)
+    if not args.dir:
+        print(yaml.safe_dump_all(documents, sort_keys=False), end="")
+        return 0
+    target = Path(args.dir)
+    target.mkdir(parents=True, exist_ok=True)
+    for doc in documents:
+        path = target / f"{doc['partner']}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        print(path)
+    return 0
+
+
+def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.agreement import preview as preview_service
+    from exchange.database.types import utcnow
+
+    with _session(settings) as db:
+        if args.file:
+            doc = agreement_service.validate(db, _load_agreement_file(args.file), source=args.file)
+        else:
+            doc = agreement_service.validate(db, agreement_service.current_document(db, args.partner))
+        report = preview_service.preview(db, doc, now=utcnow(), sample_size=args.sample)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    note = " (draft, previewed as if active)" if report["previewed_as_active"] else ""
+    print(f"{report['partner']} would see {report['total']} objects{note}")
+    for coll in report["collections"]:
+        if not coll["granted"]:
+            print(f"  {coll['collection']}: nothing (not granted now)")
+            continue
+        print(f"  {coll['collection']}: {coll['total']}")
+        print("    by type: " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_type"].items())))
+        print("    by TLP:  " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_tlp"].items())))
+        for obj in coll["sample"]:
+            print(f"    e.g. {obj.get('id')}  {obj.get('name', '')}")
+    return 0
+
+
+def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
+
+    with _session(settings) as db:
+        events = audit.list_(db, limit=args.limit, action=args.event_action)
+        rows = [{"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+                 "target": e.target, "details": json.loads(e.details)} for e in events]
+    if args.json:
+        print(json.dumps(rows))
+    for r in [] if args.json else rows:
+        print(f"{r['seq']:>6} {r['at']}  {r['actor']:24} {r['action']:22} {r['target']}  {json.dumps(r['details'])}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
+
+    with _session(settings) as db:
+        report = audit.verify(db)
+    if report.ok:
+        print(f"audit trail intact: {report.events} events")
+        return 0
+    print(f"audit trail TAMPERED ({report.events} events):", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +323,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("list", cmd_collection_list, "list collections", coll)
     p.add_argument("--json", action="store_true")
+
+    partner = sub.add_parser("partner", help="partner organisations").add_subparsers(dest="action", required=True)
+    p = add("add", cmd_partner_add, "add a partner and print its first credential's key once", partner)
+    p.add_argument("slug")
+    p.add_argument("--name", required=True)
+    p.add_argument("--country", required=True, help="ISO 3166-1 alpha-2, e.g. IN")
+    p.add_argument("--contact", default="")
+    p.add_argument("--identity", help="the STIX identity id that represents the partner")
+    p.add_argument("--json", action="store_true")
+    p = add("list", cmd_partner_list, "list partners", partner)
+    p.add_argument("--json", action="store_true")
+    p = add("suspend", cmd_partner_status, "suspend a partner: it is granted nothing", partner)
+    p.add_argument("slug")
+    p.set_defaults(status="suspended")
+    p = add("activate", cmd_partner_status, "reactivate a suspended partner", partner)
+    p.add_argument("slug")
+    p.set_defaults(status="active")
+
+    cred = sub.add_parser("credential", help="partner credentials").add_subparsers(dest="action", required=True)
+    p = add("create", cmd_credential_create, "another credential for a partner; key printed once", cred)
+    p.add_argument("partner")
+    p.add_argument("--name")
+    p.add_argument("--days", type=int, help="expires after this many days")
+    p.add_argument("--json", action="store_true")
+    p = add("revoke", cmd_credential_revoke, "revoke a credential at once", cred)
+    p.add_argument("credential_id")
+
+    agr = sub.add_parser("agreement", help="sharing agreements").add_subparsers(dest="action", required=True)
+    p = add("apply", cmd_agreement_apply, "validate and store agreement YAML files (all or none)", agr)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p = add("export", cmd_agreement_export, "write current agreements as YAML (one file each in DIR)", agr)
+    p.add_argument("dir", nargs="?")
+    p = add("preview", cmd_agreement_preview, "what a partner would see now", agr)
+    p.add_argument("partner")
+    p.add_argument("--file", help="preview this draft YAML instead of the stored agreement")
+    p.add_argument("--sample", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+
+    aud = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True)
+    p = add("list", cmd_audit_list, "newest audit events", aud)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--action", dest="event_action")
+    p.add_argument("--json", action="store_true")
+    add("verify", cmd_audit_verify, "check the hash chain; exit 1 if tampered", aud)
     return parser
 
 
@@ -182,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except ExchangeError as exc:
         print(f"exchange: {exc.message}", file=sys.stderr)
+        return 1
+    except AgreementError as exc:
+        print(f"exchange: invalid agreement: {exc}", file=sys.stderr)
         return 1
 
 

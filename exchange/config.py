@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # development; production refuses to start without it.
     secret_key: str | None = Field(default=None, repr=False)
     api_root: str = "root"
+    # The STIX identity of the national CERT: created_by_ref of what it publishes, and what
+    # third-party sources are replaced by when an agreement anonymises them.
+    identity_id: str = "identity--99992abe-90ad-53a1-9ba3-148c4379aa4e"
+    identity_name: str = "National CERT"
     max_content_length: int = 10 * 1024 * 1024
     max_page_size: int = 1000
     status_ttl_days: int = 7

@@ -4,13 +4,18 @@ from __future__ import annotations
 import logging
 
 from a2wsgi import WSGIMiddleware
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
+from exchange.agreement.routes import router as agreement_router
+from exchange.audit.routes import router as audit_router
 from exchange.database.core import make_engine, make_session_factory
+from exchange.errors import ExchangeError
+from exchange.partner.routes import router as partner_router
+from policies.schemas import AgreementError
 from taxii_server import create_taxii_app
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("health check: database unreachable: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
+
+    @app.exception_handler(ExchangeError)
+    def _exchange_error(_request: Request, exc: ExchangeError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
+        return JSONResponse(
+            {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.message},
+            status_code=exc.status, media_type="application/problem+json", headers=headers,
+        )
+
+    @app.exception_handler(AgreementError)
+    def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:
+        return JSONResponse(
+            {"type": "about:blank", "title": "Invalid agreement", "status": 422, "detail": str(exc),
+             "problems": [{"field": f, "reason": r} for f, r in exc.problems]},
+            status_code=422, media_type="application/problem+json",
+        )
+
+    for router in (partner_router, agreement_router, audit_router):
+        app.include_router(router)
 
     taxii = create_taxii_app(settings, factory, key_cache)
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]

@@ -1,18 +1,24 @@
-"""Who may see and write which collection. One place, checked before storage.
+"""Who may see and write which collection: one layer, checked before storage.
 
-Internal staff (admin, analyst) read and write every collection. Partner callers get only
-what an agreement grants; until agreements exist a partner is granted nothing (fail closed).
+Internal staff (admin, analyst) read and write every collection. A partner credential gets
+exactly what its organisation's agreement grants right now, as SQL predicates for reads and a
+write grant for POSTs; anything else is invisible (404), never merely forbidden.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from exchange.agreement import service as agreement_service
+from exchange.agreement import visibility
 from exchange.auth.service import Principal
+from exchange.database.types import utcnow
 from exchange.intel.models import Collection
+from exchange.intel.timestamps import now_us
+from policies.engine import ReadGrant, WriteGrant
 
 
 @dataclass(frozen=True)
@@ -21,15 +27,51 @@ class CollectionAccess:
     can_write: bool
     # Extra SQL predicates that restrict what the caller may read (sharing policy).
     predicates: Sequence[ColumnElement[bool]] = field(default_factory=tuple)
+    read_grant: ReadGrant | None = None
+    write_grant: WriteGrant | None = None
+    collection_grant: visibility.CollectionGrant | None = None
+    all_grants: Sequence[visibility.CollectionGrant] = ()
+    now_us: int = 0
 
 
 def collection_access(
-    db: Session, principal: Principal, collection: Collection
+    db: Session, principal: Principal, collection: Collection, *, cache: dict | None = None  # type: ignore[type-arg]
 ) -> CollectionAccess | None:
     """The caller's access to `collection`, or None when it must not even know it exists."""
     if principal.is_internal:
         return CollectionAccess(can_read=True, can_write=True)
-    return None
+    if principal.partner_pk is None:
+        return None
+    cache = cache if cache is not None else {}
+    now = utcnow()
+    if "doc" not in cache:
+        cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
+    doc = cache["doc"]
+    read, write = agreement_service.grants_for(db, principal, collection, now=now, doc=doc)
+    if read is None and write is None:
+        return None
+    if read is None:
+        return CollectionAccess(can_read=False, can_write=True, write_grant=write)
+    stamp = now_us()
+    if "grants" not in cache:
+        cache["grants"] = _all_read_grants(db, principal, doc, now)
+    own = visibility.collection_grant(collection, read)
+    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp)
+    return CollectionAccess(
+        can_read=True, can_write=write is not None, predicates=predicates, read_grant=read,
+        write_grant=write, collection_grant=own, all_grants=cache["grants"], now_us=stamp,
+    )
+
+
+def _all_read_grants(db: Session, principal: Principal, doc, now) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
+    if doc is None or doc.read is None:
+        return []
+    grants = []
+    for coll in db.scalars(select(Collection).where(Collection.alias.in_(doc.read.collections))):
+        read, _ = agreement_service.grants_for(db, principal, coll, now=now, doc=doc)
+        if read is not None:
+            grants.append(visibility.collection_grant(coll, read))
+    return grants
 
 
 def may_delete(principal: Principal) -> bool:

@@ -7,6 +7,7 @@ from flask import Response, current_app, g
 from medallion import auth
 
 from exchange.auth import service as auth_service
+from exchange.auth.deps import record_login_failure
 from exchange.auth.service import Principal
 from exchange.database.core import session_scope
 from taxii_server.errors import error_response
@@ -42,6 +43,7 @@ def _verify(username: str, password: str) -> Principal | None:
         principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
     if principal is None:
         log.warning("TAXII authentication failed for user %r", username[:64])
+        record_login_failure(ext.session_factory, username, "taxii")
     return principal
 
 

@@ -19,8 +19,11 @@ from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatus
 from exchange.intel.timestamps import us_to_text
-from taxii_server import access
+from exchange.audit import service as audit
+from exchange.disclosure import service as disclosure
+from taxii_server import access, gate
 from taxii_server.cursor import Cursor, CursorCodec
+from policies.engine import WriteGrant
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
@@ -29,6 +32,11 @@ VERSIONS_FILTERS = ("added_after", "match[spec_version]")
 DELETE_FILTERS = ("match[version]", "match[spec_version]")
 # Section 3.4.1: "last" is the default when no version parameter is given, DELETE included.
 DEFAULT_VERSIONS = ("last",)
+
+
+def _merge(first: tuple, second: tuple) -> tuple:  # type: ignore[type-arg]
+    names = {c.key for c in first}
+    return (*first, *(c for c in second if c.key not in names))
 
 
 class SqlBackend(Backend):
@@ -68,11 +76,17 @@ class SqlBackend(Backend):
             if root is not None:
                 coll = service.get_collection(self._db(), api_root_pk=root.pk, ref=ref, missing_ok=True)
                 if coll is not None:
-                    grant = access.collection_access(self._db(), self._principal(), coll)
+                    grant = access.collection_access(
+                        self._db(), self._principal(), coll, cache=self._policy_cache()
+                    )
                     if grant is not None:
                         found = (root, coll, grant)
             cache[key] = found
         return cache[key]
+
+    @staticmethod
+    def _policy_cache() -> dict[str, Any]:
+        return g.setdefault("exchange_policy", {})
 
     def _require(self, api_root: str, ref: str, *, read: bool = True):  # type: ignore[no-untyped-def]
         found = self._resolve(api_root, ref)
@@ -108,7 +122,7 @@ class SqlBackend(Backend):
         roots = []
         for root in service.list_api_roots(db):
             if principal.is_internal or any(
-                access.collection_access(db, principal, c)
+                access.collection_access(db, principal, c, cache=self._policy_cache())
                 for c in service.list_collections(db, api_root_pk=root.pk)
             ):
                 roots.append(root)
@@ -175,18 +189,21 @@ class SqlBackend(Backend):
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
         db = self._db()
         g.exchange_high_water = coll.last_date_added_us
+        partner = grant.read_grant is not None
         rows, more = query.page_by_date_added(
             db,
             collection_pk=coll.pk,
             flt=flt,
             after_us=position,
             limit=limit,
-            columns=columns,
+            columns=_merge(gate.GATE_COLUMNS, columns) if partner else columns,
             extra=grant.predicates,
         )
         body: dict[str, Any] = {"more": more}
         if more:
             body["next"] = self._next_token(coll, endpoint, filters, rows[-1].date_added_us)
+        if partner:
+            rows = gate.check(db, rows, grant)
         if rows:
             headers = self._date_headers(rows[0].date_added_us, rows[-1].date_added_us)
         else:
@@ -262,7 +279,7 @@ class SqlBackend(Backend):
         db, principal = self._db(), self._principal()
         listed = []
         for coll in service.list_collections(db, api_root_pk=root.pk) if root else []:
-            grant = access.collection_access(db, principal, coll)
+            grant = access.collection_access(db, principal, coll, cache=self._policy_cache())
             if grant is not None:
                 listed.append(self._collection_resource(coll, grant))
         return {"collections": listed} if listed else {}
@@ -304,8 +321,23 @@ class SqlBackend(Backend):
             coll, grant, "objects", filter_args, limit, (ObjectVersion.date_added_us, ObjectVersion.body)
         )
         if rows:
-            body["objects"] = [orjson.Fragment(r.body) for r in rows]
+            body["objects"] = self._serve(coll, grant, rows)
         return body, headers
+
+    def _serve(self, coll: Collection, grant: access.CollectionAccess, rows: list) -> list[Any]:  # type: ignore[type-arg]
+        """Object bodies for the caller; partners get redactions applied and a ledger entry."""
+        if grant.read_grant is None:
+            return [orjson.Fragment(r.body) for r in rows]
+        identity = self._settings.identity_id
+        bodies = [gate.body_for(r, grant, exchange_identity=identity) for r in rows]
+        with session_scope(self._factory, write=True) as db:
+            disclosure.record(
+                db,
+                principal=self._principal(),
+                served=[disclosure.Served(r.pk, r.stix_id, r.version_text, coll.pk) for r in rows],
+                channel="taxii",
+            )
+        return bodies
 
     def add_objects(self, api_root, collection_id, objs, request_time):  # type: ignore[no-untyped-def]
         """Section 5.5: validate and store an envelope; one transaction; a status resource."""
@@ -320,14 +352,21 @@ class SqlBackend(Backend):
             raise BadRequestError("the envelope holds no objects; there is nothing to add")
         principal = self._principal()
         timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        accepted, refused = _write_policy(objs["objects"], grant.write_grant)
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
             result = ingest_service.ingest(
                 db,
                 collection=target,
-                objects=objs["objects"],
+                objects=accepted,
                 origin="analyst" if principal.is_internal else "partner",
                 added_by=principal.credential_id,
+            )
+            result.failures.extend(refused)
+            audit.record(
+                db, actor=principal.credential_id, action="taxii.add_objects", target=coll.alias,
+                details={"new": result.created, "duplicates": result.duplicates,
+                         "failures": len(result.failures), "partner": principal.partner_slug},
             )
             status = TaxiiStatus(
                 id=str(uuid.uuid4()),
@@ -364,7 +403,7 @@ class SqlBackend(Backend):
             # Section 5.7: a deleted (or never stored) version MUST be a 404.
             raise ProcessingError(f"Object '{object_id}' has no version matching the request", 404)
         if rows:
-            body["objects"] = [orjson.Fragment(r.body) for r in rows]
+            body["objects"] = self._serve(coll, grant, rows)
         return body, headers
 
     def delete_object(self, api_root, collection_id, object_id, filter_args, allowed_filters):  # type: ignore[no-untyped-def]
@@ -378,6 +417,9 @@ class SqlBackend(Backend):
             deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
             if not deleted:
                 raise ProcessingError(f"Object '{object_id}' not found", 404)
+            audit.record(db, actor=self._principal().credential_id, action="taxii.delete_object",
+                         target=object_id, details={"collection": coll.alias, "versions": deleted,
+                                                    "filters": dict(request.args)})
             ingest_service.refresh_version_flags(db, coll.pk, object_id)
 
     def get_object_versions(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
@@ -409,3 +451,23 @@ class SqlBackend(Backend):
         else:
             headers = self._empty_headers(coll, filters, None)
         return body, headers
+
+
+def _write_policy(objects: list[Any], grant: WriteGrant | None) -> tuple[list[Any], list[dict[str, str]]]:
+    """Split a partner's envelope into what its agreement lets it write and what it does not."""
+    if grant is None:  # internal staff
+        return objects, []
+    accepted, refused = [], []
+    for obj in objects:
+        detail = ingest_service.status_detail(obj)
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if grant.require_signature:
+            # Signed submissions arrive with the signing issue; until then, refuse (fail closed).
+            refused.append(detail | {"message": "the agreement requires signed submissions; "
+                                                "this object carries no verifiable signature"})
+        elif grant.types is not None and kind not in grant.types:
+            refused.append(detail | {"message": f"the agreement does not let {grant.partner} write "
+                                                f"objects of type {kind!r} here"})
+        else:
+            accepted.append(obj)
+    return accepted, refused

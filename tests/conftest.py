@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine, create_engine, text
@@ -167,3 +168,21 @@ def live_server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
 @pytest.fixture(scope="session")
 def admin(live_server: LiveServer) -> tuple[str, str]:
     return live_server.credential("admin")
+
+
+TAXII = "application/taxii+json;version=2.1"
+
+
+@pytest.fixture
+def http(live_server, admin) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    """Plain HTTP as the admin, with the TAXII Accept header."""
+    with httpx.Client(auth=admin, headers={"Accept": TAXII}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def coll(live_server):  # type: ignore[no-untyped-def]
+    """A fresh, empty collection for one test."""
+    return live_server.collection()
+
+

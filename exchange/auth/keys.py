@@ -11,8 +11,9 @@ import time
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
-def new_key() -> str:
-    return secrets.token_urlsafe(32)
+def new_key(credential_id: str) -> str:
+    """A new API key; it starts with its credential id so a bare Bearer key finds its row."""
+    return f"{credential_id}.{secrets.token_urlsafe(32)}"
 
 
 def new_credential_id(prefix: str = "cred") -> str:

@@ -7,10 +7,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from exchange.audit import service as audit
 from exchange.auth.keys import VerifiedKeyCache, hash_key, new_credential_id, new_key
 from exchange.auth.models import Credential
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, NotFoundError
+from exchange.partner.models import Partner
 
 ROLES = ("admin", "analyst", "partner")
 INTERNAL_ROLES = ("admin", "analyst")
@@ -23,6 +25,8 @@ class Principal:
     credential_id: str
     name: str
     role: str
+    partner_pk: int | None = None
+    partner_slug: str | None = None
 
     @property
     def is_internal(self) -> bool:
@@ -30,16 +34,25 @@ class Principal:
 
 
 def create_credential(
-    db: Session, *, name: str, role: str, expires_at: datetime | None = None
+    db: Session,
+    *,
+    name: str,
+    role: str,
+    expires_at: datetime | None = None,
+    partner_pk: int | None = None,
 ) -> tuple[Credential, str]:
     """Create a credential; returns it with its key, which is never stored in clear."""
     if role not in ROLES:
         raise BadRequestError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if (role == "partner") != (partner_pk is not None):
+        raise BadRequestError("partner credentials, and only they, belong to a partner")
     if not name.strip():
         raise BadRequestError("a credential needs a name")
-    key = new_key()
+    credential_id = new_credential_id()
+    key = new_key(credential_id)
     credential = Credential(
-        id=new_credential_id(), name=name, role=role, key_hash=hash_key(key), expires_at=expires_at
+        id=credential_id, name=name, role=role, key_hash=hash_key(key), expires_at=expires_at,
+        partner_pk=partner_pk,
     )
     db.add(credential)
     db.flush()
@@ -62,11 +75,15 @@ def list_(db: Session, *, role: str | None = None) -> list[Credential]:
     return list(db.scalars(query))
 
 
-def revoke(db: Session, credential_id: str, *, cache: VerifiedKeyCache | None = None) -> Credential:
+def revoke(
+    db: Session, credential_id: str, *, actor: str = "system", cache: VerifiedKeyCache | None = None
+) -> Credential:
     """Revoke a credential at once."""
     credential = get(db, credential_id)
     if credential.revoked_at is None:
         credential.revoked_at = utcnow()
+        audit.record(db, actor=actor, action="credential.revoke", target=credential_id,
+                     details={"role": credential.role, "name": credential.name})
     if cache is not None:
         cache.forget(credential_id)
     db.flush()
@@ -86,4 +103,19 @@ def authenticate(
         return None
     if not cache.matches(credential.id, key, credential.key_hash):
         return None
-    return Principal(credential_id=credential.id, name=credential.name, role=credential.role)
+    slug = None
+    if credential.partner_pk is not None:
+        partner = db.get(Partner, credential.partner_pk)
+        if partner is None or partner.status != "active":
+            return None
+        slug = partner.slug
+    return Principal(credential_id=credential.id, name=credential.name, role=credential.role,
+                     partner_pk=credential.partner_pk, partner_slug=slug)
+
+
+def authenticate_key(db: Session, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
+    """The caller for a bare key (Bearer); keys carry their credential id before the dot."""
+    credential_id, dot, _ = key.partition(".")
+    if not dot:
+        return None
+    return authenticate(db, credential_id, key, cache=cache)

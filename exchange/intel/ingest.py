@@ -13,11 +13,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from exchange.errors import InvalidJsonError, InvalidStixError
-from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.intel.validation import StixMeta, validate_object
-from policies.tlp import rank
+from policies.engine import references
+from policies.tlp import ALIAS_IDS, level_of_marking, rank
 
 ORIGINS = ("analyst", "partner", "feed")
 _CHUNK = 500
@@ -39,6 +40,7 @@ class _Candidate:
     meta: StixMeta
     body: str
     version: str
+    refs: set[str]
     row: dict[str, Any] | None = None
 
 
@@ -47,7 +49,8 @@ def version_key_from_us(us: int) -> str:
     return us_to_text(us)[:-1] + "000Z"
 
 
-def _detail(obj: Any, message: str | None = None) -> dict[str, str]:
+def status_detail(obj: Any, message: str | None = None) -> dict[str, str]:
+    """TAXII status-details (section 4.3.1) for one submitted object."""
     stix_id = obj.get("id") if isinstance(obj, dict) else None
     version = None
     if isinstance(obj, dict):
@@ -68,20 +71,22 @@ def ingest(
     objects: Sequence[Any],
     origin: str,
     added_by: str | None = None,
+    audience: Sequence[str] | None = None,
 ) -> IngestResult:
     """Validate and store `objects` in `collection`; exact duplicates count as successes."""
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
     result = IngestResult()
+    audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
     valid: list[tuple[Any, _Candidate]] = []
     for obj in objects:
         try:
             meta = validate_object(obj)
             body = canonical_text(obj)
         except (InvalidStixError, InvalidJsonError) as exc:
-            result.failures.append(_detail(obj, exc.message))
+            result.failures.append(status_detail(obj, exc.message))
             continue
-        valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version)))
+        valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj))))
     if not valid:
         return result
 
@@ -107,11 +112,11 @@ def ingest(
         known = versions.get(cand.version)
         if known is not None:
             if known["body"] == cand.body:
-                result.successes.append(_detail(obj) | {"version": str(known["version_text"])})
+                result.successes.append(status_detail(obj) | {"version": str(known["version_text"])})
                 result.duplicates += 1
             else:
                 result.failures.append(
-                    _detail(
+                    status_detail(
                         obj,
                         f"{cand.meta.stix_id} version {_shown_version(obj, known)} is already "
                         "stored with different content; a changed object needs a new 'modified'",
@@ -135,12 +140,13 @@ def ingest(
             "is_first": False,
             "origin": origin,
             "added_by": added_by,
+            "audience": audience_text,
             "body": cand.body,
             "pk": None,
         }
         versions[cand.version] = cand.row
         new_rows.append(cand)
-        result.successes.append(_detail(obj) | {"version": cand.row["version_text"]})
+        result.successes.append(status_detail(obj) | {"version": cand.row["version_text"]})
         result.stored_ids.append(cand.meta.stix_id)
 
     if not new_rows:
@@ -151,6 +157,7 @@ def ingest(
         del row["pk"]
     for start in range(0, len(rows), _CHUNK):
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
+    _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
     db.execute(
         update(Collection)
         .where(Collection.pk == collection.pk)
@@ -158,6 +165,29 @@ def ingest(
     )
     result.created = len(rows)
     return result
+
+
+def closure_refs(obj: dict[str, Any]) -> set[str]:
+    """Ids a partner must be able to see before it may see `obj` (TLP markings are known to all)."""
+    return {ref for ref in references(obj) if level_of_marking(ref) is None and ref not in ALIAS_IDS}
+
+
+def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> None:
+    if not cands:
+        return
+    by_date = {c.row["date_added_us"]: c for c in cands if c.row is not None}
+    stamps = sorted(by_date)
+    links = []
+    for start in range(0, len(stamps), _CHUNK):
+        for pk, stamp in db.execute(
+            select(ObjectVersion.pk, ObjectVersion.date_added_us).where(
+                ObjectVersion.collection_pk == collection_pk,
+                ObjectVersion.date_added_us.in_(stamps[start : start + _CHUNK]),
+            )
+        ):
+            links += [{"object_version_pk": pk, "ref_id": ref} for ref in sorted(by_date[stamp].refs)]
+    for start in range(0, len(links), _CHUNK):
+        db.execute(insert(ObjectRef), links[start : start + _CHUNK])
 
 
 def _shown_version(obj: Any, known: dict[str, Any]) -> str:

@@ -380,8 +380,14 @@ def test_delete_without_version_removes_only_the_latest(live_server, http, coll)
 def test_discovery_omits_empty_api_roots_and_uses_relative_urls(live_server, http):
     own = http.get(f"{live_server.url}/taxii2/").json()
     assert own["api_roots"] == [f"/taxii2/{live_server.settings.api_root}/"]
-    partner = live_server.credential("partner")
-    body = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=partner).json()
+    import uuid
+
+    from exchange.partner import service as partner_service
+
+    with live_server.session() as db:
+        _, cred, key = partner_service.create(db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN",
+                                              actor="test")
+    body = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=(cred.id, key)).json()
     assert "api_roots" not in body and "default" not in body
 
 

@@ -1,0 +1,171 @@
+"""Agreements: apply (a new version per change), history, diff, export, and grants."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.agreement.models import Agreement, AgreementVersion
+from exchange.audit import service as audit
+from exchange.auth.service import Principal
+from exchange.errors import BadRequestError, NotFoundError
+from exchange.intel.models import Collection
+from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
+from policies.engine import ReadGrant, WriteGrant, read_grant, write_grant
+from policies.schemas import AgreementDoc, AgreementError, diff_documents, validate_agreement
+
+STATUSES = ("draft", "active", "suspended")
+
+
+@dataclass
+class Applied:
+    partner: str
+    version: int
+    changed: bool
+    changes: list[dict[str, Any]]
+
+
+def known_collections(db: Session) -> set[str]:
+    """Collection aliases an agreement may name."""
+    return set(db.scalars(select(Collection.alias)))
+
+
+def validate(db: Session, data: Any, *, source: str | None = None) -> AgreementDoc:
+    """Check an agreement document against the schema and what exists; raises AgreementError."""
+    if not isinstance(data, dict):
+        where = f"{source}: " if source else ""
+        raise AgreementError([("", f"{where}an agreement must be a mapping of fields")])  # type: ignore[call-arg]
+    partners = {p.slug for p in partner_service.list_(db)}
+    return validate_agreement(data, known_collections=known_collections(db), known_partners=partners, source=source)
+
+
+def _current(db: Session, partner: Partner) -> tuple[Agreement, AgreementVersion] | None:
+    agreement = db.scalars(select(Agreement).where(Agreement.partner_pk == partner.pk)).first()
+    if agreement is None:
+        return None
+    version = db.scalars(
+        select(AgreementVersion).where(
+            AgreementVersion.agreement_pk == agreement.pk,
+            AgreementVersion.version == agreement.current_version,
+        )
+    ).one()
+    return agreement, version
+
+
+def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> Applied:
+    """Validate and store an agreement; an unchanged document makes no new version."""
+    doc = validate(db, data, source=source)
+    partner = partner_service.get_by_slug(db, doc.partner)
+    assert partner is not None
+    document = doc.to_document()
+    found = _current(db, partner)
+    old: dict[str, Any] = {}
+    if found is None:
+        agreement = Agreement(partner_pk=partner.pk, current_version=0)
+        db.add(agreement)
+        db.flush()
+    else:
+        agreement, current = found
+        old = orjson.loads(current.document)
+        if old == document:
+            return Applied(partner.slug, current.version, False, [])
+    changes = diff_documents(old, document)
+    agreement.current_version += 1
+    db.add(
+        AgreementVersion(
+            agreement_pk=agreement.pk,
+            version=agreement.current_version,
+            status=doc.status,
+            valid_from=doc.valid_from,
+            valid_until=doc.valid_until,
+            document=orjson.dumps(document).decode(),
+            created_by=actor,
+        )
+    )
+    audit.record(db, actor=actor, action="agreement.apply", target=partner.slug,
+                 details={"version": agreement.current_version, "changes": changes, "source": source})
+    db.flush()
+    return Applied(partner.slug, agreement.current_version, True, changes)
+
+
+def set_status(db: Session, slug: str, status: str, *, actor: str) -> Applied:
+    """Activate, suspend or return an agreement to draft (a new version)."""
+    if status not in STATUSES:
+        raise BadRequestError(f"status must be one of {', '.join(STATUSES)}")
+    document = current_document(db, slug)
+    return apply(db, document | {"status": status}, actor=actor)
+
+
+def current_document(db: Session, slug: str) -> dict[str, Any]:
+    """The partner's current agreement as a document, or NotFoundError."""
+    partner = partner_service.get_by_slug(db, slug)
+    assert partner is not None
+    found = _current(db, partner)
+    if found is None:
+        raise NotFoundError(f"partner {slug!r} has no agreement")
+    return orjson.loads(found[1].document)
+
+
+def history(db: Session, slug: str) -> list[AgreementVersion]:
+    """Every version of a partner's agreement, oldest first."""
+    partner = partner_service.get_by_slug(db, slug)
+    assert partner is not None
+    agreement = db.scalars(select(Agreement).where(Agreement.partner_pk == partner.pk)).first()
+    if agreement is None:
+        raise NotFoundError(f"partner {slug!r} has no agreement")
+    return list(db.scalars(select(AgreementVersion).where(AgreementVersion.agreement_pk == agreement.pk)
+                           .order_by(AgreementVersion.version)))
+
+
+def diff(db: Session, slug: str, from_version: int, to_version: int) -> list[dict[str, Any]]:
+    """What changed between two versions of a partner's agreement."""
+    versions = {v.version: v for v in history(db, slug)}
+    for number in (from_version, to_version):
+        if number not in versions:
+            raise NotFoundError(f"agreement of {slug!r} has no version {number}")
+    return diff_documents(orjson.loads(versions[from_version].document),
+                          orjson.loads(versions[to_version].document))
+
+
+def export_all(db: Session) -> list[dict[str, Any]]:
+    """Every current agreement as a document (the form `apply` takes)."""
+    out = []
+    for partner in partner_service.list_(db):
+        found = _current(db, partner)
+        if found is not None:
+            out.append(orjson.loads(found[1].document))
+    return out
+
+
+def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
+    """The validated current agreement of a partner, or None."""
+    row = db.execute(
+        select(AgreementVersion.document)
+        .join(Agreement, Agreement.pk == AgreementVersion.agreement_pk)
+        .where(Agreement.partner_pk == partner_pk, AgreementVersion.version == Agreement.current_version)
+    ).first()
+    return AgreementDoc.model_validate(orjson.loads(row.document)) if row else None
+
+
+def grants_for(
+    db: Session, principal: Principal, collection: Collection, *, now: datetime, doc: AgreementDoc | None = None
+) -> tuple[ReadGrant | None, WriteGrant | None]:
+    """What a partner credential may read and write in one collection right now (fail closed)."""
+    if principal.partner_pk is None:
+        return None, None
+    partner = db.get(Partner, principal.partner_pk)
+    if partner is None:
+        return None, None
+    doc = doc or current_doc_for(db, partner.pk)
+    if doc is None:
+        return None, None
+    active = partner.status == "active"
+    return (
+        read_grant(doc, collection=collection.alias, now=now, partner_active=active),
+        write_grant(doc, collection=collection.alias, now=now, partner_active=active),
+    )

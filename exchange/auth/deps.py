@@ -1,0 +1,76 @@
+"""FastAPI dependencies: the database session and the authenticated caller."""
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from exchange.audit import service as audit
+from exchange.auth import service as auth_service
+from exchange.auth.service import Principal
+from exchange.database.core import session_scope
+from exchange.errors import ForbiddenError, UnauthorizedError
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed when the handler succeeds."""
+    with session_scope(request.app.state.session_factory, write=True) as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+
+
+def record_login_failure(factory, who: str, channel: str) -> None:  # type: ignore[no-untyped-def]
+    """Audit a failed login in its own transaction (the request's own is rolled back)."""
+    with session_scope(factory, write=True) as db:
+        audit.record(db, actor=who[:64] or "anonymous", action="login.failure", details={"channel": channel})
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        key = value.strip()
+        return key.partition(".")[0], key
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return user, password
+    return None
+
+
+def current_user(request: Request, db: DbSession) -> Principal:
+    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise."""
+    given = _credentials(request)
+    principal = None
+    if given:
+        principal = auth_service.authenticate(db, given[0], given[1], cache=request.app.state.key_cache)
+    if principal is None:
+        if given:
+            record_login_failure(request.app.state.session_factory, given[0], "rest")
+        raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_role(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that admits only callers with one of `roles`."""
+
+    def check(user: CurrentUser) -> Principal:
+        if user.role not in roles:
+            raise ForbiddenError(f"this needs the {' or '.join(roles)} role")
+        return user
+
+    return check
+
+
+AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+StaffUser = Annotated[Principal, Depends(require_role("admin", "analyst"))]

@@ -1,0 +1,92 @@
+"""The disclosure ledger: record what each partner credential received; answer who has what."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from exchange.auth.service import Principal
+from exchange.disclosure.models import Disclosure
+from exchange.intel.models import ObjectVersion
+from exchange.intel.timestamps import now_us, us_to_text
+from exchange.partner.models import Partner
+
+CHANNELS = ("taxii", "export", "push")
+
+
+@dataclass(frozen=True)
+class Served:
+    object_version_pk: int
+    stix_id: str
+    version: str
+    collection_pk: int
+
+
+def record(db: Session, *, principal: Principal, served: Iterable[Served], channel: str) -> int:
+    """Add one ledger row per object version served to a partner credential."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    at = now_us()
+    rows = [
+        {
+            "object_version_pk": s.object_version_pk,
+            "stix_id": s.stix_id,
+            "version": s.version,
+            "collection_pk": s.collection_pk,
+            "partner_pk": principal.partner_pk,
+            "credential_id": principal.credential_id,
+            "channel": channel,
+            "at_us": at,
+        }
+        for s in served
+    ]
+    if rows:
+        db.execute(insert(Disclosure), rows)
+    return len(rows)
+
+
+def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
+    """Who received which version of an object, and which recipients lack its newest version."""
+    versions = [
+        r.version_text
+        for r in db.execute(
+            select(ObjectVersion.version, ObjectVersion.version_text).where(ObjectVersion.stix_id == stix_id)
+            .distinct().order_by(ObjectVersion.version)
+        )
+    ]
+    rows = db.execute(
+        select(
+            Partner.slug,
+            Disclosure.credential_id,
+            Disclosure.version,
+            Disclosure.channel,
+            func.min(Disclosure.at_us).label("first_at"),
+            func.max(Disclosure.at_us).label("last_at"),
+            func.count().label("times"),
+        )
+        .join(Partner, Partner.pk == Disclosure.partner_pk, isouter=True)
+        .where(Disclosure.stix_id == stix_id)
+        .group_by(Partner.slug, Disclosure.credential_id, Disclosure.version, Disclosure.channel)
+        .order_by(Partner.slug, Disclosure.version)
+    ).all()
+    received = [
+        {
+            "partner": r.slug,
+            "credential_id": r.credential_id,
+            "version": r.version,
+            "channel": r.channel,
+            "first_received": us_to_text(r.first_at),
+            "last_received": us_to_text(r.last_at),
+            "times": r.times,
+        }
+        for r in rows
+    ]
+    latest = versions[-1] if versions else None
+    by_partner: dict[str, set[str]] = {}
+    for r in received:
+        by_partner.setdefault(r["partner"] or r["credential_id"], set()).add(r["version"])
+    missing = sorted(p for p, got in by_partner.items() if latest not in got)
+    return {"id": stix_id, "versions": versions, "latest": latest, "received": received,
+            "not_yet_received_latest": missing}

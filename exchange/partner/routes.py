@@ -1,0 +1,81 @@
+"""/api/v1/partners, /api/v1/users, /api/v1/credentials (administrators only)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from exchange.auth import service as auth_service
+from exchange.auth.deps import AdminUser, DbSession
+from exchange.partner import service
+from exchange.partner.schemas import (
+    CredentialCreate,
+    CredentialCreated,
+    CredentialRead,
+    PartnerCreate,
+    PartnerCreated,
+    PartnerRead,
+    PartnerUpdate,
+    PublicKeyIn,
+    UserCreate,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["partners and credentials"])
+
+
+@router.post("/partners", status_code=201, response_model=PartnerCreated)
+def create_partner(body: PartnerCreate, db: DbSession, user: AdminUser) -> PartnerCreated:
+    """Add a partner; its first credential's key is in this response only."""
+    partner, credential, key = service.create(db, actor=user.credential_id, **body.model_dump())
+    return PartnerCreated(partner=PartnerRead.model_validate(partner), credential_id=credential.id, key=key)
+
+
+@router.get("/partners", response_model=list[PartnerRead])
+def list_partners(db: DbSession, user: AdminUser) -> list[PartnerRead]:
+    return [PartnerRead.model_validate(p) for p in service.list_(db)]
+
+
+@router.get("/partners/{slug}", response_model=PartnerRead)
+def get_partner(slug: str, db: DbSession, user: AdminUser) -> PartnerRead:
+    return PartnerRead.model_validate(service.get_by_slug(db, slug))
+
+
+@router.patch("/partners/{slug}", response_model=PartnerRead)
+def update_partner(slug: str, body: PartnerUpdate, db: DbSession, user: AdminUser) -> PartnerRead:
+    """Suspend (grants nothing, its credentials stop working) or reactivate a partner."""
+    return PartnerRead.model_validate(service.set_status(db, slug, body.status, actor=user.credential_id))
+
+
+@router.post("/partners/{slug}/keys", response_model=PartnerRead)
+def add_key(slug: str, body: PublicKeyIn, db: DbSession, user: AdminUser) -> PartnerRead:
+    """Register a partner's Ed25519 public JWK for signed submissions."""
+    return PartnerRead.model_validate(service.add_public_key(db, slug, body.jwk, actor=user.credential_id))
+
+
+@router.post("/partners/{slug}/credentials", status_code=201, response_model=CredentialCreated)
+def create_credential(slug: str, body: CredentialCreate, db: DbSession, user: AdminUser) -> CredentialCreated:
+    partner = service.get_by_slug(db, slug)
+    credential, key = service.create_credential(db, partner=partner, actor=user.credential_id,  # type: ignore[arg-type]
+                                                name=body.name, expires_at=body.expires_at)
+    return CredentialCreated(id=credential.id, key=key)
+
+
+@router.get("/partners/{slug}/credentials", response_model=list[CredentialRead])
+def list_credentials(slug: str, db: DbSession, user: AdminUser) -> list[CredentialRead]:
+    partner = service.get_by_slug(db, slug)
+    return [CredentialRead.model_validate(c) for c in service.credentials(db, partner)]  # type: ignore[arg-type]
+
+
+@router.post("/users", status_code=201, response_model=CredentialCreated)
+def create_user(body: UserCreate, db: DbSession, user: AdminUser) -> CredentialCreated:
+    """An internal (admin or analyst) credential; the key is in this response only."""
+    credential, key = auth_service.create_credential(db, name=body.name, role=body.role, expires_at=body.expires_at)
+    from exchange.audit import service as audit
+
+    audit.record(db, actor=user.credential_id, action="user.create", target=credential.id,
+                 details={"name": body.name, "role": body.role})
+    return CredentialCreated(id=credential.id, key=key)
+
+
+@router.post("/credentials/{credential_id}/revoke", response_model=CredentialRead)
+def revoke_credential(credential_id: str, request: Request, db: DbSession, user: AdminUser) -> CredentialRead:
+    credential = auth_service.revoke(db, credential_id, actor=user.credential_id, cache=request.app.state.key_cache)
+    return CredentialRead.model_validate(credential)

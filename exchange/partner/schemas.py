@@ -1,0 +1,73 @@
+"""Request and response bodies for partners and credentials."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PartnerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: str = Field(examples=["cert-in"])
+    name: str = Field(examples=["CERT-In"])
+    country: str = Field(examples=["IN"])
+    contact: str = ""
+    identity_id: str | None = None
+
+
+class PartnerUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["active", "suspended"]
+
+
+class PartnerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    slug: str
+    name: str
+    country: str
+    contact: str
+    identity_id: str | None
+    status: str
+    created_at: datetime
+
+
+class CredentialCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    expires_at: datetime | None = None
+
+
+class CredentialRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CredentialCreated(BaseModel):
+    """The key is shown only in this response."""
+
+    id: str
+    key: str
+
+
+class PartnerCreated(BaseModel):
+    partner: PartnerRead
+    credential_id: str
+    key: str
+
+
+class PublicKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jwk: dict[str, Any]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    role: Literal["admin", "analyst"]
+    expires_at: datetime | None = None
