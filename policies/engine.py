@@ -71,6 +71,8 @@ class ObjectFacts:
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether an object version may go to the partner, and the first rule that refused it."""
+
     allowed: bool
     reason: str
 

@@ -230,7 +230,9 @@ class SqlBackend(Backend):
     def get_api_root_information(self, api_root: str) -> dict[str, Any] | None:
         """Section 4.2: API root information."""
         root = self._root(api_root)
-        if root is None or root not in self._visible_roots_cached():
+        if root is None:
+            return None
+        if not self._principal().is_internal and root not in self._visible_roots_cached():
             return None
         return {
             "title": root.title,
