@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from exchange.audit import service as audit
 from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
 from exchange.config import Settings
@@ -57,4 +58,6 @@ def initialise(db: Session, settings: Settings) -> InitResult:
     if admin is not None:
         return InitResult(api_root=root, admin_id=admin.id, admin_key=None)
     credential, key = auth_service.create_credential(db, name="first administrator", role="admin")
+    audit.record(db, actor="init", action="user.create", target=credential.id,
+                 details={"name": credential.name, "role": "admin"})
     return InitResult(api_root=root, admin_id=credential.id, admin_key=key)

@@ -108,8 +108,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
+
     with _session(settings) as db:
         credential, key = auth_service.create_credential(db, name=args.name, role=args.role)
+        audit.record(db, actor=CLI_ACTOR, action="user.create", target=credential.id,
+                     details={"name": args.name, "role": args.role})
     _emit(args, {"id": credential.id, "key": key},
           f"{args.role} {args.name}: id {credential.id}  key {key}  (the key is shown only now)")
     return 0
