@@ -1,6 +1,7 @@
 """date_added is kept as integer microseconds since the epoch; these convert it."""
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import datetime, timezone
@@ -46,15 +47,28 @@ def text_to_us(text: str) -> int:
     return base + int(fraction)
 
 
-def version_key(text: str) -> str:
-    """Sortable fixed-width UTC text (9 fractional digits) for a STIX timestamp.
+_STIX_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?Z"
+)
 
-    String order of the result is time order, so versions sort correctly in SQL.
-    """
-    match = _RFC3339.match(text)
-    if not match or match.group(9):
+
+@functools.lru_cache(maxsize=16384)
+def stix_version_key(value: str) -> str | None:
+    """A STIX timestamp as fixed-width text (9 fractional digits) whose string order is time
+    order, or None when it is not a real UTC timestamp."""
+    match = _STIX_TIMESTAMP.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        datetime(*(int(part) for part in match.groups()[:6]))
+    except ValueError:
+        return None
+    return f"{value[:19]}.{(match[7] or '')[:9].ljust(9, '0')}Z"
+
+
+def version_key(text: str) -> str:
+    """Like stix_version_key, raising ValueError for anything that is not a timestamp."""
+    key = stix_version_key(text)
+    if key is None:
         raise ValueError(f"{text!r} is not a UTC timestamp such as 2026-01-31T12:00:00.000Z")
-    text_to_us(text)  # rejects impossible dates
-    fraction = (match.group(7) or "").ljust(9, "0")
-    head = "{}-{}-{}T{}:{}:{}".format(*(match.group(i) for i in range(1, 7)))
-    return f"{head}.{fraction}Z"
+    return key

@@ -5,7 +5,6 @@ read once at import; objects are checked as plain dicts (no `stix2.parse`, which
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import re
@@ -27,6 +26,7 @@ from stix2patterns.v21.pattern import Pattern
 from stix2patterns.v21.validator import DuplicateQualifierTypeError, ValidationListener
 
 from exchange.errors import InvalidStixError
+from exchange.intel.timestamps import stix_version_key
 from policies.tlp import TLP_1_0, check_marking_definition, object_tlp
 
 
@@ -69,9 +69,6 @@ _IDENTIFIER = re.compile(rf"((?:[a-z0-9]+-)*[a-z0-9]+)--{_UUID}")
 _EXTENSION_DEFINITION_ID = re.compile(rf"extension-definition--{_UUID}")
 _PROPERTY_NAME = re.compile(r"[a-z0-9_]{3,250}")
 _RELATIONSHIP_TYPE = re.compile(r"[a-z0-9-]+")
-_TIMESTAMP = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?Z"
-)
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
@@ -279,16 +276,7 @@ def _version_key(value: Any) -> str | None:
     return _timestamp_key(value) if isinstance(value, str) else None
 
 
-@functools.lru_cache(maxsize=16384)
-def _timestamp_key(value: str) -> str | None:
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None:
-        return None
-    try:
-        dt.datetime(*(int(part) for part in match.groups()[:6]))
-    except ValueError:
-        return None
-    return f"{value[:19]}.{(match[7] or '')[:9].ljust(9, '0')}Z"
+_timestamp_key = stix_version_key
 
 
 def _is_str(value: Any) -> str | None:
