@@ -21,7 +21,7 @@ from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatu
 from exchange.intel.timestamps import us_to_text
 from exchange.audit import service as audit
 from exchange.disclosure import service as disclosure
-from taxii_server import access, gate
+from exchange.agreement import access, gate
 from taxii_server.cursor import Cursor, CursorCodec
 from policies.engine import WriteGrant
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter

@@ -13,7 +13,7 @@ from exchange.agreement.visibility import visible_anywhere
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from policies.engine import ObjectFacts, decide, redact
-from taxii_server.access import CollectionAccess
+from exchange.agreement.access import CollectionAccess
 
 log = logging.getLogger(__name__)
 
