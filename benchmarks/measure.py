@@ -125,76 +125,77 @@ def taxii_pull(
 # --- single pages over HTTP and straight from the store -------------------------------------
 
 
-def http_page_times(
-    client: httpx.Client,
-    objects_url: str,
-    dates: Sequence[int],
-    positions: Sequence[int],
-    *,
-    limit: int,
-    warmup: int = 3,
-) -> Stats:
-    """Seconds to fetch the `limit`-object page starting at each position (body fully read).
+class HttpPager:
+    """Times one `limit`-object page over HTTP (request sent to body fully read).
 
     Pages are addressed with added_after = the date_added of the object before the position;
     each answer is checked (page size, first date_added) after its timer stops.
     """
-    def fetch(position: int) -> float:
-        params: dict[str, Any] = {"limit": limit}
+
+    def __init__(self, client: httpx.Client, objects_url: str, dates: Sequence[int], *, limit: int) -> None:
+        self._client, self._url, self._dates, self._limit = client, objects_url, dates, limit
+
+    def __call__(self, position: int) -> float:
+        dates = self._dates
+        params: dict[str, Any] = {"limit": self._limit}
         if position > 0:
             params["added_after"] = taxii_timestamp(dates[position - 1])
         start = time.perf_counter()
-        response = client.get(objects_url, params=params)
+        response = self._client.get(self._url, params=params)
         elapsed = time.perf_counter() - start
         if response.status_code != 200:
             raise RuntimeError(f"page at {position}: HTTP {response.status_code}: {response.text[:300]}")
-        body = orjson.loads(response.content)
-        want = min(limit, len(dates) - position)
-        if len(body.get("objects", [])) != want:
-            raise RuntimeError(f"page at {position}: {len(body.get('objects', []))} objects, expected {want}")
+        got = len(orjson.loads(response.content).get("objects", []))
+        want = min(self._limit, len(dates) - position)
+        if got != want:
+            raise RuntimeError(f"page at {position}: {got} objects, expected {want}")
         first = response.headers.get("X-TAXII-Date-Added-First")
         if first != taxii_timestamp(dates[position]):
-            raise RuntimeError(f"page at {position}: X-TAXII-Date-Added-First {first}, expected "
-                               f"{taxii_timestamp(dates[position])}")
+            raise RuntimeError(f"page at {position}: X-TAXII-Date-Added-First {first}, "
+                               f"expected {taxii_timestamp(dates[position])}")
         return elapsed
 
-    for position in positions[:warmup]:
-        fetch(position)
-    return Stats([fetch(p) for p in positions])
 
-
-def floor_page_times(
-    factory: sessionmaker[Session],
-    collection_pk: int,
-    dates: Sequence[int],
-    positions: Sequence[int],
-    *,
-    limit: int,
-    warmup: int = 3,
-) -> Stats:
-    """Seconds to select the same pages with page_by_date_added and join them into bytes.
+class FloorPager:
+    """Times the same page selected with page_by_date_added and joined into envelope bytes.
 
     A session per page, as the server opens one per request; no HTTP, auth or Flask.
     """
-    def select_page(position: int) -> float:
-        after = dates[position - 1] if position > 0 else None
+
+    def __init__(self, factory: sessionmaker[Session], collection_pk: int, dates: Sequence[int], *, limit: int) -> None:
+        self._factory, self._pk, self._dates, self._limit = factory, collection_pk, dates, limit
+
+    def __call__(self, position: int) -> float:
+        after = self._dates[position - 1] if position > 0 else None
         start = time.perf_counter()
-        with factory() as db:
+        with self._factory() as db:
             rows, more = page_by_date_added(
-                db, collection_pk=collection_pk, flt=ObjectFilter(), after_us=after, limit=limit
+                db, collection_pk=self._pk, flt=ObjectFilter(), after_us=after, limit=self._limit
             )
             payload = b"".join((
                 b'{"more":', b"true" if more else b"false", b',"objects":[',
                 ",".join(row.body for row in rows).encode(), b"]}",
             ))
         elapsed = time.perf_counter() - start
-        if len(rows) != min(limit, len(dates) - position) or not payload:
+        if len(rows) != min(self._limit, len(self._dates) - position) or not payload:
             raise RuntimeError(f"floor page at {position}: {len(rows)} rows")
         return elapsed
 
+
+def paired_times(
+    timers: dict[str, Callable[[int], float]], positions: Sequence[int], *, warmup: int = 3
+) -> dict[str, Stats]:
+    """Time every timer at every position, interleaved (order alternating per position), so
+    that drift in the machine's load hits all of them alike and their ratio stays fair."""
+    names = list(timers)
     for position in positions[:warmup]:
-        select_page(position)
-    return Stats([select_page(p) for p in positions])
+        for name in names:
+            timers[name](position)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i, position in enumerate(positions):
+        for name in names if i % 2 == 0 else reversed(names):
+            samples[name].append(timers[name](position))
+    return {name: Stats(values) for name, values in samples.items()}
 
 
 # --- ingest over HTTP -----------------------------------------------------------------------

@@ -34,7 +34,10 @@ class Report:
 
     def error(self, section: str, measure: str, backend: str, message: str) -> None:
         self.failed = True
-        self.add(section, measure, backend, f"ERROR: {message}", verdict="ERROR")
+        one_line = " ".join(message.split())
+        if len(one_line) > 240:
+            one_line = one_line[:237] + "..."
+        self.add(section, measure, backend, f"ERROR: {one_line}", verdict="ERROR")
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -98,6 +101,14 @@ def _memory() -> str:
     return "unknown"
 
 
+def _load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, at start; other work on the machine skews figures)"
+
+
 def machine_facts(argv: list[str], postgres: str) -> dict[str, str]:
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -110,6 +121,7 @@ def machine_facts(argv: list[str], postgres: str) -> dict[str, str]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres,
+        "load avg": _load_average(),
         "server": (
             f"uvicorn {_version('uvicorn')} ({http}, {loop} loop, 1 process) + a2wsgi "
             f"{_version('a2wsgi')}, Flask {_version('Flask')}"

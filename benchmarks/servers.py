@@ -48,6 +48,15 @@ def _medallion(args: argparse.Namespace) -> None:
     _serve(WSGIMiddleware(load_app(args.config), workers=8), args.fd)
 
 
+class ServerStartError(RuntimeError):
+    """The server process died or never answered; `log_tail` holds the end of its log."""
+
+    def __init__(self, message: str, log_tail: str) -> None:
+        last = log_tail.strip().splitlines()[-1] if log_tail.strip() else "(empty log)"
+        super().__init__(f"{message}; its log ends: {last}")
+        self.log_tail = log_tail
+
+
 class ServerProcess:
     """One server subprocess on a fresh loopback port; `stop()` always ends it."""
 
@@ -91,7 +100,7 @@ class ServerProcess:
         headers = {"Accept": "application/taxii+json;version=2.1"}
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise ServerStartError(f"{self.kind} server exited with {self.proc.returncode}", self.log_tail())
             try:
                 response = httpx.get(self.url + path, auth=auth, headers=headers, timeout=5)
                 if response.status_code == 200:
@@ -99,7 +108,7 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             if time.perf_counter() - start > timeout:
-                raise RuntimeError(f"{self.kind} server not ready after {timeout:.0f} s:\n{self.log_tail()}")
+                raise ServerStartError(f"{self.kind} server not ready after {timeout:.0f} s", self.log_tail())
             time.sleep(0.1)
 
     def kill(self) -> None:
