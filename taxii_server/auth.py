@@ -9,7 +9,6 @@ from medallion import auth
 from exchange.auth import service as auth_service
 from exchange.auth.deps import record_login_failure
 from exchange.auth.service import Principal
-from exchange.database.core import session_scope
 from taxii_server.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,9 @@ def _verify(username: str, password: str) -> Principal | None:
     ext = current_app.extensions.get("exchange")
     if ext is None or not username or not password:
         return None
-    with session_scope(ext.session_factory) as db:
-        principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
+    # The request's own read session: one connection and one snapshot per request.
+    db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
+    principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
     if principal is None:
         log.warning("TAXII authentication failed for user %r", username[:64])
         record_login_failure(ext.session_factory, username, "taxii")

@@ -1,6 +1,7 @@
 """SqlBackend: answers medallion's TAXII 2.1 views from our store, under our access rules."""
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ from policies.engine import WriteGrant
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
+ROOT_CACHE_SECONDS = 5.0
 STIX_MEDIA = "application/stix+json;version=2.1"
 VERSIONS_FILTERS = ("added_after", "match[spec_version]")
 DELETE_FILTERS = ("match[version]", "match[spec_version]")
@@ -44,13 +46,17 @@ class SqlBackend(Backend):
         self._factory = session_factory
         self._settings = settings
         self._codec = codec
+        self._roots: dict[str, tuple[float, ApiRoot | None]] = {}
 
     # --- request plumbing ---------------------------------------------------------------
 
-    def _db(self) -> Session:
+    def request_session(self) -> Session:
+        """The one read session of the current request (closed at teardown)."""
         if "exchange_db" not in g:
             g.exchange_db = self._factory()
         return g.exchange_db
+
+    _db = request_session
 
     @staticmethod
     def _principal() -> Principal:
@@ -60,10 +66,17 @@ class SqlBackend(Backend):
         return principal
 
     def _root(self, name: str) -> ApiRoot | None:
-        cache = g.setdefault("exchange_roots", {})
-        if name not in cache:
-            cache[name] = service.get_api_root(self._db(), name)
-        return cache[name]
+        # API roots change only through init; a few seconds of staleness is harmless and
+        # saves a query on every request.
+        now = time.monotonic()
+        cached = self._roots.get(name)
+        if cached is None or cached[0] < now:
+            root = service.get_api_root(self._db(), name)
+            if root is not None:
+                self._db().expunge(root)
+            cached = (now + ROOT_CACHE_SECONDS, root)
+            self._roots[name] = cached
+        return cached[1]
 
     def _resolve(
         self, api_root: str, ref: str
@@ -232,7 +245,7 @@ class SqlBackend(Backend):
         root = self._root(api_root)
         if root is None:
             return None
-        if not self._principal().is_internal and root not in self._visible_roots_cached():
+        if not self._principal().is_internal and root.pk not in {r.pk for r in self._visible_roots_cached()}:
             return None
         return {
             "title": root.title,
