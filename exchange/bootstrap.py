@@ -13,6 +13,7 @@ from exchange.config import Settings
 from exchange.database.migrate import upgrade
 from exchange.intel import service
 from exchange.intel.models import ApiRoot
+from exchange.signing import KeyRing, default_directory
 
 DEFAULT_COLLECTIONS = (
     ("indicators", "Indicators", "Indicators of compromise published by the national CERT", "amber"),
@@ -40,6 +41,7 @@ def migrate(engine: Engine) -> None:
 
 def initialise(db: Session, settings: Settings) -> InitResult:
     """Idempotent: creates only what is missing; the admin key is returned once."""
+    KeyRing(default_directory(settings)).ensure()
     root = service.ensure_api_root(
         db,
         name=settings.api_root,

@@ -295,6 +295,32 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 1
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.export.service import export_bundle, signer
+    from exchange.intel.timestamps import text_to_us
+    from exchange.signing import KeyRing, default_directory
+
+    after = None
+    if args.added_after:
+        try:
+            after = text_to_us(args.added_after)
+        except ValueError as exc:
+            raise BadRequestError(f"--added-after: {exc}") from None
+    keyring = KeyRing(default_directory(settings))
+    keyring.ensure()
+    with _session(settings) as db:
+        result = export_bundle(
+            db, partner_slug=args.partner, collection_ref=args.collection, api_root=settings.api_root,
+            actor=CLI_ACTOR, exchange_identity=settings.identity_id, added_after_us=after,
+            sign=signer(keyring, settings.identity_id),
+        )
+    out = Path(args.output)
+    out.write_bytes(result.bundle_bytes)
+    Path(f"{out}.jws").write_text((result.signature or "") + "\n", encoding="ascii")
+    print(f"{out}: {result.count} objects for {args.partner}, signed; signature also in {out}.jws")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -371,6 +397,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", dest="event_action")
     p.add_argument("--json", action="store_true")
     add("verify", cmd_audit_verify, "check the hash chain; exit 1 if tampered", aud)
+
+    from exchange.signing import cli as signing_cli
+
+    keys = sub.add_parser("signing-key", help="the exchange's Ed25519 signing keys").add_subparsers(
+        dest="action", required=True)
+    p = add("rotate", signing_cli.cmd_signing_key_rotate,
+            "make the pre-published next key current; the old one stays published as retired", keys)
+    p.add_argument("--json", action="store_true")
+    p = add("remove", signing_cli.cmd_signing_key_remove, "stop publishing a retired key", keys)
+    p.add_argument("kid")
+    add("jwks", signing_cli.cmd_signing_key_jwks, "print the published JWKS (current, next, retired)", keys)
+
+    p = add("export", cmd_export, "write a signed STIX bundle exactly as a partner's agreement allows")
+    p.add_argument("collection")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--added-after")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p = add("verify", signing_cli.cmd_verify, "check the signature of a bundle, sidecar or saved envelope")
+    p.add_argument("file")
+    p.add_argument("--jwks", help="URL or file of the signer's JWKS (default: this exchange's keys)")
+    p.add_argument("--audience", help="require this aud (partner slug)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # How deeply JSON may nest in a request body.
     max_json_depth: int = 64
     log_level: str = "INFO"
+    # Where the Ed25519 signing keys live (owner-only); default <data_dir>/signing.
+    signing_key_dir: Path | None = None
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> "Settings":

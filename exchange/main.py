@@ -14,7 +14,10 @@ from exchange.agreement.routes import router as agreement_router
 from exchange.audit.routes import router as audit_router
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError
+from exchange.export.routes import router as export_router
 from exchange.partner.routes import router as partner_router
+from exchange.signing import KeyRing, default_directory
+from exchange.signing.routes import router as jwks_router
 from policies.schemas import AgreementError
 from taxii_server import create_taxii_app
 
@@ -28,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.sqlalchemy_url)
     factory = make_session_factory(engine)
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
+    keyring = KeyRing(default_directory(settings))
+    keyring.ensure()
 
     app = FastAPI(
         title="National CERT information exchange",
@@ -39,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = factory
     app.state.key_cache = key_cache
+    app.state.keyring = keyring
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
@@ -67,9 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422, media_type="application/problem+json",
         )
 
-    for router in (partner_router, agreement_router, audit_router):
+    for router in (partner_router, agreement_router, audit_router, export_router, jwks_router):
         app.include_router(router)
 
-    taxii = create_taxii_app(settings, factory, key_cache)
+    taxii = create_taxii_app(settings, factory, key_cache, keyring)
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]
     return app

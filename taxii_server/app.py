@@ -15,6 +15,7 @@ from exchange.config import Settings
 from exchange.errors import InvalidJsonError
 from exchange.intel import service
 from exchange.intel.strictjson import loads_strict
+from exchange.signing import KeyRing
 from taxii_server import auth, errors, negotiation
 from taxii_server.backend import SqlBackend
 from taxii_server.cursor import CursorCodec
@@ -47,7 +48,10 @@ class _TaxiiRequest(Request):
 
 
 def create_taxii_app(
-    settings: Settings, session_factory: sessionmaker[Session], key_cache: VerifiedKeyCache
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    key_cache: VerifiedKeyCache,
+    keyring: KeyRing,
 ) -> Flask:
     """A new Flask app serving TAXII 2.1 at its root (mount it at /taxii2)."""
     app = Flask("taxii_server")
@@ -64,6 +68,7 @@ def create_taxii_app(
         session_factory=session_factory,
         settings=settings,
         codec=CursorCodec(settings.resolved_secret()),
+        keyring=keyring,
     )
 
     auth.install()

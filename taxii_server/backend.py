@@ -19,7 +19,16 @@ from exchange.errors import BadRequestError, InvalidCursorError
 from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatus
+from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
+from exchange.signing import (
+    CTY_TAXII,
+    KeyRing,
+    attach_signature,
+    canonical_bytes,
+    canonical_envelope,
+    sign_canonical,
+)
 from exchange.audit import service as audit
 from exchange.disclosure import service as disclosure
 from exchange.agreement import access, gate
@@ -42,7 +51,10 @@ def _merge(first: tuple, second: tuple) -> tuple:  # type: ignore[type-arg]
 
 
 class SqlBackend(Backend):
-    def __init__(self, *, session_factory: sessionmaker[Session], settings: Settings, codec: CursorCodec):
+    def __init__(
+        self, *, session_factory: sessionmaker[Session], settings: Settings, codec: CursorCodec, keyring: KeyRing
+    ):
+        self._keyring = keyring
         self._factory = session_factory
         self._settings = settings
         self._codec = codec
@@ -223,6 +235,20 @@ class SqlBackend(Backend):
             headers = self._empty_headers(coll, filters, position)
         return rows, body, headers
 
+    def _signed(self, envelope: dict[str, Any], list_key: str, texts: list[str] | None) -> Any:
+        """Partners get every page signed: a detached JWS over the RFC 8785 bytes they receive."""
+        principal = self._principal()
+        if principal.partner_slug is None:
+            return envelope
+        members = {k: v for k, v in envelope.items() if k != list_key}
+        if list_key == "objects":
+            canonical = canonical_envelope(members, texts)
+        else:
+            canonical = canonical_bytes(envelope)
+        token = sign_canonical(canonical, key=self._keyring.current(), cty=CTY_TAXII,
+                               aud=principal.partner_slug, iss=self._settings.identity_id)
+        return orjson.Fragment(attach_signature(canonical, token))
+
     # --- TAXII 2.1 endpoints ------------------------------------------------------------
 
     def server_discovery(self) -> dict[str, Any]:
@@ -317,17 +343,14 @@ class SqlBackend(Backend):
             limit,
             (ObjectVersion.stix_id, ObjectVersion.date_added_us, ObjectVersion.version_text),
         )
-        if rows:
-            body["objects"] = [
-                {
-                    "id": r.stix_id,
-                    "date_added": us_to_text(r.date_added_us),
-                    "version": r.version_text,
-                    "media_type": STIX_MEDIA,
-                }
-                for r in rows
-            ]
-        return body, headers
+        texts = [
+            canonical_text({"id": r.stix_id, "date_added": us_to_text(r.date_added_us),
+                            "version": r.version_text, "media_type": STIX_MEDIA})
+            for r in rows
+        ]
+        if texts:
+            body["objects"] = [orjson.Fragment(t) for t in texts]
+        return self._signed(body, "objects", texts or None), headers
 
     def get_objects(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.4: an envelope of objects, stored canonical text spliced in as is."""
@@ -335,16 +358,17 @@ class SqlBackend(Backend):
         rows, body, headers = self._page(
             coll, grant, "objects", filter_args, limit, (ObjectVersion.date_added_us, ObjectVersion.body)
         )
-        if rows:
-            body["objects"] = self._serve(coll, grant, rows)
-        return body, headers
+        texts = self._serve(coll, grant, rows) if rows else []
+        if texts:
+            body["objects"] = [orjson.Fragment(t) for t in texts]
+        return self._signed(body, "objects", texts or None), headers
 
-    def _serve(self, coll: Collection, grant: access.CollectionAccess, rows: list) -> list[Any]:  # type: ignore[type-arg]
-        """Object bodies for the caller; partners get redactions applied and a ledger entry."""
+    def _serve(self, coll: Collection, grant: access.CollectionAccess, rows: list) -> list[str]:  # type: ignore[type-arg]
+        """Object texts for the caller; partners get redactions applied and a ledger entry."""
         if grant.read_grant is None:
-            return [orjson.Fragment(r.body) for r in rows]
+            return [r.body for r in rows]
         identity = self._settings.identity_id
-        bodies = [gate.body_for(r, grant, exchange_identity=identity) for r in rows]
+        bodies = [gate.body_text(r, grant, exchange_identity=identity) for r in rows]
         with session_scope(self._factory, write=True) as db:
             disclosure.record(
                 db,
@@ -417,9 +441,10 @@ class SqlBackend(Backend):
         if not rows and "match[version]" in request.args and "next" not in request.args:
             # Section 5.7: a deleted (or never stored) version MUST be a 404.
             raise ProcessingError(f"Object '{object_id}' has no version matching the request", 404)
-        if rows:
-            body["objects"] = self._serve(coll, grant, rows)
-        return body, headers
+        texts = self._serve(coll, grant, rows) if rows else []
+        if texts:
+            body["objects"] = [orjson.Fragment(t) for t in texts]
+        return self._signed(body, "objects", texts or None), headers
 
     def delete_object(self, api_root, collection_id, object_id, filter_args, allowed_filters):  # type: ignore[no-untyped-def]
         """Section 5.7: delete the matching versions of one object (all by default)."""
@@ -465,7 +490,7 @@ class SqlBackend(Backend):
             headers = self._date_headers(min(added), max(added))
         else:
             headers = self._empty_headers(coll, filters, None)
-        return body, headers
+        return self._signed(body, "versions", None), headers
 
 
 def _write_policy(objects: list[Any], grant: WriteGrant | None) -> tuple[list[Any], list[dict[str, str]]]:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
-
 import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
@@ -85,10 +83,11 @@ def check(db: Session, rows: Sequence[Row], access: CollectionAccess) -> list[Ro
     return allowed
 
 
-def body_for(row: Row, access: CollectionAccess, *, exchange_identity: str) -> Any:
-    """The object as this partner may receive it: stored bytes unless a redaction applies."""
+def body_text(row: Row, access: CollectionAccess, *, exchange_identity: str) -> str:
+    """The object's canonical text as this partner may receive it: the stored text unless a
+    redaction applies (only then is it parsed and re-serialised)."""
     grant = access.read_grant
     if grant is None or not (grant.redact or grant.anonymize_source):
-        return orjson.Fragment(row.body)
+        return row.body
     changed = redact(orjson.loads(row.body), grant, exchange_identity=exchange_identity)
-    return orjson.Fragment(row.body if changed is None else canonical_text(changed))
+    return row.body if changed is None else canonical_text(changed)

@@ -4,12 +4,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session
 
 from exchange.agreement import access, gate
+from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
 from exchange.errors import NotFoundError
@@ -17,6 +16,7 @@ from exchange.intel import query
 from exchange.intel.models import ObjectVersion
 from exchange.intel.service import get_api_root, get_collection
 from exchange.partner import service as partner_service
+from exchange.signing import CTY_STIX, KeyRing, attach_signature, canonical_envelope, sign_canonical
 
 PAGE = 1000
 
@@ -64,31 +64,25 @@ def export_bundle(
         if rows:
             after = rows[-1].date_added_us
         for row in gate.check(db, rows, grant):
-            fragment = gate.body_for(row, grant, exchange_identity=exchange_identity)
-            bodies.append(fragment_text(fragment))
+            bodies.append(gate.body_text(row, grant, exchange_identity=exchange_identity))
             served.append(disclosure.Served(row.pk, row.stix_id, row.version_text, collection.pk))
         if not more:
             break
     bundle_id = f"bundle--{uuid.uuid4()}"
-    canonical = canonical_bundle(bundle_id, bodies)
+    canonical = canonical_envelope({"id": bundle_id, "type": "bundle"}, bodies)
     signature = sign(canonical, partner.slug) if sign else None
     disclosure.record(db, principal=recipient, served=served, channel="export")
+    audit.record(db, actor=actor, action="export", target=partner.slug,
+                 details={"collection": collection.alias, "objects": len(bodies)})
     if signature is None:
         return Export(canonical, None, len(bodies))
-    signed = canonical_bundle(bundle_id, bodies, signature=signature)
-    return Export(signed, signature, len(bodies))
+    return Export(attach_signature(canonical, signature), signature, len(bodies))
 
 
-def fragment_text(fragment: Any) -> str:
-    return orjson.dumps(fragment).decode()
+def signer(keyring: KeyRing, issuer: str) -> Callable[[bytes, str], str]:
+    """Sign canonical bundle bytes for one partner (the JWS `aud`)."""
 
+    def sign(canonical: bytes, audience: str) -> str:
+        return sign_canonical(canonical, key=keyring.current(), cty=CTY_STIX, aud=audience, iss=issuer)
 
-def canonical_bundle(bundle_id: str, bodies: list[str], *, signature: str | None = None) -> bytes:
-    """RFC 8785 bytes of a bundle built from already-canonical object texts (no re-parsing).
-
-    Keys in UTF-16 order: id < objects < type < x_exchange_jws.
-    """
-    head = b'{"id":' + orjson.dumps(bundle_id) + b',"objects":[' + ",".join(bodies).encode() + b'],"type":"bundle"'
-    if signature is not None:
-        head += b',"x_exchange_jws":' + orjson.dumps(signature)
-    return head + b"}"
+    return sign

@@ -1,0 +1,38 @@
+"""/api/v1/exports: a signed STIX bundle exactly as one partner's agreement allows."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+
+from exchange.auth.deps import DbSession, StaffUser
+from exchange.errors import BadRequestError
+from exchange.export.service import export_bundle, signer
+from exchange.intel.timestamps import text_to_us
+
+router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
+STIX_MEDIA = "application/stix+json;version=2.1"
+
+
+@router.get("/{collection}", response_class=Response)
+def export(
+    collection: str,
+    request: Request,
+    db: DbSession,
+    user: StaffUser,
+    partner: str = Query(description="the partner whose agreement decides what goes in"),
+    added_after: str | None = Query(None, description="only objects added after this timestamp"),
+) -> Response:
+    """The latest versions the partner may receive now, signed (member `x_exchange_jws`)."""
+    after = None
+    if added_after is not None:
+        try:
+            after = text_to_us(added_after)
+        except ValueError as exc:
+            raise BadRequestError(f"added_after: {exc}") from None
+    settings = request.app.state.settings
+    result = export_bundle(
+        db, partner_slug=partner, collection_ref=collection, api_root=settings.api_root,
+        actor=user.credential_id, exchange_identity=settings.identity_id, added_after_us=after,
+        sign=signer(request.app.state.keyring, settings.identity_id),
+    )
+    return Response(result.bundle_bytes, media_type=STIX_MEDIA,
+                    headers={"X-Exchange-Objects": str(result.count)})

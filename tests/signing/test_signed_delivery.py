@@ -1,0 +1,121 @@
+"""End to end: what partners receive over TAXII and in exports is signed, and verifies with
+independent JOSE libraries against the published JWKS; tampering is caught."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import rfc8785
+
+from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
+from tests.signing import joserfc_verify, jwcrypto_verify
+from tests.stixgen import envelope, indicator
+from tests.taxii_server.conftest import TAXII, post
+
+pytestmark = pytest.mark.live
+
+
+def _signed_payload(body: dict) -> tuple[str, bytes]:  # type: ignore[type-arg]
+    token = body["x_exchange_jws"]
+    rest = {k: v for k, v in body.items() if k != "x_exchange_jws"}
+    return token, rfc8785.dumps(rest)
+
+
+@pytest.fixture
+def partner_setup(live_server, http, partners):  # type: ignore[no-untyped-def]
+    coll = live_server.collection(default_tlp="green")
+    objs = [indicator(i, x_note="é ünïcode") for i in range(5)]
+    assert post(http, live_server.collection_url(coll), envelope(objs)).json()["success_count"] == 5
+    slug, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
+    jwks = httpx.get(f"{live_server.url}/.well-known/jwks.json").json()
+    return coll, objs, slug, cred, jwks
+
+
+def test_every_partner_page_is_signed_and_verifies_independently(live_server, partner_setup):
+    coll, objs, slug, cred, jwks = partner_setup
+    client = httpx.Client(auth=cred, headers={"Accept": TAXII})
+    url = live_server.collection_url(coll)
+    pages = [
+        client.get(url + "objects/", params={"limit": 2}),
+        client.get(url + "manifest/"),
+        client.get(f"{url}objects/{objs[0]['id']}/"),
+        client.get(f"{url}objects/{objs[0]['id']}/versions/"),
+        client.get(url + "objects/", params={"added_after": "2100-01-01T00:00:00Z"}),  # empty page
+    ]
+    for response in pages:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        token, payload = _signed_payload(body)
+        # What is signed is exactly what was received, minus the signature member.
+        assert response.content == payload[:-1] + b',"x_exchange_jws":' + json.dumps(token).encode() + b"}"
+        for verify in (jwcrypto_verify, joserfc_verify):
+            header = verify(token, payload, jwks)
+            assert header["alg"] == "EdDSA" and header["aud"] == slug
+            assert header["cty"] == "taxii+json;version=2.1" and header["kid"] in {k["kid"] for k in jwks["keys"]}
+
+
+def test_a_changed_object_or_header_fails_verification(live_server, partner_setup):
+    import base64
+
+    coll, objs, slug, cred, jwks = partner_setup
+    body = httpx.get(live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}).json()
+    token, payload = _signed_payload(body)
+    tampered = dict(body)
+    tampered["objects"] = [dict(body["objects"][0], name="changed"), *body["objects"][1:]]
+    _, bad_payload = _signed_payload(tampered)
+    protected, _, signature = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(protected + "=="))
+    forged = base64.urlsafe_b64encode(json.dumps(dict(header, aud="someone-else")).encode()).decode().rstrip("=")
+    for verify in (jwcrypto_verify, joserfc_verify):
+        with pytest.raises(Exception):
+            verify(token, bad_payload, jwks)
+        with pytest.raises(Exception):
+            verify(f"{forged}..{signature}", payload, jwks)
+
+
+def test_staff_pages_are_not_signed(live_server, http, partner_setup):
+    coll, *_ = partner_setup
+    assert "x_exchange_jws" not in http.get(live_server.collection_url(coll) + "objects/").json()
+
+
+def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, partner_setup, tmp_path):
+    coll, objs, slug, cred, jwks = partner_setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env["EXCHANGE_DATA_DIR"] = str(live_server.settings.data_dir)
+    if live_server.settings.database_url:
+        env["EXCHANGE_DATABASE_URL"] = live_server.settings.database_url
+    exe = str(Path(sys.executable).with_name("exchange"))
+    out = tmp_path / "bundle.json"
+    done = subprocess.run([exe, "export", coll.alias, "--partner", slug, "-o", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    bundle = json.loads(out.read_bytes())
+    assert bundle["type"] == "bundle" and {o["id"] for o in bundle["objects"]} == {o["id"] for o in objs}
+    token, payload = _signed_payload(bundle)
+    assert (tmp_path / "bundle.json.jws").read_text().strip() == token
+    for verify in (jwcrypto_verify, joserfc_verify):
+        assert verify(token, payload, jwks)["cty"] == "stix+json;version=2.1"
+    ok = subprocess.run([exe, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
+    out.write_bytes(out.read_bytes().replace(b"test indicator 1", b"test indicator X"))
+    bad = subprocess.run([exe, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "bad signature" in bad.stdout + bad.stderr
+
+
+def test_export_over_rest_matches_the_agreement(live_server, partner_setup, admin):
+    coll, objs, slug, cred, jwks = partner_setup
+    response = httpx.get(f"{live_server.url}/api/v1/exports/{coll.alias}", params={"partner": slug},
+                         headers={"Authorization": f"Bearer {admin[1]}"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/stix+json")
+    bundle = response.json()
+    token, payload = _signed_payload(bundle)
+    assert jwcrypto_verify(token, payload, jwks)["aud"] == slug
+    recipients = httpx.get(f"{live_server.url}/api/v1/objects/{objs[0]['id']}/recipients",
+                           headers={"Authorization": f"Bearer {admin[1]}"}).json()
+    assert any(r["partner"] == slug and r["channel"] == "export" for r in recipients["received"])
