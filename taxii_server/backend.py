@@ -21,7 +21,12 @@ from exchange.intel import query, service
 from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatus
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
+from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
 from exchange.signing import (
+    SIGNATURE_MEMBER,
+    SignatureError,
+    verify_detached,
     CTY_TAXII,
     KeyRing,
     attach_signature,
@@ -391,7 +396,10 @@ class SqlBackend(Backend):
             raise BadRequestError("the envelope holds no objects; there is nothing to add")
         principal = self._principal()
         timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        accepted, refused = _write_policy(objs["objects"], grant.write_grant)
+        signature_problem = None
+        if grant.write_grant is not None and grant.write_grant.require_signature:
+            signature_problem = self._submission_signature_problem(objs)
+        accepted, refused = _write_policy(objs["objects"], grant.write_grant, signature_problem)
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
             result = ingest_service.ingest(
@@ -423,6 +431,21 @@ class SqlBackend(Backend):
             )
             db.add(status)
         return self._status_resource(status)
+
+    def _submission_signature_problem(self, envelope: dict[str, Any]) -> str | None:
+        """None when the envelope carries a valid JWS by one of the partner's registered keys."""
+        token = envelope.get(SIGNATURE_MEMBER)
+        if token is None:
+            return "the envelope carries no x_exchange_jws signature"
+        partner = self._db().get(Partner, self._principal().partner_pk)
+        keys = partner_service.jwks(partner) if partner is not None else {"keys": []}
+        if not keys["keys"]:
+            return "no public key is registered for this partner"
+        try:
+            verify_detached(token, envelope, jwks=keys)
+        except SignatureError as exc:
+            return f"the envelope signature does not verify: {exc.reason}"
+        return None
 
     def get_object(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.6: the versions of one object (latest by default) in an envelope."""
@@ -493,7 +516,9 @@ class SqlBackend(Backend):
         return self._signed(body, "versions", None), headers
 
 
-def _write_policy(objects: list[Any], grant: WriteGrant | None) -> tuple[list[Any], list[dict[str, str]]]:
+def _write_policy(
+    objects: list[Any], grant: WriteGrant | None, signature_problem: str | None
+) -> tuple[list[Any], list[dict[str, str]]]:
     """Split a partner's envelope into what its agreement lets it write and what it does not."""
     if grant is None:  # internal staff
         return objects, []
@@ -501,10 +526,8 @@ def _write_policy(objects: list[Any], grant: WriteGrant | None) -> tuple[list[An
     for obj in objects:
         detail = ingest_service.status_detail(obj)
         kind = obj.get("type") if isinstance(obj, dict) else None
-        if grant.require_signature:
-            # Signed submissions arrive with the signing issue; until then, refuse (fail closed).
-            refused.append(detail | {"message": "the agreement requires signed submissions; "
-                                                "this object carries no verifiable signature"})
+        if grant.require_signature and signature_problem is not None:
+            refused.append(detail | {"message": f"the agreement requires signed submissions: {signature_problem}"})
         elif grant.types is not None and kind not in grant.types:
             refused.append(detail | {"message": f"the agreement does not let {grant.partner} write "
                                                 f"objects of type {kind!r} here"})

@@ -112,3 +112,11 @@ def add_public_key(db: Session, slug: str, jwk: dict, *, actor: str) -> Partner:
     audit.record(db, actor=actor, action="partner.key.add", target=slug, details={"kid": jwk.get("kid")})
     db.flush()
     return partner
+
+
+def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
+    """The partner's registered public keys as a JWKS (kid = RFC 7638 thumbprint when unset)."""
+    from exchange.signing.keys import public_jwk, thumbprint
+
+    return {"keys": [public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"])
+                     for k in orjson.loads(partner.public_keys)]}

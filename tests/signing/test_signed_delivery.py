@@ -119,3 +119,47 @@ def test_export_over_rest_matches_the_agreement(live_server, partner_setup, admi
     recipients = httpx.get(f"{live_server.url}/api/v1/objects/{objs[0]['id']}/recipients",
                            headers={"Authorization": f"Bearer {admin[1]}"}).json()
     assert any(r["partner"] == slug and r["channel"] == "export" for r in recipients["received"])
+
+
+def test_require_signature_rejects_unsigned_and_badly_signed_submissions(live_server, partners, http):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import func, select
+
+    from exchange.intel.models import ObjectVersion
+    from exchange.partner import service as partner_service
+    from exchange.signing import CTY_TAXII, SigningKey, canonical_bytes, sign_canonical
+    from exchange.signing.keys import b64url, thumbprint
+    from cryptography.hazmat.primitives import serialization
+
+    def keypair() -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return SigningKey(kid=thumbprint(b64url(raw)), private_key=private)
+
+    registered, stranger = keypair(), keypair()
+    coll = live_server.collection()
+    slug, cred = partners.add(lambda s: agreement_doc(
+        s, write={"collections": [coll.alias], "require_signature": True}))
+    with live_server.session() as db:
+        partner_service.add_public_key(db, slug, registered.public_jwk(), actor="test")
+    client = httpx.Client(auth=cred, headers={"Accept": TAXII})
+
+    def signed(env: dict, key: SigningKey) -> dict:  # type: ignore[type-arg]
+        token = sign_canonical(canonical_bytes(env), key=key, cty=CTY_TAXII, aud=None, iss=slug)
+        return dict(env, x_exchange_jws=token)
+
+    def stored() -> int:
+        with live_server.session() as db:
+            return db.scalar(select(func.count()).where(ObjectVersion.collection_pk == coll.pk))
+
+    unsigned = post(client, live_server.collection_url(coll), envelope([indicator(1)])).json()
+    assert unsigned["failure_count"] == 1 and "signature" in unsigned["failures"][0]["message"]
+    wrong = post(client, live_server.collection_url(coll), signed(envelope([indicator(2)]), stranger)).json()
+    assert wrong["failure_count"] == 1 and "unknown kid" in wrong["failures"][0]["message"]
+    good_env = signed(envelope([indicator(3)]), registered)
+    tampered = dict(good_env, objects=[dict(good_env["objects"][0], name="changed")])
+    bad = post(client, live_server.collection_url(coll), tampered).json()
+    assert bad["failure_count"] == 1 and "bad signature" in bad["failures"][0]["message"]
+    assert stored() == 0
+    ok = post(client, live_server.collection_url(coll), good_env).json()
+    assert ok["success_count"] == 1 and stored() == 1
