@@ -43,7 +43,8 @@ def record(db: Session, *, principal: Principal, served: Iterable[Served], chann
         for s in served
     ]
     if rows:
-        db.execute(insert(Disclosure), rows)
+        # Core executemany: the ORM bulk path costs several times more for a 1,000-row page.
+        db.execute(insert(Disclosure.__table__), rows)
     return len(rows)
 
 
