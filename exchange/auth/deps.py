@@ -16,12 +16,26 @@ from exchange.errors import ForbiddenError, UnauthorizedError
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the handler succeeds."""
-    with session_scope(request.app.state.session_factory, write=True) as session:
+    """One transaction per request, committed when the handler succeeds.
+
+    Only requests that may write take SQLite's write lock up front (exports and previews are
+    GETs that must not hold up TAXII writers).
+    """
+    write = request.method not in ("GET", "HEAD")
+    with session_scope(request.app.state.session_factory, write=write) as session:
         yield session
 
 
 DbSession = Annotated[Session, Depends(get_db)]
+
+
+def get_write_db(request: Request) -> Iterator[Session]:
+    """A write transaction from the start, for GETs that record something (exports)."""
+    with session_scope(request.app.state.session_factory, write=True) as session:
+        yield session
+
+
+WriteDbSession = Annotated[Session, Depends(get_write_db)]
 
 
 def record_login_failure(factory, who: str, channel: str) -> None:  # type: ignore[no-untyped-def]

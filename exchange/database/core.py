@@ -1,15 +1,12 @@
 """Engine, sessions and the transaction boundary (services only flush; callers commit)."""
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-_sqlite_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "sqlite_immediate", default=False
-)
+IMMEDIATE = "exchange_sqlite_immediate"
 
 
 class Base(DeclarativeBase):
@@ -40,7 +37,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
         # Writers take the lock up front so a read-then-write transaction never hits
         # SQLITE_BUSY half-way through (and date_added stays strictly increasing).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_immediate.get() else "BEGIN")
+        immediate = conn.get_execution_options().get(IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -53,10 +51,15 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
-    token = _sqlite_immediate.set(write)
+    """One transaction: commit on success, roll back on any error.
+
+    `write=True` begins it at once with a write lock on SQLite (the session carries the
+    option itself, so it holds whichever thread or context ends up using it).
+    """
     session = factory()
     try:
+        if write:
+            session.connection(execution_options={IMMEDIATE: True})
         yield session
         session.commit()
     except BaseException:
@@ -64,7 +67,6 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
         raise
     finally:
         session.close()
-        _sqlite_immediate.reset(token)
 
 
 def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]

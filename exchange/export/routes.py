@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
-from exchange.auth.deps import DbSession, StaffUser
+from exchange.auth.deps import StaffUser, WriteDbSession
 from exchange.errors import BadRequestError
 from exchange.export.service import export_bundle, signer
 from exchange.intel.timestamps import text_to_us
@@ -16,7 +16,7 @@ STIX_MEDIA = "application/stix+json;version=2.1"
 def export(
     collection: str,
     request: Request,
-    db: DbSession,
+    db: WriteDbSession,
     user: StaffUser,
     partner: str = Query(description="the partner whose agreement decides what goes in"),
     added_after: str | None = Query(None, description="only objects added after this timestamp"),

@@ -106,6 +106,7 @@ class ObjectRef(Base):
     """Ids an object version points to that a partner must be able to see too (closure)."""
 
     __tablename__ = "object_ref"
+    __table_args__ = (Index("ix_object_ref_ref_id", "ref_id"),)
 
     object_version_pk: Mapped[int] = mapped_column(
         ForeignKey("object_version.pk", ondelete="CASCADE"), primary_key=True

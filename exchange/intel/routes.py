@@ -1,0 +1,60 @@
+"""/api/v1/objects/{stix_id}: one object across collections, with the sightings of it."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from exchange.auth.deps import DbSession, StaffUser
+from exchange.errors import NotFoundError
+from exchange.intel.models import Collection, ObjectRef, ObjectVersion
+from exchange.intel.timestamps import us_to_text
+
+router = APIRouter(prefix="/api/v1/objects", tags=["objects"])
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {
+        "collection": row.alias,
+        "version": row.version_text,
+        "date_added": us_to_text(row.date_added_us),
+        "origin": row.origin,
+        "added_by": row.added_by,
+        "object": orjson.loads(row.body),
+    }
+
+
+_COLUMNS = (Collection.alias, ObjectVersion.version_text, ObjectVersion.date_added_us, ObjectVersion.origin,
+            ObjectVersion.added_by, ObjectVersion.body)
+
+
+@router.get("/{stix_id}")
+def get_object(stix_id: str, db: DbSession, user: StaffUser) -> dict[str, Any]:
+    """Every stored version of an object (all collections) and the latest sightings of it."""
+    versions = db.execute(
+        select(*_COLUMNS).join(Collection, Collection.pk == ObjectVersion.collection_pk)
+        .where(ObjectVersion.stix_id == stix_id).order_by(ObjectVersion.version, Collection.alias)
+    ).all()
+    if not versions:
+        raise NotFoundError(f"no object {stix_id!r} is stored")
+    return {"id": stix_id, "versions": [_row(v) for v in versions], "sightings": sightings_of(db, stix_id)}
+
+
+@router.get("/{stix_id}/sightings")
+def list_sightings(stix_id: str, db: DbSession, user: StaffUser) -> list[dict[str, Any]]:
+    """Sightings (latest versions) that point at the object, e.g. posted by partners over TAXII."""
+    return sightings_of(db, stix_id)
+
+
+def sightings_of(db: Any, stix_id: str) -> list[dict[str, Any]]:
+    """Latest versions of the sightings whose references include `stix_id`."""
+    rows = db.execute(
+        select(*_COLUMNS)
+        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+        .join(ObjectRef, ObjectRef.object_version_pk == ObjectVersion.pk)
+        .where(ObjectRef.ref_id == stix_id, ObjectVersion.type == "sighting", ObjectVersion.is_latest.is_(True))
+        .order_by(ObjectVersion.date_added_us)
+    ).all()
+    return [_row(r) for r in rows]
