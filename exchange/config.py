@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     api_root: str = "root"
     # The STIX identity of the national CERT: created_by_ref of what it publishes, and what
     # third-party sources are replaced by when an agreement anonymises them.
-    identity_id: str = "identity--99992abe-90ad-53a1-9ba3-148c4379aa4e"
+    identity_id: str = "identity--aeb752b6-4288-401d-b1df-705f70901e85"
     identity_name: str = "National CERT"
     max_content_length: int = 10 * 1024 * 1024
     max_page_size: int = 1000

@@ -1,24 +1,24 @@
 """A small, deterministic sample data set so a fresh install has something to serve."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from exchange.config import get_settings
 from exchange.intel import service
+from exchange.intel.ids import deterministic_id
 from exchange.intel.ingest import IngestResult, ingest
 from exchange.intel.models import ApiRoot
 from policies.tlp import CANONICAL_MARKINGS
 
-_NS = uuid.UUID("6f1c2f3e-2d1b-5f7a-9c3e-0b7d7a1e5c42")
 CREATED = "2026-11-20T08:00:00.000Z"
 TLP_GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 TLP_AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
 
 
 def _id(kind: str, name: str) -> str:
-    return f"{kind}--{uuid.uuid5(_NS, name)}"
+    return deterministic_id(kind, "demo", name)
 
 
 def _sdo(kind: str, key: str, tlp: str, **props: Any) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def _sdo(kind: str, key: str, tlp: str, **props: Any) -> dict[str, Any]:
     }
 
 
-IDENTITY = _id("identity", "national-cert")
+IDENTITY = get_settings().identity_id
 
 
 def sample_objects() -> dict[str, list[dict[str, Any]]]:
@@ -45,7 +45,7 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
         "id": IDENTITY,
         "created": CREATED,
         "modified": CREATED,
-        "name": "National CERT",
+        "name": get_settings().identity_name,
         "identity_class": "organization",
         "sectors": ["government-national"],
     }
@@ -66,7 +66,8 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
         ),
     ]
     indicators = [
-        _sdo("indicator", name, tlp, name=title, pattern=pattern, pattern_type="stix",
+        _sdo("indicator", name, tlp, name=title, description=f"{title} seen in the phishing wave",
+             pattern=pattern, pattern_type="stix",
              valid_from=CREATED, indicator_types=["malicious-activity"], confidence=confidence)
         for name, pattern, title, tlp, confidence in observables
     ]

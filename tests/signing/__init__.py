@@ -13,7 +13,7 @@ from joserfc.registry import HeaderParameter
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-ISS = "identity--99992abe-90ad-53a1-9ba3-148c4379aa4e"
+ISS = "identity--aeb752b6-4288-401d-b1df-705f70901e85"
 
 # joserfc refuses header parameters outside its registry unless told about them; a partner
 # using joserfc registers the three the exchange adds (iat, iss, aud), as here.
