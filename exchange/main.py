@@ -15,6 +15,7 @@ from exchange.audit.routes import router as audit_router
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError
 from exchange.export.routes import router as export_router
+from exchange.incident.routes import router as publish_router
 from exchange.intel.routes import router as objects_router
 from exchange.partner.routes import router as partner_router
 from exchange.signing import KeyRing, default_directory
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422, media_type="application/problem+json",
         )
 
-    for router in (partner_router, agreement_router, audit_router, export_router, jwks_router, objects_router):
+    for router in (partner_router, agreement_router, audit_router, export_router, jwks_router, objects_router, publish_router):
         app.include_router(router)
 
     taxii = create_taxii_app(settings, factory, key_cache, keyring)

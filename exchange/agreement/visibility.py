@@ -59,15 +59,28 @@ def visible_anywhere(
                  for cg in grants))
 
 
-def closure_predicate(grants: Sequence[CollectionGrant], *, now_us: int) -> ColumnElement[bool]:
-    """Every id the row references (relationship ends, non-TLP markings) is visible too."""
+CLOSURE_DEPTH = 3
+
+
+def closure_predicate(
+    grants: Sequence[CollectionGrant], *, now_us: int, table=ObjectVersion, depth: int = CLOSURE_DEPTH  # type: ignore[no-untyped-def]
+) -> ColumnElement[bool]:
+    """Every id the row references (relationship ends, report contents, non-TLP markings) is
+    visible too, and so are the ids those reference, `depth` levels down.
+
+    Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting of ...) are
+    withheld rather than followed further: fail closed.
+    """
     target = aliased(ObjectVersion)
     ref = aliased(ObjectRef)
-    visible_target = exists(
-        select(target.pk).where(target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target))
-    )
+    target_ok = [target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target)]
+    if depth > 1:
+        target_ok.append(closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1))
+    else:
+        deeper = aliased(ObjectRef)
+        target_ok.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
     hidden_ref = exists(
-        select(ref.ref_id).where(ref.object_version_pk == ObjectVersion.pk, not_(visible_target))
+        select(ref.ref_id).where(ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*target_ok))))
     )
     return not_(hidden_ref)
 

@@ -23,16 +23,18 @@ def _digest(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
 
 
-def _scrub(details: dict[str, Any]) -> dict[str, Any]:
-    """Never let a secret into the trail, whatever a caller passes."""
+def _scrub(details: Any) -> Any:
+    """Never let a secret into the trail, whatever a caller passes (nested dicts and lists too)."""
+    if isinstance(details, list):
+        return [_scrub(item) for item in details]
+    if not isinstance(details, dict):
+        return details
     clean: dict[str, Any] = {}
     for name, value in details.items():
-        if any(word in name.lower() for word in _SECRET_WORDS) and name.lower() not in ("key_id", "public_keys"):
+        if any(word in str(name).lower() for word in _SECRET_WORDS) and str(name).lower() not in ("key_id", "public_keys"):
             clean[name] = "[withheld]"
-        elif isinstance(value, dict):
-            clean[name] = _scrub(value)
         else:
-            clean[name] = value
+            clean[name] = _scrub(value)
     return clean
 
 
@@ -97,7 +99,9 @@ def verify(db: Session) -> ChainReport:
         expected_seq, prev = event.seq + 1, event.hash
     head = db.get(AuditHead, 1)
     last_seq = expected_seq - 1
-    if head is not None and (head.seq != last_seq or head.hash != prev):
+    if head is None and report.events:
+        report.problems.append("the chain's head record is missing: the newest events may have been removed")
+    elif head is not None and (head.seq != last_seq or head.hash != prev):
         report.problems.append(
             f"the chain ends at event {last_seq} but its head says {head.seq}: events were removed"
         )

@@ -15,29 +15,6 @@ from exchange.database.core import session_scope
 from exchange.errors import ForbiddenError, UnauthorizedError
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the handler succeeds.
-
-    Only requests that may write take SQLite's write lock up front (exports and previews are
-    GETs that must not hold up TAXII writers).
-    """
-    write = request.method not in ("GET", "HEAD")
-    with session_scope(request.app.state.session_factory, write=write) as session:
-        yield session
-
-
-DbSession = Annotated[Session, Depends(get_db)]
-
-
-def get_write_db(request: Request) -> Iterator[Session]:
-    """A write transaction from the start, for GETs that record something (exports)."""
-    with session_scope(request.app.state.session_factory, write=True) as session:
-        yield session
-
-
-WriteDbSession = Annotated[Session, Depends(get_write_db)]
-
-
 def record_login_failure(factory, who: str, channel: str) -> None:  # type: ignore[no-untyped-def]
     """Audit a failed login in its own transaction (the request's own is rolled back)."""
     with session_scope(factory, write=True) as db:
@@ -59,12 +36,16 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     return None
 
 
-def current_user(request: Request, db: DbSession) -> Principal:
-    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise."""
+def current_user(request: Request) -> Principal:
+    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise.
+
+    Its own short read transaction, so it never holds the request's write lock.
+    """
     given = _credentials(request)
     principal = None
     if given:
-        principal = auth_service.authenticate(db, given[0], given[1], cache=request.app.state.key_cache)
+        with session_scope(request.app.state.session_factory) as db:
+            principal = auth_service.authenticate(db, given[0], given[1], cache=request.app.state.key_cache)
     if principal is None:
         if given:
             record_login_failure(request.app.state.session_factory, given[0], "rest")
@@ -73,6 +54,34 @@ def current_user(request: Request, db: DbSession) -> Principal:
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def get_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
+    """One transaction per request, committed when the handler succeeds.
+
+    Only requests that may write take SQLite's write lock up front (exports and previews are
+    GETs that must not hold up TAXII writers). The caller is authenticated first, so a failed
+    login is answered (and audited) before any lock is taken.
+    """
+    write = request.method not in ("GET", "HEAD")
+    with session_scope(request.app.state.session_factory, write=write) as session:
+        yield session
+
+
+# scope="function": commit (or roll back) before the response is sent, never after it, so a
+# client that got a 2xx can rely on the write having landed.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def get_write_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
+    """A write transaction from the start, for GETs that record something (exports)."""
+    with session_scope(request.app.state.session_factory, write=True) as session:
+        yield session
+
+
+WriteDbSession = Annotated[Session, Depends(get_write_db, scope="function")]
+
+
 
 
 def require_role(*roles: str) -> Callable[[Principal], Principal]:

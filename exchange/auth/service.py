@@ -97,6 +97,9 @@ def authenticate(
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
     credential = db.get(Credential, credential_id)
+    if credential is None:
+        # DESIGN: the Basic user name may be the partner's slug; the key names its credential.
+        credential = _partner_credential(db, credential_id, key)
     if credential is None or credential.revoked_at is not None:
         return None
     if credential.expires_at is not None and credential.expires_at <= utcnow():
@@ -111,6 +114,14 @@ def authenticate(
         slug = partner.slug
     return Principal(credential_id=credential.id, name=credential.name, role=credential.role,
                      partner_pk=credential.partner_pk, partner_slug=slug)
+
+
+def _partner_credential(db: Session, slug: str, key: str) -> Credential | None:
+    owner = db.scalars(select(Partner).where(Partner.slug == slug)).first()
+    if owner is None:
+        return None
+    credential = db.get(Credential, key.partition(".")[0])
+    return credential if credential is not None and credential.partner_pk == owner.pk else None
 
 
 def authenticate_key(db: Session, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
