@@ -292,3 +292,11 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     assert broken.returncode == 1
     assert "TAMPERED" in broken.stderr
     assert f"event {seq} was altered after it was written" in broken.stderr
+
+
+def test_a_key_pasted_as_user_name_is_not_recorded():
+    from exchange.auth.deps import safe_user_name
+
+    assert safe_user_name("cred-0123456789abcdef.s3cr3tS3cr3tS3cr3t") == "cred-0123456789abcdef"
+    assert safe_user_name("") == "anonymous"
+    assert safe_user_name("cert-in") == "cert-in"
