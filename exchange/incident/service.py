@@ -67,11 +67,15 @@ def _collection(db: Session, settings: Settings, alias: str) -> Collection:
     return found
 
 
-def _latest(db: Session, collection_pk: int, stix_id: str) -> dict[str, Any] | None:
-    body = db.scalar(select(ObjectVersion.body).where(
+def _latest_row(db: Session, collection_pk: int, stix_id: str) -> Any:
+    return db.execute(select(ObjectVersion.body, ObjectVersion.audience).where(
         ObjectVersion.collection_pk == collection_pk, ObjectVersion.stix_id == stix_id,
-        ObjectVersion.is_latest.is_(True)))
-    return orjson.loads(body) if body else None
+        ObjectVersion.is_latest.is_(True))).first()
+
+
+def _latest(db: Session, collection_pk: int, stix_id: str) -> dict[str, Any] | None:
+    row = _latest_row(db, collection_pk, stix_id)
+    return orjson.loads(row.body) if row else None
 
 
 def _same_but_modified(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> bool:
@@ -80,11 +84,16 @@ def _same_but_modified(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> 
     return {k: v for k, v in stored.items() if k != "modified"} == {k: v for k, v in fresh.items() if k != "modified"}
 
 
-def _versioned(db: Session, coll: Collection, obj: dict[str, Any], now: str) -> dict[str, Any]:
-    """Reuse the stored version when nothing but `modified` would change; else a newer version."""
-    stored = _latest(db, coll.pk, obj["id"])
+def _versioned(db: Session, coll: Collection, obj: dict[str, Any], now: str, audience: str | None) -> dict[str, Any]:
+    """Reuse the stored version when nothing but `modified` would change; else a newer version.
+
+    A changed audience also makes a new version: the stored one keeps the audience it was
+    stored with, so reusing it would silently keep the old (perhaps wider) audience.
+    """
+    row = _latest_row(db, coll.pk, obj["id"])
+    stored = orjson.loads(row.body) if row else None
     candidate = dict(obj, modified=now, created=stored["created"] if stored else obj["created"])
-    if _same_but_modified(stored, candidate):
+    if _same_but_modified(stored, candidate) and row.audience == audience:
         return stored  # type: ignore[return-value]
     if stored is not None:
         candidate["modified"] = _after(stored["modified"])
@@ -161,7 +170,8 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     if body.id and _latest(db, coll.pk, incident_id) is None:
         raise NotFoundError(f"no incident {incident_id!r} in {coll.alias!r} to publish a new version of")
     objects = [identity(settings), ext_def, marking]
-    objects += [_versioned(db, coll, o, now) for o in [incident, *indicators, *relationships]]
+    audience_text = f",{','.join(sorted(set(body.audience)))}," if body.audience else None
+    objects += [_versioned(db, coll, o, now, audience_text) for o in [incident, *indicators, *relationships]]
     _store(db, coll, objects, actor=actor, audience=body.audience or None)
     audit.record(db, actor=actor, action="publish.incident", target=incident_id,
                  details={"collection": coll.alias, "indicators": len(indicators), "tlp": body.tlp,

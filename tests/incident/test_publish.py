@@ -159,3 +159,16 @@ def test_new_version_and_observable_lookup(live_server, api):
     assert [i["object"]["name"] for i in seen["incidents"] if i["collection"] == coll.alias] == ["Renamed"]
     assert any(i["collection"] == coll.alias for i in seen["indicators"])
     assert not api.get("/api/v1/observables", params={"value": "never-seen.example"}).json()["seen"]
+
+
+def test_republishing_with_a_narrower_audience_applies_it(live_server, api, partners):  # noqa: F811
+    coll = live_server.collection()
+    read = {"collections": [coll.alias], "max_tlp": "amber"}
+    first, first_cred = partners.add(lambda s: agreement_doc(s, read=read))
+    second, second_cred = partners.add(lambda s: agreement_doc(s, read=read))
+    published = api.post("/api/v1/incidents", json=incident_body(coll.alias, audience=[first, second])).json()
+    api.post("/api/v1/incidents", json=incident_body(coll.alias, id=published["incident"], audience=[first]))
+    ids = lambda cred: {o["id"] for o in httpx.get(  # noqa: E731
+        live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}).json().get("objects", [])}
+    assert published["incident"] in ids(first_cred)
+    assert published["incident"] not in ids(second_cred)
