@@ -75,6 +75,16 @@ class SqlBackend(Backend):
 
     _db = request_session
 
+    def _end_read(self) -> None:
+        """Close the request's read transaction before writing in another session.
+
+        On SQLite an open reader pins the WAL: a write committed beside it can never be
+        checkpointed, and the log grows without bound while partners pull (the ledger).
+        The read session holds no changes, and expire_on_commit is off, so loaded rows stay.
+        """
+        if "exchange_db" in g:
+            g.exchange_db.commit()
+
     @staticmethod
     def _principal() -> Principal:
         principal = auth.current_user()
@@ -374,6 +384,7 @@ class SqlBackend(Backend):
             return [r.body for r in rows]
         identity = self._settings.identity_id
         bodies = [gate.body_text(r, grant, exchange_identity=identity) for r in rows]
+        self._end_read()
         with session_scope(self._factory, write=True) as db:
             disclosure.record(
                 db,
@@ -400,6 +411,7 @@ class SqlBackend(Backend):
         if grant.write_grant is not None and grant.write_grant.require_signature:
             signature_problem = self._submission_signature_problem(objs)
         accepted, refused = _write_policy(objs["objects"], grant.write_grant, signature_problem)
+        self._end_read()
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
             result = ingest_service.ingest(
@@ -476,6 +488,7 @@ class SqlBackend(Backend):
             raise ProcessingError(f"Forbidden to delete from collection '{collection_id}'", 403)
         filters = normalised_filters(request.args, allowed=DELETE_FILTERS)
         flt = to_object_filter(filters, default_versions=DEFAULT_VERSIONS)
+        self._end_read()
         with session_scope(self._factory, write=True) as db:
             deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
             if not deleted:
