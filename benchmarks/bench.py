@@ -9,6 +9,9 @@ Sections (see benchmarks/README.md for method and targets):
   3  median 1,000-object page over HTTP at 10,000 and at 1,000,000 objects
   4  the floor: the same page from page_by_date_added joined into bytes; served / floor
   5  ingest rate of strictly validated indicators POSTed in 1,000-object envelopes
+  6  a partner under an agreement pulls 100,000 objects of which half are withheld, vs 50,000
+     all visible to it, vs the admin pulling the same 50,000: what filtering and the partner
+     path (SQL predicates, the decide gate, signatures, disclosure ledger) cost
 
 Everything runs on 127.0.0.1; servers run in their own processes; temporary directories and the
 PostgreSQL database are removed at the end, also after errors and Ctrl-C.
@@ -38,14 +41,20 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench.py`
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, select
 
-from benchmarks import data, measure
+from benchmarks import data, measure, partner
 from benchmarks.instance import Instance, postgres_problem, postgres_version
 from benchmarks.report import Report, count, machine_facts, ms, secs, verdict
 from benchmarks.servers import ServerProcess, ServerStartError
-from exchange.intel.models import Collection
+from exchange.agreement import access as agreement_access
+from exchange.agreement import gate as agreement_gate
+from exchange.agreement import service as agreement_service
+from exchange.auth.service import Principal
+from exchange.database.core import session_scope
+from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.query import ObjectFilter, page_by_date_added
+from exchange.partner import service as partner_service
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MEDALLION_API_ROOT = "bench"
@@ -54,6 +63,7 @@ PAGE_GROWTH_TARGET = 1.5  # median page at the big size / at the small size
 FLOOR_TARGET = 2.0  # served median / floor median
 INGEST_TARGET = 1_500  # objects/s
 FLAT_TARGET = 0.8  # slowest ingest point / fastest
+PARTNER_FILTER_TARGET = 1.3  # partner's filtered pull (half withheld) / its unfiltered pull
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Options:
     ingest_envelopes: int
     envelope_size: int
     medallion_sizes: list[int]
+    partner_objects: int
+    partner_rounds: int
     medallion_budget: float
     pull_timeout: float
     pg_url: str
@@ -90,7 +102,7 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="smoke run: 20k objects, medallion budget 20 s, fewer samples")
     parser.add_argument("--backends", default="sqlite,postgresql",
                         help="comma list of sqlite, postgresql (default: both)")
-    parser.add_argument("--sections", default="1,2,3,4,5", help="which sections to run (default: all)")
+    parser.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default: all)")
     parser.add_argument("--objects", type=lambda s: int(s.replace("_", "")),
                         help="size of the big collection (default 1,000,000; quick 20,000)")
     parser.add_argument("--small", type=lambda s: int(s.replace("_", "")),
@@ -107,6 +119,12 @@ def parse_args(argv: list[str] | None) -> Options:
                              "headline (default 250,500,1000,2000,4000,5000)")
     parser.add_argument("--medallion-budget", type=float,
                         help="seconds medallion may use across all sizes (default 120; quick 20)")
+    parser.add_argument("--partner-objects", type=lambda s: int(s.replace("_", "")),
+                        help="section 6: size of the collection half withheld from the partner, a "
+                             "multiple of 100 (default 100,000; quick 20,000)")
+    parser.add_argument("--partner-rounds", type=int,
+                        help="section 6: times each of its three pulls is repeated, order alternating; "
+                             "medians are reported (default 3; quick 2)")
     parser.add_argument("--pull-timeout", type=float,
                         help="give up a full pull of ours after this many seconds (default 900; quick 120)")
     parser.add_argument("--pg-url", default=DEFAULT_PG,
@@ -121,8 +139,8 @@ def parse_args(argv: list[str] | None) -> Options:
         if backend not in ("sqlite", "postgresql"):
             parser.error(f"unknown backend {backend!r}")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    if not sections <= {"1", "2", "3", "4", "5"}:
-        parser.error("sections are 1-5")
+    if not sections <= {"1", "2", "3", "4", "5", "6"}:
+        parser.error("sections are 1-6")
     opts = Options(
         quick=quick,
         backends=backends,
@@ -136,6 +154,8 @@ def parse_args(argv: list[str] | None) -> Options:
         envelope_size=args.envelope_size,
         medallion_sizes=sorted(args.medallion_sizes or [250, 500, 1000, 2000, 4000, 5000]),
         medallion_budget=args.medallion_budget if args.medallion_budget is not None else (20 if quick else 120),
+        partner_objects=args.partner_objects or (20_000 if quick else 100_000),
+        partner_rounds=args.partner_rounds or (2 if quick else 3),
         pull_timeout=args.pull_timeout or (120 if quick else 900),
         pg_url=args.pg_url,
         seed=args.seed,
@@ -145,6 +165,10 @@ def parse_args(argv: list[str] | None) -> Options:
         parser.error("--small must not exceed --objects")
     if opts.small < 2 * opts.page_size:
         parser.error("--small must hold at least two pages")
+    if opts.partner_objects % 100 or opts.partner_objects < 2 * opts.page_size:
+        parser.error("--partner-objects must be a multiple of 100 and hold at least two pages")
+    if opts.partner_rounds < 1:
+        parser.error("--partner-rounds must be at least 1")
     return opts
 
 
@@ -432,6 +456,13 @@ def time_pages(inst: Instance, coll: Collection, dates: array, opts: Options, rn
 
 def query_plan(inst: Instance, coll: Collection, after_us: int, limit: int) -> str:
     """The plan of the exact statement page_by_date_added sends (captured, then EXPLAINed)."""
+    return captured_plan(inst, lambda db: page_by_date_added(
+        db, collection_pk=coll.pk, flt=ObjectFilter(), after_us=after_us, limit=limit))
+
+
+def captured_plan(inst: Instance, run: Callable[[Any], Any], *, shown: int | None = None) -> str:
+    """Run `run(session)`, capture the last statement it sends, and EXPLAIN it; the statement is
+    cut to its first `shown` characters in the text returned."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, _many):  # type: ignore[no-untyped-def]
@@ -440,7 +471,7 @@ def query_plan(inst: Instance, coll: Collection, after_us: int, limit: int) -> s
     event.listen(inst.engine, "before_cursor_execute", capture)
     try:
         with inst.factory() as db:
-            page_by_date_added(db, collection_pk=coll.pk, flt=ObjectFilter(), after_us=after_us, limit=limit)
+            run(db)
     finally:
         event.remove(inst.engine, "before_cursor_execute", capture)
     statement, parameters = captured[-1]
@@ -448,7 +479,10 @@ def query_plan(inst: Instance, coll: Collection, after_us: int, limit: int) -> s
     with inst.engine.connect() as conn:
         rows = conn.exec_driver_sql(explain + statement, parameters).all()
     plan = "\n    ".join(str(r[-1]) for r in rows)
-    return f"{' '.join(statement.split())}\n    {plan}"
+    text = " ".join(statement.split())
+    if shown is not None and len(text) > shown:
+        text = f"{text[:shown]} ... ({len(text):,} characters in all)"
+    return f"{text}\n    {plan}"
 
 
 def pull_row(report: Report, inst: Instance, result: measure.PullResult, n: int, opts: Options, *, target: bool) -> None:
@@ -519,6 +553,160 @@ def section_big(inst: Instance, loader: data.BulkLoader, opts: Options, report: 
         pull_row(report, inst, result, len(dates), opts, target=True)
 
 
+# --- section 6: a partner under an agreement -----------------------------------------------
+
+
+def _check_partner_rows(inst: Instance, probe_coll: Collection, seed: int) -> None:
+    """POST one indicator of every kind; the rows the server stores must be the rows we write,
+    including the TLP rank the harness reads from each marking (and NULL for no confidence)."""
+    probes = partner.probes(seed)
+    measure.post_envelopes(inst.client, inst.objects_url(probe_coll),
+                           [(orjson.dumps({"objects": probes}), len(probes))])
+    for obj in probes:
+        stored = data.shape_check(inst.engine, collection_pk=probe_coll.pk, obj=obj, added_by=inst.auth[0])
+        if stored != partner.rank_of(obj):
+            raise AssertionError(f"the server stored TLP rank {stored} for {obj['object_marking_refs']}, "
+                                 f"the harness would write {partner.rank_of(obj)}")
+
+
+def _median_pull(results: list[measure.PullResult]) -> float:
+    return measure.Stats([r.seconds for r in results]).median
+
+
+def _pulls_text(results: list[measure.PullResult]) -> str:
+    """The median pull (rate and page median of the round closest to it), and every round."""
+    median = _median_pull(results)
+    typical = min(results, key=lambda r: abs(r.seconds - median))
+    text = (f"{secs(median)} ({count(typical.rate)} objects/s, "
+            f"page median {ms(measure.Stats(typical.page_seconds).median)})")
+    if len(results) > 1:
+        text = (f"median of {len(results)} rounds: {text}; rounds "
+                + ", ".join(secs(r.seconds) for r in results))
+    return text
+
+
+def _wal_bytes(inst: Instance) -> int | None:
+    """The size of the SQLite write-ahead log (None on PostgreSQL)."""
+    if inst.backend != "sqlite":
+        return None
+    return sum(f.stat().st_size for f in Path(inst.settings.data_dir).glob("*-wal"))
+
+
+def section_partner(inst: Instance, opts: Options, report: Report) -> None:
+    n, half = opts.partner_objects, opts.partner_objects // 2
+    probe_coll = inst.collection("bench-partner-probe")
+    _check_partner_rows(inst, probe_coll, opts.seed - 6)
+    log(f"{inst.label}: partner rows (every TLP level, confidence high/low/absent) match ingested ones")
+    loader = data.BulkLoader(inst.engine, added_by=inst.auth[0], rank_of=partner.rank_of)
+
+    mix = partner.mixed_collection(n, opts.seed + 6)
+    mixed, visible = inst.collection("partner-mixed"), inst.collection("partner-visible")
+    bulk(inst, loader, mixed, iter(mix.objects), n, "partner: half withheld", report)
+    bulk(inst, loader, visible, iter(mix.visible), half, "partner: all visible", report)
+    report.note(f"{inst.label}: section 6 mix of {n:,} (shuffled, seed {opts.seed + 6}): "
+                + ", ".join(f"{kind.name} {mix.kinds[kind.name]:,}" for kind in partner.KINDS)
+                + f"; the agreement lets the partner see {half:,} (TLP <= {partner.MAX_TLP}, confidence >= "
+                  f"{partner.MIN_CONFIDENCE}); the second collection holds those {half:,}, same order")
+
+    document = partner.agreement([mixed.alias, visible.alias])
+    with session_scope(inst.factory, write=True) as db:
+        _, credential, key = partner_service.create(
+            db, slug=partner.PARTNER_SLUG, name="Benchmark partner CERT", country="IN", actor=inst.auth[0])
+        applied = agreement_service.apply(db, document, actor=inst.auth[0], source="benchmark")
+        partner_auth = (credential.id, key)
+        partner_pk = credential.partner_pk
+
+    # The agreement is in force: the partner sees exactly its two collections, both readable.
+    listed = inst.client.get(f"{inst.server.url}/taxii2/{inst.settings.api_root}/collections/", auth=partner_auth)
+    if listed.status_code != 200:
+        raise RuntimeError(f"partner's collection list: HTTP {listed.status_code}: {listed.text[:200]}")
+    seen = {c["alias"]: c["can_read"] for c in listed.json().get("collections", [])}
+    if seen != {mixed.alias: True, visible.alias: True}:
+        raise AssertionError(f"the partner's collection list is {seen}, expected exactly the two agreed ones")
+
+    expected_ids = {obj["id"] for obj in mix.visible}
+    pulls = [
+        ("filtered", mixed, partner_auth),
+        ("unfiltered", visible, partner_auth),
+        ("admin", visible, inst.auth),
+    ]
+    results: dict[str, list[measure.PullResult]] = {name: [] for name, _, _ in pulls}
+    first_ledger: partner.Ledger | None = None
+    wal_sizes: list[str] = []
+    for round_ in range(opts.partner_rounds):
+        for name, coll, auth in pulls if round_ % 2 == 0 else reversed(pulls):
+            result = measure.taxii_pull(
+                inst.collection_url(coll), auth, per_request=opts.page_size, expected=half,
+                expected_ids=expected_ids, deadline_seconds=opts.pull_timeout, on_timeout=inst.server.kill)
+            if not result.complete or result.objects != half:
+                raise RuntimeError(
+                    f"{name} pull (round {round_ + 1}) wrong: {result.objects:,}/{half:,} objects, "
+                    f"{result.duplicates} duplicates, {result.missing} missing, {result.unexpected} not allowed; "
+                    f"{result.error or ''}")
+            results[name].append(result)
+            wal = _wal_bytes(inst)
+            if wal is not None:
+                wal_sizes.append(f"{name} {wal / 2**20:,.0f}")
+            log(f"{inst.label}: round {round_ + 1}: {name} pull of {half:,} in {result.seconds:.2f} s"
+                + (f" (WAL {wal / 2**20:,.0f} MiB)" if wal is not None else ""))
+        if first_ledger is None:
+            first_ledger = partner.ledger(inst.engine, [mixed.pk, visible.pk])
+    final_ledger = partner.ledger(inst.engine, [mixed.pk, visible.pk])
+    assert first_ledger is not None
+
+    filtered, unfiltered, admin = (_median_pull(results[k]) for k in ("filtered", "unfiltered", "admin"))
+    rounds = opts.partner_rounds
+    report.add("6", f"partner pulls {n:,}, half withheld ({half:,} served), pages of {opts.page_size:,}",
+               inst.label, f"{_pulls_text(results['filtered'])}; exactly the {half:,} allowed ids, each once")
+    report.add("6", f"partner pulls {half:,}, all visible to it", inst.label, _pulls_text(results["unfiltered"]))
+    per_round = [f.seconds / u.seconds for f, u in zip(results["filtered"], results["unfiltered"])]
+    ratio = filtered / unfiltered
+    report.add("6", "partner: filtered pull / unfiltered pull", inst.label,
+               f"{ratio:.2f}x" + (f" (per round {', '.join(f'{r:.2f}' for r in per_round)})" if rounds > 1 else ""),
+               f"<= {PARTNER_FILTER_TARGET}x", verdict(ratio <= PARTNER_FILTER_TARGET))
+    report.add("6", f"admin pulls the same {half:,}", inst.label, _pulls_text(results["admin"]))
+    report.add("6", f"partner path: partner / admin pull of the same {half:,}", inst.label,
+               f"{unfiltered / admin:.2f}x (policy predicates, decide gate, page signatures, ledger rows)",
+               "(for reference)")
+    expected_rows = 2 * half
+    ledger_ok = (
+        first_ledger.rows == expected_rows
+        and first_ledger.by_collection == {mixed.pk: half, visible.pk: half}
+        and first_ledger.distinct_versions == {mixed.pk: half, visible.pk: half}
+        and final_ledger.rows == rounds * expected_rows
+        and final_ledger.not_allowed == 0
+    )
+    report.add("6", "disclosure ledger rows", inst.label,
+               f"{first_ledger.rows:,} after the first filtered + unfiltered pull ({half:,} distinct versions "
+               f"per collection); {final_ledger.rows:,} after {rounds} round{'s' if rounds > 1 else ''}; "
+               f"{final_ledger.not_allowed} rows for withheld objects",
+               f"{expected_rows:,}; {rounds * expected_rows:,}; 0", "OK" if ledger_ok else "WRONG")
+    if not ledger_ok:
+        report.failed = True
+
+    # The plan of the partner's page query, built the way the server builds it.
+    principal = Principal(credential_id=partner_auth[0], name="plan", role="partner",
+                          partner_pk=partner_pk, partner_slug=partner.PARTNER_SLUG)
+    with inst.engine.connect() as conn:
+        middle = conn.scalar(select(ObjectVersion.date_added_us).where(ObjectVersion.collection_pk == mixed.pk)
+                             .order_by(ObjectVersion.date_added_us).offset(n // 2).limit(1))
+
+    def partner_page(db: Any) -> Any:
+        grant = agreement_access.collection_access(db, principal, db.get(Collection, mixed.pk))
+        assert grant is not None and grant.read_grant is not None, "the agreement grants no read"
+        columns = (*agreement_gate.GATE_COLUMNS, ObjectVersion.body)
+        return page_by_date_added(db, collection_pk=mixed.pk, flt=ObjectFilter(), after_us=middle,
+                                  limit=opts.page_size, columns=columns, extra=grant.predicates)
+
+    if wal_sizes:
+        # Ledger rows are written while the request's read transaction is still open, so an
+        # automatic checkpoint never finds the log free to restart: it grows while pulls last.
+        report.note(f"{inst.label}: WAL file after each section 6 pull, MiB: {', '.join(wal_sizes)}")
+    report.note(f"{inst.label}: agreement v{applied.version} as applied: {orjson.dumps(document).decode()}")
+    report.note(f"{inst.label}: the partner's page query on the half-withheld collection, mid-way:\n    "
+                + captured_plan(inst, partner_page, shown=700))
+
+
 # --- orchestration --------------------------------------------------------------------------
 
 
@@ -554,6 +742,8 @@ def run_backend(backend: str, opts: Options, report: Report, workdir: Path, *, c
             steps.append(("5", "ingest", section_ingest, (inst, loader, opts, report)))
         if opts.sections & {"2", "3", "4"}:
             steps.append(("2", "big collection", section_big, (inst, loader, opts, report)))
+        if "6" in opts.sections:  # last: sections 1-5 run on a database as before section 6 existed
+            steps.append(("6", "partner pulls under an agreement", section_partner, (inst, opts, report)))
         for section, what, fn, args in steps:
             if not _guarded(report, section, what, inst, fn, *args):
                 break
@@ -595,7 +785,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'quick' if opts.quick else 'full'}: big collection {opts.objects:,}, small {opts.small:,}, "
         f"pages of {opts.page_size:,}, {opts.page_samples} page samples, ingest at "
         f"{','.join(map(str, opts.ingest_points))} x {opts.ingest_envelopes} envelopes, medallion sizes "
-        f"{','.join(map(str, opts.medallion_sizes))} within {opts.medallion_budget:.0f} s"
+        f"{','.join(map(str, opts.medallion_sizes))} within {opts.medallion_budget:.0f} s, partner "
+        f"collection {opts.partner_objects:,} x {opts.partner_rounds} rounds"
     )
     data.check_canonical(data.IndicatorFactory(seed=opts.seed).batch(200))
     workdir = Path(tempfile.mkdtemp(prefix="exchange-bench-"))

@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -133,7 +133,7 @@ def stored_row(
     """The `object_version` row ingest would store for a fresh (single-version) indicator."""
     return (
         collection_pk, obj["id"], obj["type"], obj["spec_version"], version_key(obj["modified"]),
-        obj["modified"], date_added_us, tlp_rank, obj["confidence"], False, True, True, "analyst",
+        obj["modified"], date_added_us, tlp_rank, obj.get("confidence"), False, True, True, "analyst",
         added_by, canonical(obj),
     )
 
@@ -169,12 +169,19 @@ class BulkLoader:
     """Appends generated rows to a collection, bumping its date_added high-water mark.
 
     Each transaction takes the collection's row lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE
-    on PostgreSQL), as ingest does, so date_added stays strictly increasing.
+    on PostgreSQL), as ingest does, so date_added stays strictly increasing. Every row gets
+    `tlp_rank`, unless `rank_of` is given: then each row gets `rank_of(obj)`.
     """
 
-    def __init__(self, engine: Engine, *, tlp_rank: int, added_by: str, chunk: int = 50_000) -> None:
+    def __init__(
+        self, engine: Engine, *, tlp_rank: int | None = None, added_by: str, chunk: int = 50_000,
+        rank_of: Callable[[dict[str, Any]], int] | None = None,
+    ) -> None:
+        if (tlp_rank is None) == (rank_of is None):
+            raise ValueError("give either tlp_rank or rank_of")
         self._engine = engine
         self._tlp_rank = tlp_rank
+        self._rank_of = rank_of
         self._added_by = added_by
         self._chunk = chunk
         self._table = ObjectVersion.__table__.name
@@ -192,10 +199,11 @@ class BulkLoader:
         return dates
 
     def _rows(self, collection_pk: int, chunk: list[dict[str, Any]], first_us: int) -> Iterator[tuple]:
+        rank_of = self._rank_of
         for i, obj in enumerate(chunk):
             yield stored_row(
                 obj, collection_pk=collection_pk, date_added_us=first_us + i,
-                tlp_rank=self._tlp_rank, added_by=self._added_by,
+                tlp_rank=rank_of(obj) if rank_of else self._tlp_rank, added_by=self._added_by,
             )
 
     def _load_chunk(self, collection_pk: int, chunk: list[dict[str, Any]]) -> range:

@@ -56,6 +56,7 @@ class PullResult:
     error: str | None = None
     duplicates: int = 0
     missing: int = 0  # expected ids not received (when the expected set is known)
+    unexpected: int = 0  # ids received that are not in the expected set (when it is known)
     page_seconds: list[float] = field(default_factory=list)
     _started: float = 0.0
 
@@ -65,7 +66,8 @@ class PullResult:
 
     @property
     def complete(self) -> bool:
-        return self.finished and not self.error and not self.duplicates and not self.missing
+        return (self.finished and not self.error and not self.duplicates and not self.missing
+                and not self.unexpected)
 
 
 def taxii_pull(
@@ -107,6 +109,7 @@ def taxii_pull(
         result.duplicates = result.objects - len(seen)
         if expected_ids is not None:
             result.missing = len(expected_ids - seen)
+            result.unexpected = len(seen - expected_ids)
         elif result.finished:
             result.missing = max(0, expected - len(seen))
 
