@@ -12,9 +12,12 @@ from medallion.backends.base import Backend
 from medallion.exceptions import ProcessingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from exchange.agreement import access, gate
+from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings
 from exchange.database.core import session_scope
+from exchange.disclosure import service as disclosure
 from exchange.errors import BadRequestError, InvalidCursorError
 from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
@@ -24,21 +27,18 @@ from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 from exchange.signing import (
-    SIGNATURE_MEMBER,
-    SignatureError,
-    verify_detached,
     CTY_TAXII,
+    SIGNATURE_MEMBER,
     KeyRing,
+    SignatureError,
     attach_signature,
     canonical_bytes,
     canonical_envelope,
     sign_canonical,
+    verify_detached,
 )
-from exchange.audit import service as audit
-from exchange.disclosure import service as disclosure
-from exchange.agreement import access, gate
-from taxii_server.cursor import Cursor, CursorCodec
 from policies.engine import WriteGrant
+from taxii_server.cursor import Cursor, CursorCodec
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"

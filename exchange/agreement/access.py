@@ -43,6 +43,17 @@ def collection_access(
     if principal.partner_pk is None:
         return None
     cache = cache if cache is not None else {}
+    # One request asks about the same collection several times (API-root visibility, then
+    # the collection itself); building the closure predicates is the costly part, so once.
+    key = ("access", collection.pk)
+    if key not in cache:
+        cache[key] = _partner_access(db, principal, collection, cache)
+    return cache[key]
+
+
+def _partner_access(
+    db: Session, principal: Principal, collection: Collection, cache: dict  # type: ignore[type-arg]
+) -> CollectionAccess | None:
     now = utcnow()
     if "doc" not in cache:
         cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
