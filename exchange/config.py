@@ -40,6 +40,29 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Where the Ed25519 signing keys live (owner-only); default <data_dir>/signing.
     signing_key_dir: Path | None = None
+    # Scheduled work (feeds, push delivery, housekeeping).
+    # Run the scheduler inside `exchange serve` (one process leads; see `exchange scheduler`).
+    scheduler_enabled: bool = True
+    # The leader renews its database lease this often; another process takes over after ttl.
+    scheduler_lease_seconds: float = 30.0
+    # How often the leader re-reads feeds and agreements to add, change or drop jobs.
+    scheduler_sync_seconds: float = 30.0
+    # Runs that start later than this after their time are skipped (and coalesced).
+    scheduler_misfire_grace_seconds: int = 300
+    # A failed feed run is retried after base * 2^(attempt-1) seconds, at most this many times.
+    feed_retry_base_seconds: float = 60.0
+    feed_retries: int = 3
+    # After this many failed runs in a row a feed is marked unhealthy.
+    feed_unhealthy_after: int = 3
+    # One feed download may not exceed this many bytes, nor a run this many seconds.
+    feed_max_bytes: int = 512 * 1024 * 1024
+    feed_max_run_seconds: float = 3600.0
+    # Objects per ingest transaction for feeds and per envelope for push.
+    feed_batch_size: int = 1000
+    push_batch_size: int = 500
+    push_timeout_seconds: float = 30.0
+    # The signing key in use longer than this is flagged for rotation.
+    signing_key_rotate_days: int = 365
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> "Settings":

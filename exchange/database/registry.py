@@ -4,6 +4,7 @@ from exchange.audit import models as audit_models  # noqa: F401
 from exchange.auth import models as auth_models  # noqa: F401
 from exchange.database.core import Base
 from exchange.disclosure import models as disclosure_models  # noqa: F401
+from exchange.feed import models as feed_models  # noqa: F401
 from exchange.intel import models as intel_models  # noqa: F401
 from exchange.partner import models as partner_models  # noqa: F401
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from exchange import metrics
 from exchange.auth.service import Principal
 from exchange.disclosure.models import Disclosure
 from exchange.intel.models import ObjectVersion
@@ -45,6 +46,7 @@ def record(db: Session, *, principal: Principal, served: Iterable[Served], chann
     if rows:
         # Core executemany: the ORM bulk path costs several times more for a 1,000-row page.
         db.execute(insert(Disclosure.__table__), rows)
+        metrics.OBJECTS_SERVED.inc(len(rows), channel=channel)
     return len(rows)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from exchange import metrics
 from exchange.errors import InvalidJsonError, InvalidStixError
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
@@ -31,6 +32,7 @@ class IngestResult:
     successes: list[dict[str, str]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     created: int = 0
+    updated: int = 0  # of `created`, how many are new versions of objects already stored
     duplicates: int = 0
     stored_ids: list[str] = field(default_factory=list)
 
@@ -123,6 +125,8 @@ def ingest(
                     )
                 )
             continue
+        if versions:
+            result.updated += 1
         date_added = next_us
         next_us += 1
         cand.row = {
@@ -164,6 +168,7 @@ def ingest(
         .values(last_date_added_us=next_us - 1)
     )
     result.created = len(rows)
+    metrics.OBJECTS_INGESTED.inc(result.created, origin=origin)
     return result
 
 

@@ -23,4 +23,6 @@ class Partner(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     # JSON list of public JWKs the partner signs submissions with.
     public_keys: Mapped[str] = mapped_column(Text, default="[]")
+    # Credentials for the partner's own TAXII server (push delivery) as JSON; never shown.
+    push_auth: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,160 @@
+"""HTTP(S) for feeds: TLS always verified (a per-feed CA bundle may be trusted), timeouts,
+an overall deadline, a size cap, and no credentials in errors or logs."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from exchange.feed.service import safe_url
+
+_CHUNK = 64 * 1024
+
+
+class HttpError(Exception):
+    """The feed's server could not be used; the message names the URL without secrets."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HttpClient:
+    """One feed run's HTTP session."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        ca_bundle: str | None = None,
+        auth: dict[str, Any] | None = None,
+        max_bytes: int = 512 * 1024 * 1024,
+        deadline: float | None = None,
+        user_agent: str = "national-cert-exchange/1.0",
+    ) -> None:
+        self._safe_url = safe_url
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.deadline = deadline  # time.monotonic() value after which reading stops
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = user_agent
+        self._ca_path: str | None = None
+        if ca_bundle:
+            fd, self._ca_path = tempfile.mkstemp(prefix="feed-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(ca_bundle)
+            self.session.verify = self._ca_path
+        else:
+            self.session.verify = True
+        auth = auth or {}
+        if auth.get("username") is not None:
+            self.session.auth = HTTPBasicAuth(auth["username"], auth.get("password") or "")
+        self.session.headers.update(auth.get("headers") or {})
+        self.basic_auth = (auth["username"], auth.get("password") or "") if auth.get("username") is not None else None
+        self.extra_headers = dict(auth.get("headers") or {})
+
+    @property
+    def verify(self) -> bool | str:
+        return self.session.verify  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.session.close()
+        if self._ca_path:
+            try:
+                os.unlink(self._ca_path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise HttpError("the run took longer than its time limit and was stopped")
+
+    def get(self, url: str, *, headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,),
+            params: dict[str, Any] | None = None) -> requests.Response:
+        """GET with streaming on; a status outside `ok` is an HttpError naming it."""
+        self.check_deadline()
+        shown = self._safe_url(url)
+        try:
+            response = self.session.get(url, headers=headers, params=params, stream=True,
+                                        timeout=(self.timeout, self.timeout))
+        except requests.exceptions.SSLError as exc:
+            raise HttpError(f"TLS verification failed for {shown}: {_reason(exc)} "
+                            "(give the feed the CA bundle that signs its certificate)") from None
+        except requests.exceptions.Timeout:
+            raise HttpError(f"{shown} did not answer within {self.timeout:g} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise HttpError(f"cannot connect to {shown}: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise HttpError(f"request to {shown} failed: {type(exc).__name__}") from None
+        if response.status_code not in ok:
+            response.close()
+            hint = " (check the feed's credentials)" if response.status_code in (401, 403) else ""
+            raise HttpError(f"{shown} answered HTTP {response.status_code} {response.reason}{hint}",
+                            status=response.status_code)
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
+            response.close()
+            raise HttpError(f"{shown} is {int(length):,} bytes, over the limit of {self.max_bytes:,}")
+        return response
+
+    def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
+        """The body in chunks, stopping with HttpError past the size cap, time limit or a stall."""
+        shown = self._safe_url(response.url)
+        total = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise HttpError(f"{shown} sent more than the limit of {self.max_bytes:,} bytes")
+                self.check_deadline()
+                yield chunk
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) and "timed out" in str(exc).lower():
+                raise HttpError(f"{shown} stopped sending for more than {self.timeout:g} s") from None
+            raise HttpError(f"reading {shown} failed: {_reason(exc)}") from None
+        finally:
+            response.close()
+
+    def iter_lines(self, response: requests.Response) -> Iterator[str]:
+        """Text lines (UTF-8, a BOM dropped, undecodable bytes replaced), without line ends."""
+        pending = b""
+        first = True
+        for chunk in self.iter_bytes(response):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if first:
+                    line, first = line.removeprefix(b"\xef\xbb\xbf"), False
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if pending:
+            if first:
+                pending = pending.removeprefix(b"\xef\xbb\xbf")
+            yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+    def read_all(self, response: requests.Response) -> bytes:
+        """The whole body (bounded by the size cap)."""
+        return b"".join(self.iter_bytes(response))
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's text, which names the TLS or socket problem without our URL."""
+    text = str(exc)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate has expired", "self-signed certificate",
+                   "self signed certificate", "hostname mismatch", "Connection refused", "Name or service not known"):
+        if marker.lower() in text.lower():
+            return marker
+    inner = exc
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    return type(inner).__name__

@@ -1,0 +1,200 @@
+"""One feed run: claim the feed, read its source slice by slice, normalise, drop what
+warninglists know to be benign, store through the same validation as TAXII POST, record."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange import metrics
+from exchange.config import Settings
+from exchange.database.core import session_scope
+from exchange.feed import service as feed_service
+from exchange.incident.observables import ObservableError
+from exchange.intel.ingest import ingest
+from exchange.intel.models import Collection, ObjectVersion
+from feeds import normalize, warninglist
+from feeds.base import Batch, FeedError, FeedSpec, FetchContext
+from feeds.http import HttpClient, HttpError
+from feeds.sources import module_for
+
+log = logging.getLogger(__name__)
+COUNTS = ("fetched", "new", "updated", "unchanged", "dropped", "failed")
+
+
+@dataclass
+class RunSummary:
+    feed: str
+    run_id: int
+    status: str = "running"
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        figures = ", ".join(f"{name} {self.counts[name]:,}" for name in COUNTS)
+        tail = f": {self.error}" if self.error else ""
+        return f"feed {self.feed}: {self.status} in {self.seconds:.1f} s ({figures}){tail}"
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_feed(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    name: str,
+    *,
+    trigger: str = "manual",
+    attempt: int = 1,
+    holder: str | None = None,
+    progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Run feed `name` once; FeedBusyError if a run holds it, NotFoundError if there is none."""
+    holder = holder or holder_name()
+    lease = timedelta(seconds=max(60.0, settings.feed_max_run_seconds / 10))
+    with session_scope(factory, write=True) as db:
+        feed = feed_service.claim(db, name, holder=holder, lease=lease)
+        run = feed_service.start_run(db, feed, trigger=trigger, attempt=attempt)
+        spec = FeedSpec(name=feed.name, kind=feed.kind, url=feed.url, options=feed_service.options(feed),
+                        timeout=feed.timeout_seconds, batch_size=settings.feed_batch_size)
+        job = _Job(feed_pk=feed.pk, collection_pk=feed.collection_pk, tlp=feed.default_tlp,
+                   confidence=feed.default_confidence, warninglists=feed.warninglists, name=feed.name)
+        http = HttpClient(timeout=feed.timeout_seconds, ca_bundle=feed.ca_bundle, auth=feed_service.auth(feed),
+                          max_bytes=settings.feed_max_bytes,
+                          deadline=time.monotonic() + settings.feed_max_run_seconds)
+        ctx = FetchContext(spec=spec, http=http, cursor=feed_service.cursor(feed), log=log.info)
+    summary = RunSummary(feed=name, run_id=run.pk)
+    started = time.monotonic()
+    error: str | None = None
+    log.info("feed %s: run %d started (%s)", name, run.pk, trigger)
+    try:
+        for batch in module_for(spec.kind).batches(ctx):
+            with session_scope(factory, write=True) as db:
+                counts, failures = _store(db, job, batch)
+                if batch.cursor is not None:
+                    feed_service.set_cursor(db, job.feed_pk, batch.cursor)
+                feed_service.add_counts(db, run.pk, counts, failures)
+                feed_service.renew(db, job.feed_pk, holder=holder, lease=lease)
+            for key, value in counts.items():
+                summary.counts[key] += value
+            if progress:
+                summary.seconds = time.monotonic() - started
+                progress(summary)
+    except (FeedError, HttpError) as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug or a library failure: record it, never lose the run record
+        log.exception("feed %s: run %d failed unexpectedly", name, run.pk)
+        error = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        http.close()
+        with session_scope(factory, write=True) as db:
+            done = feed_service.finish_run(db, run.pk, error=error, unhealthy_after=settings.feed_unhealthy_after)
+            feed_service.release(db, job.feed_pk, holder=holder)
+            summary.status = done.status
+    summary.error = error
+    summary.seconds = time.monotonic() - started
+    metrics.FEED_RUNS.inc(feed=name, status=summary.status)
+    metrics.FEED_OBJECTS.inc(summary.counts["new"], feed=name, result="new")
+    metrics.FEED_OBJECTS.inc(summary.counts["updated"], feed=name, result="updated")
+    metrics.FEED_OBJECTS.inc(summary.counts["dropped"], feed=name, result="dropped")
+    metrics.FEED_OBJECTS.inc(summary.counts["failed"], feed=name, result="failed")
+    (log.warning if error else log.info)("%s", summary.line())
+    return summary
+
+
+@dataclass(frozen=True)
+class _Job:
+    feed_pk: int
+    collection_pk: int
+    tlp: str
+    confidence: int | None
+    warninglists: bool
+    name: str
+
+
+def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[dict[str, str]]]:
+    counts = dict.fromkeys(COUNTS, 0)
+    counts["fetched"] = batch.fetched
+    failures = list(batch.failures)
+    counts["failed"] += len(batch.failures)
+    now = datetime.now(timezone.utc)
+    objects: list[Any] = []
+    if batch.iocs:
+        objects += _indicators(db, job, batch, counts, failures, now)
+    for obj in batch.objects:
+        if not isinstance(obj, dict):
+            objects.append(obj)  # ingest reports it as invalid
+            continue
+        if job.warninglists:
+            value = normalize.checked_value(obj)
+            if value is not None and warninglist.listed(value):
+                counts["dropped"] += 1
+                continue
+        objects.append(normalize.apply_defaults(obj, tlp=job.tlp, confidence=job.confidence))
+    if not objects:
+        return counts, failures
+    collection = db.get(Collection, job.collection_pk)
+    if collection is None:
+        raise FeedError("the feed's target collection no longer exists")
+    result = ingest(db, collection=collection, objects=objects, origin="feed", added_by=f"feed:{job.name}")
+    counts["updated"] += result.updated
+    counts["new"] += result.created - result.updated
+    counts["unchanged"] += result.duplicates
+    counts["failed"] += len(result.failures)
+    failures += [{"id": f.get("id", ""), "message": f.get("message", "")} for f in result.failures]
+    return counts, failures
+
+
+def _indicators(db: Session, job: _Job, batch: Batch, counts: dict[str, int],
+                failures: list[dict[str, str]], now: datetime) -> list[dict[str, Any]]:
+    wanted: dict[str, tuple[Any, Any]] = {}
+    for ioc in batch.iocs:
+        try:
+            observable = normalize.observable_of(ioc.value, ioc.kind)
+        except ObservableError as exc:
+            counts["failed"] += 1
+            failures.append({"id": f"line {ioc.line}" if ioc.line else "", "message": str(exc)})
+            continue
+        if job.warninglists and warninglist.listed(observable.value):
+            counts["dropped"] += 1
+            continue
+        # A value listed twice in one feed is one indicator; the later line wins.
+        wanted[normalize.indicator_id(job.name, observable)] = (observable, ioc)
+    stored = _latest_bodies(db, job.collection_pk, list(wanted))
+    out = []
+    for stix_id, (observable, ioc) in wanted.items():
+        body = normalize.indicator(
+            observable, feed_name=job.name, tlp=job.tlp, confidence=job.confidence,
+            description=ioc.description, labels=ioc.labels, first_seen=ioc.first_seen,
+            stored=stored.get(stix_id), now=now,
+        )
+        if body is None:
+            counts["unchanged"] += 1
+        else:
+            out.append(body)
+    return out
+
+
+def _latest_bodies(db: Session, collection_pk: int, ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        for stix_id, body in db.execute(
+            select(ObjectVersion.stix_id, ObjectVersion.body).where(
+                ObjectVersion.collection_pk == collection_pk,
+                ObjectVersion.stix_id.in_(ids[start : start + 500]),
+                ObjectVersion.is_latest.is_(True),
+            )
+        ):
+            found[stix_id] = orjson.loads(body)
+    return found

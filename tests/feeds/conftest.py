@@ -1,0 +1,175 @@
+"""Feed tests: a real HTTP(S) server on 127.0.0.1 that serves lists, bundles and faults."""
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.config import Settings
+from exchange.database.core import make_session_factory, session_scope
+from exchange.feed import service as feed_service
+from exchange.feed.schemas import FeedCreate
+from exchange.intel import service as intel_service
+from exchange.intel.models import Collection
+
+
+@dataclass
+class Route:
+    """What one path answers. `body` may be bytes or a callable giving chunks (streamed)."""
+
+    body: bytes | Callable[[], Iterable[bytes]] = b""
+    content_type: str = "text/plain"
+    status: int = 200
+    etag: bool = True  # send an ETag (the body's hash) and honour If-None-Match
+    last_modified: str | None = None
+    fail_first: int = 0  # answer 500 this many times first
+    hang: float = 0.0  # sleep this long before answering
+    requests: int = 0
+    conditional_hits: int = 0  # 304s answered
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+
+
+class FeedHttpServer:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.routes: dict[str, Route] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                route = server.routes.get(self.path.split("?", 1)[0])
+                if route is None:
+                    self._send(404, b"not found", "text/plain")
+                    return
+                route.requests += 1
+                route.seen_headers.append(dict(self.headers))
+                if route.hang:
+                    time.sleep(route.hang)
+                if route.fail_first > 0:
+                    route.fail_first -= 1
+                    self._send(500, b"internal error", "text/plain")
+                    return
+                if route.status != 200:
+                    self._send(route.status, b"nope", "text/plain")
+                    return
+                if callable(route.body):
+                    self.send_response(200)
+                    self.send_header("Content-Type", route.content_type)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for chunk in route.body():
+                            if chunk:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                        pass
+                    return
+                etag = f'"{hashlib.sha256(route.body).hexdigest()[:16]}"' if route.etag else None
+                if etag and self.headers.get("If-None-Match") == etag:
+                    route.conditional_hits += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                extra = {"ETag": etag} if etag else {}
+                if route.last_modified:
+                    extra["Last-Modified"] = route.last_modified
+                self._send(200, route.body, route.content_type, extra)
+
+            def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    for name, value in (extra or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        scheme = "http"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.base = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, body: bytes | Callable[[], Iterable[bytes]] = b"", **kwargs: Any) -> str:
+        """Serve `body` at `path`; returns the full URL."""
+        self.routes[path] = Route(body=body, **kwargs)
+        return self.base + path
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedHttpServer]:
+    server = FeedHttpServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def feed_settings(settings: Settings) -> Settings:
+    """The session's settings with short retry and run limits for feed tests."""
+    return settings.model_copy(update={"feed_retry_base_seconds": 0.2, "feed_max_run_seconds": 60.0,
+                                       "feed_batch_size": 200})
+
+
+class Feeds:
+    """Make feeds, each into a fresh collection, on the test database."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = factory
+        self.settings = settings
+
+    def add(self, kind: str, url: str, **fields: Any) -> tuple[str, Collection]:
+        name = fields.pop("name", f"f-{uuid.uuid4().hex[:10]}")
+        with session_scope(self.factory, write=True) as db:
+            root = intel_service.get_api_root(db, self.settings.api_root)
+            coll = intel_service.create_collection(db, api_root=root, alias=f"c-{uuid.uuid4().hex[:12]}",
+                                                   title="feed target", default_tlp="amber")
+            feed_service.create(db, FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, **fields),
+                                actor="test")
+        return name, coll
+
+    def runs(self, name: str) -> list[Any]:
+        with session_scope(self.factory) as db:
+            feed = feed_service.get_by_name(db, name)
+            return [feed_service.run_read(r) for r in feed_service.runs(db, feed)]
+
+    def get(self, name: str) -> Any:
+        with session_scope(self.factory) as db:
+            return feed_service.read(db, feed_service.get_by_name(db, name))
+
+
+@pytest.fixture
+def feeds(factory: sessionmaker[Session], feed_settings: Settings) -> Feeds:
+    return Feeds(factory, feed_settings)
