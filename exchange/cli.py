@@ -79,6 +79,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from feeds.scheduler import run_forever
+
+    with _session(settings):
+        pass  # schema up to date before the first job
+    return run_forever(settings)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from exchange import demo
 
@@ -332,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("init", cmd_init, "create the schema, default API root and collections, first admin key")
     p.add_argument("--json", action="store_true")
+    add("scheduler", cmd_scheduler, "run feeds, push delivery and housekeeping (one process leads)")
     p = add("serve", cmd_serve, "serve TAXII, the REST API and pages")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
