@@ -5,33 +5,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-from sqlalchemy.orm import Session
+from collections.abc import Callable
 
 from exchange import bootstrap
 from exchange.agreement import service as agreement_service
 from exchange.auth import service as auth_service
 from exchange.config import Settings, get_settings
-from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.intel import service
 from exchange.partner import service as partner_service
 from policies.schemas import AgreementError
 
 
-@contextmanager
-def _session(settings: Settings, *, migrate: bool = True) -> Iterator[Session]:
-    settings.ensure_data_dir()
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        if migrate:
-            bootstrap.migrate(engine)
-        with session_scope(make_session_factory(engine), write=True) as db:
-            yield db
-    finally:
-        engine.dispose()
+def _session(settings: Settings, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+    return bootstrap.command_session(settings, migrate_first=migrate)
 
 
 def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
@@ -85,6 +72,43 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings):
         pass  # schema up to date before the first job
     return run_forever(settings)
+
+
+def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from exchange.database.core import make_engine, make_session_factory
+    from feeds.runner import RunSummary, run_feed
+
+    tty = sys.stderr.isatty()
+    shown = [0.0]
+
+    def progress(summary: RunSummary) -> None:
+        now = time.monotonic()
+        if not tty and now - shown[0] < 2.0:
+            return
+        shown[0] = now
+        c = summary.counts
+        rate = (c["new"] + c["updated"] + c["unchanged"]) / summary.seconds if summary.seconds else 0.0
+        line = (f"{summary.feed}: fetched {c['fetched']:,}  new {c['new']:,}  updated {c['updated']:,}  "
+                f"unchanged {c['unchanged']:,}  dropped {c['dropped']:,}  failed {c['failed']:,}  {rate:,.0f}/s")
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    with _session(settings):
+        pass  # schema up to date
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        summary = run_feed(make_session_factory(engine), settings, args.name, trigger="manual", progress=progress)
+    finally:
+        engine.dispose()
+    if tty:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps({"feed": summary.feed, "run": summary.run_id, "status": summary.status,
+                          "error": summary.error, "seconds": round(summary.seconds, 3), **summary.counts}))
+    else:
+        print(summary.line())
+    return 1 if summary.status == "failed" else 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -339,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("init", cmd_init, "create the schema, default API root and collections, first admin key")
+    p.add_argument("--json", action="store_true")
+    from exchange.feed.cli import register as register_feed_commands
+    from feeds.sources import check_options as check_feed_options
+
+    feed = register_feed_commands(sub, add, check_feed_options)
+    p = add("run", cmd_feed_run, "run a feed now, with progress and a summary", feed)
+    p.add_argument("name")
     p.add_argument("--json", action="store_true")
     add("scheduler", cmd_scheduler, "run feeds, push delivery and housekeeping (one process leads)")
     p = add("serve", cmd_serve, "serve TAXII, the REST API and pages")

@@ -15,12 +15,16 @@ from exchange.audit.routes import router as audit_router
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError
 from exchange.export.routes import router as export_router
+from exchange.feed.routes import router as feed_router
 from exchange.incident.routes import router as publish_router
 from exchange.intel.routes import router as objects_router
+from exchange.monitoring import router as monitoring_router
 from exchange.partner.routes import router as partner_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
 from policies.schemas import AgreementError
+from feeds.runner import start_in_background
+from feeds.sources import check_options as check_feed_options
 from taxii_server import create_taxii_app
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = factory
     app.state.key_cache = key_cache
     app.state.keyring = keyring
+    app.state.feed_options_check = check_feed_options
+    app.state.feed_starter = lambda name: start_in_background(factory, settings, name)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
@@ -75,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422, media_type="application/problem+json",
         )
 
-    for router in (partner_router, agreement_router, audit_router, export_router, jwks_router, objects_router, publish_router):
+    for router in (partner_router, agreement_router, audit_router, export_router, feed_router, jwks_router,
+                   monitoring_router, objects_router, publish_router):
         app.include_router(router)
 
     taxii = create_taxii_app(settings, factory, key_cache, keyring)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,21 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_feed(
+@dataclass
+class Prepared:
+    """A claimed feed with its run record, ready to read."""
+
+    job: "_Job"
+    spec: FeedSpec
+    ctx: FetchContext
+    http: HttpClient
+    holder: str
+    lease: timedelta
+    summary: RunSummary
+    trigger: str
+
+
+def begin_run(
     factory: sessionmaker[Session],
     settings: Settings,
     name: str,
@@ -58,9 +73,8 @@ def run_feed(
     trigger: str = "manual",
     attempt: int = 1,
     holder: str | None = None,
-    progress: Callable[[RunSummary], None] | None = None,
-) -> RunSummary:
-    """Run feed `name` once; FeedBusyError if a run holds it, NotFoundError if there is none."""
+) -> Prepared:
+    """Claim feed `name` and open its run record; FeedBusyError if a run holds it, NotFoundError if none."""
     holder = holder or holder_name()
     lease = timedelta(seconds=max(60.0, settings.feed_max_run_seconds / 10))
     with session_scope(factory, write=True) as db:
@@ -74,17 +88,30 @@ def run_feed(
                           max_bytes=settings.feed_max_bytes,
                           deadline=time.monotonic() + settings.feed_max_run_seconds)
         ctx = FetchContext(spec=spec, http=http, cursor=feed_service.cursor(feed), log=log.info)
-    summary = RunSummary(feed=name, run_id=run.pk)
+    return Prepared(job=job, spec=spec, ctx=ctx, http=http, holder=holder, lease=lease,
+                    summary=RunSummary(feed=name, run_id=run.pk), trigger=trigger)
+
+
+def continue_run(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    prepared: Prepared,
+    *,
+    progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Read the claimed feed to the end (or the first fatal error), store, record, release."""
+    job, summary, holder, lease = prepared.job, prepared.summary, prepared.holder, prepared.lease
+    name = job.name
     started = time.monotonic()
     error: str | None = None
-    log.info("feed %s: run %d started (%s)", name, run.pk, trigger)
+    log.info("feed %s: run %d started (%s)", name, summary.run_id, prepared.trigger)
     try:
-        for batch in module_for(spec.kind).batches(ctx):
+        for batch in module_for(prepared.spec.kind).batches(prepared.ctx):
             with session_scope(factory, write=True) as db:
                 counts, failures = _store(db, job, batch)
                 if batch.cursor is not None:
                     feed_service.set_cursor(db, job.feed_pk, batch.cursor)
-                feed_service.add_counts(db, run.pk, counts, failures)
+                feed_service.add_counts(db, summary.run_id, counts, failures)
                 feed_service.renew(db, job.feed_pk, holder=holder, lease=lease)
             for key, value in counts.items():
                 summary.counts[key] += value
@@ -94,23 +121,47 @@ def run_feed(
     except (FeedError, HttpError) as exc:
         error = str(exc)
     except Exception as exc:  # a bug or a library failure: record it, never lose the run record
-        log.exception("feed %s: run %d failed unexpectedly", name, run.pk)
+        log.exception("feed %s: run %d failed unexpectedly", name, summary.run_id)
         error = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
     finally:
-        http.close()
+        prepared.http.close()
         with session_scope(factory, write=True) as db:
-            done = feed_service.finish_run(db, run.pk, error=error, unhealthy_after=settings.feed_unhealthy_after)
+            done = feed_service.finish_run(db, summary.run_id, error=error,
+                                           unhealthy_after=settings.feed_unhealthy_after)
             feed_service.release(db, job.feed_pk, holder=holder)
             summary.status = done.status
     summary.error = error
     summary.seconds = time.monotonic() - started
     metrics.FEED_RUNS.inc(feed=name, status=summary.status)
-    metrics.FEED_OBJECTS.inc(summary.counts["new"], feed=name, result="new")
-    metrics.FEED_OBJECTS.inc(summary.counts["updated"], feed=name, result="updated")
-    metrics.FEED_OBJECTS.inc(summary.counts["dropped"], feed=name, result="dropped")
-    metrics.FEED_OBJECTS.inc(summary.counts["failed"], feed=name, result="failed")
+    for result in ("new", "updated", "dropped", "failed"):
+        metrics.FEED_OBJECTS.inc(summary.counts[result], feed=name, result=result)
+    if error:
+        metrics.ERRORS.inc(where="feed")
     (log.warning if error else log.info)("%s", summary.line())
     return summary
+
+
+def run_feed(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    name: str,
+    *,
+    trigger: str = "manual",
+    attempt: int = 1,
+    holder: str | None = None,
+    progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Run feed `name` once; FeedBusyError if a run holds it, NotFoundError if there is none."""
+    prepared = begin_run(factory, settings, name, trigger=trigger, attempt=attempt, holder=holder)
+    return continue_run(factory, settings, prepared, progress=progress)
+
+
+def start_in_background(factory: sessionmaker[Session], settings: Settings, name: str) -> int:
+    """Claim the feed now (errors raised here), run it on a thread; the run record's id."""
+    prepared = begin_run(factory, settings, name, trigger="manual")
+    threading.Thread(target=continue_run, args=(factory, settings, prepared), daemon=True,
+                     name=f"feed-run-{name}").start()
+    return prepared.summary.run_id
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,8 +122,20 @@ def _auth_json(auth: FeedAuth | None) -> str | None:
     return json.dumps(data)
 
 
-def create(db: Session, feed_in: FeedCreate, *, actor: str) -> Feed:
-    """Add a feed (disabled feeds are kept but not scheduled)."""
+OptionsCheck = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _checked_options(kind: str, given: dict[str, Any], check: OptionsCheck | None) -> dict[str, Any]:
+    if check is None:
+        return given
+    try:
+        return check(kind, given)
+    except ValueError as exc:
+        raise BadRequestError(f"bad options for a {kind} feed: {exc}") from None
+
+
+def create(db: Session, feed_in: FeedCreate, *, actor: str, check_options: OptionsCheck | None = None) -> Feed:
+    """Add a feed (disabled feeds are kept but not scheduled); `check_options` vets kind-specific options."""
     if not NAME.fullmatch(feed_in.name):
         raise BadRequestError(f"{feed_in.name!r} is not a feed name (3-64 characters: a-z, 0-9, '-' and '_')")
     if db.scalars(select(Feed.pk).where(Feed.name == feed_in.name)).first() is not None:
@@ -140,7 +153,7 @@ def create(db: Session, feed_in: FeedCreate, *, actor: str) -> Feed:
         warninglists=feed_in.warninglists,
         ca_bundle=_check_ca(feed_in.ca_bundle),
         timeout_seconds=feed_in.timeout,
-        options=json.dumps(feed_in.options),
+        options=json.dumps(_checked_options(feed_in.kind, feed_in.options, check_options)),
         auth=_auth_json(feed_in.auth),
         enabled=feed_in.enabled,
         created_by=actor,
@@ -151,7 +164,8 @@ def create(db: Session, feed_in: FeedCreate, *, actor: str) -> Feed:
     return feed
 
 
-def update_(db: Session, name: str, feed_in: FeedUpdate, *, actor: str) -> Feed:
+def update_(db: Session, name: str, feed_in: FeedUpdate, *, actor: str,
+            check_options: OptionsCheck | None = None) -> Feed:
     """Change a feed; a changed URL or kind starts over (its cursor is dropped)."""
     feed = get_by_name(db, name)
     given = feed_in.model_fields_set
@@ -174,7 +188,7 @@ def update_(db: Session, name: str, feed_in: FeedUpdate, *, actor: str) -> Feed:
     if "timeout" in given and feed_in.timeout is not None:
         feed.timeout_seconds = feed_in.timeout
     if "options" in given and feed_in.options is not None:
-        feed.options = json.dumps(feed_in.options)
+        feed.options = json.dumps(_checked_options(feed.kind, feed_in.options, check_options))
     if "auth" in given:
         feed.auth = _auth_json(feed_in.auth)
     if "enabled" in given and feed_in.enabled is not None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from sqlalchemy.orm import Session
 
 from exchange.config import Settings
 from exchange.signing.keys import KeyRing, default_directory
@@ -23,18 +20,10 @@ def keyring_for(settings: Settings) -> KeyRing:
     return KeyRing(default_directory(settings))
 
 
-@contextmanager
-def _audit_session(settings: Settings) -> Iterator[Session]:
-    from exchange.database.core import make_engine, make_session_factory, session_scope
-    from exchange.database.migrate import upgrade
+def _audit_session(settings: Settings):  # type: ignore[no-untyped-def]
+    from exchange.bootstrap import command_session
 
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        upgrade(engine)
-        with session_scope(make_session_factory(engine), write=True) as db:
-            yield db
-    finally:
-        engine.dispose()
+    return command_session(settings)
 
 
 def cmd_signing_key_rotate(args: argparse.Namespace, settings: Settings) -> int:

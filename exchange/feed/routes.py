@@ -1,0 +1,60 @@
+"""/api/v1/feeds: administrators add, change, run and inspect feeds."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+
+from exchange.auth.deps import AdminUser, DbSession
+from exchange.feed import service
+from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
+
+router = APIRouter(prefix="/api/v1", tags=["feeds"])
+
+
+@router.get("/feeds", response_model=list[FeedRead])
+def list_feeds(db: DbSession, user: AdminUser) -> list[FeedRead]:
+    """Every feed with its health, last run and next scheduled run."""
+    return [service.read(db, feed) for feed in service.list_(db)]
+
+
+@router.post("/feeds", status_code=201, response_model=FeedRead)
+def create_feed(body: FeedCreate, request: Request, db: DbSession, user: AdminUser) -> FeedRead:
+    """Add a feed; it is scheduled within the scheduler's next sync."""
+    check = getattr(request.app.state, "feed_options_check", None)
+    feed = service.create(db, body, actor=user.credential_id, check_options=check)
+    return service.read(db, feed)
+
+
+@router.get("/feeds/{name}", response_model=FeedRead)
+def get_feed(name: str, db: DbSession, user: AdminUser) -> FeedRead:
+    return service.read(db, service.get_by_name(db, name))
+
+
+@router.patch("/feeds/{name}", response_model=FeedRead)
+def update_feed(name: str, body: FeedUpdate, request: Request, db: DbSession, user: AdminUser) -> FeedRead:
+    """Change settings, or enable / disable (`{"enabled": false}`)."""
+    check = getattr(request.app.state, "feed_options_check", None)
+    feed = service.update_(db, name, body, actor=user.credential_id, check_options=check)
+    return service.read(db, feed)
+
+
+@router.delete("/feeds/{name}", status_code=204)
+def delete_feed(name: str, db: DbSession, user: AdminUser) -> Response:
+    """Remove a feed and its run history; the objects it brought in stay."""
+    service.delete(db, name, actor=user.credential_id)
+    return Response(status_code=204)
+
+
+@router.get("/feeds/{name}/runs", response_model=list[FeedRunRead])
+def list_runs(name: str, db: DbSession, user: AdminUser, limit: int = Query(20, ge=1, le=500)) -> list[FeedRunRead]:
+    """The feed's most recent runs, newest first, with counts and errors."""
+    feed = service.get_by_name(db, name)
+    return [service.run_read(run) for run in service.runs(db, feed, limit=limit)]
+
+
+@router.post("/feeds/{name}/run", status_code=202)
+def run_now(name: str, request: Request, user: AdminUser) -> dict[str, object]:
+    """Start a run now (409 while one is running); follow it at /feeds/{name}/runs."""
+    # No request session here: the run opens its own write transactions at once.
+    starter = request.app.state.feed_starter
+    run_id = starter(name)
+    return {"feed": name, "run": run_id, "status": "running"}
