@@ -223,9 +223,28 @@ class _PatternRuleError(Exception):
     pass
 
 
+# The one-comparison patterns feeds and analysts produce by the million, e.g.
+# [ipv4-addr:value = '198.51.100.7'] or [file:hashes.'SHA-256' = '...']: this is exactly the
+# grammar's production for them (a string literal holds anything but a bare quote or backslash),
+# so they need not go through ANTLR, which costs about 0.5 ms per pattern.
+_SIMPLE_PATTERN = re.compile(
+    r"\[(?:(?:ipv4-addr|ipv6-addr|domain-name|url|email-addr|mac-addr|mutex|directory):value"
+    r"|file:hashes\.'(?:MD5|SHA-1|SHA-256|SHA-512|SHA3-256|SHA3-512|SSDEEP|TLSH)')"
+    r" = '(?:[^'\\]|\\['\\])*'\]",
+    re.DOTALL,
+)
+
+
+def simple_pattern(pattern: str) -> bool:
+    """True for a single `=` comparison on a common observable, which the grammar always accepts."""
+    return _SIMPLE_PATTERN.fullmatch(pattern) is not None
+
+
 @functools.lru_cache(maxsize=8192)
 def _pattern_problem(pattern: str) -> str | None:
     """Parse with ANTLR's fast SLL mode; only on failure ask the full parser for a verdict."""
+    if simple_pattern(pattern):
+        return None
     listener = _PatternRules()
     try:
         try:
