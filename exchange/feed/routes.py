@@ -58,3 +58,9 @@ def run_now(name: str, request: Request, user: AdminUser) -> dict[str, object]:
     starter = request.app.state.feed_starter
     run_id = starter(name)
     return {"feed": name, "run": run_id, "status": "running"}
+
+
+@router.get("/scheduler")
+def scheduler_state(db: DbSession, user: AdminUser) -> dict[str, object]:
+    """The leading scheduler process (None when no process leads) and the jobs with their next runs."""
+    return service.scheduler_state(db)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from exchange.audit import service as audit
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, ConflictError, NotFoundError
-from exchange.feed.models import Feed, FeedRun
+from exchange.feed.models import Feed, FeedRun, SchedulerLease
 from exchange.feed.schemas import FeedAuth, FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 from exchange.intel.models import Collection
 from policies.duration import format_duration, parse_duration
@@ -331,6 +331,19 @@ def next_run_at(db: Session, job_id: str) -> datetime | None:
     except Exception:  # the job store table may not exist on an old schema
         return None
     return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def scheduler_state(db: Session) -> dict[str, Any]:
+    """Who leads the scheduler (and until when), and every stored job with its next run."""
+    lease = db.get(SchedulerLease, "scheduler")
+    leading = lease is not None and lease.expires_at > utcnow()
+    try:
+        jobs = [{"id": job_id, "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=timezone.utc)}
+                for job_id, at in db.execute(text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY id"))]
+    except Exception:  # no job store table on an old schema
+        jobs = []
+    return {"leader": lease.holder if leading else None,
+            "lease_expires_at": lease.expires_at if leading else None, "jobs": jobs}
 
 
 def run_read(run: FeedRun) -> FeedRunRead:

@@ -146,3 +146,25 @@ def test_feed_commands(env, feed_server) -> None:
     no_secret = run("feed", "add", f"{name}-2", "--kind", "text", "--url", url, "--collection", "indicators",
                     "--username", "u", "--password-env", "UNSET_VARIABLE_X")
     assert no_secret.returncode == 1 and "UNSET_VARIABLE_X" in no_secret.stderr
+
+
+def test_scheduler_state_is_visible_to_administrators(api, factory) -> None:
+    from datetime import timedelta
+
+    from exchange.database.core import session_scope
+    from exchange.database.types import utcnow
+    from exchange.feed.models import SchedulerLease
+
+    with session_scope(factory, write=True) as db:
+        lease = db.get(SchedulerLease, "scheduler")
+        if lease is not None:
+            db.delete(lease)
+    assert api.get("/api/v1/scheduler").json()["leader"] is None
+    with session_scope(factory, write=True) as db:
+        db.add(SchedulerLease(name="scheduler", holder="host-a:123", expires_at=utcnow() + timedelta(seconds=30)))
+    try:
+        state = api.get("/api/v1/scheduler").json()
+        assert state["leader"] == "host-a:123" and isinstance(state["jobs"], list)
+    finally:
+        with session_scope(factory, write=True) as db:
+            db.delete(db.get(SchedulerLease, "scheduler"))
