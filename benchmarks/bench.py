@@ -12,6 +12,9 @@ Sections (see benchmarks/README.md for method and targets):
   6  a partner under an agreement pulls 100,000 objects of which half are withheld, vs 50,000
      all visible to it, vs the admin pulling the same 50,000: what filtering and the partner
      path (SQL predicates, the decide gate, signatures, disclosure ledger) cost
+  7  feed ingest end to end on one core: a 100,000-line text feed and a 100,000-object TAXII
+     feed (fetch, normalise, validate, store); a small TAXII feed from medallion side by side
+     (benchmarks/feeds.py; also runnable alone as `python -m benchmarks.feeds`)
 
 Everything runs on 127.0.0.1; servers run in their own processes; temporary directories and the
 PostgreSQL database are removed at the end, also after errors and Ctrl-C.
@@ -44,6 +47,7 @@ import orjson
 from sqlalchemy import event, select
 
 from benchmarks import data, measure, partner
+from benchmarks import feeds as feed_bench
 from benchmarks.instance import Instance, postgres_problem, postgres_version
 from benchmarks.report import Report, count, machine_facts, ms, secs, verdict
 from benchmarks.servers import ServerProcess, ServerStartError
@@ -102,7 +106,7 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="smoke run: 20k objects, medallion budget 20 s, fewer samples")
     parser.add_argument("--backends", default="sqlite,postgresql",
                         help="comma list of sqlite, postgresql (default: both)")
-    parser.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default: all)")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (default: all)")
     parser.add_argument("--objects", type=lambda s: int(s.replace("_", "")),
                         help="size of the big collection (default 1,000,000; quick 20,000)")
     parser.add_argument("--small", type=lambda s: int(s.replace("_", "")),
@@ -139,8 +143,8 @@ def parse_args(argv: list[str] | None) -> Options:
         if backend not in ("sqlite", "postgresql"):
             parser.error(f"unknown backend {backend!r}")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    if not sections <= {"1", "2", "3", "4", "5", "6"}:
-        parser.error("sections are 1-6")
+    if not sections <= {"1", "2", "3", "4", "5", "6", "7"}:
+        parser.error("sections are 1-7")
     opts = Options(
         quick=quick,
         backends=backends,
@@ -798,7 +802,12 @@ def main(argv: list[str] | None = None) -> int:
                 report.error("0", "PostgreSQL", "PostgreSQL", f"skipped: {problem}")
                 continue
             try:
-                run_backend(backend, opts, report, workdir, compare=compare_pending)
+                if opts.sections - {"7"}:
+                    run_backend(backend, opts, report, workdir, compare=compare_pending)
+                if "7" in opts.sections:
+                    feed_bench.bench_backend(backend, 10_000 if opts.quick else 100_000,
+                                             1_000 if opts.quick else 2_000, report, workdir / f"feeds-{backend}",
+                                             opts.pg_url)
             except Exception as exc:  # set-up failed; the table says so, the next backend runs
                 traceback.print_exc()
                 label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
