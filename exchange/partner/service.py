@@ -120,3 +120,59 @@ def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
 
     return {"keys": [public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"])
                      for k in orjson.loads(partner.public_keys)]}
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _check_push_auth(auth: dict) -> str:  # type: ignore[type-arg]
+    """The kind of a valid push credential ("basic" or "headers"); BadRequestError otherwise.
+
+    Messages name the fields at fault, never their values: the values are secrets.
+    """
+    shape = 'push credentials must be {"username": ..., "password": ...} or {"headers": {...}}'
+    if not isinstance(auth, dict):
+        raise BadRequestError(shape)
+    if set(auth) == {"username", "password"}:
+        username, password = auth["username"], auth["password"]
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise BadRequestError("push username and password must both be strings")
+        # RFC 7617: the user-id of HTTP Basic cannot contain a colon.
+        if not username or ":" in username or any(ord(ch) < 32 or ord(ch) == 127 for ch in username):
+            raise BadRequestError("push username must be non-empty, without ':' or control characters")
+        if not password or any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+            raise BadRequestError("push password must be non-empty, without control characters")
+        return "basic"
+    if set(auth) == {"headers"}:
+        headers = auth["headers"]
+        if not isinstance(headers, dict) or not headers:
+            raise BadRequestError("push headers must be a non-empty mapping of header names to values")
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise BadRequestError(f"{name!r} is not an HTTP header name")
+            # CR or LF in a value would let it smuggle further headers into the request.
+            if not isinstance(value, str) or not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise BadRequestError(f"the value of push header {name!r} must be a non-empty string "
+                                      "without control characters")
+        return "headers"
+    raise BadRequestError(shape)
+
+
+def set_push_auth(db: Session, slug: str, auth: dict | None, *, actor: str) -> Partner:  # type: ignore[type-arg]
+    """Set (or clear, with None) the credentials push delivery uses on the partner's own TAXII server."""
+    kind = None if auth is None else _check_push_auth(auth)
+    partner = get_by_slug(db, slug)
+    assert partner is not None
+    partner.push_auth = None if auth is None else orjson.dumps(auth).decode()
+    # What kind of credential, and header names at most: the audit trail is read widely.
+    details: dict[str, object] = {"kind": kind}
+    if kind == "headers":
+        details["headers"] = sorted(auth["headers"])  # type: ignore[index]
+    audit.record(db, actor=actor, action="partner.push-auth", target=slug, details=details)
+    db.flush()
+    return partner
+
+
+def push_auth(partner: Partner) -> dict:  # type: ignore[type-arg]
+    """The partner's push credentials ({} when none are set); never log or show them."""
+    return orjson.loads(partner.push_auth) if partner.push_auth else {}

@@ -24,7 +24,9 @@ def main() -> None:
         set_config(application_instance, prop, configuration)
     register_blueprints(application_instance)
     inner = application_instance.wsgi_app
-    counter = itertools.count(1)
+    # A restarted peer keeps numbering after the bodies an earlier run recorded.
+    done = [int(p.stem.split("-")[1]) for p in record_dir.glob("post-*.json")]
+    counter = itertools.count(max(done, default=0) + 1)
 
     def recording(environ, start_response):  # type: ignore[no-untyped-def]
         if environ["REQUEST_METHOD"] == "POST":
