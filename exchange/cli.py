@@ -209,6 +209,55 @@ def cmd_partner_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.feed.cli import auth_from_args
+
+    auth = None if args.clear else auth_from_args(args)
+    if auth is None and not args.clear:
+        raise BadRequestError("give --username with --password-env, or --header-env, or --clear")
+    with _session(settings) as db:
+        partner_service.set_push_auth(db, args.slug, None if auth is None else auth.model_dump(exclude_none=True),
+                                      actor=CLI_ACTOR)
+    print(f"push credentials for {args.slug} {'cleared' if auth is None else 'set'}")
+    return 0
+
+
+def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.database.core import make_engine, make_session_factory
+    from exchange.signing.cli import keyring_for
+    from feeds.push import push_partner, push_targets
+
+    with _session(settings) as db:
+        partner_service.get_by_slug(db, args.slug)
+        if args.slug not in {t.slug for t in push_targets(db)}:
+            raise BadRequestError(f"partner {args.slug!r} has no push delivery in force (an active agreement "
+                                  "with a push section, inside its validity window)")
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        summary = push_partner(make_session_factory(engine), settings, keyring_for(settings), args.slug)
+    finally:
+        engine.dispose()
+    print(summary.line())
+    return 1 if summary.status == "failed" else 0
+
+
+def cmd_push_status(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.feed.service import push_status
+
+    with _session(settings) as db:
+        rows = push_status(db, args.slug)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"nothing pushed to {args.slug} yet")
+    for r in rows:
+        print(f"{r['collection']:24} delivered {r['delivered_total']:,} up to {r['delivered_us'] or '-'}  "
+              f"last success {r['last_success_at'] or 'never'}  failures in a row {r['consecutive_failures']}"
+              + (f"  last error: {r['last_error']}" if r["last_error"] else ""))
+    return 0
+
+
 def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime, timedelta, timezone
 
@@ -410,6 +459,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("activate", cmd_partner_status, "reactivate a suspended partner", partner)
     p.add_argument("slug")
     p.set_defaults(status="active")
+
+    p = add("push-auth", cmd_partner_push_auth, "credentials for push delivery to the partner's own TAXII server",
+            partner)
+    p.add_argument("slug")
+    p.add_argument("--username")
+    p.add_argument("--password-env", help="environment variable holding the password")
+    p.add_argument("--header-env", action="append", metavar="HEADER=VARIABLE")
+    p.add_argument("--clear", action="store_true", help="remove the stored credentials")
+
+    push = sub.add_parser("push", help="push delivery to partners' own TAXII servers").add_subparsers(
+        dest="action", required=True)
+    p = add("run", cmd_push_run, "push to a partner now: what its agreement allows and it has not received", push)
+    p.add_argument("slug")
+    p = add("status", cmd_push_status, "how far push delivery to a partner has got, per collection", push)
+    p.add_argument("slug")
+    p.add_argument("--json", action="store_true")
 
     cred = sub.add_parser("credential", help="partner credentials").add_subparsers(dest="action", required=True)
     p = add("create", cmd_credential_create, "another credential for a partner; key printed once", cred)

@@ -23,6 +23,7 @@ from exchange.partner.routes import router as partner_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
 from policies.schemas import AgreementError
+from feeds import push
 from feeds.runner import start_in_background
 from feeds.sources import check_options as check_feed_options
 from taxii_server import create_taxii_app
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keyring = keyring
     app.state.feed_options_check = check_feed_options
     app.state.feed_starter = lambda name: start_in_background(factory, settings, name)
+    app.state.push_starter = lambda slug: push.start_in_background(factory, settings, keyring, slug)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -11,6 +11,7 @@ version as already present, so the partner ends up with each version once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from exchange.database.core import session_scope
 from exchange.database.types import utcnow
 from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Disclosure
-from exchange.errors import ExchangeError
+from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.models import PushState
 from exchange.feed.service import safe_url
 from exchange.intel import query
@@ -110,6 +111,24 @@ def push_targets(db: Session) -> list[PushTarget]:
             continue
         targets.append(PushTarget(partner.slug, int(doc.push.every.total_seconds()), doc.push.url))
     return targets
+
+
+def start_in_background(factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str) -> None:
+    """Check the partner has push delivery in force (errors raised here), then push on a thread."""
+    with session_scope(factory) as db:
+        partner = partner_service.get_by_slug(db, slug)
+        assert partner is not None
+        if slug not in {t.slug for t in push_targets(db)}:
+            raise BadRequestError(f"partner {slug!r} has no push delivery in force (an active agreement "
+                                  "with a push section, inside its validity window)")
+
+    def run() -> None:
+        try:
+            push_partner(factory, settings, keyring, slug)
+        except Exception:  # already logged and counted by push_partner
+            pass
+
+    threading.Thread(target=run, daemon=True, name=f"push-{slug}").start()
 
 
 def _scope(db: Session, doc: AgreementDoc) -> list[Collection]:

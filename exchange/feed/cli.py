@@ -49,7 +49,8 @@ def _secret_from_env(variable: str, what: str) -> str:
     return value
 
 
-def _auth(args: argparse.Namespace) -> FeedAuth | None:
+def auth_from_args(args: argparse.Namespace) -> FeedAuth | None:
+    """Credentials from --username/--password-env and --header-env (secrets only via the environment)."""
     headers = {}
     for item in args.header_env or []:
         name, sep, variable = item.partition("=")
@@ -79,7 +80,7 @@ def cmd_feed_add(args: argparse.Namespace, settings: Settings, check: OptionsChe
     feed_in = FeedCreate(
         name=args.name, kind=args.kind, url=args.url, collection=args.collection, every=args.every, cron=args.cron,
         tlp=args.tlp, confidence=args.confidence, warninglists=args.warninglists, ca_bundle=_ca(args.ca_file),
-        timeout=args.timeout, options=_options(args), auth=_auth(args), enabled=not args.disabled,
+        timeout=args.timeout, options=_options(args), auth=auth_from_args(args), enabled=not args.disabled,
     )
     with command_session(settings) as db:
         view = service.read(db, service.create(db, feed_in, actor=ACTOR, check_options=check))
@@ -144,7 +145,7 @@ def cmd_feed_set(args: argparse.Namespace, settings: Settings, check: OptionsChe
         fields["ca_bundle"] = _ca(args.ca_file) if args.ca_file else None
     if args.option or args.options_json:
         fields["options"] = _options(args)
-    auth = _auth(args)
+    auth = auth_from_args(args)
     if auth is not None:
         fields["auth"] = auth
     if not fields:

@@ -64,3 +64,16 @@ def run_now(name: str, request: Request, user: AdminUser) -> dict[str, object]:
 def scheduler_state(db: DbSession, user: AdminUser) -> dict[str, object]:
     """The leading scheduler process (None when no process leads) and the jobs with their next runs."""
     return service.scheduler_state(db)
+
+
+@router.get("/push/{slug}")
+def push_progress(slug: str, db: DbSession, user: AdminUser) -> list[dict[str, object]]:
+    """Push delivery to one partner, per collection: how far it got, failures in a row, the last error."""
+    return service.push_status(db, slug)
+
+
+@router.post("/push/{slug}/run", status_code=202)
+def push_now(slug: str, request: Request, user: AdminUser) -> dict[str, object]:
+    """Start a push delivery to the partner now; follow it at /push/{slug}."""
+    request.app.state.push_starter(slug)
+    return {"partner": slug, "status": "running"}

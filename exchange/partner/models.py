@@ -26,3 +26,7 @@ class Partner(Base):
     # Credentials for the partner's own TAXII server (push delivery) as JSON; never shown.
     push_auth: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @property
+    def has_push_auth(self) -> bool:
+        return self.push_auth is not None

@@ -29,7 +29,17 @@ class PartnerRead(BaseModel):
     contact: str
     identity_id: str | None
     status: str
+    has_push_auth: bool = False
     created_at: datetime
+
+
+class PushAuthIn(BaseModel):
+    """Credentials for the partner's own TAXII server: Basic, or headers such as Authorization."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    headers: dict[str, str] | None = Field(default=None, repr=False)
 
 
 class CredentialCreate(BaseModel):
