@@ -61,8 +61,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     for name, url in _urls(settings, host, port).items():
         print(f"{name:16} {url}")
+    scheduler = None
+    if settings.scheduler_enabled and not args.no_scheduler:
+        from feeds.scheduler import SchedulerService
+
+        # Every `serve` process offers to schedule; a database lease lets exactly one lead.
+        scheduler = SchedulerService(settings, app.state.session_factory, app.state.keyring)
+        scheduler.start()
+        print(f"{'scheduler':16} in this process (one process leads; EXCHANGE_SCHEDULER_ENABLED=false to leave it "
+              "to `exchange scheduler`)")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
     return 0
 
 
@@ -421,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     add("scheduler", cmd_scheduler, "run feeds, push delivery and housekeeping (one process leads)")
-    p = add("serve", cmd_serve, "serve TAXII, the REST API and pages")
+    p = add("serve", cmd_serve, "serve TAXII, the REST API and pages (and the scheduler, unless told not to)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--no-scheduler", action="store_true", help="leave feeds and pushes to `exchange scheduler`")
     p = add("demo", cmd_demo, "initialise and load a small sample data set; prints credentials")
     p.add_argument("--json", action="store_true")
 

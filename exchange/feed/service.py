@@ -9,7 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
@@ -405,3 +407,29 @@ def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
+    """Take or renew lease `name` for `holder`: True while it is ours, False while another holds it."""
+    now = utcnow()
+    done = db.execute(
+        update(SchedulerLease)
+        .where(SchedulerLease.name == name, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now))
+        .values(holder=holder, expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount == 1:
+        return True
+    if db.get(SchedulerLease, name) is not None:
+        return False
+    try:
+        with db.begin_nested():
+            db.add(SchedulerLease(name=name, holder=holder, expires_at=now + ttl, acquired_at=now))
+    except IntegrityError:  # another process inserted it first: it leads
+        return False
+    return True
+
+
+def drop_lease(db: Session, name: str, *, holder: str) -> None:
+    """Give the lease up (if ours) so another process may take it at once."""
+    db.execute(sql_delete(SchedulerLease).where(SchedulerLease.name == name, SchedulerLease.holder == holder))

@@ -1,0 +1,206 @@
+"""The scheduler: APScheduler 3.x with its jobs in the exchange's database, led by exactly one
+process at a time through a lease row that the leader renews; another process takes over when
+the leader stops (at once) or dies (when its lease runs out)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.config import Settings
+from exchange.database.core import make_engine, make_session_factory, session_scope
+from exchange.feed import service as feed_service
+from exchange.signing import KeyRing, default_directory
+from feeds import jobs
+
+log = logging.getLogger(__name__)
+LEASE = "scheduler"
+HOUSEKEEPING = {"agreements": 600, "statuses": 3600, "keys": 86400}  # seconds between runs
+FIRST_RUN_DELAY = timedelta(seconds=5)  # a new or rescheduled job runs soon, not one interval later
+
+
+class SchedulerService:
+    """Offers to lead; while leading, runs APScheduler and keeps its jobs in line with the database."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], keyring: KeyRing, *,
+                 holder: str | None = None) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.keyring = keyring
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.ttl = timedelta(seconds=settings.scheduler_lease_seconds)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._next_sync = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        return self._scheduler is not None
+
+    def start(self) -> None:
+        """Start offering to lead, on a daemon thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="scheduler-lease")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop scheduling and give the lease up so another process can lead at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.scheduler_lease_seconds + 10)
+        self._step_down("stopping")
+        try:
+            with session_scope(self.factory, write=True) as db:
+                feed_service.drop_lease(db, LEASE, holder=self.holder)
+        except Exception:
+            log.warning("scheduler %s: could not release the lease; it expires by itself", self.holder)
+
+    def sync_now(self) -> None:
+        """Bring the jobs in line with feeds and agreements now (the leader also does it periodically)."""
+        if self._scheduler is not None:
+            self._sync(self._scheduler)
+
+    def _loop(self) -> None:
+        interval = max(0.2, self.settings.scheduler_lease_seconds / 3)
+        while not self._stop.is_set():
+            try:
+                with session_scope(self.factory, write=True) as db:
+                    ours = feed_service.hold_lease(db, LEASE, holder=self.holder, ttl=self.ttl)
+            except Exception as exc:
+                # Without a renewed lease another process may lead soon: stop scheduling to be safe.
+                log.warning("scheduler %s: lease renewal failed (%s)", self.holder, type(exc).__name__)
+                ours = False
+            if ours and self._scheduler is None:
+                try:
+                    self._lead()
+                except Exception:
+                    log.exception("scheduler %s: could not start leading", self.holder)
+                    self._step_down("start failed")
+            elif not ours and self._scheduler is not None:
+                self._step_down("another process holds the lease")
+            if self._scheduler is not None and time.monotonic() >= self._next_sync:
+                try:
+                    self._sync(self._scheduler)
+                except Exception:
+                    log.exception("scheduler %s: job sync failed", self.holder)
+                self._next_sync = time.monotonic() + self.settings.scheduler_sync_seconds
+            self._stop.wait(interval)
+
+    def _lead(self) -> None:
+        log.info("scheduler %s: leading", self.holder)
+        with session_scope(self.factory, write=True) as db:
+            stale = feed_service.abandon_stale_runs(db, older_than=timedelta(seconds=self.settings.feed_max_run_seconds))
+        if stale:
+            log.warning("scheduler %s: %d runs left by stopped processes marked abandoned", self.holder, stale)
+        engine = self.factory.kw["bind"]
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": self.settings.scheduler_misfire_grace_seconds},
+            timezone=timezone.utc,
+        )
+        jobs.set_context(jobs.JobContext(self.factory, self.settings, self.keyring, self.holder, scheduler))
+        # Paused until the stored jobs match the database, so a disabled feed does not run once more.
+        self._scheduler = scheduler
+        scheduler.start(paused=True)
+        try:
+            self._sync(scheduler)
+        finally:
+            scheduler.resume()
+        self._next_sync = time.monotonic() + self.settings.scheduler_sync_seconds
+
+    def _step_down(self, why: str) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        log.info("scheduler %s: no longer leading (%s)", self.holder, why)
+        try:
+            scheduler.shutdown(wait=False)  # runs in progress finish; their feed claims keep others out
+        except Exception:
+            log.debug("scheduler shutdown", exc_info=True)
+        jobs.set_context(None)
+
+    def _sync(self, scheduler: BackgroundScheduler) -> None:
+        wanted = self._wanted()
+        existing = {job.id: job for job in scheduler.get_jobs()}
+        for job_id in existing:
+            base = job_id.removesuffix(":retry")
+            if base not in wanted:
+                scheduler.remove_job(job_id)
+                log.info("scheduler: job %s removed", job_id)
+        soon = datetime.now(timezone.utc) + FIRST_RUN_DELAY
+        for job_id, (func, args, signature, trigger) in wanted.items():
+            job = existing.get(job_id)
+            if job is None:
+                scheduler.add_job(func, trigger(soon), args=args, id=job_id, name=signature, replace_existing=True)
+                log.info("scheduler: job %s added (%s)", job_id, signature)
+            elif job.name != signature:
+                scheduler.modify_job(job_id, name=signature)
+                scheduler.reschedule_job(job_id, trigger=trigger(soon))
+                log.info("scheduler: job %s now %s", job_id, signature)
+
+    def _wanted(self) -> dict[str, tuple[str, list[Any], str, Any]]:
+        from feeds.push import push_targets
+
+        wanted: dict[str, tuple[str, list[Any], str, Any]] = {}
+        with session_scope(self.factory) as db:
+            for feed in feed_service.list_(db):
+                if not feed.enabled:
+                    continue
+                if feed.cron:
+                    wanted[f"feed:{feed.name}"] = (jobs.FEED_JOB, [feed.name], f"cron {feed.cron}",
+                                                   lambda _soon, c=feed.cron: CronTrigger.from_crontab(c, timezone=timezone.utc))
+                else:
+                    wanted[f"feed:{feed.name}"] = (jobs.FEED_JOB, [feed.name], f"every {feed.every_seconds}s",
+                                                   _interval(feed.every_seconds or 3600))
+            for target in push_targets(db):
+                wanted[f"push:{target.slug}"] = (jobs.PUSH_JOB, [target.slug], f"every {target.every_seconds}s",
+                                                 _interval(target.every_seconds))
+        for kind, seconds in HOUSEKEEPING.items():
+            wanted[f"housekeeping:{kind}"] = (jobs.HOUSEKEEPING_JOB, [kind], f"every {seconds}s", _interval(seconds))
+        return wanted
+
+
+def _interval(seconds: int) -> Any:
+    return lambda soon: IntervalTrigger(seconds=seconds, start_date=soon, timezone=timezone.utc)
+
+
+def run_forever(settings: Settings) -> int:
+    """`exchange scheduler`: offer to lead until SIGTERM or SIGINT, then hand over cleanly."""
+    engine = make_engine(settings.sqlalchemy_url)
+    keyring = KeyRing(default_directory(settings))
+    keyring.ensure()
+    service = SchedulerService(settings, make_session_factory(engine), keyring)
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("scheduler: signal %d, stopping", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"scheduler {service.holder}: offering to lead (lease {settings.scheduler_lease_seconds:g} s)", flush=True)
+    service.start()
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        engine.dispose()
+    return 0

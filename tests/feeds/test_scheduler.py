@@ -1,0 +1,186 @@
+"""The scheduler: one leader through a database lease, takeover, jobs that survive restarts,
+retries with backoff, unhealthy feeds, and two `exchange scheduler` processes never overlapping."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from exchange.database.core import session_scope
+from exchange.feed import service as feed_service
+from exchange.feed.models import Feed, FeedRun
+from exchange.signing import KeyRing, default_directory
+from feeds import jobs
+from feeds.scheduler import SchedulerService
+
+EXE = str(Path(sys.executable).with_name("exchange"))
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def fast(feed_settings):  # type: ignore[no-untyped-def]
+    return feed_settings.model_copy(update={"scheduler_lease_seconds": 1.5, "scheduler_sync_seconds": 0.5,
+                                            "feed_retries": 2, "feed_unhealthy_after": 3})
+
+
+@pytest.fixture
+def schedulers(factory, fast) -> Iterator[Callable[..., SchedulerService]]:  # type: ignore[no-untyped-def]
+    made: list[SchedulerService] = []
+    keyring = KeyRing(default_directory(fast))
+
+    def make(holder: str, settings=None) -> SchedulerService:  # type: ignore[no-untyped-def]
+        service = SchedulerService(settings or fast, factory, keyring, holder=holder)
+        made.append(service)
+        service.start()
+        return service
+
+    yield make
+    for service in made:
+        service.stop()
+
+
+def _job_time(factory, job_id: str):  # type: ignore[no-untyped-def]
+    with session_scope(factory) as db:
+        return feed_service.next_run_at(db, job_id)
+
+
+def test_one_leader_and_takeover_when_it_stops(schedulers, factory) -> None:
+    first = schedulers("holder-a")
+    wait_for(lambda: first.is_leader, what="a leader")
+    second = schedulers("holder-b")
+    time.sleep(1.0)
+    assert first.is_leader and not second.is_leader
+    with session_scope(factory) as db:
+        assert feed_service.scheduler_state(db)["leader"] == "holder-a"
+    first.stop()
+    wait_for(lambda: second.is_leader, timeout=5, what="the second to take over")
+    assert not first.is_leader
+
+
+def test_a_leader_that_stops_renewing_is_replaced_after_its_lease(schedulers, factory, fast) -> None:
+    first = schedulers("stuck-a")
+    wait_for(lambda: first.is_leader, what="a leader")
+    first._stop.set()  # the renewal loop ends, as if the process hung or died; the lease is not released
+    first._thread.join(timeout=5)  # type: ignore[union-attr]
+    started = time.monotonic()
+    second = schedulers("holder-c")
+    wait_for(lambda: second.is_leader, timeout=10, what="takeover after the lease expired")
+    assert time.monotonic() - started >= fast.scheduler_lease_seconds * 0.5
+    first._step_down("test")
+
+
+def test_jobs_survive_a_restart_and_follow_feed_changes(schedulers, feeds, factory) -> None:
+    name, _ = feeds.add("text", "http://127.0.0.1:9/never.txt", every="1h")
+    first = schedulers("restart-a")
+    wait_for(lambda: _job_time(factory, f"feed:{name}"), what="the feed's job")
+    planned = _job_time(factory, f"feed:{name}")
+    assert _job_time(factory, "housekeeping:statuses") is not None
+    first.stop()
+    second = schedulers("restart-b")
+    wait_for(lambda: second.is_leader, what="a new leader")
+    second.sync_now()
+    assert _job_time(factory, f"feed:{name}") == planned  # kept, not reset by the restart
+
+    with session_scope(factory, write=True) as db:
+        feed_service.set_enabled(db, name, False, actor="test")
+    wait_for(lambda: _job_time(factory, f"feed:{name}") is None, what="the disabled feed's job to go")
+    with session_scope(factory, write=True) as db:
+        feed_service.set_enabled(db, name, True, actor="test")
+        db.execute(update(Feed).where(Feed.name == name).values(every_seconds=7200))
+    wait_for(lambda: _job_time(factory, f"feed:{name}"), what="the job to come back")
+
+
+def _runs(factory, name: str) -> list[FeedRun]:  # type: ignore[no-untyped-def]
+    with session_scope(factory) as db:
+        feed = feed_service.get_by_name(db, name)
+        return list(reversed(feed_service.runs(db, feed, limit=50)))
+
+
+def test_failed_runs_are_retried_with_backoff_then_recover(schedulers, feeds, feed_server, factory, fast) -> None:
+    url = feed_server.serve("/flaky.txt", b"198.51.100.77\n", fail_first=2)
+    name, _ = feeds.add("text", url, every="1h")
+    schedulers("retry-a")
+    wait_for(lambda: len(_runs(factory, name)) >= 3 and _runs(factory, name)[2].status != "running",
+             timeout=30, what="three runs")
+    runs = _runs(factory, name)
+    assert [(r.trigger, r.attempt, r.status) for r in runs[:3]] == [
+        ("schedule", 1, "failed"), ("retry", 2, "failed"), ("retry", 3, "ok")]
+    assert "HTTP 500" in (runs[0].error or "")
+    first_gap = (runs[1].started_at - runs[0].finished_at).total_seconds()
+    second_gap = (runs[2].started_at - runs[1].finished_at).total_seconds()
+    assert first_gap >= fast.feed_retry_base_seconds * 0.9
+    assert second_gap >= fast.feed_retry_base_seconds * 2 * 0.9
+    assert feeds.get(name).health == "ok"
+
+
+def test_a_feed_that_keeps_failing_becomes_unhealthy(schedulers, feeds, feed_server, factory) -> None:
+    url = feed_server.serve("/down.txt", b"", status=503)
+    name, _ = feeds.add("text", url, every="1h")
+    schedulers("unhealthy-a")
+    wait_for(lambda: len([r for r in _runs(factory, name) if r.status == "failed"]) >= 3, timeout=30,
+             what="three failed runs")
+    time.sleep(0.5)
+    assert feeds.get(name).health == "unhealthy"
+    assert len(_runs(factory, name)) == 3  # one scheduled run and feed_retries (2) retries, then it waits
+
+
+def test_retry_delays_double(fast) -> None:
+    assert [jobs.retry_delay(fast, n).total_seconds() for n in (1, 2, 3)] == pytest.approx([0.2, 0.4, 0.8])
+
+
+def test_two_scheduler_processes_never_run_a_feed_at_once(settings, engine, feeds, feed_server, factory, tmp_path) -> None:
+    url = feed_server.serve("/often.txt", b"198.51.100.88\n198.51.100.89\n", hang=0.3, etag=False)
+    name, _ = feeds.add("text", url, every="1m")
+    with session_scope(factory, write=True) as db:  # the CLI refuses intervals under 1m; the test wants runs now
+        db.execute(update(Feed).where(Feed.name == name).values(every_seconds=1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env.update({"EXCHANGE_DATA_DIR": str(settings.data_dir), "EXCHANGE_SECRET_KEY": settings.secret_key or "",
+                "EXCHANGE_SCHEDULER_LEASE_SECONDS": "2", "EXCHANGE_SCHEDULER_SYNC_SECONDS": "0.5",
+                "EXCHANGE_LOG_LEVEL": "WARNING"})
+    if settings.database_url:
+        env["EXCHANGE_DATABASE_URL"] = settings.database_url
+    procs = [subprocess.Popen([EXE, "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(2)]
+    try:
+        wait_for(lambda: len([r for r in _runs(factory, name) if r.status != "running"]) >= 3, timeout=40,
+                 what="three runs")
+        with session_scope(factory) as db:
+            leader = feed_service.scheduler_state(db)["leader"]
+        pid = int(leader.split(":")[1])
+        victim = next(p for p in procs if p.pid == pid)
+        before = len(_runs(factory, name))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        wait_for(lambda: len(_runs(factory, name)) >= before + 3, timeout=40, what="runs by the new leader")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    with session_scope(factory, write=True) as db:
+        feed_service.set_enabled(db, name, False, actor="test")
+    runs = [r for r in _runs(factory, name) if r.finished_at is not None and r.status != "abandoned"]
+    spans = sorted((r.started_at, r.finished_at) for r in runs)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, "two runs of the same feed overlapped"
