@@ -1,0 +1,98 @@
+"""`taxii21` feeds: a TAXII 2.1 collection pulled with taxii2-client, page by page.
+
+The feed URL is the collection's URL (`.../collections/<id>/`). Each page's
+`X-TAXII-Date-Added-Last` becomes the cursor stored with that page, so the next run asks only
+for what was added after it (`added_after`), and a run that fails part-way resumes after the
+last page it stored. A server that sends no such header is asked for everything each run;
+deduplication keeps that from adding anything twice. Options: `page_size` (default 1000),
+`types` (a list of STIX types, sent as match[type]).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from taxii2client.exceptions import TAXIIServiceException
+from taxii2client.v21 import Collection, as_pages
+
+from feeds.base import Batch, FeedError, FetchContext
+
+KNOWN = ("page_size", "types")
+DATE_ADDED_LAST = "X-TAXII-Date-Added-Last"
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Known options with the right types; ValueError otherwise."""
+    unknown = set(options) - set(KNOWN)
+    if unknown:
+        raise ValueError(f"unknown option(s) for a taxii21 feed: {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(KNOWN)})")
+    size = options.get("page_size", 1000)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 10_000:
+        raise ValueError("option page_size must be a whole number from 1 to 10000")
+    types = options.get("types")
+    if types is not None and (not isinstance(types, list) or not types
+                              or not all(isinstance(t, str) and t for t in types)):
+        raise ValueError("option types must be a non-empty list of STIX type names")
+    return options
+
+
+def _collection(ctx: FetchContext) -> tuple[Collection, list[str]]:
+    """A taxii2-client Collection on the run's session (TLS, credentials), every request timed out."""
+    session = ctx.http.session
+    if not getattr(session, "_feed_timeout_set", False):
+        session.request = functools.partial(session.request, timeout=(ctx.spec.timeout, ctx.spec.timeout))  # type: ignore[method-assign]
+        session._feed_timeout_set = True  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def remember(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        seen.append(response.headers.get(DATE_ADDED_LAST, ""))
+
+    session.hooks["response"].append(remember)
+    url = ctx.spec.url if ctx.spec.url.endswith("/") else ctx.spec.url + "/"
+    collection = Collection(url, verify=ctx.http.verify)
+    collection._conn.session = session  # the run's session: its TLS trust, credentials and timeouts
+    return collection, seen
+
+
+def batches(ctx: FetchContext) -> Iterator[Batch]:
+    """One batch per page, each with the date-added cursor to resume after it."""
+    options = check_options(ctx.spec.options)
+    collection, seen = _collection(ctx)
+    filters: dict[str, Any] = {}
+    if ctx.cursor.get("added_after"):
+        filters["added_after"] = ctx.cursor["added_after"]
+    if options.get("types"):
+        filters["type"] = options["types"]
+    shown = ctx.http._safe_url(ctx.spec.url)
+    pages = as_pages(collection.get_objects, per_request=options.get("page_size", 1000), **filters)
+    cursor = dict(ctx.cursor)
+    while True:
+        ctx.http.check_deadline()
+        try:
+            envelope = next(pages)
+        except StopIteration:
+            return
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            hint = " (check the feed's credentials)" if status in (401, 403) else ""
+            hint = " (is the URL a TAXII 2.1 collection the credentials may read?)" if status == 404 else hint
+            raise FeedError(f"{shown} answered HTTP {status}{hint}") from None
+        except requests.exceptions.SSLError:
+            raise FeedError(f"TLS verification failed for {shown} (give the feed the CA bundle that signs "
+                            "its certificate)") from None
+        except requests.exceptions.Timeout:
+            raise FeedError(f"{shown} did not answer within {ctx.spec.timeout:g} s") from None
+        except requests.exceptions.ConnectionError:
+            raise FeedError(f"cannot connect to {shown}") from None
+        except (TAXIIServiceException, ValueError) as exc:
+            reason = str(exc).splitlines()[0][:200] if isinstance(exc, TAXIIServiceException) else "not JSON"
+            raise FeedError(f"{shown} did not answer as a TAXII 2.1 server: {reason}") from None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("objects", []), list):
+            raise FeedError(f"{shown} sent something that is not a TAXII envelope")
+        objects = envelope.get("objects", [])
+        if seen and seen[-1]:
+            cursor = {**cursor, "added_after": seen[-1]}
+        yield Batch(objects=objects, fetched=len(objects), cursor=dict(cursor))
