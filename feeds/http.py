@@ -2,6 +2,7 @@
 an overall deadline, a size cap, and no credentials in errors or logs."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -14,6 +15,8 @@ from requests.auth import HTTPBasicAuth
 from exchange.feed.service import safe_url
 
 _CHUNK = 64 * 1024
+# urllib3 logs every request line, query string included (where feeds put API keys), at DEBUG.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 class HttpError(Exception):
@@ -42,6 +45,9 @@ class HttpClient:
         self.max_bytes = max_bytes
         self.deadline = deadline  # time.monotonic() value after which reading stops
         self.session = requests.Session()
+        # Not from the environment: REQUESTS_CA_BUNDLE would silently replace the feed's own CA
+        # bundle, and ~/.netrc or proxy variables would send credentials where nobody configured them.
+        self.session.trust_env = False
         self.session.headers["User-Agent"] = user_agent
         self._ca_path: str | None = None
         if ca_bundle:
@@ -150,8 +156,10 @@ class HttpClient:
 def _reason(exc: BaseException) -> str:
     """The innermost cause's text, which names the TLS or socket problem without our URL."""
     text = str(exc)
-    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate has expired", "self-signed certificate",
-                   "self signed certificate", "hostname mismatch", "Connection refused", "Name or service not known"):
+    # The specific reasons first: OpenSSL puts CERTIFICATE_VERIFY_FAILED in front of all of them.
+    for marker in ("certificate has expired", "self-signed certificate", "self signed certificate",
+                   "unable to get local issuer certificate", "hostname mismatch", "CERTIFICATE_VERIFY_FAILED",
+                   "Connection refused", "Name or service not known"):
         if marker.lower() in text.lower():
             return marker
     inner = exc
