@@ -18,7 +18,7 @@ from typing import Any
 from exchange.incident.observables import TYPES
 from feeds.base import Batch, FeedError, FetchContext, Ioc
 from feeds.normalize import stix_time
-from feeds.sources.text import conditional_headers, response_validators
+from feeds.conditional import conditional_get
 
 FIELDS = ("value", "kind", "description", "labels", "first_seen")
 KNOWN = ("columns", "delimiter", "header", "comment_prefixes", "kind")
@@ -95,12 +95,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     """Stream the rows; a complete list's ETag/Last-Modified make the next run cheap."""
     options = check_options(ctx.spec.options)
     columns: dict[str, Any] = dict(options.get("columns", {"value": 0}))
-    response = ctx.http.get(ctx.spec.url, headers=conditional_headers(ctx.cursor), ok=(200, 304))
-    if response.status_code == 304:
-        response.close()
+    response, validators = conditional_get(ctx.http, ctx.spec.url, ctx.cursor)
+    if response is None:
         yield Batch(cursor=dict(ctx.cursor))
         return
-    validators = response_validators(response)
     numbered = _rows(ctx, response, tuple(options.get("comment_prefixes", ["#"])))
     line_of = {"n": 0}
 

@@ -19,7 +19,7 @@ from exchange.errors import InvalidJsonError
 from exchange.intel.strictjson import loads_strict
 from feeds.base import Batch, FeedError, FetchContext
 from feeds.http import HttpError
-from feeds.sources.text import conditional_headers, response_validators
+from feeds.conditional import conditional_get
 from policies.tlp import level_of_marking
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -73,12 +73,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     check_options(ctx.spec.options)
     base = _base(ctx.spec.url)
     shown = ctx.http._safe_url(base)
-    response = ctx.http.get(base + "manifest.json", headers=conditional_headers(ctx.cursor), ok=(200, 304))
-    if response.status_code == 304:
-        response.close()
+    response, validators = conditional_get(ctx.http, base + "manifest.json", ctx.cursor)
+    if response is None:
         yield Batch(cursor=dict(ctx.cursor))
         return
-    validators = response_validators(response)
     try:
         manifest = loads_strict(ctx.http.read_all(response))
     except InvalidJsonError as exc:

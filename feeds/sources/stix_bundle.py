@@ -13,7 +13,7 @@ from typing import Any
 
 from feeds.base import Batch, FeedError, FetchContext
 from feeds.jsonstream import BundleHeader, StreamError, bundle_objects
-from feeds.sources.text import conditional_headers, response_validators
+from feeds.conditional import conditional_get
 
 MAX_OBJECT_BYTES = 16 * 1024 * 1024
 
@@ -28,12 +28,10 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
 def batches(ctx: FetchContext) -> Iterator[Batch]:
     """Slices of ctx.spec.batch_size objects; the last carries the validators for next time."""
     check_options(ctx.spec.options)
-    response = ctx.http.get(ctx.spec.url, headers=conditional_headers(ctx.cursor), ok=(200, 304))
-    if response.status_code == 304:
-        response.close()
+    response, validators = conditional_get(ctx.http, ctx.spec.url, ctx.cursor)
+    if response is None:
         yield Batch(cursor=dict(ctx.cursor))
         return
-    validators = response_validators(response)
     header = BundleHeader()
     batch = Batch()
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from exchange.incident.observables import TYPES
 from feeds.base import Batch, FeedError, FetchContext, Ioc
+from feeds.conditional import conditional_get
 
 DEFAULT_PREFIXES = ("#", ";", "//")
 
@@ -47,13 +48,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     options = check_options(ctx.spec.options)
     prefixes = tuple(options.get("comment_prefixes") or DEFAULT_PREFIXES)
     kind = options.get("kind")
-    headers = conditional_headers(ctx.cursor)
-    response = ctx.http.get(ctx.spec.url, headers=headers, ok=(200, 304))
-    if response.status_code == 304:
-        response.close()
+    response, validators = conditional_get(ctx.http, ctx.spec.url, ctx.cursor)
+    if response is None:
         yield Batch(cursor=dict(ctx.cursor))
         return
-    validators = response_validators(response)
     batch = Batch()
     for number, line in enumerate(ctx.http.iter_lines(response), start=1):
         if "\x00" in line:
@@ -68,23 +66,3 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             batch = Batch()
     batch.cursor = validators
     yield batch
-
-
-def conditional_headers(cursor: dict[str, Any]) -> dict[str, str]:
-    """If-None-Match / If-Modified-Since from what the last complete run saw."""
-    headers = {}
-    if cursor.get("etag"):
-        headers["If-None-Match"] = cursor["etag"]
-    if cursor.get("last_modified"):
-        headers["If-Modified-Since"] = cursor["last_modified"]
-    return headers
-
-
-def response_validators(response: Any) -> dict[str, str]:
-    """The ETag and Last-Modified to send next time (empty when the server gives neither)."""
-    found = {}
-    if response.headers.get("ETag"):
-        found["etag"] = response.headers["ETag"]
-    if response.headers.get("Last-Modified"):
-        found["last_modified"] = response.headers["Last-Modified"]
-    return found

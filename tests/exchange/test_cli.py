@@ -17,15 +17,6 @@ from tests.conftest import free_port
 EXE = str(Path(sys.executable).with_name("exchange"))
 
 
-@pytest.fixture
-def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    environ["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
-    if settings.database_url:
-        environ["EXCHANGE_DATABASE_URL"] = settings.database_url
-    return environ
-
-
 def run(env, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def, type-arg]
     return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -107,15 +106,6 @@ def test_a_running_feed_is_not_started_twice(api, feed_server, coll) -> None:
     assert again.status_code == 409 and "already running" in again.text
     assert _wait_for_run(api, body["name"])["status"] == "ok"
     assert api.post("/api/v1/feeds/no-such-feed/run").status_code == 404
-
-
-@pytest.fixture
-def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    environ["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
-    if settings.database_url:
-        environ["EXCHANGE_DATABASE_URL"] = settings.database_url
-    return environ
 
 
 def test_feed_commands(env, feed_server) -> None:
