@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
 from exchange.config import Settings
-from exchange.database.core import session_scope
+from exchange.database.core import plan_for_current_size, session_scope
 from exchange.feed import service as feed_service
 from exchange.incident.observables import ObservableError
 from exchange.intel.ingest import ingest
@@ -222,6 +222,7 @@ def _indicators(db: Session, job: _Job, batch: Batch, counts: dict[str, int],
             continue
         # A value listed twice in one feed is one indicator; the later line wins.
         wanted[normalize.indicator_id(job.name, observable)] = (observable, ioc)
+    plan_for_current_size(db)
     stored = _latest_bodies(db, job.collection_pk, list(wanted))
     out = []
     for stix_id, (observable, ioc) in wanted.items():

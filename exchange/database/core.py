@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 IMMEDIATE = "exchange_sqlite_immediate"
@@ -19,11 +19,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
-    # Plan every execution for its parameters and the table's current size: psycopg prepares a
-    # statement after 5 runs, and a generic plan made while a table was small (a first feed run
-    # into an empty database) kept scanning it whole once it held 100,000 rows (1.4 s a batch).
-    connect_args = {"options": "-c plan_cache_mode=force_custom_plan"} | dict(kwargs.pop("connect_args", {}) or {})  # type: ignore[call-overload]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **kwargs)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -82,3 +78,15 @@ def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-d
 
     return get_db
 
+
+
+def plan_for_current_size(db: Session) -> None:
+    """On PostgreSQL, plan this transaction's statements for their parameters and the tables' size now.
+
+    psycopg prepares a statement after five runs; a generic plan made while a table was small (the
+    first feed run into an empty database) went on scanning the table whole once it held 100,000
+    rows, 1.4 s per lookup. Ingest is where tables grow, so ingest transactions opt out; reads keep
+    the cheaper cached plans (forcing custom plans everywhere doubled the cost of an empty page).
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from exchange import metrics
+from exchange.database.core import plan_for_current_size
 from exchange.errors import InvalidJsonError, InvalidStixError
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
@@ -91,6 +92,7 @@ def ingest(
         valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj))))
     if not valid:
         return result
+    plan_for_current_size(db)
 
     # Serialise writers per collection: date_added must be handed out in commit order.
     high_water = db.execute(
