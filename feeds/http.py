@@ -40,7 +40,6 @@ class HttpClient:
         deadline: float | None = None,
         user_agent: str = "national-cert-exchange/1.0",
     ) -> None:
-        self._safe_url = safe_url
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.deadline = deadline  # time.monotonic() value after which reading stops
@@ -61,8 +60,6 @@ class HttpClient:
         if auth.get("username") is not None:
             self.session.auth = HTTPBasicAuth(auth["username"], auth.get("password") or "")
         self.session.headers.update(auth.get("headers") or {})
-        self.basic_auth = (auth["username"], auth.get("password") or "") if auth.get("username") is not None else None
-        self.extra_headers = dict(auth.get("headers") or {})
 
     @property
     def verify(self) -> bool | str:
@@ -90,7 +87,7 @@ class HttpClient:
             params: dict[str, Any] | None = None) -> requests.Response:
         """GET with streaming on; a status outside `ok` is an HttpError naming it."""
         self.check_deadline()
-        shown = self._safe_url(url)
+        shown = safe_url(url)
         try:
             response = self.session.get(url, headers=headers, params=params, stream=True,
                                         timeout=(self.timeout, self.timeout))
@@ -116,7 +113,7 @@ class HttpClient:
 
     def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
         """The body in chunks, stopping with HttpError past the size cap, time limit or a stall."""
-        shown = self._safe_url(response.url)
+        shown = safe_url(response.url)
         total = 0
         try:
             for chunk in response.iter_content(_CHUNK):

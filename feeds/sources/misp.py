@@ -17,6 +17,7 @@ import orjson
 
 from exchange.errors import InvalidJsonError
 from exchange.intel.strictjson import loads_strict
+from exchange.feed.service import safe_url
 from feeds.base import Batch, FeedError, FetchContext
 from feeds.http import HttpError
 from feeds.conditional import conditional_get
@@ -72,7 +73,7 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     """One batch per new or changed event; the cursor remembers each stored event's timestamp."""
     check_options(ctx.spec.options)
     base = _base(ctx.spec.url)
-    shown = ctx.http._safe_url(base)
+    shown = safe_url(base)
     response, validators = conditional_get(ctx.http, base + "manifest.json", ctx.cursor)
     if response is None:
         yield Batch(cursor=dict(ctx.cursor))

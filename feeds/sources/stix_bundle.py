@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from exchange.feed.service import safe_url
 from feeds.base import Batch, FeedError, FetchContext
 from feeds.jsonstream import BundleHeader, StreamError, bundle_objects
 from feeds.conditional import conditional_get
@@ -47,10 +48,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     except StreamError as exc:
         if batch.fetched:
             yield batch  # keep what was complete before the break
-        raise FeedError(f"{ctx.http._safe_url(ctx.spec.url)}: {exc}") from None
+        raise FeedError(f"{safe_url(ctx.spec.url)}: {exc}") from None
     if header.members.get("type") != "bundle":
         if batch.fetched:
             yield batch
-        raise FeedError(f"{ctx.http._safe_url(ctx.spec.url)}: not a STIX bundle (no \"type\": \"bundle\")")
+        raise FeedError(f"{safe_url(ctx.spec.url)}: not a STIX bundle (no \"type\": \"bundle\")")
     batch.cursor = validators
     yield batch

@@ -17,6 +17,7 @@ import requests
 from taxii2client.exceptions import TAXIIServiceException
 from taxii2client.v21 import Collection, as_pages
 
+from exchange.feed.service import safe_url
 from feeds.base import Batch, FeedError, FetchContext
 
 KNOWN = ("page_size", "types")
@@ -66,7 +67,7 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
         filters["added_after"] = ctx.cursor["added_after"]
     if options.get("types"):
         filters["type"] = options["types"]
-    shown = ctx.http._safe_url(ctx.spec.url)
+    shown = safe_url(ctx.spec.url)
     pages = as_pages(collection.get_objects, per_request=options.get("page_size", 1000), **filters)
     cursor = dict(ctx.cursor)
     while True:
