@@ -19,6 +19,7 @@ Sections (see benchmarks/README.md for method and targets):
 Everything runs on 127.0.0.1; servers run in their own processes; temporary directories and the
 PostgreSQL database are removed at the end, also after errors and Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,37 +103,67 @@ def parse_args(argv: list[str] | None) -> Options:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20k objects, medallion budget 20 s, fewer samples")
-    parser.add_argument("--backends", default="sqlite,postgresql",
-                        help="comma list of sqlite, postgresql (default: both)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 20k objects, medallion budget 20 s, fewer samples"
+    )
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma list of sqlite, postgresql (default: both)"
+    )
     parser.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (default: all)")
-    parser.add_argument("--objects", type=lambda s: int(s.replace("_", "")),
-                        help="size of the big collection (default 1,000,000; quick 20,000)")
-    parser.add_argument("--small", type=lambda s: int(s.replace("_", "")),
-                        help="size at which the first page timings are taken (default 10,000)")
+    parser.add_argument(
+        "--objects",
+        type=lambda s: int(s.replace("_", "")),
+        help="size of the big collection (default 1,000,000; quick 20,000)",
+    )
+    parser.add_argument(
+        "--small",
+        type=lambda s: int(s.replace("_", "")),
+        help="size at which the first page timings are taken (default 10,000)",
+    )
     parser.add_argument("--page-size", type=int, default=1000, help="objects per page (default 1000)")
     parser.add_argument("--page-samples", type=int, help="pages timed at each size (default 41; quick 15)")
-    parser.add_argument("--ingest-points", type=_ints,
-                        help="collection sizes to measure ingest at (default 0,20000,50000; quick 0,5000,10000)")
-    parser.add_argument("--ingest-envelopes", type=int,
-                        help="envelopes POSTed at each ingest point (default 9; quick 3)")
+    parser.add_argument(
+        "--ingest-points",
+        type=_ints,
+        help="collection sizes to measure ingest at (default 0,20000,50000; quick 0,5000,10000)",
+    )
+    parser.add_argument(
+        "--ingest-envelopes", type=int, help="envelopes POSTed at each ingest point (default 9; quick 3)"
+    )
     parser.add_argument("--envelope-size", type=int, default=1000, help="objects per envelope (default 1000)")
-    parser.add_argument("--medallion-sizes", type=_ints,
-                        help="collection sizes for the medallion comparison; the largest is the "
-                             "headline (default 250,500,1000,2000,4000,5000)")
-    parser.add_argument("--medallion-budget", type=float,
-                        help="seconds medallion may use across all sizes (default 120; quick 20)")
-    parser.add_argument("--partner-objects", type=lambda s: int(s.replace("_", "")),
-                        help="section 6: size of the collection half withheld from the partner, a "
-                             "multiple of 100 (default 100,000; quick 20,000)")
-    parser.add_argument("--partner-rounds", type=int,
-                        help="section 6: times each of its three pulls is repeated, order alternating; "
-                             "medians are reported (default 3; quick 2)")
-    parser.add_argument("--pull-timeout", type=float,
-                        help="give up a full pull of ours after this many seconds (default 900; quick 120)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG,
-                        help=f"PostgreSQL server to create the throw-away database on (default {DEFAULT_PG})")
+    parser.add_argument(
+        "--medallion-sizes",
+        type=_ints,
+        help="collection sizes for the medallion comparison; the largest is the "
+        "headline (default 250,500,1000,2000,4000,5000)",
+    )
+    parser.add_argument(
+        "--medallion-budget",
+        type=float,
+        help="seconds medallion may use across all sizes (default 120; quick 20)",
+    )
+    parser.add_argument(
+        "--partner-objects",
+        type=lambda s: int(s.replace("_", "")),
+        help="section 6: size of the collection half withheld from the partner, a "
+        "multiple of 100 (default 100,000; quick 20,000)",
+    )
+    parser.add_argument(
+        "--partner-rounds",
+        type=int,
+        help="section 6: times each of its three pulls is repeated, order alternating; "
+        "medians are reported (default 3; quick 2)",
+    )
+    parser.add_argument(
+        "--pull-timeout",
+        type=float,
+        help="give up a full pull of ours after this many seconds (default 900; quick 120)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG,
+        help=f"PostgreSQL server to create the throw-away database on (default {DEFAULT_PG})",
+    )
     parser.add_argument("--seed", type=int, default=2026, help="seed for generated content")
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -157,7 +188,9 @@ def parse_args(argv: list[str] | None) -> Options:
         ingest_envelopes=args.ingest_envelopes or (3 if quick else 9),
         envelope_size=args.envelope_size,
         medallion_sizes=sorted(args.medallion_sizes or [250, 500, 1000, 2000, 4000, 5000]),
-        medallion_budget=args.medallion_budget if args.medallion_budget is not None else (20 if quick else 120),
+        medallion_budget=args.medallion_budget
+        if args.medallion_budget is not None
+        else (20 if quick else 120),
         partner_objects=args.partner_objects or (20_000 if quick else 100_000),
         partner_rounds=args.partner_rounds or (2 if quick else 3),
         pull_timeout=args.pull_timeout or (120 if quick else 900),
@@ -221,8 +254,13 @@ def settle(inst: Instance) -> None:
 
 
 def bulk(
-    inst: Instance, loader: data.BulkLoader, coll: Collection, objects: Iterator[dict[str, Any]],
-    n: int, what: str, report: Report,
+    inst: Instance,
+    loader: data.BulkLoader,
+    coll: Collection,
+    objects: Iterator[dict[str, Any]],
+    n: int,
+    what: str,
+    report: Report,
 ) -> array:
     """Append `n` generated rows, let the database settle; returns their date_added values."""
     start = time.perf_counter()
@@ -230,8 +268,10 @@ def bulk(
     elapsed = time.perf_counter() - start
     settle(inst)
     log(f"{inst.label}: bulk-loaded {n:,} rows ({what}) in {elapsed:.1f} s")
-    report.note(f"{inst.label}: bulk-loaded {n:,} generated rows ({what}) in {secs(elapsed)} "
-                f"({count(n / elapsed)} rows/s), then {'VACUUM ANALYZE' if inst.backend == 'postgresql' else 'WAL checkpoint'}")
+    report.note(
+        f"{inst.label}: bulk-loaded {n:,} generated rows ({what}) in {secs(elapsed)} "
+        f"({count(n / elapsed)} rows/s), then {'VACUUM ANALYZE' if inst.backend == 'postgresql' else 'WAL checkpoint'}"
+    )
     return dates
 
 
@@ -257,32 +297,49 @@ def run_medallion(
             continue
         collection_id = str(uuid.uuid4())
         data_file = workdir / f"medallion-{n}.json"
-        data_file.write_bytes(orjson.dumps(data.medallion_data(
-            objects[:n], api_root=MEDALLION_API_ROOT, collection_id=collection_id, base_url="http://127.0.0.1",
-        )))
+        data_file.write_bytes(
+            orjson.dumps(
+                data.medallion_data(
+                    objects[:n],
+                    api_root=MEDALLION_API_ROOT,
+                    collection_id=collection_id,
+                    base_url="http://127.0.0.1",
+                )
+            )
+        )
         config = workdir / f"medallion-{n}.config.json"
-        config.write_bytes(orjson.dumps({
-            "backend": {
-                "module": "medallion.backends.memory_backend",
-                "module_class": "MemoryBackend",
-                "filename": str(data_file),
-            },
-            "users": {user: password},
-            "taxii": {"max_page_size": 100},
-        }))
+        config.write_bytes(
+            orjson.dumps(
+                {
+                    "backend": {
+                        "module": "medallion.backends.memory_backend",
+                        "module_class": "MemoryBackend",
+                        "filename": str(data_file),
+                    },
+                    "users": {user: password},
+                    "taxii": {"max_page_size": 100},
+                }
+            )
+        )
         server = ServerProcess("medallion", ["--config", str(config)], log_path=workdir / "medallion.log")
         try:
             try:
-                server.wait_ready("/taxii2/", auth=(user, password), timeout=max(1.0, deadline - time.monotonic()))
+                server.wait_ready(
+                    "/taxii2/", auth=(user, password), timeout=max(1.0, deadline - time.monotonic())
+                )
             except RuntimeError as exc:
                 results[n] = measure.PullResult(error=f"did not start within the budget: {exc}"[:200])
                 continue
             url = f"{server.url}/{MEDALLION_API_ROOT}/collections/{collection_id}/"
             log(f"medallion: pulling {n:,} objects ({deadline - time.monotonic():.0f} s of budget left)")
             result = measure.taxii_pull(
-                url, (user, password), per_request=100, expected=n,
+                url,
+                (user, password),
+                per_request=100,
+                expected=n,
                 expected_ids={o["id"] for o in objects[:n]},
-                deadline_seconds=deadline - time.monotonic(), on_timeout=server.kill,
+                deadline_seconds=deadline - time.monotonic(),
+                on_timeout=server.kill,
             )
             results[n] = result
             log(f"medallion: {n:,} objects: {'%.2f s' % result.seconds if result.finished else result.error}")
@@ -306,7 +363,9 @@ def _extrapolate(points: list[tuple[int, float]], n: int) -> tuple[float, float]
     return math.exp(my + k * (math.log(n) - mx)), k
 
 
-def section_compare(inst: Instance, loader: data.BulkLoader, opts: Options, report: Report, workdir: Path) -> None:
+def section_compare(
+    inst: Instance, loader: data.BulkLoader, opts: Options, report: Report, workdir: Path
+) -> None:
     sizes = opts.medallion_sizes
     objects = data.IndicatorFactory(seed=opts.seed + 1).batch(sizes[-1])
     ours: dict[int, measure.PullResult] = {}
@@ -314,8 +373,12 @@ def section_compare(inst: Instance, loader: data.BulkLoader, opts: Options, repo
         coll = inst.collection(f"compare-{n}")
         loader.load(coll.pk, iter(objects[:n]), n)
         ours[n] = measure.taxii_pull(
-            inst.collection_url(coll), inst.auth, per_request=100, expected=n,
-            expected_ids={o["id"] for o in objects[:n]}, deadline_seconds=opts.pull_timeout,
+            inst.collection_url(coll),
+            inst.auth,
+            per_request=100,
+            expected=n,
+            expected_ids={o["id"] for o in objects[:n]},
+            deadline_seconds=opts.pull_timeout,
             on_timeout=inst.server.kill,
         )
         log(f"{inst.label}: pulled {n:,} objects in pages of 100 in {ours[n].seconds:.2f} s")
@@ -327,50 +390,91 @@ def section_compare(inst: Instance, loader: data.BulkLoader, opts: Options, repo
     for n in sizes:
         mine, other = ours[n], theirs[n]
         if not mine.complete:
-            report.error("1", f"pull {n:,}, pages of 100", backend,
-                         f"exchange pull incomplete: {mine.objects:,}/{n:,} objects, "
-                         f"{mine.duplicates} duplicates, {mine.missing} missing, {mine.error}")
+            report.error(
+                "1",
+                f"pull {n:,}, pages of 100",
+                backend,
+                f"exchange pull incomplete: {mine.objects:,}/{n:,} objects, "
+                f"{mine.duplicates} duplicates, {mine.missing} missing, {mine.error}",
+            )
             continue
         left = f"exchange {secs(mine.seconds)}"
         if other is None:
             first_unmeasured = first_unmeasured or n
-            report.add("1", f"pull {n:,}, pages of 100", backend,
-                       f"{left} | medallion: not attempted, budget spent", "", "n/a")
+            report.add(
+                "1",
+                f"pull {n:,}, pages of 100",
+                backend,
+                f"{left} | medallion: not attempted, budget spent",
+                "",
+                "n/a",
+            )
         elif other.complete:
             measured.append((n, other.seconds))
-            report.add("1", f"pull {n:,}, pages of 100", backend,
-                       f"{left} | medallion {secs(other.seconds)} ({other.objects:,} objects, all present)",
-                       "", f"medallion {other.seconds / mine.seconds:,.0f}x slower")
+            report.add(
+                "1",
+                f"pull {n:,}, pages of 100",
+                backend,
+                f"{left} | medallion {secs(other.seconds)} ({other.objects:,} objects, all present)",
+                "",
+                f"medallion {other.seconds / mine.seconds:,.0f}x slower",
+            )
         elif other.finished:  # finished but wrong: say so loudly, it is medallion's answer
             first_unmeasured = first_unmeasured or n
-            report.add("1", f"pull {n:,}, pages of 100", backend,
-                       f"{left} | medallion {secs(other.seconds)} but returned {other.objects:,} objects, "
-                       f"{other.missing} missing, {other.duplicates} duplicates", "", "medallion WRONG")
+            report.add(
+                "1",
+                f"pull {n:,}, pages of 100",
+                backend,
+                f"{left} | medallion {secs(other.seconds)} but returned {other.objects:,} objects, "
+                f"{other.missing} missing, {other.duplicates} duplicates",
+                "",
+                "medallion WRONG",
+            )
         else:
             first_unmeasured = first_unmeasured or n
-            report.add("1", f"pull {n:,}, pages of 100", backend,
-                       f"{left} | medallion > {secs(other.seconds)}: {other.error} "
-                       f"({other.objects:,}/{n:,} objects by then)", "", "medallion unmeasurable")
+            report.add(
+                "1",
+                f"pull {n:,}, pages of 100",
+                backend,
+                f"{left} | medallion > {secs(other.seconds)}: {other.error} "
+                f"({other.objects:,}/{n:,} objects by then)",
+                "",
+                "medallion unmeasurable",
+            )
 
     headline = sizes[-1]
     if first_unmeasured is None:
-        report.add("1", f"medallion measurable within {opts.medallion_budget:.0f} s budget", backend,
-                   f"every size up to {headline:,} ({secs(used)} used)")
+        report.add(
+            "1",
+            f"medallion measurable within {opts.medallion_budget:.0f} s budget",
+            backend,
+            f"every size up to {headline:,} ({secs(used)} used)",
+        )
     else:
         largest = f"up to {measured[-1][0]:,} objects" if measured else "at no size"
-        report.add("1", f"medallion measurable within {opts.medallion_budget:.0f} s budget", backend,
-                   f"{largest}; stops being measurable at {first_unmeasured:,} ({secs(used)} used)")
+        report.add(
+            "1",
+            f"medallion measurable within {opts.medallion_budget:.0f} s budget",
+            backend,
+            f"{largest}; stops being measurable at {first_unmeasured:,} ({secs(used)} used)",
+        )
     mine, other = ours[headline], theirs[headline]
     if mine.complete and not (other is not None and other.complete):
         # The honest figure: a lower bound (the longest medallion ran at any size, since its
         # time only grows with size), plus a labelled extrapolation.
         bound = max([r.seconds for r in theirs.values() if r is not None] + [0.0])
         fit = _extrapolate(measured, headline)
-        estimate = (f"; extrapolated ~{secs(fit[0])} (fit t ~ n^{fit[1]:.1f} over measured sizes)"
-                    if fit else "")
-        report.add("1", f"{headline:,} indicators: exchange vs medallion", backend,
-                   f"exchange {secs(mine.seconds)} | medallion > {secs(bound)}{estimate}", "",
-                   f">= {bound / mine.seconds:,.0f}x" + (f", ~{fit[0] / mine.seconds:,.0f}x est." if fit else ""))
+        estimate = (
+            f"; extrapolated ~{secs(fit[0])} (fit t ~ n^{fit[1]:.1f} over measured sizes)" if fit else ""
+        )
+        report.add(
+            "1",
+            f"{headline:,} indicators: exchange vs medallion",
+            backend,
+            f"exchange {secs(mine.seconds)} | medallion > {secs(bound)}{estimate}",
+            "",
+            f">= {bound / mine.seconds:,.0f}x" + (f", ~{fit[0] / mine.seconds:,.0f}x est." if fit else ""),
+        )
 
 
 # --- section 5: ingest ----------------------------------------------------------------------
@@ -398,17 +502,26 @@ def section_ingest(inst: Instance, loader: data.BulkLoader, opts: Options, repor
         rates.append(rate)
         log(f"{inst.label}: ingest at {filled:,}: {rate:,.0f} objects/s")
         report.add(
-            "5", f"ingest, {opts.envelope_size:,}-object envelopes, at {filled:,} objects", inst.label,
+            "5",
+            f"ingest, {opts.envelope_size:,}-object envelopes, at {filled:,} objects",
+            inst.label,
             f"{count(rate)} objects/s (median envelope {ms(median)}, max "
             f"{ms(max(result.envelope_seconds))}; all {result.objects:,} in {secs(result.seconds)} = "
             f"{count(result.rate)}/s)",
-            f">= {INGEST_TARGET:,}/s", verdict(rate >= INGEST_TARGET),
+            f">= {INGEST_TARGET:,}/s",
+            verdict(rate >= INGEST_TARGET),
         )
         filled += result.objects
     if len(rates) > 1:
         flat = min(rates) / max(rates)
-        report.add("5", "ingest flatness: slowest point / fastest", inst.label, f"{flat:.2f}",
-                   f">= {FLAT_TARGET}", verdict(flat >= FLAT_TARGET))
+        report.add(
+            "5",
+            "ingest flatness: slowest point / fastest",
+            inst.label,
+            f"{flat:.2f}",
+            f">= {FLAT_TARGET}",
+            verdict(flat >= FLAT_TARGET),
+        )
 
 
 # --- sections 2, 3, 4: the big collection ---------------------------------------------------
@@ -431,7 +544,9 @@ def sample_positions(n: int, opts: Options, rng: random.Random) -> list[int]:
     return positions
 
 
-def time_pages(inst: Instance, coll: Collection, dates: array, opts: Options, rng: random.Random) -> PageFigures:
+def time_pages(
+    inst: Instance, coll: Collection, dates: array, opts: Options, rng: random.Random
+) -> PageFigures:
     figures = PageFigures(size=len(dates))
     positions = sample_positions(len(dates), opts, rng)
     timers: dict[str, Callable[[int], float]] = {}
@@ -446,22 +561,30 @@ def time_pages(inst: Instance, coll: Collection, dates: array, opts: Options, rn
         empty = []
         for _ in range(max(5, opts.page_samples // 3)):
             start = time.perf_counter()
-            response = inst.client.get(inst.objects_url(coll), params={
-                "limit": opts.page_size, "added_after": measure.taxii_timestamp(dates[-1])})
+            response = inst.client.get(
+                inst.objects_url(coll),
+                params={"limit": opts.page_size, "added_after": measure.taxii_timestamp(dates[-1])},
+            )
             empty.append(time.perf_counter() - start)
             if response.status_code != 200 or orjson.loads(response.content).get("objects"):
                 raise RuntimeError(f"empty page: HTTP {response.status_code}, {response.text[:200]}")
         figures.empty = measure.Stats(empty)
-    log(f"{inst.label}: pages at {len(dates):,}: "
+    log(
+        f"{inst.label}: pages at {len(dates):,}: "
         + (f"HTTP median {figures.http.median * 1000:.1f} ms " if figures.http else "")
-        + (f"floor median {figures.floor.median * 1000:.1f} ms" if figures.floor else ""))
+        + (f"floor median {figures.floor.median * 1000:.1f} ms" if figures.floor else "")
+    )
     return figures
 
 
 def query_plan(inst: Instance, coll: Collection, after_us: int, limit: int) -> str:
     """The plan of the exact statement page_by_date_added sends (captured, then EXPLAINed)."""
-    return captured_plan(inst, lambda db: page_by_date_added(
-        db, collection_pk=coll.pk, flt=ObjectFilter(), after_us=after_us, limit=limit))
+    return captured_plan(
+        inst,
+        lambda db: page_by_date_added(
+            db, collection_pk=coll.pk, flt=ObjectFilter(), after_us=after_us, limit=limit
+        ),
+    )
 
 
 def captured_plan(inst: Instance, run: Callable[[Any], Any], *, shown: int | None = None) -> str:
@@ -489,19 +612,27 @@ def captured_plan(inst: Instance, run: Callable[[Any], Any], *, shown: int | Non
     return f"{text}\n    {plan}"
 
 
-def pull_row(report: Report, inst: Instance, result: measure.PullResult, n: int, opts: Options, *, target: bool) -> None:
+def pull_row(
+    report: Report, inst: Instance, result: measure.PullResult, n: int, opts: Options, *, target: bool
+) -> None:
     measure_name = f"full pull {n:,} objects, taxii2-client, pages of {opts.page_size:,}"
     if not result.complete:
-        report.error("2", measure_name, inst.label,
-                     f"{result.objects:,}/{n:,} objects in {secs(result.seconds)} "
-                     f"({count(result.rate)}/s so far), {result.duplicates} duplicates, "
-                     f"{result.missing} missing; {result.error or ''}")
+        report.error(
+            "2",
+            measure_name,
+            inst.label,
+            f"{result.objects:,}/{n:,} objects in {secs(result.seconds)} "
+            f"({count(result.rate)}/s so far), {result.duplicates} duplicates, "
+            f"{result.missing} missing; {result.error or ''}",
+        )
         return
     pages = result.page_seconds
     tenth = max(1, len(pages) // 10)
     early, late = measure.Stats(pages[:tenth]).median, measure.Stats(pages[-tenth:]).median
     report.add(
-        "2", measure_name, inst.label,
+        "2",
+        measure_name,
+        inst.label,
         f"{count(result.rate)} objects/s ({secs(result.seconds)}, all {n:,} received once; "
         f"page median first 10% {ms(early)}, last 10% {ms(late)})",
         f">= {PULL_TARGET:,}/s" if target else "(for reference)",
@@ -517,42 +648,70 @@ def section_big(inst: Instance, loader: data.BulkLoader, opts: Options, report: 
     small = time_pages(inst, coll, dates, opts, rng)
     if "2" in opts.sections:
         result = measure.taxii_pull(
-            inst.collection_url(coll), inst.auth, per_request=opts.page_size, expected=len(dates),
-            deadline_seconds=opts.pull_timeout, on_timeout=inst.server.kill)
+            inst.collection_url(coll),
+            inst.auth,
+            per_request=opts.page_size,
+            expected=len(dates),
+            deadline_seconds=opts.pull_timeout,
+            on_timeout=inst.server.kill,
+        )
         pull_row(report, inst, result, len(dates), opts, target=False)
     if opts.objects > opts.small:
         dates.extend(bulk(inst, loader, coll, objects, opts.objects - opts.small, "pull collection", report))
     big = time_pages(inst, coll, dates, opts, rng) if opts.objects > opts.small else small
-    report.note(f"{inst.label}: page query plan at {len(dates):,} objects:\n    "
-                + query_plan(inst, coll, dates[len(dates) // 2], opts.page_size))
+    report.note(
+        f"{inst.label}: page query plan at {len(dates):,} objects:\n    "
+        + query_plan(inst, coll, dates[len(dates) // 2], opts.page_size)
+    )
 
     for figures in (small, big) if big is not small else (small,):
         if figures.http:
             empty = f"; empty page {ms(figures.empty.median)}" if figures.empty else ""
             report.add(
-                "3", f"median {opts.page_size:,}-object page over HTTP, at {figures.size:,}", inst.label,
+                "3",
+                f"median {opts.page_size:,}-object page over HTTP, at {figures.size:,}",
+                inst.label,
                 f"{ms(figures.http.median)} (p90 {ms(figures.http.quantile(0.9))}, max {ms(figures.http.max)}, "
                 f"{len(figures.http.samples)} pages{empty})",
             )
         if figures.floor:
             report.add(
-                "4", f"floor: page_by_date_added + join, at {figures.size:,}", inst.label,
+                "4",
+                f"floor: page_by_date_added + join, at {figures.size:,}",
+                inst.label,
                 f"{ms(figures.floor.median)} (p90 {ms(figures.floor.quantile(0.9))})",
             )
         if figures.http and figures.floor:
             ratio = figures.http.median / figures.floor.median
-            report.add("4", f"served page / floor, at {figures.size:,}", inst.label, f"{ratio:.2f}x",
-                       f"<= {FLOOR_TARGET:.0f}x", verdict(ratio <= FLOOR_TARGET))
+            report.add(
+                "4",
+                f"served page / floor, at {figures.size:,}",
+                inst.label,
+                f"{ratio:.2f}x",
+                f"<= {FLOOR_TARGET:.0f}x",
+                verdict(ratio <= FLOOR_TARGET),
+            )
     if big is not small and big.http and small.http:
         growth = big.http.median / small.http.median
-        report.add("3", f"page at {big.size:,} / page at {small.size:,}", inst.label, f"{growth:.2f}x",
-                   f"<= {PAGE_GROWTH_TARGET}x", verdict(growth <= PAGE_GROWTH_TARGET))
+        report.add(
+            "3",
+            f"page at {big.size:,} / page at {small.size:,}",
+            inst.label,
+            f"{growth:.2f}x",
+            f"<= {PAGE_GROWTH_TARGET}x",
+            verdict(growth <= PAGE_GROWTH_TARGET),
+        )
 
     if "2" in opts.sections and opts.objects > opts.small:
         log(f"{inst.label}: full pull of {len(dates):,} objects with taxii2-client")
         result = measure.taxii_pull(
-            inst.collection_url(coll), inst.auth, per_request=opts.page_size, expected=len(dates),
-            deadline_seconds=opts.pull_timeout, on_timeout=inst.server.kill)
+            inst.collection_url(coll),
+            inst.auth,
+            per_request=opts.page_size,
+            expected=len(dates),
+            deadline_seconds=opts.pull_timeout,
+            on_timeout=inst.server.kill,
+        )
         log(f"{inst.label}: full pull: {result.rate:,.0f} objects/s in {result.seconds:.1f} s")
         pull_row(report, inst, result, len(dates), opts, target=True)
 
@@ -564,13 +723,16 @@ def _check_partner_rows(inst: Instance, probe_coll: Collection, seed: int) -> No
     """POST one indicator of every kind; the rows the server stores must be the rows we write,
     including the TLP rank the harness reads from each marking (and NULL for no confidence)."""
     probes = partner.probes(seed)
-    measure.post_envelopes(inst.client, inst.objects_url(probe_coll),
-                           [(orjson.dumps({"objects": probes}), len(probes))])
+    measure.post_envelopes(
+        inst.client, inst.objects_url(probe_coll), [(orjson.dumps({"objects": probes}), len(probes))]
+    )
     for obj in probes:
         stored = data.shape_check(inst.engine, collection_pk=probe_coll.pk, obj=obj, added_by=inst.auth[0])
         if stored != partner.rank_of(obj):
-            raise AssertionError(f"the server stored TLP rank {stored} for {obj['object_marking_refs']}, "
-                                 f"the harness would write {partner.rank_of(obj)}")
+            raise AssertionError(
+                f"the server stored TLP rank {stored} for {obj['object_marking_refs']}, "
+                f"the harness would write {partner.rank_of(obj)}"
+            )
 
 
 def _median_pull(results: list[measure.PullResult]) -> float:
@@ -581,11 +743,14 @@ def _pulls_text(results: list[measure.PullResult]) -> str:
     """The median pull (rate and page median of the round closest to it), and every round."""
     median = _median_pull(results)
     typical = min(results, key=lambda r: abs(r.seconds - median))
-    text = (f"{secs(median)} ({count(typical.rate)} objects/s, "
-            f"page median {ms(measure.Stats(typical.page_seconds).median)})")
+    text = (
+        f"{secs(median)} ({count(typical.rate)} objects/s, "
+        f"page median {ms(measure.Stats(typical.page_seconds).median)})"
+    )
     if len(results) > 1:
-        text = (f"median of {len(results)} rounds: {text}; rounds "
-                + ", ".join(secs(r.seconds) for r in results))
+        text = f"median of {len(results)} rounds: {text}; rounds " + ", ".join(
+            secs(r.seconds) for r in results
+        )
     return text
 
 
@@ -607,21 +772,26 @@ def section_partner(inst: Instance, opts: Options, report: Report) -> None:
     mixed, visible = inst.collection("partner-mixed"), inst.collection("partner-visible")
     bulk(inst, loader, mixed, iter(mix.objects), n, "partner: half withheld", report)
     bulk(inst, loader, visible, iter(mix.visible), half, "partner: all visible", report)
-    report.note(f"{inst.label}: section 6 mix of {n:,} (shuffled, seed {opts.seed + 6}): "
-                + ", ".join(f"{kind.name} {mix.kinds[kind.name]:,}" for kind in partner.KINDS)
-                + f"; the agreement lets the partner see {half:,} (TLP <= {partner.MAX_TLP}, confidence >= "
-                  f"{partner.MIN_CONFIDENCE}); the second collection holds those {half:,}, same order")
+    report.note(
+        f"{inst.label}: section 6 mix of {n:,} (shuffled, seed {opts.seed + 6}): "
+        + ", ".join(f"{kind.name} {mix.kinds[kind.name]:,}" for kind in partner.KINDS)
+        + f"; the agreement lets the partner see {half:,} (TLP <= {partner.MAX_TLP}, confidence >= "
+        f"{partner.MIN_CONFIDENCE}); the second collection holds those {half:,}, same order"
+    )
 
     document = partner.agreement([mixed.alias, visible.alias])
     with session_scope(inst.factory, write=True) as db:
         _, credential, key = partner_service.create(
-            db, slug=partner.PARTNER_SLUG, name="Benchmark partner CERT", country="IN", actor=inst.auth[0])
+            db, slug=partner.PARTNER_SLUG, name="Benchmark partner CERT", country="IN", actor=inst.auth[0]
+        )
         applied = agreement_service.apply(db, document, actor=inst.auth[0], source="benchmark")
         partner_auth = (credential.id, key)
         partner_pk = credential.partner_pk
 
     # The agreement is in force: the partner sees exactly its two collections, both readable.
-    listed = inst.client.get(f"{inst.server.url}/taxii2/{inst.settings.api_root}/collections/", auth=partner_auth)
+    listed = inst.client.get(
+        f"{inst.server.url}/taxii2/{inst.settings.api_root}/collections/", auth=partner_auth
+    )
     if listed.status_code != 200:
         raise RuntimeError(f"partner's collection list: HTTP {listed.status_code}: {listed.text[:200]}")
     seen = {c["alias"]: c["can_read"] for c in listed.json().get("collections", [])}
@@ -640,19 +810,28 @@ def section_partner(inst: Instance, opts: Options, report: Report) -> None:
     for round_ in range(opts.partner_rounds):
         for name, coll, auth in pulls if round_ % 2 == 0 else reversed(pulls):
             result = measure.taxii_pull(
-                inst.collection_url(coll), auth, per_request=opts.page_size, expected=half,
-                expected_ids=expected_ids, deadline_seconds=opts.pull_timeout, on_timeout=inst.server.kill)
+                inst.collection_url(coll),
+                auth,
+                per_request=opts.page_size,
+                expected=half,
+                expected_ids=expected_ids,
+                deadline_seconds=opts.pull_timeout,
+                on_timeout=inst.server.kill,
+            )
             if not result.complete or result.objects != half:
                 raise RuntimeError(
                     f"{name} pull (round {round_ + 1}) wrong: {result.objects:,}/{half:,} objects, "
                     f"{result.duplicates} duplicates, {result.missing} missing, {result.unexpected} not allowed; "
-                    f"{result.error or ''}")
+                    f"{result.error or ''}"
+                )
             results[name].append(result)
             wal = _wal_bytes(inst)
             if wal is not None:
                 wal_sizes.append(f"{name} {wal / 2**20:,.0f}")
-            log(f"{inst.label}: round {round_ + 1}: {name} pull of {half:,} in {result.seconds:.2f} s"
-                + (f" (WAL {wal / 2**20:,.0f} MiB)" if wal is not None else ""))
+            log(
+                f"{inst.label}: round {round_ + 1}: {name} pull of {half:,} in {result.seconds:.2f} s"
+                + (f" (WAL {wal / 2**20:,.0f} MiB)" if wal is not None else "")
+            )
         if first_ledger is None:
             first_ledger = partner.ledger(inst.engine, [mixed.pk, visible.pk])
     final_ledger = partner.ledger(inst.engine, [mixed.pk, visible.pk])
@@ -660,18 +839,33 @@ def section_partner(inst: Instance, opts: Options, report: Report) -> None:
 
     filtered, unfiltered, admin = (_median_pull(results[k]) for k in ("filtered", "unfiltered", "admin"))
     rounds = opts.partner_rounds
-    report.add("6", f"partner pulls {n:,}, half withheld ({half:,} served), pages of {opts.page_size:,}",
-               inst.label, f"{_pulls_text(results['filtered'])}; exactly the {half:,} allowed ids, each once")
-    report.add("6", f"partner pulls {half:,}, all visible to it", inst.label, _pulls_text(results["unfiltered"]))
+    report.add(
+        "6",
+        f"partner pulls {n:,}, half withheld ({half:,} served), pages of {opts.page_size:,}",
+        inst.label,
+        f"{_pulls_text(results['filtered'])}; exactly the {half:,} allowed ids, each once",
+    )
+    report.add(
+        "6", f"partner pulls {half:,}, all visible to it", inst.label, _pulls_text(results["unfiltered"])
+    )
     per_round = [f.seconds / u.seconds for f, u in zip(results["filtered"], results["unfiltered"])]
     ratio = filtered / unfiltered
-    report.add("6", "partner: filtered pull / unfiltered pull", inst.label,
-               f"{ratio:.2f}x" + (f" (per round {', '.join(f'{r:.2f}' for r in per_round)})" if rounds > 1 else ""),
-               f"<= {PARTNER_FILTER_TARGET}x", verdict(ratio <= PARTNER_FILTER_TARGET))
+    report.add(
+        "6",
+        "partner: filtered pull / unfiltered pull",
+        inst.label,
+        f"{ratio:.2f}x" + (f" (per round {', '.join(f'{r:.2f}' for r in per_round)})" if rounds > 1 else ""),
+        f"<= {PARTNER_FILTER_TARGET}x",
+        verdict(ratio <= PARTNER_FILTER_TARGET),
+    )
     report.add("6", f"admin pulls the same {half:,}", inst.label, _pulls_text(results["admin"]))
-    report.add("6", f"partner path: partner / admin pull of the same {half:,}", inst.label,
-               f"{unfiltered / admin:.2f}x (policy predicates, decide gate, page signatures, ledger rows)",
-               "(for reference)")
+    report.add(
+        "6",
+        f"partner path: partner / admin pull of the same {half:,}",
+        inst.label,
+        f"{unfiltered / admin:.2f}x (policy predicates, decide gate, page signatures, ledger rows)",
+        "(for reference)",
+    )
     expected_rows = 2 * half
     ledger_ok = (
         first_ledger.rows == expected_rows
@@ -680,41 +874,67 @@ def section_partner(inst: Instance, opts: Options, report: Report) -> None:
         and final_ledger.rows == rounds * expected_rows
         and final_ledger.not_allowed == 0
     )
-    report.add("6", "disclosure ledger rows", inst.label,
-               f"{first_ledger.rows:,} after the first filtered + unfiltered pull ({half:,} distinct versions "
-               f"per collection); {final_ledger.rows:,} after {rounds} round{'s' if rounds > 1 else ''}; "
-               f"{final_ledger.not_allowed} rows for withheld objects",
-               f"{expected_rows:,}; {rounds * expected_rows:,}; 0", "OK" if ledger_ok else "WRONG")
+    report.add(
+        "6",
+        "disclosure ledger rows",
+        inst.label,
+        f"{first_ledger.rows:,} after the first filtered + unfiltered pull ({half:,} distinct versions "
+        f"per collection); {final_ledger.rows:,} after {rounds} round{'s' if rounds > 1 else ''}; "
+        f"{final_ledger.not_allowed} rows for withheld objects",
+        f"{expected_rows:,}; {rounds * expected_rows:,}; 0",
+        "OK" if ledger_ok else "WRONG",
+    )
     if not ledger_ok:
         report.failed = True
 
     # The plan of the partner's page query, built the way the server builds it.
-    principal = Principal(credential_id=partner_auth[0], name="plan", role="partner",
-                          partner_pk=partner_pk, partner_slug=partner.PARTNER_SLUG)
+    principal = Principal(
+        credential_id=partner_auth[0],
+        name="plan",
+        role="partner",
+        partner_pk=partner_pk,
+        partner_slug=partner.PARTNER_SLUG,
+    )
     with inst.engine.connect() as conn:
-        middle = conn.scalar(select(ObjectVersion.date_added_us).where(ObjectVersion.collection_pk == mixed.pk)
-                             .order_by(ObjectVersion.date_added_us).offset(n // 2).limit(1))
+        middle = conn.scalar(
+            select(ObjectVersion.date_added_us)
+            .where(ObjectVersion.collection_pk == mixed.pk)
+            .order_by(ObjectVersion.date_added_us)
+            .offset(n // 2)
+            .limit(1)
+        )
 
     def partner_page(db: Any) -> Any:
         grant = agreement_access.collection_access(db, principal, db.get(Collection, mixed.pk))
         assert grant is not None and grant.read_grant is not None, "the agreement grants no read"
         columns = (*agreement_gate.GATE_COLUMNS, ObjectVersion.body)
-        return page_by_date_added(db, collection_pk=mixed.pk, flt=ObjectFilter(), after_us=middle,
-                                  limit=opts.page_size, columns=columns, extra=grant.predicates)
+        return page_by_date_added(
+            db,
+            collection_pk=mixed.pk,
+            flt=ObjectFilter(),
+            after_us=middle,
+            limit=opts.page_size,
+            columns=columns,
+            extra=grant.predicates,
+        )
 
     if wal_sizes:
         # Ledger rows are written while the request's read transaction is still open, so an
         # automatic checkpoint never finds the log free to restart: it grows while pulls last.
         report.note(f"{inst.label}: WAL file after each section 6 pull, MiB: {', '.join(wal_sizes)}")
     report.note(f"{inst.label}: agreement v{applied.version} as applied: {orjson.dumps(document).decode()}")
-    report.note(f"{inst.label}: the partner's page query on the half-withheld collection, mid-way:\n    "
-                + captured_plan(inst, partner_page, shown=700))
+    report.note(
+        f"{inst.label}: the partner's page query on the half-withheld collection, mid-way:\n    "
+        + captured_plan(inst, partner_page, shown=700)
+    )
 
 
 # --- orchestration --------------------------------------------------------------------------
 
 
-def _guarded(report: Report, section: str, what: str, inst: Instance, fn: Callable[..., None], *args: Any) -> bool:
+def _guarded(
+    report: Report, section: str, what: str, inst: Instance, fn: Callable[..., None], *args: Any
+) -> bool:
     """Run one section; an error becomes a table row. False when the server is gone."""
     try:
         fn(*args)
@@ -731,8 +951,10 @@ def run_backend(backend: str, opts: Options, report: Report, workdir: Path, *, c
     with ExitStack() as stack:
         log(f"{backend}: creating a fresh exchange")
         inst = Instance(backend, workdir / backend, stack, pg_admin_url=opts.pg_url)
-        log(f"{inst.label}: server pid {inst.server.pid} on {inst.server.url} "
-            f"(ready in {inst.startup_seconds:.1f} s)")
+        log(
+            f"{inst.label}: server pid {inst.server.pid} on {inst.server.url} "
+            f"(ready in {inst.startup_seconds:.1f} s)"
+        )
         try:
             loader = prepare_loader(inst, opts)
         except Exception as exc:
@@ -741,7 +963,9 @@ def run_backend(backend: str, opts: Options, report: Report, workdir: Path, *, c
             return
         steps = []
         if compare:
-            steps.append(("1", "side by side with medallion", section_compare, (inst, loader, opts, report, workdir)))
+            steps.append(
+                ("1", "side by side with medallion", section_compare, (inst, loader, opts, report, workdir))
+            )
         if "5" in opts.sections:
             steps.append(("5", "ingest", section_ingest, (inst, loader, opts, report)))
         if opts.sections & {"2", "3", "4"}:
@@ -805,9 +1029,14 @@ def main(argv: list[str] | None = None) -> int:
                 if opts.sections - {"7"}:
                     run_backend(backend, opts, report, workdir, compare=compare_pending)
                 if "7" in opts.sections:
-                    feed_bench.bench_backend(backend, 10_000 if opts.quick else 100_000,
-                                             1_000 if opts.quick else 2_000, report, workdir / f"feeds-{backend}",
-                                             opts.pg_url)
+                    feed_bench.bench_backend(
+                        backend,
+                        10_000 if opts.quick else 100_000,
+                        1_000 if opts.quick else 2_000,
+                        report,
+                        workdir / f"feeds-{backend}",
+                        opts.pg_url,
+                    )
             except Exception as exc:  # set-up failed; the table says so, the next backend runs
                 traceback.print_exc()
                 label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]

@@ -6,6 +6,7 @@ SQLite, COPY on PostgreSQL). `shape_check` proves the shortcut honest: it posts 
 indicator through the real TAXII endpoint and compares the row the server stored with the row
 `stored_row` builds for the same object, column by column.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,23 +27,57 @@ TLP_GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 STIX_MEDIA = "application/stix+json;version=2.1"
 
 COLUMNS = (
-    "collection_pk", "stix_id", "type", "spec_version", "version", "version_text",
-    "date_added_us", "tlp_rank", "confidence", "revoked", "is_latest", "is_first", "origin",
-    "added_by", "body",
+    "collection_pk",
+    "stix_id",
+    "type",
+    "spec_version",
+    "version",
+    "version_text",
+    "date_added_us",
+    "tlp_rank",
+    "confidence",
+    "revoked",
+    "is_latest",
+    "is_first",
+    "origin",
+    "added_by",
+    "body",
 )
 _ROW_INDEX = {name: i for i, name in enumerate(COLUMNS)}
 
 _FAMILIES = (
-    ("Emotet", "botnet"), ("QakBot", "botnet"), ("IcedID", "banking-trojan"),
-    ("Cobalt Strike", "post-exploitation"), ("AgentTesla", "infostealer"),
-    ("LockBit", "ransomware"), ("AsyncRAT", "remote-access-trojan"), ("Mirai", "botnet"),
-    ("RedLine", "infostealer"), ("Sliver", "post-exploitation"),
+    ("Emotet", "botnet"),
+    ("QakBot", "botnet"),
+    ("IcedID", "banking-trojan"),
+    ("Cobalt Strike", "post-exploitation"),
+    ("AgentTesla", "infostealer"),
+    ("LockBit", "ransomware"),
+    ("AsyncRAT", "remote-access-trojan"),
+    ("Mirai", "botnet"),
+    ("RedLine", "infostealer"),
+    ("Sliver", "post-exploitation"),
 )
 _SECTORS = ("banking", "telecommunications", "energy", "government", "health", "education")
 _TLDS = ("com", "net", "org", "info", "top", "xyz", "ru", "cn", "io", "bd")
 _WORDS = (
-    "update", "cdn", "secure", "login", "mail", "static", "api", "sync", "portal", "cloud",
-    "account", "verify", "office", "files", "drive", "service", "support", "billing",
+    "update",
+    "cdn",
+    "secure",
+    "login",
+    "mail",
+    "static",
+    "api",
+    "sync",
+    "portal",
+    "cloud",
+    "account",
+    "verify",
+    "office",
+    "files",
+    "drive",
+    "service",
+    "support",
+    "billing",
 )
 _BASE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -132,9 +167,21 @@ def stored_row(
 ) -> tuple[Any, ...]:
     """The `object_version` row ingest would store for a fresh (single-version) indicator."""
     return (
-        collection_pk, obj["id"], obj["type"], obj["spec_version"], version_key(obj["modified"]),
-        obj["modified"], date_added_us, tlp_rank, obj.get("confidence"), False, True, True, "analyst",
-        added_by, canonical(obj),
+        collection_pk,
+        obj["id"],
+        obj["type"],
+        obj["spec_version"],
+        version_key(obj["modified"]),
+        obj["modified"],
+        date_added_us,
+        tlp_rank,
+        obj.get("confidence"),
+        False,
+        True,
+        True,
+        "analyst",
+        added_by,
+        canonical(obj),
     )
 
 
@@ -150,8 +197,11 @@ def shape_check(engine: Engine, *, collection_pk: int, obj: dict[str, Any], adde
             )
         ).one()
     ours = stored_row(
-        obj, collection_pk=collection_pk, date_added_us=stored.date_added_us,
-        tlp_rank=stored.tlp_rank, added_by=added_by,
+        obj,
+        collection_pk=collection_pk,
+        date_added_us=stored.date_added_us,
+        tlp_rank=stored.tlp_rank,
+        added_by=added_by,
     )
     wrong = [
         f"{name}: server {stored[i]!r} vs harness {ours[i]!r}"
@@ -174,7 +224,12 @@ class BulkLoader:
     """
 
     def __init__(
-        self, engine: Engine, *, tlp_rank: int | None = None, added_by: str, chunk: int = 50_000,
+        self,
+        engine: Engine,
+        *,
+        tlp_rank: int | None = None,
+        added_by: str,
+        chunk: int = 50_000,
         rank_of: Callable[[dict[str, Any]], int] | None = None,
     ) -> None:
         if (tlp_rank is None) == (rank_of is None):
@@ -202,8 +257,11 @@ class BulkLoader:
         rank_of = self._rank_of
         for i, obj in enumerate(chunk):
             yield stored_row(
-                obj, collection_pk=collection_pk, date_added_us=first_us + i,
-                tlp_rank=rank_of(obj) if rank_of else self._tlp_rank, added_by=self._added_by,
+                obj,
+                collection_pk=collection_pk,
+                date_added_us=first_us + i,
+                tlp_rank=rank_of(obj) if rank_of else self._tlp_rank,
+                added_by=self._added_by,
             )
 
     def _load_chunk(self, collection_pk: int, chunk: list[dict[str, Any]]) -> range:

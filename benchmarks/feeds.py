@@ -11,6 +11,7 @@ cannot serve 100,000 objects in reasonable time). Side by side, the same smaller
 pulled once from medallion 3.0.0 and once from an exchange, so the table shows what the source
 costs. CPU seconds of this process are reported next to wall seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,17 +63,34 @@ class Target:
         name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
         with session_scope(self.factory, write=True) as db:  # type: ignore[arg-type]
             root = intel_service.get_api_root(db, self.settings.api_root)
-            coll = intel_service.create_collection(db, api_root=root, alias=f"t-{uuid.uuid4().hex[:10]}",
-                                                   title="feed benchmark target")
-            feed_service.create(db, FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, tlp="green",
-                                               options=options or {}, auth=auth, timeout=120), actor="bench")
+            coll = intel_service.create_collection(
+                db, api_root=root, alias=f"t-{uuid.uuid4().hex[:10]}", title="feed benchmark target"
+            )
+            feed_service.create(
+                db,
+                FeedCreate(
+                    name=name,
+                    kind=kind,
+                    url=url,
+                    collection=coll.alias,
+                    tlp="green",
+                    options=options or {},
+                    auth=auth,
+                    timeout=120,
+                ),
+                actor="bench",
+            )
         return name
 
 
 def make_target(backend: str, workdir: Path, stack: ExitStack, pg_admin: str) -> Target:
     database_url = create_postgres_database(pg_admin, stack) if backend == "postgresql" else None
-    settings = Settings(data_dir=workdir / "target", database_url=database_url,
-                        secret_key=secrets.token_urlsafe(40), feed_max_run_seconds=3600)
+    settings = Settings(
+        data_dir=workdir / "target",
+        database_url=database_url,
+        secret_key=secrets.token_urlsafe(40),
+        feed_max_run_seconds=3600,
+    )
     settings.ensure_data_dir()
     engine = make_engine(settings.sqlalchemy_url)
     stack.callback(engine.dispose)
@@ -108,14 +126,22 @@ def timed(target: Target, name: str) -> tuple[RunSummary, float, float]:
     return summary, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def record(report: Report, label: str, what: str, summary: RunSummary, wall: float, cpu: float, expected: int) -> None:
+def record(
+    report: Report, label: str, what: str, summary: RunSummary, wall: float, cpu: float, expected: int
+) -> None:
     stored = summary.counts["new"]
     if summary.status != "ok" or stored != expected:
         report.error("7", what, label, f"{summary.line()} (expected {expected:,} new)")
         return
     rate = stored / wall
-    report.add("7", what, label, f"{stored:,} in {wall:.1f} s = {rate:,.0f}/s (CPU {cpu:.1f} s = {stored / cpu:,.0f}/s)",
-               f">= {TARGET:,}/s", "met" if rate >= TARGET else "MISSED")
+    report.add(
+        "7",
+        what,
+        label,
+        f"{stored:,} in {wall:.1f} s = {rate:,.0f}/s (CPU {cpu:.1f} s = {stored / cpu:,.0f}/s)",
+        f">= {TARGET:,}/s",
+        "met" if rate >= TARGET else "MISSED",
+    )
 
 
 def bench_backend(backend: str, count: int, small: int, report: Report, workdir: Path, pg_admin: str) -> None:
@@ -126,8 +152,12 @@ def bench_backend(backend: str, count: int, small: int, report: Report, workdir:
         lists = workdir / backend / "lists"
         lists.mkdir(parents=True)
         text_list(lists / "iocs.txt", count, seed=7)
-        http = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1",
-                                 "--directory", str(lists)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        http = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(lists)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         stack.callback(http.kill)
         port = _http_server_port(http)
         name = target.feed("text", f"http://127.0.0.1:{port}/iocs.txt")
@@ -135,8 +165,12 @@ def bench_backend(backend: str, count: int, small: int, report: Report, workdir:
         summary, wall, cpu = timed(target, name)
         record(report, label, f"text feed, {count:,} lines", summary, wall, cpu, count)
         again, wall2, _ = timed(target, name)
-        report.add("7", "text feed, unchanged re-run", label,
-                   f"{again.counts['fetched']:,} fetched in {wall2 * 1000:.0f} ms (conditional GET)")
+        report.add(
+            "7",
+            "text feed, unchanged re-run",
+            label,
+            f"{again.counts['fetched']:,} fetched in {wall2 * 1000:.0f} ms (conditional GET)",
+        )
 
         # TAXII feed from another exchange holding `count` indicators.
         source = Instance("sqlite", workdir / backend / "source", stack, pg_admin_url=pg_admin)
@@ -154,19 +188,33 @@ def bench_backend(backend: str, count: int, small: int, report: Report, workdir:
         few = objects[:small]
         coll_small = source.collection("feed-source-small")
         loader.load(coll_small.pk, iter(few), small)
-        name = target.feed("taxii21", source.collection_url(coll_small), options={"page_size": 100}, auth=auth)
+        name = target.feed(
+            "taxii21", source.collection_url(coll_small), options={"page_size": 100}, auth=auth
+        )
         ours, ours_wall, _ = timed(target, name)
         medallion = start_medallion(few, workdir / backend / "medallion", stack)
-        name = target.feed("taxii21", medallion, options={"page_size": 100},
-                           auth=FeedAuth(username="bench", password="bench"))
+        name = target.feed(
+            "taxii21",
+            medallion,
+            options={"page_size": 100},
+            auth=FeedAuth(username="bench", password="bench"),
+        )
         theirs, theirs_wall, _ = timed(target, name)
         if ours.counts["new"] != small or theirs.counts["new"] != small:
-            report.error("7", f"TAXII feed, {small:,} objects, pages of 100", label,
-                         f"exchange source: {ours.line()}; medallion source: {theirs.line()}")
+            report.error(
+                "7",
+                f"TAXII feed, {small:,} objects, pages of 100",
+                label,
+                f"exchange source: {ours.line()}; medallion source: {theirs.line()}",
+            )
         else:
-            report.add("7", f"TAXII feed, {small:,} objects, pages of 100", f"{label} vs medallion",
-                       f"from an exchange {ours_wall:.2f} s, from medallion {theirs_wall:.2f} s "
-                       f"({theirs_wall / ours_wall:.1f}x)")
+            report.add(
+                "7",
+                f"TAXII feed, {small:,} objects, pages of 100",
+                f"{label} vs medallion",
+                f"from an exchange {ours_wall:.2f} s, from medallion {theirs_wall:.2f} s "
+                f"({theirs_wall / ours_wall:.1f}x)",
+            )
 
 
 def _http_server_port(process: subprocess.Popen) -> int:  # type: ignore[type-arg]
@@ -184,15 +232,24 @@ def start_medallion(objects: list[dict], workdir: Path, stack: ExitStack) -> str
     collection_id = str(uuid.uuid4())
     config = workdir / "medallion.json"
     # The discovery URLs inside are not used: the feed is given the collection URL itself.
-    contents = data.medallion_data(objects, api_root="bench", collection_id=collection_id,
-                                   base_url="http://127.0.0.1")
+    contents = data.medallion_data(
+        objects, api_root="bench", collection_id=collection_id, base_url="http://127.0.0.1"
+    )
     data_file = workdir / "data.json"
     data_file.write_text(json.dumps(contents))
-    config.write_text(json.dumps({
-        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
-                    "filename": str(data_file)},
-        "users": {"bench": "bench"}, "taxii": {"max_page_size": 100},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "backend": {
+                    "module": "medallion.backends.memory_backend",
+                    "module_class": "MemoryBackend",
+                    "filename": str(data_file),
+                },
+                "users": {"bench": "bench"},
+                "taxii": {"max_page_size": 100},
+            }
+        )
+    )
     server = ServerProcess("medallion", ["--config", str(config)], log_path=workdir / "medallion.log")
     stack.callback(server.stop)
     server.wait_ready("/taxii2/", auth=("bench", "bench"))
@@ -200,7 +257,9 @@ def start_medallion(objects: list[dict], workdir: Path, stack: ExitStack) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 lines / objects instead of 100,000")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server for a throw-away database")
@@ -209,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     report = Report()
     problem = postgres_problem(args.pg_url) if "postgresql" in backends else None
-    report.facts = machine_facts(["-m", "benchmarks.feeds", *(argv if argv is not None else sys.argv[1:])],
-                                 postgres_version(args.pg_url) if "postgresql" in backends and not problem else "not used")
+    report.facts = machine_facts(
+        ["-m", "benchmarks.feeds", *(argv if argv is not None else sys.argv[1:])],
+        postgres_version(args.pg_url) if "postgresql" in backends and not problem else "not used",
+    )
     workdir = Path(tempfile.mkdtemp(prefix="exchange-feed-bench-"))
     try:
         for backend in backends:

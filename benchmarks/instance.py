@@ -1,4 +1,5 @@
 """A throw-away exchange for one backend: fresh database, schema, admin key, server process."""
+
 from __future__ import annotations
 
 import secrets
@@ -26,8 +27,12 @@ def postgres_problem(admin_url: str) -> str | None:
     url = make_url(admin_url)
     try:
         with psycopg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-            dbname=url.database, connect_timeout=3,
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+            connect_timeout=3,
         ):
             return None
     except psycopg.Error as exc:

@@ -1,4 +1,5 @@
 """Timed operations, each as a client sees it: full pulls, single pages, the floor, ingest."""
+
 from __future__ import annotations
 
 import statistics
@@ -66,8 +67,13 @@ class PullResult:
 
     @property
     def complete(self) -> bool:
-        return (self.finished and not self.error and not self.duplicates and not self.missing
-                and not self.unexpected)
+        return (
+            self.finished
+            and not self.error
+            and not self.duplicates
+            and not self.missing
+            and not self.unexpected
+        )
 
 
 def taxii_pull(
@@ -154,8 +160,10 @@ class HttpPager:
             raise RuntimeError(f"page at {position}: {got} objects, expected {want}")
         first = response.headers.get("X-TAXII-Date-Added-First")
         if first != taxii_timestamp(dates[position]):
-            raise RuntimeError(f"page at {position}: X-TAXII-Date-Added-First {first}, "
-                               f"expected {taxii_timestamp(dates[position])}")
+            raise RuntimeError(
+                f"page at {position}: X-TAXII-Date-Added-First {first}, "
+                f"expected {taxii_timestamp(dates[position])}"
+            )
         return elapsed
 
 
@@ -165,7 +173,9 @@ class FloorPager:
     A session per page, as the server opens one per request; no HTTP, auth or Flask.
     """
 
-    def __init__(self, factory: sessionmaker[Session], collection_pk: int, dates: Sequence[int], *, limit: int) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], collection_pk: int, dates: Sequence[int], *, limit: int
+    ) -> None:
         self._factory, self._pk, self._dates, self._limit = factory, collection_pk, dates, limit
 
     def __call__(self, position: int) -> float:
@@ -175,10 +185,15 @@ class FloorPager:
             rows, more = page_by_date_added(
                 db, collection_pk=self._pk, flt=ObjectFilter(), after_us=after, limit=self._limit
             )
-            payload = b"".join((
-                b'{"more":', b"true" if more else b"false", b',"objects":[',
-                ",".join(row.body for row in rows).encode(), b"]}",
-            ))
+            payload = b"".join(
+                (
+                    b'{"more":',
+                    b"true" if more else b"false",
+                    b',"objects":[',
+                    ",".join(row.body for row in rows).encode(),
+                    b"]}",
+                )
+            )
         elapsed = time.perf_counter() - start
         if len(rows) != min(self._limit, len(self._dates) - position) or not payload:
             raise RuntimeError(f"floor page at {position}: {len(rows)} rows")
@@ -215,7 +230,9 @@ class IngestResult:
         return self.objects / self.seconds
 
 
-def post_envelopes(client: httpx.Client, objects_url: str, envelopes: Sequence[tuple[bytes, int]]) -> IngestResult:
+def post_envelopes(
+    client: httpx.Client, objects_url: str, envelopes: Sequence[tuple[bytes, int]]
+) -> IngestResult:
     """POST pre-serialised envelopes one after another; every object must be a success."""
     times = []
     total = 0

@@ -5,6 +5,7 @@ The harness decides what the partner may see from the objects themselves (their 
 confidence, read here with a table of the five TLP 2.0 marking ids), not from the server's
 policy code, so a disagreement between the two shows up as a failed check.
 """
+
 from __future__ import annotations
 
 import random
@@ -34,8 +35,19 @@ PARTNER_SLUG = "cert-bench"
 MAX_TLP = "amber"
 MIN_CONFIDENCE = 50
 # The DESIGN.md example's type list: a realistic agreement names its types (one more predicate).
-READ_TYPES = ["indicator", "malware", "vulnerability", "attack-pattern", "incident", "sighting",
-              "relationship", "identity", "marking-definition", "report", "course-of-action"]
+READ_TYPES = [
+    "indicator",
+    "malware",
+    "vulnerability",
+    "attack-pattern",
+    "incident",
+    "sighting",
+    "relationship",
+    "identity",
+    "marking-definition",
+    "report",
+    "course-of-action",
+]
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,12 @@ def rank_of(obj: dict[str, Any]) -> int:
 def partner_may_see(obj: dict[str, Any]) -> bool:
     """The harness's own reading of the agreement for these indicators."""
     confidence = obj.get("confidence")
-    return (rank_of(obj) <= TLP_RANK[MAX_TLP] and obj["type"] in READ_TYPES
-            and confidence is not None and confidence >= MIN_CONFIDENCE)
+    return (
+        rank_of(obj) <= TLP_RANK[MAX_TLP]
+        and obj["type"] in READ_TYPES
+        and confidence is not None
+        and confidence >= MIN_CONFIDENCE
+    )
 
 
 def shaped(obj: dict[str, Any], kind: Kind, rng: random.Random) -> dict[str, Any]:
@@ -145,15 +161,28 @@ class Ledger:
 def ledger(engine: Engine, collection_pks: list[int]) -> Ledger:
     """What the disclosure ledger holds, and whether any row records a withheld object."""
     ov, d = ObjectVersion, Disclosure
-    allowed = and_(func.coalesce(ov.tlp_rank, TLP_RANK["amber"]) <= TLP_RANK[MAX_TLP],
-                   func.coalesce(ov.confidence, -1) >= MIN_CONFIDENCE, ov.type.in_(READ_TYPES))
+    allowed = and_(
+        func.coalesce(ov.tlp_rank, TLP_RANK["amber"]) <= TLP_RANK[MAX_TLP],
+        func.coalesce(ov.confidence, -1) >= MIN_CONFIDENCE,
+        ov.type.in_(READ_TYPES),
+    )
     with engine.connect() as conn:
         rows = conn.scalar(select(func.count()).select_from(d))
-        per = dict(conn.execute(select(d.collection_pk, func.count()).where(d.collection_pk.in_(collection_pks))
-                                .group_by(d.collection_pk)).all())
-        distinct = dict(conn.execute(
-            select(d.collection_pk, func.count(d.object_version_pk.distinct()))
-            .where(d.collection_pk.in_(collection_pks)).group_by(d.collection_pk)).all())
-        bad = conn.scalar(select(func.count()).select_from(d).join(ov, ov.pk == d.object_version_pk)
-                          .where(not_(allowed)))
+        per = dict(
+            conn.execute(
+                select(d.collection_pk, func.count())
+                .where(d.collection_pk.in_(collection_pks))
+                .group_by(d.collection_pk)
+            ).all()
+        )
+        distinct = dict(
+            conn.execute(
+                select(d.collection_pk, func.count(d.object_version_pk.distinct()))
+                .where(d.collection_pk.in_(collection_pks))
+                .group_by(d.collection_pk)
+            ).all()
+        )
+        bad = conn.scalar(
+            select(func.count()).select_from(d).join(ov, ov.pk == d.object_version_pk).where(not_(allowed))
+        )
     return Ledger(rows or 0, per, distinct, bad or 0)

@@ -1,4 +1,5 @@
 """The results table, machine facts and number formatting."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -29,7 +30,9 @@ class Report:
     facts: dict[str, str] = field(default_factory=dict)
     failed: bool = False
 
-    def add(self, section: str, measure: str, backend: str, result: str, target: str = "", verdict: str = "") -> None:
+    def add(
+        self, section: str, measure: str, backend: str, result: str, target: str = "", verdict: str = ""
+    ) -> None:
         self.rows.append(Row(section, measure, backend, result, target, verdict))
 
     def error(self, section: str, measure: str, backend: str, message: str) -> None:
@@ -47,7 +50,9 @@ class Report:
 
     def render(self) -> str:
         header = ("#", "measure", "backend", "result", "target", "verdict")
-        table = [header] + [(r.section, r.measure, r.backend, r.result, r.target, r.verdict) for r in self.rows]
+        table = [header] + [
+            (r.section, r.measure, r.backend, r.result, r.target, r.verdict) for r in self.rows
+        ]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
         def line(cells: tuple[str, ...]) -> str:
@@ -106,7 +111,9 @@ def _load_average() -> str:
         one, five, fifteen = os.getloadavg()
     except OSError:
         return "unknown"
-    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, at start; other work on the machine skews figures)"
+    return (
+        f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, at start; other work on the machine skews figures)"
+    )
 
 
 def machine_facts(argv: list[str], postgres: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ The parent binds a listening socket on 127.0.0.1 port 0 and hands it down (no po
 the child serves it with uvicorn, medallion's Flask app wrapped by a2wsgi the same way our
 app mounts its TAXII views. Run as a script by `ServerProcess`; not meant to be run by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,9 @@ class ServerProcess:
         headers = {"Accept": "application/taxii+json;version=2.1"}
         while True:
             if self.proc.poll() is not None:
-                raise ServerStartError(f"{self.kind} server exited with {self.proc.returncode}", self.log_tail())
+                raise ServerStartError(
+                    f"{self.kind} server exited with {self.proc.returncode}", self.log_tail()
+                )
             try:
                 response = httpx.get(self.url + path, auth=auth, headers=headers, timeout=5)
                 if response.status_code == 200:

@@ -1,4 +1,5 @@
 """First-run set-up: schema, the default API root and collections, the first admin key."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -77,6 +78,11 @@ def initialise(db: Session, settings: Settings) -> InitResult:
     if admin is not None:
         return InitResult(api_root=root, admin_id=admin.id, admin_key=None)
     credential, key = auth_service.create_credential(db, name="first administrator", role="admin")
-    audit.record(db, actor="init", action="user.create", target=credential.id,
-                 details={"name": credential.name, "role": "admin"})
+    audit.record(
+        db,
+        actor="init",
+        action="user.create",
+        target=credential.id,
+        details={"name": credential.name, "role": "admin"},
+    )
     return InitResult(api_root=root, admin_id=credential.id, admin_key=key)

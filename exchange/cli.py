@@ -1,4 +1,5 @@
 """The `exchange` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,15 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"id": result.admin_id, "key": result.admin_key}))
     elif result.admin_key:
         print("Initialised the exchange in", settings.data_dir.resolve())
-        print(f"First administrator credential (shown only now, keep it safe):\n"
-              f"  id:  {result.admin_id}\n  key: {result.admin_key}")
+        print(
+            f"First administrator credential (shown only now, keep it safe):\n"
+            f"  id:  {result.admin_id}\n  key: {result.admin_key}"
+        )
     else:
-        print(f"Already initialised; administrator credential {result.admin_id} exists "
-              "(its key was shown when it was created).")
+        print(
+            f"Already initialised; administrator credential {result.admin_id} exists "
+            "(its key was shown when it was created)."
+        )
     return 0
 
 
@@ -68,8 +73,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Every `serve` process offers to schedule; a database lease lets exactly one lead.
         scheduler = SchedulerService(settings, app.state.session_factory, app.state.keyring)
         scheduler.start()
-        print(f"{'scheduler':16} in this process (one process leads; EXCHANGE_SCHEDULER_ENABLED=false to leave it "
-              "to `exchange scheduler`)")
+        print(
+            f"{'scheduler':16} in this process (one process leads; EXCHANGE_SCHEDULER_ENABLED=false to leave it "
+            "to `exchange scheduler`)"
+        )
     sys.stdout.flush()
     try:
         uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
@@ -103,22 +110,36 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
         shown[0] = now
         c = summary.counts
         rate = (c["new"] + c["updated"] + c["unchanged"]) / summary.seconds if summary.seconds else 0.0
-        line = (f"{summary.feed}: fetched {c['fetched']:,}  new {c['new']:,}  updated {c['updated']:,}  "
-                f"unchanged {c['unchanged']:,}  dropped {c['dropped']:,}  failed {c['failed']:,}  {rate:,.0f}/s")
+        line = (
+            f"{summary.feed}: fetched {c['fetched']:,}  new {c['new']:,}  updated {c['updated']:,}  "
+            f"unchanged {c['unchanged']:,}  dropped {c['dropped']:,}  failed {c['failed']:,}  {rate:,.0f}/s"
+        )
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     with _session(settings):
         pass  # schema up to date
     engine = make_engine(settings.sqlalchemy_url)
     try:
-        summary = run_feed(make_session_factory(engine), settings, args.name, trigger="manual", progress=progress)
+        summary = run_feed(
+            make_session_factory(engine), settings, args.name, trigger="manual", progress=progress
+        )
     finally:
         engine.dispose()
     if tty:
         print(file=sys.stderr)
     if args.json:
-        print(json.dumps({"feed": summary.feed, "run": summary.run_id, "status": summary.status,
-                          "error": summary.error, "seconds": round(summary.seconds, 3), **summary.counts}))
+        print(
+            json.dumps(
+                {
+                    "feed": summary.feed,
+                    "run": summary.run_id,
+                    "status": summary.status,
+                    "error": summary.error,
+                    "seconds": round(summary.seconds, 3),
+                    **summary.counts,
+                }
+            )
+        )
     else:
         print(summary.line())
     return 1 if summary.status == "failed" else 0
@@ -147,8 +168,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     for name, url in data["urls"].items():
         print(f"{name:16} {url}")
     print("Start the server with: exchange serve")
-    print(f"Then try: curl -u {analyst.id}:{analyst_key} -H 'Accept: application/taxii+json;version=2.1' "
-          f"{data['urls']['api_root']}collections/")
+    print(
+        f"Then try: curl -u {analyst.id}:{analyst_key} -H 'Accept: application/taxii+json;version=2.1' "
+        f"{data['urls']['api_root']}collections/"
+    )
     return 0
 
 
@@ -157,10 +180,18 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
     with _session(settings) as db:
         credential, key = auth_service.create_credential(db, name=args.name, role=args.role)
-        audit.record(db, actor=CLI_ACTOR, action="user.create", target=credential.id,
-                     details={"name": args.name, "role": args.role})
-    _emit(args, {"id": credential.id, "key": key},
-          f"{args.role} {args.name}: id {credential.id}  key {key}  (the key is shown only now)")
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="user.create",
+            target=credential.id,
+            details={"name": args.name, "role": args.role},
+        )
+    _emit(
+        args,
+        {"id": credential.id, "key": key},
+        f"{args.role} {args.name}: id {credential.id}  key {key}  (the key is shown only now)",
+    )
     return 0
 
 
@@ -168,11 +199,16 @@ def cmd_collection_add(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as db:
         root = bootstrap.initialise(db, settings).api_root
         coll = service.create_collection(
-            db, api_root=root, alias=args.alias, title=args.title or args.alias,
-            description=args.description, default_tlp=args.default_tlp,
+            db,
+            api_root=root,
+            alias=args.alias,
+            title=args.title or args.alias,
+            description=args.description,
+            default_tlp=args.default_tlp,
         )
-    _emit(args, {"id": coll.id, "alias": coll.alias, "title": coll.title},
-          f"collection {coll.alias}: {coll.id}")
+    _emit(
+        args, {"id": coll.id, "alias": coll.alias, "title": coll.title}, f"collection {coll.alias}: {coll.id}"
+    )
     return 0
 
 
@@ -195,19 +231,29 @@ CLI_ACTOR = "cli"
 def cmd_partner_add(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as db:
         partner, credential, key = partner_service.create(
-            db, slug=args.slug, name=args.name, country=args.country, contact=args.contact,
-            identity_id=args.identity, actor=CLI_ACTOR,
+            db,
+            slug=args.slug,
+            name=args.name,
+            country=args.country,
+            contact=args.contact,
+            identity_id=args.identity,
+            actor=CLI_ACTOR,
         )
-    _emit(args, {"partner": partner.slug, "credential_id": credential.id, "key": key},
-          f"partner {partner.slug} added; first credential id {credential.id}  key {key}  "
-          "(the key is shown only now)")
+    _emit(
+        args,
+        {"partner": partner.slug, "credential_id": credential.id, "key": key},
+        f"partner {partner.slug} added; first credential id {credential.id}  key {key}  "
+        "(the key is shown only now)",
+    )
     return 0
 
 
 def cmd_partner_list(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as db:
-        data = [{"slug": p.slug, "name": p.name, "country": p.country, "status": p.status,
-                 "contact": p.contact} for p in partner_service.list_(db)]
+        data = [
+            {"slug": p.slug, "name": p.name, "country": p.country, "status": p.status, "contact": p.contact}
+            for p in partner_service.list_(db)
+        ]
     if args.json:
         print(json.dumps(data))
     for p in [] if args.json else data:
@@ -229,8 +275,9 @@ def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
     if auth is None and not args.clear:
         raise BadRequestError("give --username with --password-env, or --header-env, or --clear")
     with _session(settings) as db:
-        partner_service.set_push_auth(db, args.slug, None if auth is None else auth.model_dump(exclude_none=True),
-                                      actor=CLI_ACTOR)
+        partner_service.set_push_auth(
+            db, args.slug, None if auth is None else auth.model_dump(exclude_none=True), actor=CLI_ACTOR
+        )
     print(f"push credentials for {args.slug} {'cleared' if auth is None else 'set'}")
     return 0
 
@@ -243,8 +290,10 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as db:
         partner_service.get_by_slug(db, args.slug)
         if args.slug not in {t.slug for t in push_targets(db)}:
-            raise BadRequestError(f"partner {args.slug!r} has no push delivery in force (an active agreement "
-                                  "with a push section, inside its validity window)")
+            raise BadRequestError(
+                f"partner {args.slug!r} has no push delivery in force (an active agreement "
+                "with a push section, inside its validity window)"
+            )
     engine = make_engine(settings.sqlalchemy_url)
     try:
         summary = push_partner(make_session_factory(engine), settings, keyring_for(settings), args.slug)
@@ -265,9 +314,11 @@ def cmd_push_status(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print(f"nothing pushed to {args.slug} yet")
     for r in rows:
-        print(f"{r['collection']:24} delivered {r['delivered_total']:,} up to {r['delivered_us'] or '-'}  "
-              f"last success {r['last_success_at'] or 'never'}  failures in a row {r['consecutive_failures']}"
-              + (f"  last error: {r['last_error']}" if r["last_error"] else ""))
+        print(
+            f"{r['collection']:24} delivered {r['delivered_total']:,} up to {r['delivered_us'] or '-'}  "
+            f"last success {r['last_success_at'] or 'never'}  failures in a row {r['consecutive_failures']}"
+            + (f"  last error: {r['last_error']}" if r["last_error"] else "")
+        )
     return 0
 
 
@@ -278,10 +329,17 @@ def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as db:
         partner = partner_service.get_by_slug(db, args.partner)
         credential, key = partner_service.create_credential(
-            db, partner=partner, actor=CLI_ACTOR, name=args.name, expires_at=expires  # type: ignore[arg-type]
+            db,
+            partner=partner,
+            actor=CLI_ACTOR,
+            name=args.name,
+            expires_at=expires,  # type: ignore[arg-type]
         )
-    _emit(args, {"partner": args.partner, "credential_id": credential.id, "key": key},
-          f"credential {credential.id} for {args.partner}: key {key}  (shown only now)")
+    _emit(
+        args,
+        {"partner": args.partner, "credential_id": credential.id, "key": key},
+        f"credential {credential.id} for {args.partner}: key {key}  (shown only now)",
+    )
     return 0
 
 
@@ -307,8 +365,10 @@ def _load_agreement_file(path: str) -> object:
 def cmd_agreement_apply(args: argparse.Namespace, settings: Settings) -> int:
     # All files or none: one transaction, so a bad file leaves nothing half-applied.
     with _session(settings) as db:
-        results = [agreement_service.apply(db, _load_agreement_file(path), actor=CLI_ACTOR, source=path)
-                   for path in args.files]
+        results = [
+            agreement_service.apply(db, _load_agreement_file(path), actor=CLI_ACTOR, source=path)
+            for path in args.files
+        ]
     for path, applied in zip(args.files, results):
         state = f"version {applied.version}" if applied.changed else f"unchanged (version {applied.version})"
         print(f"{path}: agreement with {applied.partner}: {state}")
@@ -366,12 +426,23 @@ def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
 
     with _session(settings) as db:
         events = audit.list_(db, limit=args.limit, action=args.event_action)
-        rows = [{"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-                 "target": e.target, "details": json.loads(e.details)} for e in events]
+        rows = [
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "details": json.loads(e.details),
+            }
+            for e in events
+        ]
     if args.json:
         print(json.dumps(rows))
     for r in [] if args.json else rows:
-        print(f"{r['seq']:>6} {r['at']}  {r['actor']:24} {r['action']:22} {r['target']}  {json.dumps(r['details'])}")
+        print(
+            f"{r['seq']:>6} {r['at']}  {r['actor']:24} {r['action']:22} {r['target']}  {json.dumps(r['details'])}"
+        )
     return 0
 
 
@@ -404,8 +475,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     keyring.ensure()
     with _session(settings) as db:
         result = export_bundle(
-            db, partner_slug=args.partner, collection_ref=args.collection, api_root=settings.api_root,
-            actor=CLI_ACTOR, exchange_identity=settings.identity_id, added_after_us=after,
+            db,
+            partner_slug=args.partner,
+            collection_ref=args.collection,
+            api_root=settings.api_root,
+            actor=CLI_ACTOR,
+            exchange_identity=settings.identity_id,
+            added_after_us=after,
             sign=signer(keyring, settings.identity_id),
         )
     out = Path(args.output)
@@ -437,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "serve TAXII, the REST API and pages (and the scheduler, unless told not to)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--no-scheduler", action="store_true", help="leave feeds and pushes to `exchange scheduler`")
+    p.add_argument(
+        "--no-scheduler", action="store_true", help="leave feeds and pushes to `exchange scheduler`"
+    )
     p = add("demo", cmd_demo, "initialise and load a small sample data set; prints credentials")
     p.add_argument("--json", action="store_true")
 
@@ -457,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_collection_list, "list collections", coll)
     p.add_argument("--json", action="store_true")
 
-    partner = sub.add_parser("partner", help="partner organisations").add_subparsers(dest="action", required=True)
+    partner = sub.add_parser("partner", help="partner organisations").add_subparsers(
+        dest="action", required=True
+    )
     p = add("add", cmd_partner_add, "add a partner and print its first credential's key once", partner)
     p.add_argument("slug")
     p.add_argument("--name", required=True)
@@ -474,8 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("slug")
     p.set_defaults(status="active")
 
-    p = add("push-auth", cmd_partner_push_auth, "credentials for push delivery to the partner's own TAXII server",
-            partner)
+    p = add(
+        "push-auth",
+        cmd_partner_push_auth,
+        "credentials for push delivery to the partner's own TAXII server",
+        partner,
+    )
     p.add_argument("slug")
     p.add_argument("--username")
     p.add_argument("--password-env", help="environment variable holding the password")
@@ -483,14 +567,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove the stored credentials")
 
     push = sub.add_parser("push", help="push delivery to partners' own TAXII servers").add_subparsers(
-        dest="action", required=True)
-    p = add("run", cmd_push_run, "push to a partner now: what its agreement allows and it has not received", push)
+        dest="action", required=True
+    )
+    p = add(
+        "run", cmd_push_run, "push to a partner now: what its agreement allows and it has not received", push
+    )
     p.add_argument("slug")
     p = add("status", cmd_push_status, "how far push delivery to a partner has got, per collection", push)
     p.add_argument("slug")
     p.add_argument("--json", action="store_true")
 
-    cred = sub.add_parser("credential", help="partner credentials").add_subparsers(dest="action", required=True)
+    cred = sub.add_parser("credential", help="partner credentials").add_subparsers(
+        dest="action", required=True
+    )
     p = add("create", cmd_credential_create, "another credential for a partner; key printed once", cred)
     p.add_argument("partner")
     p.add_argument("--name")
@@ -520,9 +609,14 @@ def build_parser() -> argparse.ArgumentParser:
     from exchange.signing import cli as signing_cli
 
     keys = sub.add_parser("signing-key", help="the exchange's Ed25519 signing keys").add_subparsers(
-        dest="action", required=True)
-    p = add("rotate", signing_cli.cmd_signing_key_rotate,
-            "make the pre-published next key current; the old one stays published as retired", keys)
+        dest="action", required=True
+    )
+    p = add(
+        "rotate",
+        signing_cli.cmd_signing_key_rotate,
+        "make the pre-published next key current; the old one stays published as retired",
+        keys,
+    )
     p.add_argument("--json", action="store_true")
     p = add("remove", signing_cli.cmd_signing_key_remove, "stop publishing a retired key", keys)
     p.add_argument("kid")

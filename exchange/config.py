@@ -1,4 +1,5 @@
 """Settings read from EXCHANGE_* environment variables; defaults run with nothing set."""
+
 from __future__ import annotations
 
 import os
@@ -68,9 +69,7 @@ class Settings(BaseSettings):
     def _production_needs_secrets(self) -> "Settings":
         if self.environment == "production":
             if not self.secret_key or len(self.secret_key) < 32:
-                raise ValueError(
-                    "EXCHANGE_SECRET_KEY must be set to at least 32 characters in production"
-                )
+                raise ValueError("EXCHANGE_SECRET_KEY must be set to at least 32 characters in production")
             if not self.database_url:
                 raise ValueError("EXCHANGE_DATABASE_URL must be set in production")
         return self

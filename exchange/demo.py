@@ -1,4 +1,5 @@
 """A small, deterministic sample data set so a fresh install has something to serve."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,36 +51,67 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
         "sectors": ["government-national"],
     }
     markings = [CANONICAL_MARKINGS[TLP_GREEN], CANONICAL_MARKINGS[TLP_AMBER]]
-    malware = _sdo("malware", "bankbot", TLP_GREEN, name="BankBot dropper", is_family=True,
-                   malware_types=["trojan", "dropper"])
+    malware = _sdo(
+        "malware",
+        "bankbot",
+        TLP_GREEN,
+        name="BankBot dropper",
+        is_family=True,
+        malware_types=["trojan", "dropper"],
+    )
     observables = [
         ("domain", "[domain-name:value = 'login-secure-bank.top']", "Phishing domain", TLP_GREEN, 80),
         ("ip", "[ipv4-addr:value = '45.13.22.7']", "Phishing kit host", TLP_GREEN, 70),
         ("url", "[url:value = 'http://login-secure-bank.top/a']", "Landing page", TLP_AMBER, 85),
         (
             "sha256",
-            "[file:hashes.'SHA-256' = "
-            "'4bac27393bdd9777ce02453256c5577cd02275510b2227f473d03f533924f877']",
+            "[file:hashes.'SHA-256' = '4bac27393bdd9777ce02453256c5577cd02275510b2227f473d03f533924f877']",
             "BankBot dropper",
             TLP_AMBER,
             90,
         ),
     ]
     indicators = [
-        _sdo("indicator", name, tlp, name=title, description=f"{title} seen in the phishing wave",
-             pattern=pattern, pattern_type="stix",
-             valid_from=CREATED, indicator_types=["malicious-activity"], confidence=confidence)
+        _sdo(
+            "indicator",
+            name,
+            tlp,
+            name=title,
+            description=f"{title} seen in the phishing wave",
+            pattern=pattern,
+            pattern_type="stix",
+            valid_from=CREATED,
+            indicator_types=["malicious-activity"],
+            confidence=confidence,
+        )
         for name, pattern, title, tlp, confidence in observables
     ]
-    incident = _sdo("incident", "phishing-wave", TLP_AMBER, name="Phishing wave against bank customers",
-                    description="Credential phishing against retail bank customers.")
+    incident = _sdo(
+        "incident",
+        "phishing-wave",
+        TLP_AMBER,
+        name="Phishing wave against bank customers",
+        description="Credential phishing against retail bank customers.",
+    )
     relationships = [
-        _sdo("relationship", f"indicates-{ind['id']}", TLP_GREEN, relationship_type="indicates",
-             source_ref=ind["id"], target_ref=malware["id"])
+        _sdo(
+            "relationship",
+            f"indicates-{ind['id']}",
+            TLP_GREEN,
+            relationship_type="indicates",
+            source_ref=ind["id"],
+            target_ref=malware["id"],
+        )
         for ind in indicators
     ]
-    related = _sdo("relationship", "incident-uses", TLP_AMBER, relationship_type="related-to",
-                   source_ref=incident["id"], target_ref=malware["id"])
+    related = _sdo(
+        "relationship",
+        "incident-uses",
+        TLP_AMBER,
+        relationship_type="related-to",
+        source_ref=incident["id"],
+        target_ref=malware["id"],
+    )
     return {
         "indicators": [identity, *markings, malware, *indicators, *relationships],
         "incidents": [identity, *markings, malware, incident, related],

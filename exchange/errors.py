@@ -1,4 +1,5 @@
 """Domain errors. Services raise these; the REST and TAXII layers turn them into responses."""
+
 from __future__ import annotations
 
 

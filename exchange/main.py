@@ -1,4 +1,5 @@
 """create_app: the FastAPI application with TAXII mounted at /taxii2."""
+
 from __future__ import annotations
 
 import logging
@@ -72,19 +73,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
         return JSONResponse(
             {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.message},
-            status_code=exc.status, media_type="application/problem+json", headers=headers,
+            status_code=exc.status,
+            media_type="application/problem+json",
+            headers=headers,
         )
 
     @app.exception_handler(AgreementError)
     def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:
         return JSONResponse(
-            {"type": "about:blank", "title": "Invalid agreement", "status": 422, "detail": str(exc),
-             "problems": [{"field": f, "reason": r} for f, r in exc.problems]},
-            status_code=422, media_type="application/problem+json",
+            {
+                "type": "about:blank",
+                "title": "Invalid agreement",
+                "status": 422,
+                "detail": str(exc),
+                "problems": [{"field": f, "reason": r} for f, r in exc.problems],
+            },
+            status_code=422,
+            media_type="application/problem+json",
         )
 
-    for router in (partner_router, agreement_router, audit_router, export_router, feed_router, jwks_router,
-                   monitoring_router, objects_router, publish_router):
+    for router in (
+        partner_router,
+        agreement_router,
+        audit_router,
+        export_router,
+        feed_router,
+        jwks_router,
+        monitoring_router,
+        objects_router,
+        publish_router,
+    ):
         app.include_router(router)
 
     taxii = create_taxii_app(settings, factory, key_cache, keyring)

@@ -3,6 +3,7 @@
 Counters live in the process that counts (API worker or scheduler); feed health and run totals
 come from the database at scrape time, so any API worker reports them for every feed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,16 +51,30 @@ def gauge(name: str, help_: str, samples: Iterable[tuple[dict[str, str], float]]
     return lines
 
 
-FEED_RUNS = Counter("exchange_feed_runs_total", "Feed runs finished in this process, by status.", ("feed", "status"))
-FEED_OBJECTS = Counter("exchange_feed_objects_total",
-                       "Objects from feed runs in this process, by what became of them.", ("feed", "result"))
-OBJECTS_SERVED = Counter("exchange_objects_served_total",
-                         "Object versions sent to callers, by channel (taxii, export, push).", ("channel",))
-OBJECTS_INGESTED = Counter("exchange_objects_ingested_total",
-                           "Object versions stored, by origin (analyst, partner, feed).", ("origin",))
+FEED_RUNS = Counter(
+    "exchange_feed_runs_total", "Feed runs finished in this process, by status.", ("feed", "status")
+)
+FEED_OBJECTS = Counter(
+    "exchange_feed_objects_total",
+    "Objects from feed runs in this process, by what became of them.",
+    ("feed", "result"),
+)
+OBJECTS_SERVED = Counter(
+    "exchange_objects_served_total",
+    "Object versions sent to callers, by channel (taxii, export, push).",
+    ("channel",),
+)
+OBJECTS_INGESTED = Counter(
+    "exchange_objects_ingested_total",
+    "Object versions stored, by origin (analyst, partner, feed).",
+    ("origin",),
+)
 ERRORS = Counter("exchange_errors_total", "Errors, by where they happened.", ("where",))
-PUSHES = Counter("exchange_push_runs_total", "Push deliveries in this process, by partner and status.",
-                 ("partner", "status"))
+PUSHES = Counter(
+    "exchange_push_runs_total",
+    "Push deliveries in this process, by partner and status.",
+    ("partner", "status"),
+)
 
 COUNTERS = (FEED_RUNS, FEED_OBJECTS, OBJECTS_SERVED, OBJECTS_INGESTED, ERRORS, PUSHES)
 

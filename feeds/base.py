@@ -1,4 +1,5 @@
 """What a feed source gives the runner, and what the runner gives a source."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

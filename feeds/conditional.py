@@ -1,5 +1,6 @@
 """Conditional GET: the ETag / Last-Modified a complete run saw make the next run of an
 unchanged feed cost one small 304."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,7 +30,9 @@ def response_validators(response: requests.Response) -> dict[str, str]:
     return found
 
 
-def conditional_get(http: HttpClient, url: str, cursor: dict[str, Any]) -> tuple[requests.Response | None, dict[str, str]]:
+def conditional_get(
+    http: HttpClient, url: str, cursor: dict[str, Any]
+) -> tuple[requests.Response | None, dict[str, str]]:
     """(None, {}) when the server says nothing changed; else the streaming response and its validators."""
     response = http.get(url, headers=conditional_headers(cursor), ok=(200, 304))
     if response.status_code == 304:

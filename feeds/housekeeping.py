@@ -1,5 +1,6 @@
 """Housekeeping the scheduler runs: announce agreements that ended, drop old TAXII status
 resources, flag a signing key that is due for rotation."""
+
 from __future__ import annotations
 
 import logging
@@ -34,17 +35,30 @@ def announce_ended_agreements(db: Session, *, today: date) -> list[str]:
     rows = db.execute(
         select(Partner.slug, AgreementVersion.version, AgreementVersion.valid_until)
         .join(Agreement, Agreement.partner_pk == Partner.pk)
-        .join(AgreementVersion, (AgreementVersion.agreement_pk == Agreement.pk)
-              & (AgreementVersion.version == Agreement.current_version))
+        .join(
+            AgreementVersion,
+            (AgreementVersion.agreement_pk == Agreement.pk)
+            & (AgreementVersion.version == Agreement.current_version),
+        )
         .where(AgreementVersion.status == "active", AgreementVersion.valid_until < today)
         .order_by(Partner.slug)
     )
     ended = []
     for slug, version, valid_until in rows:
         if _mark_once(db, f"agreement-ended:{slug}:{version}"):
-            audit.record(db, actor=ACTOR, action="agreement.ended", target=slug,
-                         details={"version": version, "valid_until": valid_until.isoformat()})
-            log.warning("agreement with %s (version %d) ended on %s: it grants nothing now", slug, version, valid_until)
+            audit.record(
+                db,
+                actor=ACTOR,
+                action="agreement.ended",
+                target=slug,
+                details={"version": version, "valid_until": valid_until.isoformat()},
+            )
+            log.warning(
+                "agreement with %s (version %d) ended on %s: it grants nothing now",
+                slug,
+                version,
+                valid_until,
+            )
             ended.append(slug)
     return ended
 
@@ -59,7 +73,9 @@ def purge_statuses(db: Session, *, older_than: timedelta) -> int:
     return count
 
 
-def flag_key_rotation(db: Session, keyring: KeyRing, *, max_age_days: int, now: datetime | None = None) -> str | None:
+def flag_key_rotation(
+    db: Session, keyring: KeyRing, *, max_age_days: int, now: datetime | None = None
+) -> str | None:
     """The current signing key's kid when it is older than `max_age_days` (audited once per key)."""
     now = now or datetime.now(timezone.utc)
     current = next((k for k in keyring.keys() if k.state == "current"), None)
@@ -69,8 +85,17 @@ def flag_key_rotation(db: Session, keyring: KeyRing, *, max_age_days: int, now: 
     if now - since < timedelta(days=max_age_days):
         return None
     if _mark_once(db, f"signing-key-rotation-due:{current.kid}"):
-        audit.record(db, actor=ACTOR, action="signing-key.rotation-due", target=current.kid,
-                     details={"in_use_since": since.isoformat(), "max_age_days": max_age_days})
-    log.warning("signing key %s has been in use since %s, longer than %d days: run `exchange signing-key rotate`",
-                current.kid, since.date(), max_age_days)
+        audit.record(
+            db,
+            actor=ACTOR,
+            action="signing-key.rotation-due",
+            target=current.kid,
+            details={"in_use_since": since.isoformat(), "max_age_days": max_age_days},
+        )
+    log.warning(
+        "signing key %s has been in use since %s, longer than %d days: run `exchange signing-key rotate`",
+        current.kid,
+        since.date(),
+        max_age_days,
+    )
     return current.kid

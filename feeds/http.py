@@ -1,5 +1,6 @@
 """HTTP(S) for feeds: TLS always verified (a per-feed CA bundle may be trusted), timeouts,
 an overall deadline, a size cap, and no credentials in errors or logs."""
+
 from __future__ import annotations
 
 import logging
@@ -83,17 +84,26 @@ class HttpClient:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise HttpError("the run took longer than its time limit and was stopped")
 
-    def get(self, url: str, *, headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,),
-            params: dict[str, Any] | None = None) -> requests.Response:
+    def get(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
         """GET with streaming on; a status outside `ok` is an HttpError naming it."""
         self.check_deadline()
         shown = safe_url(url)
         try:
-            response = self.session.get(url, headers=headers, params=params, stream=True,
-                                        timeout=(self.timeout, self.timeout))
+            response = self.session.get(
+                url, headers=headers, params=params, stream=True, timeout=(self.timeout, self.timeout)
+            )
         except requests.exceptions.SSLError as exc:
-            raise HttpError(f"TLS verification failed for {shown}: {_reason(exc)} "
-                            "(give the feed the CA bundle that signs its certificate)") from None
+            raise HttpError(
+                f"TLS verification failed for {shown}: {_reason(exc)} "
+                "(give the feed the CA bundle that signs its certificate)"
+            ) from None
         except requests.exceptions.Timeout:
             raise HttpError(f"{shown} did not answer within {self.timeout:g} s") from None
         except requests.exceptions.ConnectionError as exc:
@@ -103,8 +113,10 @@ class HttpClient:
         if response.status_code not in ok:
             response.close()
             hint = " (check the feed's credentials)" if response.status_code in (401, 403) else ""
-            raise HttpError(f"{shown} answered HTTP {response.status_code} {response.reason}{hint}",
-                            status=response.status_code)
+            raise HttpError(
+                f"{shown} answered HTTP {response.status_code} {response.reason}{hint}",
+                status=response.status_code,
+            )
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
             response.close()
@@ -123,7 +135,10 @@ class HttpClient:
                 self.check_deadline()
                 yield chunk
         except requests.exceptions.RequestException as exc:
-            if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) and "timed out" in str(exc).lower():
+            if (
+                isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+                and "timed out" in str(exc).lower()
+            ):
                 raise HttpError(f"{shown} stopped sending for more than {self.timeout:g} s") from None
             raise HttpError(f"reading {shown} failed: {_reason(exc)}") from None
         finally:
@@ -154,9 +169,16 @@ def _reason(exc: BaseException) -> str:
     """The innermost cause's text, which names the TLS or socket problem without our URL."""
     text = str(exc)
     # The specific reasons first: OpenSSL puts CERTIFICATE_VERIFY_FAILED in front of all of them.
-    for marker in ("certificate has expired", "self-signed certificate", "self signed certificate",
-                   "unable to get local issuer certificate", "hostname mismatch", "CERTIFICATE_VERIFY_FAILED",
-                   "Connection refused", "Name or service not known"):
+    for marker in (
+        "certificate has expired",
+        "self-signed certificate",
+        "self signed certificate",
+        "unable to get local issuer certificate",
+        "hostname mismatch",
+        "CERTIFICATE_VERIFY_FAILED",
+        "Connection refused",
+        "Name or service not known",
+    ):
         if marker.lower() in text.lower():
             return marker
     inner = exc

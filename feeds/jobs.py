@@ -1,6 +1,7 @@
 """What the scheduler runs. APScheduler stores jobs by textual reference ("feeds.jobs:feed_job")
 with plain arguments, so the job store stays picklable; the process's context is set here by the
 scheduler that leads."""
+
 from __future__ import annotations
 
 import logging
@@ -64,8 +65,14 @@ def feed_job(name: str, attempt: int = 1) -> None:
         log.info("feed %s is disabled or removed; not running it", name)
         return
     try:
-        summary = run_feed(ctx.factory, ctx.settings, name, trigger="schedule" if attempt == 1 else "retry",
-                           attempt=attempt, holder=ctx.holder)
+        summary = run_feed(
+            ctx.factory,
+            ctx.settings,
+            name,
+            trigger="schedule" if attempt == 1 else "retry",
+            attempt=attempt,
+            holder=ctx.holder,
+        )
     except FeedBusyError as exc:
         log.info("feed %s: skipped, %s", name, exc.message)
         return
@@ -82,9 +89,22 @@ def feed_job(name: str, attempt: int = 1) -> None:
         return
     if summary.status == "failed" and attempt <= ctx.settings.feed_retries:
         delay = retry_delay(ctx.settings, attempt)
-        ctx.scheduler.add_job(FEED_JOB, "date", run_date=datetime.now(timezone.utc) + delay, args=[name, attempt + 1],
-                              id=f"feed:{name}:retry", name=f"retry {attempt}", replace_existing=True)
-        log.info("feed %s: retry %d of %d in %.0f s", name, attempt, ctx.settings.feed_retries, delay.total_seconds())
+        ctx.scheduler.add_job(
+            FEED_JOB,
+            "date",
+            run_date=datetime.now(timezone.utc) + delay,
+            args=[name, attempt + 1],
+            id=f"feed:{name}:retry",
+            name=f"retry {attempt}",
+            replace_existing=True,
+        )
+        log.info(
+            "feed %s: retry %d of %d in %.0f s",
+            name,
+            attempt,
+            ctx.settings.feed_retries,
+            delay.total_seconds(),
+        )
 
 
 def push_job(slug: str) -> None:
@@ -108,7 +128,9 @@ def housekeeping_job(kind: str) -> None:
             elif kind == "statuses":
                 housekeeping.purge_statuses(db, older_than=timedelta(days=ctx.settings.status_ttl_days))
             elif kind == "keys":
-                housekeeping.flag_key_rotation(db, ctx.keyring, max_age_days=ctx.settings.signing_key_rotate_days)
+                housekeeping.flag_key_rotation(
+                    db, ctx.keyring, max_age_days=ctx.settings.signing_key_rotate_days
+                )
             else:
                 log.error("unknown housekeeping task %r", kind)
     except Exception:

@@ -5,6 +5,7 @@ element's extent is found with the C JSON decoder and the element is then parsed
 (duplicate keys, I-JSON numbers, depth) on its own, so one bad object is reported without losing
 the others. Memory holds one object at a time (at most `max_object_bytes`) plus one read chunk.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -59,7 +60,7 @@ class _Reader:
         except StopIteration:
             self.eof = True
             tail = self._decoder.decode(b"", final=True)
-            self.buf = self.buf[self.pos:] + tail
+            self.buf = self.buf[self.pos :] + tail
             self.pos = 0
             return bool(tail)
         try:
@@ -68,7 +69,7 @@ class _Reader:
             raise StreamError("the feed is not UTF-8 text") from None
         if self.first:
             text, self.first = text.removeprefix("\ufeff"), False
-        self.buf = self.buf[self.pos:] + text
+        self.buf = self.buf[self.pos :] + text
         self.pos = 0
         return True
 
@@ -97,20 +98,23 @@ class _Reader:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos > self.max:
-                    raise StreamError(f"an element is larger than {self.max:,} bytes or is not JSON") from None
+                    raise StreamError(
+                        f"an element is larger than {self.max:,} bytes or is not JSON"
+                    ) from None
                 if not self.more():
                     raise StreamError(f"the data ends inside a value ({exc.msg})") from None
                 continue
             if end == len(self.buf) and not self.eof and isinstance(value, (int, float)):
                 self.more()  # a number may go on in the next chunk
                 continue
-            text = self.buf[self.pos:end]
+            text = self.buf[self.pos : end]
             self.pos = end
             return value, text
 
 
-def bundle_objects(chunks: Iterable[bytes], *, header: BundleHeader | None = None,
-                   max_object_bytes: int = 16 * 1024 * 1024) -> Iterator[Element]:
+def bundle_objects(
+    chunks: Iterable[bytes], *, header: BundleHeader | None = None, max_object_bytes: int = 16 * 1024 * 1024
+) -> Iterator[Element]:
     """Each element of the top-level `objects` array, parsed strictly; StreamError for broken framing."""
     reader = _Reader(chunks, max_object_bytes)
     header = header if header is not None else BundleHeader()

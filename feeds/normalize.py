@@ -1,5 +1,6 @@
 """Turn feed records into STIX the exchange stores: IoC values into indicators with
 deterministic ids, and feed defaults (TLP, confidence) onto objects that lack them."""
+
 from __future__ import annotations
 
 import re
@@ -11,11 +12,31 @@ from exchange.intel.ids import deterministic_id
 from policies.tlp import TLP_2_0, object_tlp
 
 # Types that carry `confidence` (STIX 2.1 section 3.2: SDOs and SROs).
-SDO_SRO_TYPES = frozenset({
-    "attack-pattern", "campaign", "course-of-action", "grouping", "identity", "incident", "indicator",
-    "infrastructure", "intrusion-set", "location", "malware", "malware-analysis", "note", "observed-data",
-    "opinion", "report", "threat-actor", "tool", "vulnerability", "relationship", "sighting",
-})
+SDO_SRO_TYPES = frozenset(
+    {
+        "attack-pattern",
+        "campaign",
+        "course-of-action",
+        "grouping",
+        "identity",
+        "incident",
+        "indicator",
+        "infrastructure",
+        "intrusion-set",
+        "location",
+        "malware",
+        "malware-analysis",
+        "note",
+        "observed-data",
+        "opinion",
+        "report",
+        "threat-actor",
+        "tool",
+        "vulnerability",
+        "relationship",
+        "sighting",
+    }
+)
 # Properties that do not make an indicator a new version when only they differ.
 _VOLATILE = ("created", "modified")
 _SIMPLE_PATTERN = re.compile(r"^\[([a-z0-9-]+):(value|hashes\.'?[A-Za-z0-9-]+'?) = '((?:[^'\\]|\\.)*)'\]$")
@@ -23,7 +44,9 @@ _SIMPLE_PATTERN = re.compile(r"^\[([a-z0-9-]+):(value|hashes\.'?[A-Za-z0-9-]+'?)
 
 def stix_time(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as STIX timestamps are usually written."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_time(text: str) -> datetime:
@@ -36,7 +59,9 @@ def observable_of(value: str, kind: str | None) -> Observable:
         return normalise(kind, value)
     found = detect(value)
     if found is None:
-        raise ObservableError(f"{value.strip()[:200]!r} is not an IP address, CIDR block, domain, URL or hash")
+        raise ObservableError(
+            f"{value.strip()[:200]!r} is not an IP address, CIDR block, domain, URL or hash"
+        )
     return found
 
 

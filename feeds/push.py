@@ -8,6 +8,7 @@ disclosure ledger and advances the cursor. A crash between an accepted POST and 
 re-sends at most that one envelope on the next run; TAXII servers treat a repeated object
 version as already present, so the partner ends up with each version once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,10 @@ class PushSummary:
     def line(self) -> str:
         """One log line, without secrets."""
         tail = f": {self.error}" if self.error else ""
-        return (f"push {self.partner}: {self.status} in {self.seconds:.1f} s ({self.delivered:,} delivered, "
-                f"{self.refused:,} refused, {self.envelopes:,} envelopes){tail}")
+        return (
+            f"push {self.partner}: {self.status} in {self.seconds:.1f} s ({self.delivered:,} delivered, "
+            f"{self.refused:,} refused, {self.envelopes:,} envelopes){tail}"
+        )
 
 
 class PushError(Exception):
@@ -95,8 +98,9 @@ class _Envelope:
 
 
 def _in_force(doc: AgreementDoc, partner: Partner, today: date) -> bool:
-    return (partner.status == "active" and doc.status == "active"
-            and doc.valid_from <= today <= doc.valid_until)
+    return (
+        partner.status == "active" and doc.status == "active" and doc.valid_from <= today <= doc.valid_until
+    )
 
 
 def push_targets(db: Session) -> list[PushTarget]:
@@ -113,14 +117,18 @@ def push_targets(db: Session) -> list[PushTarget]:
     return targets
 
 
-def start_in_background(factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str) -> None:
+def start_in_background(
+    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str
+) -> None:
     """Check the partner has push delivery in force (errors raised here), then push on a thread."""
     with session_scope(factory) as db:
         partner = partner_service.get_by_slug(db, slug)
         assert partner is not None
         if slug not in {t.slug for t in push_targets(db)}:
-            raise BadRequestError(f"partner {slug!r} has no push delivery in force (an active agreement "
-                                  "with a push section, inside its validity window)")
+            raise BadRequestError(
+                f"partner {slug!r} has no push delivery in force (an active agreement "
+                "with a push section, inside its validity window)"
+            )
 
     def run() -> None:
         try:
@@ -145,14 +153,22 @@ def _objects_url(url: str) -> str:
 def _state(factory: sessionmaker[Session], partner_pk: int, collection_pk: int) -> tuple[int, int]:
     """(pk, delivered_us) of the partner's push state in a collection, created on first use."""
     with session_scope(factory) as db:
-        found = db.execute(select(PushState.pk, PushState.delivered_us).where(
-            PushState.partner_pk == partner_pk, PushState.collection_pk == collection_pk)).first()
+        found = db.execute(
+            select(PushState.pk, PushState.delivered_us).where(
+                PushState.partner_pk == partner_pk, PushState.collection_pk == collection_pk
+            )
+        ).first()
     if found is not None:
         return found.pk, found.delivered_us
     try:
         with session_scope(factory, write=True) as db:
-            state = PushState(partner_pk=partner_pk, collection_pk=collection_pk, delivered_us=0,
-                              consecutive_failures=0, delivered_total=0)
+            state = PushState(
+                partner_pk=partner_pk,
+                collection_pk=collection_pk,
+                delivered_us=0,
+                consecutive_failures=0,
+                delivered_total=0,
+            )
             db.add(state)
             db.flush()
             return state.pk, 0
@@ -164,19 +180,27 @@ def _already_received(db: Session, partner_pk: int, rows: Sequence[Row]) -> set[
     """Object version pks among `rows` that the partner received before, through any channel."""
     if not rows:
         return set()
-    return set(db.scalars(
-        select(Disclosure.object_version_pk).where(
-            Disclosure.partner_pk == partner_pk,
-            # The stix_id condition lets the database use the ledger's (stix_id, version) index.
-            Disclosure.stix_id.in_(sorted({r.stix_id for r in rows})),
-            Disclosure.object_version_pk.in_([r.pk for r in rows]),
+    return set(
+        db.scalars(
+            select(Disclosure.object_version_pk).where(
+                Disclosure.partner_pk == partner_pk,
+                # The stix_id condition lets the database use the ledger's (stix_id, version) index.
+                Disclosure.stix_id.in_(sorted({r.stix_id for r in rows})),
+                Disclosure.object_version_pk.in_([r.pk for r in rows]),
+            )
         )
-    ))
+    )
 
 
 def _next_envelope(
-    db: Session, *, grant: access.CollectionAccess, collection: Collection, partner_pk: int,
-    after_us: int, size: int, identity: str,
+    db: Session,
+    *,
+    grant: access.CollectionAccess,
+    collection: Collection,
+    partner_pk: int,
+    after_us: int,
+    size: int,
+    identity: str,
 ) -> _Envelope:
     """Up to `size` objects after `after_us` that the grant allows now and the partner lacks."""
     out = _Envelope([], [], after_us, False)
@@ -186,8 +210,13 @@ def _next_envelope(
         # and what is still under embargo; embargo grows with date_added, so nothing returned
         # lies after a row that is not yet visible, and the cursor never passes one.
         rows, more = query.page_by_date_added(
-            db, collection_pk=collection.pk, flt=_LATEST, after_us=cursor, limit=size,
-            columns=(*gate.GATE_COLUMNS, ObjectVersion.body), extra=grant.predicates,
+            db,
+            collection_pk=collection.pk,
+            flt=_LATEST,
+            after_us=cursor,
+            limit=size,
+            columns=(*gate.GATE_COLUMNS, ObjectVersion.body),
+            extra=grant.predicates,
         )
         if not rows:
             out.advance_to, out.done = cursor, True
@@ -241,8 +270,14 @@ def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any]
     shown = safe_url(url)
     basic, headers = _auth_parts(auth)
     try:
-        response = http.post(url, data=body, auth=basic, timeout=(timeout, timeout), allow_redirects=False,
-                             headers={**headers, "Accept": TAXII, "Content-Type": TAXII})
+        response = http.post(
+            url,
+            data=body,
+            auth=basic,
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            headers={**headers, "Accept": TAXII, "Content-Type": TAXII},
+        )
     except requests.exceptions.SSLError:
         raise PushError(f"TLS verification failed for {shown}") from None
     except requests.exceptions.Timeout:
@@ -255,8 +290,10 @@ def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any]
         if not 200 <= response.status_code < 300:
             hint = " (check the partner's push credentials)" if response.status_code in (401, 403) else ""
             detail = _remote_detail(response, auth)
-            raise PushError(f"{shown} answered HTTP {response.status_code} {response.reason}{hint}"
-                            + (f": {detail}" if detail else ""))
+            raise PushError(
+                f"{shown} answered HTTP {response.status_code} {response.reason}{hint}"
+                + (f": {detail}" if detail else "")
+            )
         try:
             status = response.json()
         except ValueError:
@@ -291,34 +328,62 @@ def _connection_reason(exc: BaseException) -> str:
 
 def _record_failure(factory: sessionmaker[Session], state_pk: int, error: str) -> None:
     with session_scope(factory, write=True) as db:
-        db.execute(update(PushState).where(PushState.pk == state_pk).values(
-            consecutive_failures=PushState.consecutive_failures + 1, last_error=error[:2000],
-            last_attempt_at=utcnow()))
+        db.execute(
+            update(PushState)
+            .where(PushState.pk == state_pk)
+            .values(
+                consecutive_failures=PushState.consecutive_failures + 1,
+                last_error=error[:2000],
+                last_attempt_at=utcnow(),
+            )
+        )
 
 
 def _commit_envelope(
-    factory: sessionmaker[Session], *, state_pk: int, expected_us: int, env: _Envelope,
-    refused: set[str], recipient: Principal, collection_pk: int,
+    factory: sessionmaker[Session],
+    *,
+    state_pk: int,
+    expected_us: int,
+    env: _Envelope,
+    refused: set[str],
+    recipient: Principal,
+    collection_pk: int,
 ) -> int:
     """Record what the partner accepted and move the cursor, in one transaction; how many."""
     now = utcnow()
     accepted = [r for r in env.rows if r.stix_id not in refused]
     with session_scope(factory, write=True) as db:
         # Compare-and-set: if another run moved the cursor meanwhile, record nothing twice.
-        moved = db.execute(update(PushState).where(
-            PushState.pk == state_pk, PushState.delivered_us == expected_us).values(
-            delivered_us=env.advance_to, delivered_total=PushState.delivered_total + len(accepted),
-            last_success_at=now if env.rows else PushState.last_success_at, last_attempt_at=now,
-            consecutive_failures=0, last_error=None))
+        moved = db.execute(
+            update(PushState)
+            .where(PushState.pk == state_pk, PushState.delivered_us == expected_us)
+            .values(
+                delivered_us=env.advance_to,
+                delivered_total=PushState.delivered_total + len(accepted),
+                last_success_at=now if env.rows else PushState.last_success_at,
+                last_attempt_at=now,
+                consecutive_failures=0,
+                last_error=None,
+            )
+        )
         if moved.rowcount != 1:
             raise _Overtaken()
-        disclosure.record(db, principal=recipient, channel="push", served=[
-            disclosure.Served(r.pk, r.stix_id, r.version_text, collection_pk) for r in accepted])
+        disclosure.record(
+            db,
+            principal=recipient,
+            channel="push",
+            served=[disclosure.Served(r.pk, r.stix_id, r.version_text, collection_pk) for r in accepted],
+        )
     return len(accepted)
 
 
 def push_partner(
-    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str, *, holder: str | None = None,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    keyring: KeyRing,
+    slug: str,
+    *,
+    holder: str | None = None,
 ) -> PushSummary:
     """Send partner `slug` what its agreement allows now and it has not yet received."""
     started = time.monotonic()
@@ -338,8 +403,9 @@ def push_partner(
     return summary
 
 
-def _push(factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str,
-          summary: PushSummary) -> None:
+def _push(
+    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str, summary: PushSummary
+) -> None:
     with session_scope(factory) as db:
         partner = partner_service.get_by_slug(db, slug)
         assert partner is not None
@@ -351,22 +417,45 @@ def _push(factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, 
         auth = partner_service.push_auth(partner)
         partner_pk = partner.pk
     url = _objects_url(doc.push.url)
-    recipient = Principal(credential_id=f"push:{slug}"[:64], name=f"push to {slug}", role="partner",
-                          partner_pk=partner_pk, partner_slug=slug)
+    recipient = Principal(
+        credential_id=f"push:{slug}"[:64],
+        name=f"push to {slug}",
+        role="partner",
+        partner_pk=partner_pk,
+        partner_slug=slug,
+    )
     size = max(1, settings.push_batch_size)
     with requests.Session() as http:
         http.trust_env = False  # no proxy or .netrc credentials picked up from the environment
         http.headers["User-Agent"] = "national-cert-exchange/1.0"
         for collection in collections:
-            if not _push_collection(factory, settings, keyring, http, collection=collection,
-                                    recipient=recipient, url=url, auth=auth, size=size, summary=summary):
+            if not _push_collection(
+                factory,
+                settings,
+                keyring,
+                http,
+                collection=collection,
+                recipient=recipient,
+                url=url,
+                auth=auth,
+                size=size,
+                summary=summary,
+            ):
                 return
     summary.status = "ok" if summary.envelopes else "nothing"
 
 
 def _push_collection(
-    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, http: requests.Session, *,
-    collection: Collection, recipient: Principal, url: str, auth: dict[str, Any], size: int,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    keyring: KeyRing,
+    http: requests.Session,
+    *,
+    collection: Collection,
+    recipient: Principal,
+    url: str,
+    auth: dict[str, Any],
+    size: int,
     summary: PushSummary,
 ) -> bool:
     """Deliver one collection envelope by envelope; False when the run must stop."""
@@ -378,27 +467,53 @@ def _push_collection(
             grant = access.collection_access(db, recipient, collection)
             if grant is None or not grant.can_read:
                 return True
-            env = _next_envelope(db, grant=grant, collection=collection, partner_pk=recipient.partner_pk,
-                                 after_us=delivered_us, size=size, identity=settings.identity_id)
+            env = _next_envelope(
+                db,
+                grant=grant,
+                collection=collection,
+                partner_pk=recipient.partner_pk,
+                after_us=delivered_us,
+                size=size,
+                identity=settings.identity_id,
+            )
         refused: set[str] = set()
         if env.rows:
             canonical = canonical_envelope({}, env.bodies)
-            token = sign_canonical(canonical, key=keyring.current(), cty=CTY_TAXII,
-                                   aud=recipient.partner_slug, iss=settings.identity_id)
+            token = sign_canonical(
+                canonical,
+                key=keyring.current(),
+                cty=CTY_TAXII,
+                aud=recipient.partner_slug,
+                iss=settings.identity_id,
+            )
             try:
-                refused = _post(http, url, attach_signature(canonical, token), auth=auth,
-                                timeout=settings.push_timeout_seconds)
+                refused = _post(
+                    http,
+                    url,
+                    attach_signature(canonical, token),
+                    auth=auth,
+                    timeout=settings.push_timeout_seconds,
+                )
             except PushError as exc:
                 summary.status, summary.error = "failed", str(exc)
                 _record_failure(factory, state_pk, summary.error)
                 return False
             summary.envelopes += 1
         try:
-            accepted = _commit_envelope(factory, state_pk=state_pk, expected_us=delivered_us, env=env,
-                                        refused=refused, recipient=recipient, collection_pk=collection.pk)
+            accepted = _commit_envelope(
+                factory,
+                state_pk=state_pk,
+                expected_us=delivered_us,
+                env=env,
+                refused=refused,
+                recipient=recipient,
+                collection_pk=collection.pk,
+            )
         except _Overtaken:
             summary.status = "failed"
-            summary.error = f"another push run for {recipient.partner_slug!r} advanced {collection.alias!r} first"
+            summary.error = (
+                f"another push run for {recipient.partner_slug!r} advanced {collection.alias!r} first"
+            )
             return False
         summary.delivered += accepted
         summary.refused += len(env.rows) - accepted

@@ -1,5 +1,6 @@
 """One feed run: claim the feed, read its source slice by slice, normalise, drop what
 warninglists know to be benign, store through the same validation as TAXII POST, record."""
+
 from __future__ import annotations
 
 import logging
@@ -80,16 +81,40 @@ def begin_run(
     with session_scope(factory, write=True) as db:
         feed = feed_service.claim(db, name, holder=holder, lease=lease)
         run = feed_service.start_run(db, feed, trigger=trigger, attempt=attempt)
-        spec = FeedSpec(name=feed.name, kind=feed.kind, url=feed.url, options=feed_service.options(feed),
-                        timeout=feed.timeout_seconds, batch_size=settings.feed_batch_size)
-        job = _Job(feed_pk=feed.pk, collection_pk=feed.collection_pk, tlp=feed.default_tlp,
-                   confidence=feed.default_confidence, warninglists=feed.warninglists, name=feed.name)
-        http = HttpClient(timeout=feed.timeout_seconds, ca_bundle=feed.ca_bundle, auth=feed_service.auth(feed),
-                          max_bytes=settings.feed_max_bytes,
-                          deadline=time.monotonic() + settings.feed_max_run_seconds)
+        spec = FeedSpec(
+            name=feed.name,
+            kind=feed.kind,
+            url=feed.url,
+            options=feed_service.options(feed),
+            timeout=feed.timeout_seconds,
+            batch_size=settings.feed_batch_size,
+        )
+        job = _Job(
+            feed_pk=feed.pk,
+            collection_pk=feed.collection_pk,
+            tlp=feed.default_tlp,
+            confidence=feed.default_confidence,
+            warninglists=feed.warninglists,
+            name=feed.name,
+        )
+        http = HttpClient(
+            timeout=feed.timeout_seconds,
+            ca_bundle=feed.ca_bundle,
+            auth=feed_service.auth(feed),
+            max_bytes=settings.feed_max_bytes,
+            deadline=time.monotonic() + settings.feed_max_run_seconds,
+        )
         ctx = FetchContext(spec=spec, http=http, cursor=feed_service.cursor(feed), log=log.info)
-    return Prepared(job=job, spec=spec, ctx=ctx, http=http, holder=holder, lease=lease,
-                    summary=RunSummary(feed=name, run_id=run.pk), trigger=trigger)
+    return Prepared(
+        job=job,
+        spec=spec,
+        ctx=ctx,
+        http=http,
+        holder=holder,
+        lease=lease,
+        summary=RunSummary(feed=name, run_id=run.pk),
+        trigger=trigger,
+    )
 
 
 def continue_run(
@@ -126,8 +151,9 @@ def continue_run(
     finally:
         prepared.http.close()
         with session_scope(factory, write=True) as db:
-            done = feed_service.finish_run(db, summary.run_id, error=error,
-                                           unhealthy_after=settings.feed_unhealthy_after)
+            done = feed_service.finish_run(
+                db, summary.run_id, error=error, unhealthy_after=settings.feed_unhealthy_after
+            )
             feed_service.release(db, job.feed_pk, holder=holder)
             summary.status = done.status
     summary.error = error
@@ -159,8 +185,9 @@ def run_feed(
 def start_in_background(factory: sessionmaker[Session], settings: Settings, name: str) -> int:
     """Claim the feed now (errors raised here), run it on a thread; the run record's id."""
     prepared = begin_run(factory, settings, name, trigger="manual")
-    threading.Thread(target=continue_run, args=(factory, settings, prepared), daemon=True,
-                     name=f"feed-run-{name}").start()
+    threading.Thread(
+        target=continue_run, args=(factory, settings, prepared), daemon=True, name=f"feed-run-{name}"
+    ).start()
     return prepared.summary.run_id
 
 
@@ -207,8 +234,14 @@ def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[d
     return counts, failures
 
 
-def _indicators(db: Session, job: _Job, batch: Batch, counts: dict[str, int],
-                failures: list[dict[str, str]], now: datetime) -> list[dict[str, Any]]:
+def _indicators(
+    db: Session,
+    job: _Job,
+    batch: Batch,
+    counts: dict[str, int],
+    failures: list[dict[str, str]],
+    now: datetime,
+) -> list[dict[str, Any]]:
     wanted: dict[str, tuple[Any, Any]] = {}
     for ioc in batch.iocs:
         try:
@@ -227,9 +260,15 @@ def _indicators(db: Session, job: _Job, batch: Batch, counts: dict[str, int],
     out = []
     for stix_id, (observable, ioc) in wanted.items():
         body = normalize.indicator(
-            observable, feed_name=job.name, tlp=job.tlp, confidence=job.confidence,
-            description=ioc.description, labels=ioc.labels, first_seen=ioc.first_seen,
-            stored=stored.get(stix_id), now=now,
+            observable,
+            feed_name=job.name,
+            tlp=job.tlp,
+            confidence=job.confidence,
+            description=ioc.description,
+            labels=ioc.labels,
+            first_seen=ioc.first_seen,
+            stored=stored.get(stix_id),
+            now=now,
         )
         if body is None:
             counts["unchanged"] += 1

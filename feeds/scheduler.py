@@ -1,6 +1,7 @@
 """The scheduler: APScheduler 3.x with its jobs in the exchange's database, led by exactly one
 process at a time through a lease row that the leader renews; another process takes over when
 the leader stops (at once) or dies (when its lease runs out)."""
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,14 @@ FIRST_RUN_DELAY = timedelta(seconds=5)  # a new or rescheduled job runs soon, no
 class SchedulerService:
     """Offers to lead; while leading, runs APScheduler and keeps its jobs in line with the database."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], keyring: KeyRing, *,
-                 holder: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        keyring: KeyRing,
+        *,
+        holder: str | None = None,
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.keyring = keyring
@@ -103,15 +110,22 @@ class SchedulerService:
     def _lead(self) -> None:
         log.info("scheduler %s: leading", self.holder)
         with session_scope(self.factory, write=True) as db:
-            stale = feed_service.abandon_stale_runs(db, older_than=timedelta(seconds=self.settings.feed_max_run_seconds))
+            stale = feed_service.abandon_stale_runs(
+                db, older_than=timedelta(seconds=self.settings.feed_max_run_seconds)
+            )
         if stale:
-            log.warning("scheduler %s: %d runs left by stopped processes marked abandoned", self.holder, stale)
+            log.warning(
+                "scheduler %s: %d runs left by stopped processes marked abandoned", self.holder, stale
+            )
         engine = self.factory.kw["bind"]
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
             executors={"default": ThreadPoolExecutor(max_workers=4)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": self.settings.scheduler_misfire_grace_seconds},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.scheduler_misfire_grace_seconds,
+            },
             timezone=timezone.utc,
         )
         jobs.set_context(jobs.JobContext(self.factory, self.settings, self.keyring, self.holder, scheduler))
@@ -147,7 +161,9 @@ class SchedulerService:
         for job_id, (func, args, signature, trigger) in wanted.items():
             job = existing.get(job_id)
             if job is None:
-                scheduler.add_job(func, trigger(soon), args=args, id=job_id, name=signature, replace_existing=True)
+                scheduler.add_job(
+                    func, trigger(soon), args=args, id=job_id, name=signature, replace_existing=True
+                )
                 log.info("scheduler: job %s added (%s)", job_id, signature)
             elif job.name != signature:
                 scheduler.modify_job(job_id, name=signature)
@@ -163,16 +179,33 @@ class SchedulerService:
                 if not feed.enabled:
                     continue
                 if feed.cron:
-                    wanted[f"feed:{feed.name}"] = (jobs.FEED_JOB, [feed.name], f"cron {feed.cron}",
-                                                   lambda _soon, c=feed.cron: CronTrigger.from_crontab(c, timezone=timezone.utc))
+                    wanted[f"feed:{feed.name}"] = (
+                        jobs.FEED_JOB,
+                        [feed.name],
+                        f"cron {feed.cron}",
+                        lambda _soon, c=feed.cron: CronTrigger.from_crontab(c, timezone=timezone.utc),
+                    )
                 else:
-                    wanted[f"feed:{feed.name}"] = (jobs.FEED_JOB, [feed.name], f"every {feed.every_seconds}s",
-                                                   _interval(feed.every_seconds or 3600))
+                    wanted[f"feed:{feed.name}"] = (
+                        jobs.FEED_JOB,
+                        [feed.name],
+                        f"every {feed.every_seconds}s",
+                        _interval(feed.every_seconds or 3600),
+                    )
             for target in push_targets(db):
-                wanted[f"push:{target.slug}"] = (jobs.PUSH_JOB, [target.slug], f"every {target.every_seconds}s",
-                                                 _interval(target.every_seconds))
+                wanted[f"push:{target.slug}"] = (
+                    jobs.PUSH_JOB,
+                    [target.slug],
+                    f"every {target.every_seconds}s",
+                    _interval(target.every_seconds),
+                )
         for kind, seconds in HOUSEKEEPING.items():
-            wanted[f"housekeeping:{kind}"] = (jobs.HOUSEKEEPING_JOB, [kind], f"every {seconds}s", _interval(seconds))
+            wanted[f"housekeeping:{kind}"] = (
+                jobs.HOUSEKEEPING_JOB,
+                [kind],
+                f"every {seconds}s",
+                _interval(seconds),
+            )
         return wanted
 
 
@@ -194,8 +227,13 @@ def run_forever(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"scheduler {service.holder}: offering to lead (lease {settings.scheduler_lease_seconds:g} s)", flush=True)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    print(
+        f"scheduler {service.holder}: offering to lead (lease {settings.scheduler_lease_seconds:g} s)",
+        flush=True,
+    )
     service.start()
     try:
         while not done.wait(1.0):

@@ -1,5 +1,6 @@
 """MISP warninglists (pymispwarninglists): values known to be benign (public resolvers, top
 sites, cloud ranges) that a feed should not turn into indicators."""
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 Pure module: standard library only. Whole seconds only; months and years are refused because
 they have no fixed length (an embargo must mean the same thing in February and in March).
 """
+
 from __future__ import annotations
 
 import re
@@ -43,10 +44,11 @@ def parse_duration(text: str | int | timedelta) -> timedelta:
     if match and any(match.groups()) and not upper.endswith("T"):
         return _from_parts(match.groups(), text)
     if _ISO_CALENDAR.match(upper):
-        raise ValueError(f"duration {text!r} uses months or years, which have no fixed length; "
-                         "use days or weeks")
+        raise ValueError(
+            f"duration {text!r} uses months or years, which have no fixed length; use days or weeks"
+        )
     if re.search(r"[0-9][.,][0-9]", raw):
-        raise ValueError(f"duration {text!r} has a fraction; use whole units such as \"90m\"")
+        raise ValueError(f'duration {text!r} has a fraction; use whole units such as "90m"')
     unit = re.search(r"[0-9]+([a-zA-Z]+)", raw)
     if unit and unit.group(1) not in ("w", "d", "h", "m", "s"):
         raise ValueError(f"unknown unit {unit.group(1)!r} in duration {text!r}; units are w, d, h, m, s")

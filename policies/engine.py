@@ -4,6 +4,7 @@ Fail closed: no grant, an unknown level, a missing confidence under a minimum, a
 its embargo or outside its audience, or a reference the partner cannot follow, all withhold.
 Pure module: standard library and policies.* only.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,9 @@ class ReadGrant:
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_tlp_rank <= HIGHEST_SHAREABLE:
-            raise ValueError(f"max_tlp_rank {self.max_tlp_rank} outside 0..{HIGHEST_SHAREABLE}: red never leaves")
+            raise ValueError(
+                f"max_tlp_rank {self.max_tlp_rank} outside 0..{HIGHEST_SHAREABLE}: red never leaves"
+            )
         if self.embargo_us < 0:
             raise ValueError(f"embargo_us {self.embargo_us} is negative")
         if self.min_confidence is not None and not 0 <= self.min_confidence <= 100:
@@ -84,11 +87,7 @@ def _in_force(doc: AgreementDoc, now: datetime, partner_active: bool) -> bool:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware; agreement windows are UTC dates")
     today = now.astimezone(timezone.utc).date()
-    return (
-        doc.status == "active"
-        and partner_active is True
-        and doc.valid_from <= today <= doc.valid_until
-    )
+    return doc.status == "active" and partner_active is True and doc.valid_from <= today <= doc.valid_until
 
 
 def _microseconds(td: timedelta | None) -> int:
@@ -190,7 +189,9 @@ def _remove(node: Any, steps: list[str]) -> bool:
     return _remove(node[steps[0]], steps[1:])
 
 
-def redact(obj: dict[str, Any], grant: ReadGrant, *, exchange_identity: str | None = None) -> dict[str, Any] | None:
+def redact(
+    obj: dict[str, Any], grant: ReadGrant, *, exchange_identity: str | None = None
+) -> dict[str, Any] | None:
     """The object as the partner may receive it, or None when it goes out unchanged.
 
     Never mutates `obj`. With `anonymize_source`, a third party's `created_by_ref` becomes the

@@ -3,6 +3,7 @@
 Fail closed: unknown fields, collections, partners, TLP levels and malformed durations are
 errors, never ignored or guessed at. Pure module: standard library, pydantic and policies.*.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,16 @@ _PATH_STEP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*", re.ASCII)
 # What a redaction may never remove: what makes an object an object, and what tells the partner
 # how it may share it (markings) or that it was withdrawn (revoked).
 PROTECTED_PROPERTIES = frozenset(
-    {"id", "type", "spec_version", "created", "modified", "revoked", "object_marking_refs", "granular_markings"}
+    {
+        "id",
+        "type",
+        "spec_version",
+        "created",
+        "modified",
+        "revoked",
+        "object_marking_refs",
+        "granular_markings",
+    }
 )
 MIN_PUSH_INTERVAL = timedelta(minutes=1)
 
@@ -69,8 +79,10 @@ def _redact_path(value: str) -> str:
     if not all(_PATH_STEP.fullmatch(step) for step in steps):
         raise ValueError(f"{value!r} is not a property name or dotted path such as 'extensions.x-ext.field'")
     if steps[0] in PROTECTED_PROPERTIES:
-        raise ValueError(f"{steps[0]!r} may not be redacted ({', '.join(sorted(PROTECTED_PROPERTIES))} "
-                         "always stay on an object)")
+        raise ValueError(
+            f"{steps[0]!r} may not be redacted ({', '.join(sorted(PROTECTED_PROPERTIES))} "
+            "always stay on an object)"
+        )
     return value
 
 
@@ -190,8 +202,10 @@ class AgreementDoc(BaseModel):
     @classmethod
     def _check_partner(cls, value: str) -> str:
         if not SLUG.fullmatch(value):
-            raise ValueError(f"{value!r} is not a partner slug (3-64 characters: a-z, 0-9 and "
-                             "hyphens, not starting or ending with a hyphen)")
+            raise ValueError(
+                f"{value!r} is not a partner slug (3-64 characters: a-z, 0-9 and "
+                "hyphens, not starting or ending with a hyphen)"
+            )
         return value
 
     @field_validator("title")
@@ -206,8 +220,10 @@ class AgreementDoc(BaseModel):
     def _check_window(cls, value: date, info: ValidationInfo) -> date:
         start = info.data.get("valid_from")
         if start is not None and value < start:
-            raise ValueError(f"valid_until {value.isoformat()} is before valid_from {start.isoformat()} "
-                             "(an end before the start)")
+            raise ValueError(
+                f"valid_until {value.isoformat()} is before valid_from {start.isoformat()} "
+                "(an end before the start)"
+            )
         return value
 
     @field_validator("push")
@@ -219,8 +235,11 @@ class AgreementDoc(BaseModel):
         if read is None:
             raise ValueError("push needs a read section: only what the partner may read is pushed")
         if value.collection is not None and value.collection not in read.collections:
-            raise _error_at("collection", f"push collection {value.collection!r} is not one of the read "
-                                          f"collections ({', '.join(read.collections)})")
+            raise _error_at(
+                "collection",
+                f"push collection {value.collection!r} is not one of the read "
+                f"collections ({', '.join(read.collections)})",
+            )
         return value
 
     def to_document(self) -> dict[str, Any]:

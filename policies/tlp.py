@@ -13,6 +13,7 @@ Where the canonical definitions were checked:
   marking-definition.json`, which fixes each id to its name and `tlp_2_0` value and allows no
   other extension content. These objects carry no definition_type and no definition.
 """
+
 from __future__ import annotations
 
 import re
@@ -134,8 +135,10 @@ def check_marking_definition(obj: dict[str, Any]) -> str | None:
         claim = _tlp_claim(obj)
         if claim is None:
             return None
-        return (f"forged TLP marking definition: {claim} claims TLP under the non-canonical id "
-                f"{marking_id!r}; only the canonical TLP 1.0 and 2.0 definitions are accepted")
+        return (
+            f"forged TLP marking definition: {claim} claims TLP under the non-canonical id "
+            f"{marking_id!r}; only the canonical TLP 1.0 and 2.0 definitions are accepted"
+        )
     problem = _difference(obj, *known)
     if problem is None:
         return None
@@ -158,8 +161,10 @@ def _alias_difference(obj: dict[str, Any], level: str) -> str | None:
             if word in _RANKS:
                 named.add(LEVELS[_RANKS[word]])
     if named - {level}:
-        return (f"forged TLP marking definition: {obj.get('id')} is {level.upper()} but this "
-                f"definition names {', '.join(sorted(named - {level}))}")
+        return (
+            f"forged TLP marking definition: {obj.get('id')} is {level.upper()} but this "
+            f"definition names {', '.join(sorted(named - {level}))}"
+        )
     return None
 
 

@@ -1,4 +1,5 @@
 """create_taxii_app: a fresh Flask app with medallion's TAXII 2.1 views over our SqlBackend."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """HTTP Basic for TAXII: medallion's shared `auth` object resolves the caller through us."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """SqlBackend: answers medallion's TAXII 2.1 views from our store, under our access rules."""
+
 from __future__ import annotations
 
 import time
@@ -57,7 +58,12 @@ def _merge(first: tuple, second: tuple) -> tuple:  # type: ignore[type-arg]
 
 class SqlBackend(Backend):
     def __init__(
-        self, *, session_factory: sessionmaker[Session], settings: Settings, codec: CursorCodec, keyring: KeyRing
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        codec: CursorCodec,
+        keyring: KeyRing,
     ):
         self._keyring = keyring
         self._factory = session_factory
@@ -105,9 +111,7 @@ class SqlBackend(Backend):
             self._roots[name] = cached
         return cached[1]
 
-    def _resolve(
-        self, api_root: str, ref: str
-    ) -> tuple[ApiRoot, Collection, access.CollectionAccess] | None:
+    def _resolve(self, api_root: str, ref: str) -> tuple[ApiRoot, Collection, access.CollectionAccess] | None:
         cache = g.setdefault("exchange_collections", {})
         key = (api_root, ref)
         if key not in cache:
@@ -260,8 +264,13 @@ class SqlBackend(Backend):
             canonical = canonical_envelope(members, texts)
         else:
             canonical = canonical_bytes(envelope)
-        token = sign_canonical(canonical, key=self._keyring.current(), cty=CTY_TAXII,
-                               aud=principal.partner_slug, iss=self._settings.identity_id)
+        token = sign_canonical(
+            canonical,
+            key=self._keyring.current(),
+            cty=CTY_TAXII,
+            aud=principal.partner_slug,
+            iss=self._settings.identity_id,
+        )
         return orjson.Fragment(attach_signature(canonical, token))
 
     # --- TAXII 2.1 endpoints ------------------------------------------------------------
@@ -324,7 +333,11 @@ class SqlBackend(Backend):
             "failure_count": row.failure_count,
             "pending_count": row.pending_count,
         }
-        for name, text in (("successes", row.successes), ("failures", row.failures), ("pendings", row.pendings)):
+        for name, text in (
+            ("successes", row.successes),
+            ("failures", row.failures),
+            ("pendings", row.pendings),
+        ):
             if text != "[]":
                 resource[name] = orjson.Fragment(text)
         return resource
@@ -359,8 +372,14 @@ class SqlBackend(Backend):
             (ObjectVersion.stix_id, ObjectVersion.date_added_us, ObjectVersion.version_text),
         )
         texts = [
-            canonical_text({"id": r.stix_id, "date_added": us_to_text(r.date_added_us),
-                            "version": r.version_text, "media_type": STIX_MEDIA})
+            canonical_text(
+                {
+                    "id": r.stix_id,
+                    "date_added": us_to_text(r.date_added_us),
+                    "version": r.version_text,
+                    "media_type": STIX_MEDIA,
+                }
+            )
             for r in rows
         ]
         if texts:
@@ -423,9 +442,16 @@ class SqlBackend(Backend):
             )
             result.failures.extend(refused)
             audit.record(
-                db, actor=principal.credential_id, action="taxii.add_objects", target=coll.alias,
-                details={"new": result.created, "duplicates": result.duplicates,
-                         "failures": len(result.failures), "partner": principal.partner_slug},
+                db,
+                actor=principal.credential_id,
+                action="taxii.add_objects",
+                target=coll.alias,
+                details={
+                    "new": result.created,
+                    "duplicates": result.duplicates,
+                    "failures": len(result.failures),
+                    "partner": principal.partner_slug,
+                },
             )
             status = TaxiiStatus(
                 id=str(uuid.uuid4()),
@@ -462,7 +488,9 @@ class SqlBackend(Backend):
     def get_object(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.6: the versions of one object (latest by default) in an envelope."""
         _, coll, grant = self._require(api_root, collection_id)
-        if not query.object_exists(self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates):
+        if not query.object_exists(
+            self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates
+        ):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
         rows, body, headers = self._page(
             coll,
@@ -493,9 +521,13 @@ class SqlBackend(Backend):
             deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
             if not deleted:
                 raise ProcessingError(f"Object '{object_id}' not found", 404)
-            audit.record(db, actor=self._principal().credential_id, action="taxii.delete_object",
-                         target=object_id, details={"collection": coll.alias, "versions": deleted,
-                                                    "filters": dict(request.args)})
+            audit.record(
+                db,
+                actor=self._principal().credential_id,
+                action="taxii.delete_object",
+                target=object_id,
+                details={"collection": coll.alias, "versions": deleted, "filters": dict(request.args)},
+            )
             ingest_service.refresh_version_flags(db, coll.pk, object_id)
 
     def get_object_versions(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
@@ -540,10 +572,17 @@ def _write_policy(
         detail = ingest_service.status_detail(obj)
         kind = obj.get("type") if isinstance(obj, dict) else None
         if grant.require_signature and signature_problem is not None:
-            refused.append(detail | {"message": f"the agreement requires signed submissions: {signature_problem}"})
+            refused.append(
+                detail | {"message": f"the agreement requires signed submissions: {signature_problem}"}
+            )
         elif grant.types is not None and kind not in grant.types:
-            refused.append(detail | {"message": f"the agreement does not let {grant.partner} write "
-                                                f"objects of type {kind!r} here"})
+            refused.append(
+                detail
+                | {
+                    "message": f"the agreement does not let {grant.partner} write "
+                    f"objects of type {kind!r} here"
+                }
+            )
         else:
             accepted.append(obj)
     return accepted, refused

@@ -3,6 +3,7 @@
 A cursor carries who asked, where, with which filters, and the position reached, so any API
 worker can answer the next page and nobody can replay it elsewhere or with other filters.
 """
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Every TAXII error is a TAXII 2.1 error resource (section 3.6.1) with the TAXII media type."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,15 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ProcessingError)
     def _processing(error: ProcessingError) -> Response:
-        title = {400: "Bad request", 403: "Forbidden", 404: "Not found", 406: "Not acceptable",
-                 413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable"}
+        title = {
+            400: "Bad request",
+            403: "Forbidden",
+            404: "Not found",
+            406: "Not acceptable",
+            413: "Payload too large",
+            415: "Unsupported media type",
+            422: "Unprocessable",
+        }
         response = error_response(error.status, title.get(error.status, "Error"), str(error))
         for name, value in (getattr(error, "headers", None) or {}).items():
             response.headers[name] = value

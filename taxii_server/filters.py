@@ -1,4 +1,5 @@
 """Parse and validate TAXII 2.1 query parameters (section 3.6) into an ObjectFilter."""
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ medallion answers 406 to a bare `application/taxii+json`, rejects parameters suc
 `charset=utf-8`, and cannot bound a chunked body. We check here, before any view runs, and
 hand medallion the canonical header values it expects.
 """
+
 from __future__ import annotations
 
 import io

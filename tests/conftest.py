@@ -1,4 +1,5 @@
 """Shared fixtures: settings, migrated engines on SQLite and PostgreSQL, live servers."""
+
 from __future__ import annotations
 
 import os
@@ -68,7 +69,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Settings:
+def settings(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Settings:
     data_dir = tmp_path_factory.mktemp(f"data-{backend}")
     url = None
     if backend == "postgresql":
@@ -129,8 +132,11 @@ class LiveServer:
         with self.session() as db:
             root = service.get_api_root(db, self.settings.api_root)
             return service.create_collection(
-                db, api_root=root, alias=alias or f"c-{uuid.uuid4().hex[:12]}",
-                title="test collection", default_tlp=default_tlp,
+                db,
+                api_root=root,
+                alias=alias or f"c-{uuid.uuid4().hex[:12]}",
+                title="test collection",
+                default_tlp=default_tlp,
             )
 
     def collection_url(self, coll: Collection) -> str:
@@ -194,5 +200,3 @@ def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
 def coll(live_server):  # type: ignore[no-untyped-def]
     """A fresh, empty collection for one test."""
     return live_server.collection()
-
-

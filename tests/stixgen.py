@@ -1,4 +1,5 @@
 """Small generators of valid STIX 2.1 content for tests."""
+
 from __future__ import annotations
 
 import uuid
@@ -11,7 +12,9 @@ def ts(n: int = 0) -> str:
     return f"2026-01-01T00:00:{n % 60:02d}.{n // 60:03d}Z"
 
 
-def indicator(n: int = 0, *, stix_id: str | None = None, modified: str | None = None, **extra: Any) -> dict[str, Any]:
+def indicator(
+    n: int = 0, *, stix_id: str | None = None, modified: str | None = None, **extra: Any
+) -> dict[str, Any]:
     created = ts(0)
     return {
         "type": "indicator",

@@ -1,4 +1,5 @@
 """The import direction of DESIGN.md, checked with import-linter."""
+
 import shutil
 import subprocess
 import sys

@@ -4,6 +4,7 @@ Internal staff (admin, analyst) read and write every collection. A partner crede
 exactly what its organisation's agreement grants right now, as SQL predicates for reads and a
 write grant for POSTs; anything else is invisible (404), never merely forbidden.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,7 +36,11 @@ class CollectionAccess:
 
 
 def collection_access(
-    db: Session, principal: Principal, collection: Collection, *, cache: dict | None = None  # type: ignore[type-arg]
+    db: Session,
+    principal: Principal,
+    collection: Collection,
+    *,
+    cache: dict | None = None,  # type: ignore[type-arg]
 ) -> CollectionAccess | None:
     """The caller's access to `collection`, or None when it must not even know it exists."""
     if principal.is_internal:
@@ -52,7 +57,10 @@ def collection_access(
 
 
 def _partner_access(
-    db: Session, principal: Principal, collection: Collection, cache: dict  # type: ignore[type-arg]
+    db: Session,
+    principal: Principal,
+    collection: Collection,
+    cache: dict,  # type: ignore[type-arg]
 ) -> CollectionAccess | None:
     now = utcnow()
     if "doc" not in cache:
@@ -69,8 +77,14 @@ def _partner_access(
     own = visibility.collection_grant(collection, read)
     predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp)
     return CollectionAccess(
-        can_read=True, can_write=write is not None, predicates=predicates, read_grant=read,
-        write_grant=write, collection_grant=own, all_grants=cache["grants"], now_us=stamp,
+        can_read=True,
+        can_write=write is not None,
+        predicates=predicates,
+        read_grant=read,
+        write_grant=write,
+        collection_grant=own,
+        all_grants=cache["grants"],
+        now_us=stamp,
     )
 
 

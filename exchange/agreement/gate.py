@@ -1,4 +1,5 @@
 """The second, fail-closed gate: `policies.decide` re-checks every row SQL chose to serve."""
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,12 @@ def check(db: Session, rows: Sequence[Row], access: CollectionAccess) -> list[Ro
         if decision.allowed:
             allowed.append(row)
         else:
-            log.error("policy gate withheld %s from %s although SQL selected it: %s",
-                      row.stix_id, grant.partner, decision.reason)
+            log.error(
+                "policy gate withheld %s from %s although SQL selected it: %s",
+                row.stix_id,
+                grant.partner,
+                decision.reason,
+            )
     return allowed
 
 

@@ -1,4 +1,5 @@
 """Bilateral sharing agreements; every edit is a new, kept version."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -1,4 +1,5 @@
 """'What would partner X see': counts by collection, type and TLP, and a sample."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -41,12 +42,16 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     }
     for alias in aliases:
         if alias not in grants:
-            report["collections"].append({"collection": alias, "granted": False, "total": 0,
-                                          "by_type": {}, "by_tlp": {}, "sample": []})
+            report["collections"].append(
+                {"collection": alias, "granted": False, "total": 0, "by_type": {}, "by_tlp": {}, "sample": []}
+            )
             continue
         coll, cg = grants[alias]
-        where = [ObjectVersion.collection_pk == coll.pk, ObjectVersion.is_latest.is_(True),
-                 *visibility.read_predicates(cg, all_grants, now_us=stamp)]
+        where = [
+            ObjectVersion.collection_pk == coll.pk,
+            ObjectVersion.is_latest.is_(True),
+            *visibility.read_predicates(cg, all_grants, now_us=stamp),
+        ]
         level = func.coalesce(ObjectVersion.tlp_rank, literal(cg.default_tlp_rank))
         by_type: dict[str, int] = {}
         by_tlp: dict[str, int] = {}
@@ -55,11 +60,25 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
         ):
             by_type[kind] = by_type.get(kind, 0) + count
             by_tlp[LEVELS[rank_]] = by_tlp.get(LEVELS[rank_], 0) + count
-        sample = [orjson.loads(body) for body in db.scalars(
-            select(ObjectVersion.body).where(*where).order_by(ObjectVersion.date_added_us.desc()).limit(sample_size)
-        )]
+        sample = [
+            orjson.loads(body)
+            for body in db.scalars(
+                select(ObjectVersion.body)
+                .where(*where)
+                .order_by(ObjectVersion.date_added_us.desc())
+                .limit(sample_size)
+            )
+        ]
         total = sum(by_type.values())
         report["total"] += total
-        report["collections"].append({"collection": alias, "granted": True, "total": total,
-                                      "by_type": by_type, "by_tlp": by_tlp, "sample": sample})
+        report["collections"].append(
+            {
+                "collection": alias,
+                "granted": True,
+                "total": total,
+                "by_type": by_type,
+                "by_tlp": by_tlp,
+                "sample": sample,
+            }
+        )
     return report

@@ -1,4 +1,5 @@
 """/api/v1/agreements: apply, read, history, diff, status and preview (administrators)."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -57,16 +58,23 @@ def list_versions(partner: str, db: DbSession, user: AdminUser) -> list[VersionR
     import orjson
 
     return [
-        VersionRead(version=v.version, status=v.status, valid_from=v.valid_from.isoformat(),
-                    valid_until=v.valid_until.isoformat(), created_by=v.created_by,
-                    created_at=v.created_at.isoformat(), document=orjson.loads(v.document))
+        VersionRead(
+            version=v.version,
+            status=v.status,
+            valid_from=v.valid_from.isoformat(),
+            valid_until=v.valid_until.isoformat(),
+            created_by=v.created_by,
+            created_at=v.created_at.isoformat(),
+            document=orjson.loads(v.document),
+        )
         for v in service.history(db, partner)
     ]
 
 
 @router.get("/{partner}/diff")
-def diff_versions(partner: str, db: DbSession, user: AdminUser,
-                  from_: int = Query(alias="from"), to: int = Query()) -> list[dict[str, Any]]:
+def diff_versions(
+    partner: str, db: DbSession, user: AdminUser, from_: int = Query(alias="from"), to: int = Query()
+) -> list[dict[str, Any]]:
     return service.diff(db, partner, from_, to)
 
 

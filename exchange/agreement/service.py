@@ -1,4 +1,5 @@
 """Agreements: apply (a new version per change), history, diff, export, and grants."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ def validate(db: Session, data: Any, *, source: str | None = None) -> AgreementD
         where = f"{source}: " if source else ""
         raise AgreementError([("", f"{where}an agreement must be a mapping of fields")])  # type: ignore[call-arg]
     partners = {p.slug for p in partner_service.list_(db)}
-    return validate_agreement(data, known_collections=known_collections(db), known_partners=partners, source=source)
+    return validate_agreement(
+        data, known_collections=known_collections(db), known_partners=partners, source=source
+    )
 
 
 def _current(db: Session, partner: Partner) -> tuple[Agreement, AgreementVersion] | None:
@@ -87,8 +90,13 @@ def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> A
             created_by=actor,
         )
     )
-    audit.record(db, actor=actor, action="agreement.apply", target=partner.slug,
-                 details={"version": agreement.current_version, "changes": changes, "source": source})
+    audit.record(
+        db,
+        actor=actor,
+        action="agreement.apply",
+        target=partner.slug,
+        details={"version": agreement.current_version, "changes": changes, "source": source},
+    )
     db.flush()
     return Applied(partner.slug, agreement.current_version, True, changes)
 
@@ -118,8 +126,13 @@ def history(db: Session, slug: str) -> list[AgreementVersion]:
     agreement = db.scalars(select(Agreement).where(Agreement.partner_pk == partner.pk)).first()
     if agreement is None:
         raise NotFoundError(f"partner {slug!r} has no agreement")
-    return list(db.scalars(select(AgreementVersion).where(AgreementVersion.agreement_pk == agreement.pk)
-                           .order_by(AgreementVersion.version)))
+    return list(
+        db.scalars(
+            select(AgreementVersion)
+            .where(AgreementVersion.agreement_pk == agreement.pk)
+            .order_by(AgreementVersion.version)
+        )
+    )
 
 
 def diff(db: Session, slug: str, from_version: int, to_version: int) -> list[dict[str, Any]]:
@@ -128,8 +141,9 @@ def diff(db: Session, slug: str, from_version: int, to_version: int) -> list[dic
     for number in (from_version, to_version):
         if number not in versions:
             raise NotFoundError(f"agreement of {slug!r} has no version {number}")
-    return diff_documents(orjson.loads(versions[from_version].document),
-                          orjson.loads(versions[to_version].document))
+    return diff_documents(
+        orjson.loads(versions[from_version].document), orjson.loads(versions[to_version].document)
+    )
 
 
 def export_all(db: Session) -> list[dict[str, Any]]:
@@ -153,7 +167,12 @@ def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
 
 
 def grants_for(
-    db: Session, principal: Principal, collection: Collection, *, now: datetime, doc: AgreementDoc | None = None
+    db: Session,
+    principal: Principal,
+    collection: Collection,
+    *,
+    now: datetime,
+    doc: AgreementDoc | None = None,
 ) -> tuple[ReadGrant | None, WriteGrant | None]:
     """What a partner credential may read and write in one collection right now (fail closed)."""
     if principal.partner_pk is None:

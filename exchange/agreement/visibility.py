@@ -3,6 +3,7 @@
 Every predicate here mirrors one rule of `policies.engine.decide`, which runs again on each
 row served as a second, fail-closed gate.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -50,20 +51,31 @@ def row_predicates(cg: CollectionGrant, *, now_us: int, table=ObjectVersion) -> 
 
 
 def visible_anywhere(
-    grants: Sequence[CollectionGrant], *, now_us: int, table=ObjectVersion  # type: ignore[no-untyped-def]
+    grants: Sequence[CollectionGrant],
+    *,
+    now_us: int,
+    table=ObjectVersion,  # type: ignore[no-untyped-def]
 ) -> ColumnElement[bool]:
     """`table`'s row is visible to the partner in one of the collections it may read."""
     if not grants:
         return false()
-    return or_(*(and_(table.collection_pk == cg.collection_pk, *row_predicates(cg, now_us=now_us, table=table))
-                 for cg in grants))
+    return or_(
+        *(
+            and_(table.collection_pk == cg.collection_pk, *row_predicates(cg, now_us=now_us, table=table))
+            for cg in grants
+        )
+    )
 
 
 CLOSURE_DEPTH = 3
 
 
 def closure_predicate(
-    grants: Sequence[CollectionGrant], *, now_us: int, table=ObjectVersion, depth: int = CLOSURE_DEPTH  # type: ignore[no-untyped-def]
+    grants: Sequence[CollectionGrant],
+    *,
+    now_us: int,
+    table=ObjectVersion,
+    depth: int = CLOSURE_DEPTH,  # type: ignore[no-untyped-def]
 ) -> ColumnElement[bool]:
     """Every id the row references (relationship ends, report contents, non-TLP markings) is
     visible too, and so are the ids those reference, `depth` levels down.
@@ -80,7 +92,9 @@ def closure_predicate(
         deeper = aliased(ObjectRef)
         target_ok.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
     hidden_ref = exists(
-        select(ref.ref_id).where(ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*target_ok))))
+        select(ref.ref_id).where(
+            ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*target_ok)))
+        )
     )
     return not_(hidden_ref)
 

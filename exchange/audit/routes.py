@@ -1,4 +1,5 @@
 """/api/v1/audit and /api/v1/objects/{id}/recipients."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,14 +14,26 @@ router = APIRouter(prefix="/api/v1", tags=["audit and disclosure"])
 
 
 @router.get("/audit")
-def list_audit(db: DbSession, user: AdminUser, limit: int = Query(100, ge=1, le=1000),
-               action: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+def list_audit(
+    db: DbSession,
+    user: AdminUser,
+    limit: int = Query(100, ge=1, le=1000),
+    action: str | None = None,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
     """Audit events, newest first (page with `before` = the last seq seen)."""
     import orjson
 
     return [
-        {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "target": e.target,
-         "details": orjson.loads(e.details), "hash": e.hash}
+        {
+            "seq": e.seq,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "details": orjson.loads(e.details),
+            "hash": e.hash,
+        }
         for e in service.list_(db, limit=limit, action=action, before=before)
     ]
 

@@ -1,4 +1,5 @@
 """Append-only, hash-chained audit trail: every event commits to the one before it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,10 @@ def _scrub(details: Any) -> Any:
         return details
     clean: dict[str, Any] = {}
     for name, value in details.items():
-        if any(word in str(name).lower() for word in _SECRET_WORDS) and str(name).lower() not in ("key_id", "public_keys"):
+        if any(word in str(name).lower() for word in _SECRET_WORDS) and str(name).lower() not in (
+            "key_id",
+            "public_keys",
+        ):
             clean[name] = "[withheld]"
         else:
             clean[name] = _scrub(value)
@@ -64,7 +68,9 @@ def record(
     return event
 
 
-def list_(db: Session, *, limit: int = 100, action: str | None = None, before: int | None = None) -> list[AuditEvent]:
+def list_(
+    db: Session, *, limit: int = 100, action: str | None = None, before: int | None = None
+) -> list[AuditEvent]:
     """Newest first."""
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
     if action:

@@ -1,4 +1,5 @@
 """FastAPI dependencies: the database session and the authenticated caller."""
+
 from __future__ import annotations
 
 import base64
@@ -86,8 +87,6 @@ def get_write_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
 
 
 WriteDbSession = Annotated[Session, Depends(get_write_db, scope="function")]
-
-
 
 
 def require_role(*roles: str) -> Callable[[Principal], Principal]:

@@ -1,4 +1,5 @@
 """API keys: generation, slow hashing (scrypt) and a short-lived cache of verified keys."""
+
 from __future__ import annotations
 
 import base64
@@ -31,9 +32,7 @@ def _unb64(text: str) -> bytes:
 def hash_key(key: str) -> str:
     """A salted scrypt hash of `key`, self-describing so parameters can change later."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        key.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
-    )
+    digest = hashlib.scrypt(key.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
@@ -43,9 +42,7 @@ def verify_key(key: str, stored: str) -> bool:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
-        computed = hashlib.scrypt(
-            key.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=32
-        )
+        computed = hashlib.scrypt(key.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=32)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(computed, _unb64(digest))

@@ -1,4 +1,5 @@
 """Credentials: API keys stored only as slow hashes."""
+
 from __future__ import annotations
 
 from datetime import datetime

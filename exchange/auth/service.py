@@ -1,4 +1,5 @@
 """Credentials and the callers they authenticate."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,11 @@ def create_credential(
     credential_id = new_credential_id()
     key = new_key(credential_id)
     credential = Credential(
-        id=credential_id, name=name, role=role, key_hash=hash_key(key), expires_at=expires_at,
+        id=credential_id,
+        name=name,
+        role=role,
+        key_hash=hash_key(key),
+        expires_at=expires_at,
         partner_pk=partner_pk,
     )
     db.add(credential)
@@ -82,17 +87,20 @@ def revoke(
     credential = get(db, credential_id)
     if credential.revoked_at is None:
         credential.revoked_at = utcnow()
-        audit.record(db, actor=actor, action="credential.revoke", target=credential_id,
-                     details={"role": credential.role, "name": credential.name})
+        audit.record(
+            db,
+            actor=actor,
+            action="credential.revoke",
+            target=credential_id,
+            details={"role": credential.role, "name": credential.name},
+        )
     if cache is not None:
         cache.forget(credential_id)
     db.flush()
     return credential
 
 
-def authenticate(
-    db: Session, credential_id: str, key: str, *, cache: VerifiedKeyCache
-) -> Principal | None:
+def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
     """The caller for this id and key, or None when unknown, wrong, revoked or expired."""
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
@@ -112,8 +120,13 @@ def authenticate(
         if partner is None or partner.status != "active":
             return None
         slug = partner.slug
-    return Principal(credential_id=credential.id, name=credential.name, role=credential.role,
-                     partner_pk=credential.partner_pk, partner_slug=slug)
+    return Principal(
+        credential_id=credential.id,
+        name=credential.name,
+        role=credential.role,
+        partner_pk=credential.partner_pk,
+        partner_slug=slug,
+    )
 
 
 def _partner_credential(db: Session, slug: str, key: str) -> Credential | None:

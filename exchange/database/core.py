@@ -1,4 +1,5 @@
 """Engine, sessions and the transaction boundary (services only flush; callers commit)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -77,7 +78,6 @@ def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-d
             yield session
 
     return get_db
-
 
 
 def plan_for_current_size(db: Session) -> None:

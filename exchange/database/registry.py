@@ -1,4 +1,5 @@
 """Imports every table so Base.metadata is complete (Alembic and tests use it)."""
+
 from exchange.agreement import models as agreement_models  # noqa: F401
 from exchange.audit import models as audit_models  # noqa: F401
 from exchange.auth import models as auth_models  # noqa: F401

@@ -1,4 +1,5 @@
 """The disclosure ledger: which credential received which object version, when, how."""
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String

@@ -1,4 +1,5 @@
 """The disclosure ledger: record what each partner credential received; answer who has what."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -55,8 +56,10 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
     versions = [
         r.version_text
         for r in db.execute(
-            select(ObjectVersion.version, ObjectVersion.version_text).where(ObjectVersion.stix_id == stix_id)
-            .distinct().order_by(ObjectVersion.version)
+            select(ObjectVersion.version, ObjectVersion.version_text)
+            .where(ObjectVersion.stix_id == stix_id)
+            .distinct()
+            .order_by(ObjectVersion.version)
         )
     ]
     rows = db.execute(
@@ -91,5 +94,10 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
     for r in received:
         by_partner.setdefault(r["partner"] or r["credential_id"], set()).add(r["version"])
     missing = sorted(p for p, got in by_partner.items() if latest not in got)
-    return {"id": stix_id, "versions": versions, "latest": latest, "received": received,
-            "not_yet_received_latest": missing}
+    return {
+        "id": stix_id,
+        "versions": versions,
+        "latest": latest,
+        "received": received,
+        "not_yet_received_latest": missing,
+    }

@@ -1,4 +1,5 @@
 """/api/v1/exports: a signed STIX bundle exactly as one partner's agreement allows."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
@@ -30,9 +31,15 @@ def export(
             raise BadRequestError(f"added_after: {exc}") from None
     settings = request.app.state.settings
     result = export_bundle(
-        db, partner_slug=partner, collection_ref=collection, api_root=settings.api_root,
-        actor=user.credential_id, exchange_identity=settings.identity_id, added_after_us=after,
+        db,
+        partner_slug=partner,
+        collection_ref=collection,
+        api_root=settings.api_root,
+        actor=user.credential_id,
+        exchange_identity=settings.identity_id,
+        added_after_us=after,
         sign=signer(request.app.state.keyring, settings.identity_id),
     )
-    return Response(result.bundle_bytes, media_type=STIX_MEDIA,
-                    headers={"X-Exchange-Objects": str(result.count)})
+    return Response(
+        result.bundle_bytes, media_type=STIX_MEDIA, headers={"X-Exchange-Objects": str(result.count)}
+    )

@@ -1,4 +1,5 @@
 """Bundle exports for one partner, exactly as its agreement allows, signed."""
+
 from __future__ import annotations
 
 import uuid
@@ -47,8 +48,13 @@ def export_bundle(
         raise NotFoundError(f"no API root {api_root!r}")
     collection = get_collection(db, api_root_pk=root.pk, ref=collection_ref)
     assert collection is not None
-    recipient = Principal(credential_id=actor, name=f"export for {partner.slug}", role="partner",
-                          partner_pk=partner.pk, partner_slug=partner.slug)
+    recipient = Principal(
+        credential_id=actor,
+        name=f"export for {partner.slug}",
+        role="partner",
+        partner_pk=partner.pk,
+        partner_slug=partner.slug,
+    )
     grant = access.collection_access(db, recipient, collection)
     if grant is None or not grant.can_read or partner.status != "active":
         raise NotFoundError(f"partner {partner_slug!r} may not read {collection.alias!r} now")
@@ -58,8 +64,13 @@ def export_bundle(
     after = None
     while True:
         rows, more = query.page_by_date_added(
-            db, collection_pk=collection.pk, flt=flt, after_us=after, limit=PAGE,
-            columns=(*gate.GATE_COLUMNS, ObjectVersion.body), extra=grant.predicates,
+            db,
+            collection_pk=collection.pk,
+            flt=flt,
+            after_us=after,
+            limit=PAGE,
+            columns=(*gate.GATE_COLUMNS, ObjectVersion.body),
+            extra=grant.predicates,
         )
         if rows:
             after = rows[-1].date_added_us
@@ -72,8 +83,13 @@ def export_bundle(
     canonical = canonical_envelope({"id": bundle_id, "type": "bundle"}, bodies)
     signature = sign(canonical, partner.slug) if sign else None
     disclosure.record(db, principal=recipient, served=served, channel="export")
-    audit.record(db, actor=actor, action="export", target=partner.slug,
-                 details={"collection": collection.alias, "objects": len(bodies)})
+    audit.record(
+        db,
+        actor=actor,
+        action="export",
+        target=partner.slug,
+        details={"collection": collection.alias, "objects": len(bodies)},
+    )
     if signature is None:
         return Export(canonical, None, len(bodies))
     return Export(attach_signature(canonical, signature), signature, len(bodies))

@@ -1,4 +1,5 @@
 """`exchange feed add|list|runs|enable|disable|remove` (running a feed lives in exchange/cli.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,9 @@ def auth_from_args(args: argparse.Namespace) -> FeedAuth | None:
     password = None
     if args.username is not None:
         if not args.password_env:
-            raise BadRequestError("--username needs --password-env naming the variable that holds the password")
+            raise BadRequestError(
+                "--username needs --password-env naming the variable that holds the password"
+            )
         password = _secret_from_env(args.password_env, "password")
     return FeedAuth(username=args.username, password=password, headers=headers or None)
 
@@ -78,15 +81,30 @@ def _ca(path: str | None) -> str | None:
 
 def cmd_feed_add(args: argparse.Namespace, settings: Settings, check: OptionsCheck) -> int:
     feed_in = FeedCreate(
-        name=args.name, kind=args.kind, url=args.url, collection=args.collection, every=args.every, cron=args.cron,
-        tlp=args.tlp, confidence=args.confidence, warninglists=args.warninglists, ca_bundle=_ca(args.ca_file),
-        timeout=args.timeout, options=_options(args), auth=auth_from_args(args), enabled=not args.disabled,
+        name=args.name,
+        kind=args.kind,
+        url=args.url,
+        collection=args.collection,
+        every=args.every,
+        cron=args.cron,
+        tlp=args.tlp,
+        confidence=args.confidence,
+        warninglists=args.warninglists,
+        ca_bundle=_ca(args.ca_file),
+        timeout=args.timeout,
+        options=_options(args),
+        auth=auth_from_args(args),
+        enabled=not args.disabled,
     )
     with command_session(settings) as db:
         view = service.read(db, service.create(db, feed_in, actor=ACTOR, check_options=check))
-    _show(args, view, f"feed {view.name} added: {view.kind} {service.safe_url(view.url)} -> {view.collection}, "
-                      f"{_schedule(view)}, unmarked objects TLP:{view.tlp.upper()}"
-                      + ("" if view.enabled else " (disabled)"))
+    _show(
+        args,
+        view,
+        f"feed {view.name} added: {view.kind} {service.safe_url(view.url)} -> {view.collection}, "
+        f"{_schedule(view)}, unmarked objects TLP:{view.tlp.upper()}"
+        + ("" if view.enabled else " (disabled)"),
+    )
     return 0
 
 
@@ -119,9 +137,11 @@ def cmd_feed_runs(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in runs]))
         return 0
     for r in runs:
-        print(f"#{r.id} {r.started_at:%Y-%m-%d %H:%M:%S} {r.trigger:8} {r.status:9} fetched {r.fetched} new {r.new} "
-              f"updated {r.updated} unchanged {r.unchanged} dropped {r.dropped} failed {r.failed}"
-              + (f"  error: {r.error}" if r.error else ""))
+        print(
+            f"#{r.id} {r.started_at:%Y-%m-%d %H:%M:%S} {r.trigger:8} {r.status:9} fetched {r.fetched} new {r.new} "
+            f"updated {r.updated} unchanged {r.unchanged} dropped {r.dropped} failed {r.failed}"
+            + (f"  error: {r.error}" if r.error else "")
+        )
         for failure in r.failures[:5]:
             print(f"    {failure.get('id') or '-'}: {failure.get('message')}")
     return 0
@@ -151,7 +171,9 @@ def cmd_feed_set(args: argparse.Namespace, settings: Settings, check: OptionsChe
     if not fields:
         raise BadRequestError("nothing to change; see exchange feed set --help")
     with command_session(settings) as db:
-        view = service.read(db, service.update_(db, args.name, FeedUpdate(**fields), actor=ACTOR, check_options=check))
+        view = service.read(
+            db, service.update_(db, args.name, FeedUpdate(**fields), actor=ACTOR, check_options=check)
+        )
     _show(args, view, f"feed {view.name} changed: {', '.join(sorted(fields))}")
     return 0
 
@@ -174,22 +196,34 @@ def _show(args: argparse.Namespace, view: FeedRead, text: str) -> None:
 def _connection_arguments(p: argparse.ArgumentParser, *, adding: bool) -> None:
     p.add_argument("--every", help='interval, e.g. "15m", "1h", "1d" (default 1h)')
     p.add_argument("--cron", help='crontab expression in UTC, e.g. "0 */6 * * *"')
-    p.add_argument("--tlp", default="amber" if adding else None, help="TLP for objects the feed leaves unmarked")
+    p.add_argument(
+        "--tlp", default="amber" if adding else None, help="TLP for objects the feed leaves unmarked"
+    )
     p.add_argument("--confidence", type=int, help="confidence (0-100) for objects without one")
     p.add_argument("--ca-file", help="PEM file of the CA that signs the feed's certificate")
-    p.add_argument("--timeout", type=float, default=30.0 if adding else None, help="seconds to wait for the server")
+    p.add_argument(
+        "--timeout", type=float, default=30.0 if adding else None, help="seconds to wait for the server"
+    )
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="kind-specific option (JSON value)")
     p.add_argument("--options-json", help="kind-specific options as one JSON object")
     p.add_argument("--username", help="HTTP Basic user name")
-    p.add_argument("--password-env", help="environment variable holding the password (never on the command line)")
-    p.add_argument("--header-env", action="append", metavar="HEADER=VARIABLE",
-                   help="send a header whose value is in an environment variable, e.g. Authorization=MISP_KEY")
+    p.add_argument(
+        "--password-env", help="environment variable holding the password (never on the command line)"
+    )
+    p.add_argument(
+        "--header-env",
+        action="append",
+        metavar="HEADER=VARIABLE",
+        help="send a header whose value is in an environment variable, e.g. Authorization=MISP_KEY",
+    )
     p.add_argument("--json", action="store_true")
 
 
 def register(sub: Any, add: Callable[..., argparse.ArgumentParser], check: OptionsCheck) -> Any:
     """Add the `feed` commands to the CLI; returns the subparsers so `feed run` can join them."""
-    feed = sub.add_parser("feed", help="external feeds pulled on a schedule").add_subparsers(dest="action", required=True)
+    feed = sub.add_parser("feed", help="external feeds pulled on a schedule").add_subparsers(
+        dest="action", required=True
+    )
     p = add("add", lambda a, s: cmd_feed_add(a, s, check), "add a feed", feed)
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=KINDS)

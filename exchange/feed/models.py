@@ -1,4 +1,5 @@
 """Tables for scheduled work: feeds and their runs, push progress, the scheduler's lease."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """/api/v1/feeds: administrators add, change, run and inspect feeds."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
@@ -45,7 +46,9 @@ def delete_feed(name: str, db: DbSession, user: AdminUser) -> Response:
 
 
 @router.get("/feeds/{name}/runs", response_model=list[FeedRunRead])
-def list_runs(name: str, db: DbSession, user: AdminUser, limit: int = Query(20, ge=1, le=500)) -> list[FeedRunRead]:
+def list_runs(
+    name: str, db: DbSession, user: AdminUser, limit: int = Query(20, ge=1, le=500)
+) -> list[FeedRunRead]:
     """The feed's most recent runs, newest first, with counts and errors."""
     feed = service.get_by_name(db, name)
     return [service.run_read(run) for run in service.runs(db, feed, limit=limit)]

@@ -1,4 +1,5 @@
 """Feed requests and views for the REST API and the CLI."""
+
 from __future__ import annotations
 
 from datetime import datetime

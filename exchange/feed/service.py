@@ -1,4 +1,5 @@
 """Feeds: create, change, list; claim a feed for a run and record how the run went."""
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,13 @@ def _check_url(url: str) -> str:
     except ValueError as exc:
         raise BadRequestError(f"{safe_url(url)} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequestError(f"a feed URL must be an absolute http:// or https:// URL, not {safe_url(url)!r}")
+        raise BadRequestError(
+            f"a feed URL must be an absolute http:// or https:// URL, not {safe_url(url)!r}"
+        )
     if parts.username is not None or parts.password is not None:
-        raise BadRequestError("a feed URL must not carry credentials; give them as auth (--username / --password-env)")
+        raise BadRequestError(
+            "a feed URL must not carry credentials; give them as auth (--username / --password-env)"
+        )
     if any(ch.isspace() for ch in url):
         raise BadRequestError("a feed URL must not contain spaces")
     return url
@@ -109,7 +114,9 @@ def _check_ca(pem: str | None) -> str | None:
 
 
 def _collection(db: Session, alias: str) -> Collection:
-    found = db.scalars(select(Collection).where(or_(Collection.alias == alias, Collection.id == alias))).first()
+    found = db.scalars(
+        select(Collection).where(or_(Collection.alias == alias, Collection.id == alias))
+    ).first()
     if found is None:
         raise BadRequestError(f"unknown collection {alias!r}")
     return found
@@ -138,7 +145,9 @@ def _checked_options(kind: str, given: dict[str, Any], check: OptionsCheck | Non
         raise BadRequestError(f"bad options for a {kind} feed: {exc}") from None
 
 
-def create(db: Session, feed_in: FeedCreate, *, actor: str, check_options: OptionsCheck | None = None) -> Feed:
+def create(
+    db: Session, feed_in: FeedCreate, *, actor: str, check_options: OptionsCheck | None = None
+) -> Feed:
     """Add a feed (disabled feeds are kept but not scheduled); `check_options` vets kind-specific options."""
     if not NAME.fullmatch(feed_in.name):
         raise BadRequestError(f"{feed_in.name!r} is not a feed name (3-64 characters: a-z, 0-9, '-' and '_')")
@@ -168,8 +177,9 @@ def create(db: Session, feed_in: FeedCreate, *, actor: str, check_options: Optio
     return feed
 
 
-def update_(db: Session, name: str, feed_in: FeedUpdate, *, actor: str,
-            check_options: OptionsCheck | None = None) -> Feed:
+def update_(
+    db: Session, name: str, feed_in: FeedUpdate, *, actor: str, check_options: OptionsCheck | None = None
+) -> Feed:
     """Change a feed; a changed URL or kind starts over (its cursor is dropped)."""
     feed = get_by_name(db, name)
     given = feed_in.model_fields_set
@@ -202,8 +212,13 @@ def update_(db: Session, name: str, feed_in: FeedUpdate, *, actor: str,
             feed.health = "new" if feed.health == "unhealthy" else feed.health
     feed.updated_at = utcnow()
     db.flush()
-    audit.record(db, actor=actor, action="feed.update", target=feed.name,
-                 details={"changed": sorted(given), **_audit_view(feed)})
+    audit.record(
+        db,
+        actor=actor,
+        action="feed.update",
+        target=feed.name,
+        details={"changed": sorted(given), **_audit_view(feed)},
+    )
     return feed
 
 
@@ -235,7 +250,9 @@ def list_(db: Session) -> list[Feed]:
 
 def runs(db: Session, feed: Feed, *, limit: int = 20) -> list[FeedRun]:
     """The feed's most recent runs, newest first."""
-    return list(db.scalars(select(FeedRun).where(FeedRun.feed_pk == feed.pk).order_by(FeedRun.pk.desc()).limit(limit)))
+    return list(
+        db.scalars(select(FeedRun).where(FeedRun.feed_pk == feed.pk).order_by(FeedRun.pk.desc()).limit(limit))
+    )
 
 
 def options(feed: Feed) -> dict[str, Any]:
@@ -270,13 +287,19 @@ def claim(db: Session, name: str, *, holder: str, lease: timedelta) -> Feed:
 
 
 def renew(db: Session, feed_pk: int, *, holder: str, lease: timedelta) -> None:
-    db.execute(update(Feed).where(Feed.pk == feed_pk, Feed.running_by == holder[:120])
-               .values(running_until=utcnow() + lease))
+    db.execute(
+        update(Feed)
+        .where(Feed.pk == feed_pk, Feed.running_by == holder[:120])
+        .values(running_until=utcnow() + lease)
+    )
 
 
 def release(db: Session, feed_pk: int, *, holder: str) -> None:
-    db.execute(update(Feed).where(Feed.pk == feed_pk, Feed.running_by == holder[:120])
-               .values(running_until=None, running_by=None))
+    db.execute(
+        update(Feed)
+        .where(Feed.pk == feed_pk, Feed.running_by == holder[:120])
+        .values(running_until=None, running_by=None)
+    )
 
 
 def start_run(db: Session, feed: Feed, *, trigger: str, attempt: int = 1) -> FeedRun:
@@ -287,7 +310,9 @@ def start_run(db: Session, feed: Feed, *, trigger: str, attempt: int = 1) -> Fee
     return run
 
 
-def add_counts(db: Session, run_pk: int, counts: dict[str, int], failures: list[dict[str, str]] | None = None) -> None:
+def add_counts(
+    db: Session, run_pk: int, counts: dict[str, int], failures: list[dict[str, str]] | None = None
+) -> None:
     """Add a batch's counts to the run record."""
     run = db.get(FeedRun, run_pk)
     assert run is not None
@@ -323,15 +348,20 @@ def finish_run(db: Session, run_pk: int, *, error: str | None, unhealthy_after: 
 def abandon_stale_runs(db: Session, *, older_than: timedelta) -> int:
     """Mark runs left `running` by a process that died as abandoned."""
     cutoff = utcnow() - older_than
-    done = db.execute(update(FeedRun).where(FeedRun.status == "running", FeedRun.started_at < cutoff)
-                      .values(status="abandoned", finished_at=utcnow(), error="the process running it stopped"))
+    done = db.execute(
+        update(FeedRun)
+        .where(FeedRun.status == "running", FeedRun.started_at < cutoff)
+        .values(status="abandoned", finished_at=utcnow(), error="the process running it stopped")
+    )
     return done.rowcount or 0
 
 
 def next_run_at(db: Session, job_id: str) -> datetime | None:
     """When the scheduler will next run `job_id` (from its job store), if scheduled."""
     try:
-        value = db.execute(text("SELECT next_run_time FROM apscheduler_jobs WHERE id = :id"), {"id": job_id}).scalar()
+        value = db.execute(
+            text("SELECT next_run_time FROM apscheduler_jobs WHERE id = :id"), {"id": job_id}
+        ).scalar()
     except Exception:  # the job store table may not exist on an old schema
         return None
     return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
@@ -342,19 +372,37 @@ def scheduler_state(db: Session) -> dict[str, Any]:
     lease = db.get(SchedulerLease, "scheduler")
     leading = lease is not None and lease.expires_at > utcnow()
     try:
-        jobs = [{"id": job_id, "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=timezone.utc)}
-                for job_id, at in db.execute(text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY id"))]
+        jobs = [
+            {
+                "id": job_id,
+                "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=timezone.utc),
+            }
+            for job_id, at in db.execute(text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY id"))
+        ]
     except Exception:  # no job store table on an old schema
         jobs = []
-    return {"leader": lease.holder if leading else None,
-            "lease_expires_at": lease.expires_at if leading else None, "jobs": jobs}
+    return {
+        "leader": lease.holder if leading else None,
+        "lease_expires_at": lease.expires_at if leading else None,
+        "jobs": jobs,
+    }
 
 
 def run_read(run: FeedRun) -> FeedRunRead:
     return FeedRunRead(
-        id=run.pk, trigger=run.trigger, attempt=run.attempt, status=run.status, started_at=run.started_at,
-        finished_at=run.finished_at, fetched=run.fetched, new=run.new, updated=run.updated,
-        unchanged=run.unchanged, dropped=run.dropped, failed=run.failed, error=run.error,
+        id=run.pk,
+        trigger=run.trigger,
+        attempt=run.attempt,
+        status=run.status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        fetched=run.fetched,
+        new=run.new,
+        updated=run.updated,
+        unchanged=run.unchanged,
+        dropped=run.dropped,
+        failed=run.failed,
+        error=run.error,
         failures=json.loads(run.failures or "[]"),
     )
 
@@ -364,23 +412,43 @@ def read(db: Session, feed: Feed) -> FeedRead:
     last = runs(db, feed, limit=1)
     coll = db.get(Collection, feed.collection_pk)
     return FeedRead(
-        name=feed.name, kind=feed.kind, url=feed.url, collection=coll.alias if coll else "?",
+        name=feed.name,
+        kind=feed.kind,
+        url=feed.url,
+        collection=coll.alias if coll else "?",
         every=format_duration(timedelta(seconds=feed.every_seconds)) if feed.every_seconds else None,
-        cron=feed.cron, tlp=feed.default_tlp, confidence=feed.default_confidence,
-        warninglists=feed.warninglists, ca_bundle=feed.ca_bundle is not None, timeout=feed.timeout_seconds,
-        options=options(feed), has_auth=feed.auth is not None, enabled=feed.enabled, health=feed.health,
+        cron=feed.cron,
+        tlp=feed.default_tlp,
+        confidence=feed.default_confidence,
+        warninglists=feed.warninglists,
+        ca_bundle=feed.ca_bundle is not None,
+        timeout=feed.timeout_seconds,
+        options=options(feed),
+        has_auth=feed.auth is not None,
+        enabled=feed.enabled,
+        health=feed.health,
         consecutive_failures=feed.consecutive_failures,
         running=feed.running_until is not None and feed.running_until > utcnow(),
         next_run_at=next_run_at(db, f"feed:{feed.name}") if feed.enabled else None,
-        last_run=run_read(last[0]) if last else None, created_by=feed.created_by, created_at=feed.created_at,
+        last_run=run_read(last[0]) if last else None,
+        created_by=feed.created_by,
+        created_at=feed.created_at,
     )
 
 
 def _audit_view(feed: Feed) -> dict[str, Any]:
-    return {"kind": feed.kind, "url": safe_url(feed.url), "collection_pk": feed.collection_pk,
-            "every_seconds": feed.every_seconds, "cron": feed.cron, "tlp": feed.default_tlp,
-            "confidence": feed.default_confidence, "warninglists": feed.warninglists,
-            "enabled": feed.enabled, "has_auth": feed.auth is not None}
+    return {
+        "kind": feed.kind,
+        "url": safe_url(feed.url),
+        "collection_pk": feed.collection_pk,
+        "every_seconds": feed.every_seconds,
+        "cron": feed.cron,
+        "tlp": feed.default_tlp,
+        "confidence": feed.default_confidence,
+        "warninglists": feed.warninglists,
+        "enabled": feed.enabled,
+        "has_auth": feed.auth is not None,
+    }
 
 
 def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
@@ -388,8 +456,10 @@ def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
     partner = partner_service.get_by_slug(db, slug)
     assert partner is not None
     rows = db.execute(
-        select(PushState, Collection.alias).join(Collection, Collection.pk == PushState.collection_pk)
-        .where(PushState.partner_pk == partner.pk).order_by(Collection.alias)
+        select(PushState, Collection.alias)
+        .join(Collection, Collection.pk == PushState.collection_pk)
+        .where(PushState.partner_pk == partner.pk)
+        .order_by(Collection.alias)
     ).all()
     return [
         {
@@ -414,7 +484,9 @@ def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
     now = utcnow()
     done = db.execute(
         update(SchedulerLease)
-        .where(SchedulerLease.name == name, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now))
+        .where(
+            SchedulerLease.name == name, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now)
+        )
         .values(holder=holder, expires_at=now + ttl)
         .execution_options(synchronize_session=False)
     )

@@ -1,4 +1,5 @@
 """Observable values from analysts: detect, normalise, and turn into STIX patterns."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -10,8 +11,17 @@ HASH_LENGTHS = {"MD5": 32, "SHA-1": 40, "SHA-256": 64, "SHA-512": 128}
 _HASH_TYPE = re.compile(r"^file:hashes\.'?(MD5|SHA-1|SHA-256|SHA-512)'?$", re.IGNORECASE)
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z][a-z0-9-]{0,62}(?<!-)$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-TYPES = ("ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr",
-         "file:hashes.'MD5'", "file:hashes.'SHA-1'", "file:hashes.'SHA-256'", "file:hashes.'SHA-512'")
+TYPES = (
+    "ipv4-addr",
+    "ipv6-addr",
+    "domain-name",
+    "url",
+    "email-addr",
+    "file:hashes.'MD5'",
+    "file:hashes.'SHA-1'",
+    "file:hashes.'SHA-256'",
+    "file:hashes.'SHA-512'",
+)
 
 
 class ObservableError(ValueError):
@@ -78,7 +88,9 @@ def normalise(kind: str, value: str) -> Observable:
         algorithm = hash_type.group(1).upper()
         digest = value.lower()
         if not re.fullmatch(r"[0-9a-f]+", digest) or len(digest) != HASH_LENGTHS[algorithm]:
-            raise ObservableError(f"{value!r} is not a {algorithm} hash ({HASH_LENGTHS[algorithm]} hex digits)")
+            raise ObservableError(
+                f"{value!r} is not a {algorithm} hash ({HASH_LENGTHS[algorithm]} hex digits)"
+            )
         return Observable(f"file:hashes.'{algorithm}'", digest)
     if kind == "ipv4-addr":
         return Observable(kind, _ip(value, 4))

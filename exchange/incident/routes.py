@@ -1,4 +1,5 @@
 """/api/v1 publishing endpoints for analysts (and administrators)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,13 +21,20 @@ def publish_incident(body: IncidentIn, request: Request, db: DbSession, user: St
     return service.publish_incident(db, body, actor=user.credential_id, settings=request.app.state.settings)
 
 
-@router.post("/bundles", openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}})
-async def publish_bundle(request: Request, user: StaffUser, collection: str = Query("incidents")) -> dict[str, Any]:
+@router.post(
+    "/bundles",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def publish_bundle(
+    request: Request, user: StaffUser, collection: str = Query("incidents")
+) -> dict[str, Any]:
     """Publish any STIX 2.1 bundle with TAXII POST's strict validation (per-object results)."""
     settings = request.app.state.settings
     raw = await request.body()
     if len(raw) > settings.max_content_length:
-        raise PayloadTooLargeError(f"the body has {len(raw)} bytes; the most is {settings.max_content_length}")
+        raise PayloadTooLargeError(
+            f"the body has {len(raw)} bytes; the most is {settings.max_content_length}"
+        )
     bundle = loads_strict(raw, max_depth=settings.max_json_depth)
     from starlette.concurrency import run_in_threadpool
 
@@ -34,28 +42,43 @@ async def publish_bundle(request: Request, user: StaffUser, collection: str = Qu
 
     def store() -> dict[str, Any]:
         with session_scope(request.app.state.session_factory, write=True) as db:
-            return service.publish_bundle(db, bundle, collection=collection, actor=user.credential_id,
-                                          settings=settings)
+            return service.publish_bundle(
+                db, bundle, collection=collection, actor=user.credential_id, settings=settings
+            )
 
     return await run_in_threadpool(store)
 
 
 @router.post("/objects/{stix_id}/revoke")
-def revoke(stix_id: str, request: Request, db: DbSession, user: StaffUser,
-           body: dict[str, Any] | None = Body(None)) -> dict[str, Any]:
+def revoke(
+    stix_id: str, request: Request, db: DbSession, user: StaffUser, body: dict[str, Any] | None = Body(None)
+) -> dict[str, Any]:
     """Revoke an object (a new version with revoked: true) in every collection holding it."""
     collection = (body or {}).get("collection")
-    versions = service.revoke(db, stix_id, actor=user.credential_id, settings=request.app.state.settings,
-                              collection=collection)
+    versions = service.revoke(
+        db, stix_id, actor=user.credential_id, settings=request.app.state.settings, collection=collection
+    )
     return {"id": stix_id, "revoked": versions}
 
 
 @router.post("/objects/{stix_id}/versions")
-def new_version(stix_id: str, request: Request, db: DbSession, user: StaffUser,
-                changes: dict[str, Any] = Body(...), collection: str | None = Query(None)) -> dict[str, Any]:
+def new_version(
+    stix_id: str,
+    request: Request,
+    db: DbSession,
+    user: StaffUser,
+    changes: dict[str, Any] = Body(...),
+    collection: str | None = Query(None),
+) -> dict[str, Any]:
     """Store a new version: the given properties over the latest one (null removes a property)."""
-    versions = service.new_version(db, stix_id, changes, actor=user.credential_id,
-                                   settings=request.app.state.settings, collection=collection)
+    versions = service.new_version(
+        db,
+        stix_id,
+        changes,
+        actor=user.credential_id,
+        settings=request.app.state.settings,
+        collection=collection,
+    )
     return {"id": stix_id, "versions": versions}
 
 

@@ -1,4 +1,5 @@
 """The analyst's publish request: an incident in plain fields and its observables."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -38,7 +39,9 @@ class IncidentIn(BaseModel):
     last_seen: datetime | None = None
     tlp: str = Field(description=f"one of {', '.join(LEVELS)}")
     confidence: int | None = Field(None, ge=0, le=100)
-    audience: list[str] = Field([], description="partner slugs; empty means every partner the agreements allow")
+    audience: list[str] = Field(
+        [], description="partner slugs; empty means every partner the agreements allow"
+    )
     collection: str = "incidents"
     observables: list[ObservableIn] = []
 

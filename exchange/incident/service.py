@@ -1,5 +1,6 @@
 """Analyst publishing: incidents from plain fields, raw bundles, revocation, new versions,
 and "have we seen this value?"."""
+
 from __future__ import annotations
 
 import uuid
@@ -31,7 +32,9 @@ EXTENSION_NAME = "national-cert-incident"
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def _after(previous: str | None) -> str:
@@ -39,38 +42,57 @@ def _after(previous: str | None) -> str:
     now_ms = now_us() // 1000
     if previous:
         now_ms = max(now_ms, text_to_us(previous) // 1000 + 1)
-    return _stamp(datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).replace(
-        microsecond=(now_ms % 1000) * 1000))
+    return _stamp(
+        datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).replace(microsecond=(now_ms % 1000) * 1000)
+    )
 
 
 def identity(settings: Settings) -> dict[str, Any]:
-    return {"type": "identity", "spec_version": "2.1", "id": settings.identity_id,
-            "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-            "name": settings.identity_name, "identity_class": "organization"}
+    return {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": settings.identity_id,
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": settings.identity_name,
+        "identity_class": "organization",
+    }
 
 
 def extension_definition(settings: Settings) -> dict[str, Any]:
-    return {"type": "extension-definition", "spec_version": "2.1",
-            "id": deterministic_id("extension-definition", EXTENSION_NAME),
-            "created_by_ref": settings.identity_id, "created": "2026-01-01T00:00:00.000Z",
-            "modified": "2026-01-01T00:00:00.000Z", "name": EXTENSION_NAME,
-            "description": "Severity and first/last seen times of incidents published by the national CERT",
-            "schema": "https://github.com/national-cert/exchange/blob/main/README.md#publishing",
-            "version": "1.0", "extension_types": ["property-extension"]}
+    return {
+        "type": "extension-definition",
+        "spec_version": "2.1",
+        "id": deterministic_id("extension-definition", EXTENSION_NAME),
+        "created_by_ref": settings.identity_id,
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": EXTENSION_NAME,
+        "description": "Severity and first/last seen times of incidents published by the national CERT",
+        "schema": "https://github.com/national-cert/exchange/blob/main/README.md#publishing",
+        "version": "1.0",
+        "extension_types": ["property-extension"],
+    }
 
 
 def _collection(db: Session, settings: Settings, alias: str) -> Collection:
     root = intel_service.get_api_root(db, settings.api_root)
-    found = intel_service.get_collection(db, api_root_pk=root.pk, ref=alias, missing_ok=True) if root else None
+    found = (
+        intel_service.get_collection(db, api_root_pk=root.pk, ref=alias, missing_ok=True) if root else None
+    )
     if found is None:
         raise InvalidStixError(f"collection: no collection {alias!r}")
     return found
 
 
 def _latest_row(db: Session, collection_pk: int, stix_id: str) -> Any:
-    return db.execute(select(ObjectVersion.body, ObjectVersion.audience).where(
-        ObjectVersion.collection_pk == collection_pk, ObjectVersion.stix_id == stix_id,
-        ObjectVersion.is_latest.is_(True))).first()
+    return db.execute(
+        select(ObjectVersion.body, ObjectVersion.audience).where(
+            ObjectVersion.collection_pk == collection_pk,
+            ObjectVersion.stix_id == stix_id,
+            ObjectVersion.is_latest.is_(True),
+        )
+    ).first()
 
 
 def _latest(db: Session, collection_pk: int, stix_id: str) -> dict[str, Any] | None:
@@ -81,10 +103,14 @@ def _latest(db: Session, collection_pk: int, stix_id: str) -> dict[str, Any] | N
 def _same_but_modified(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> bool:
     if stored is None:
         return False
-    return {k: v for k, v in stored.items() if k != "modified"} == {k: v for k, v in fresh.items() if k != "modified"}
+    return {k: v for k, v in stored.items() if k != "modified"} == {
+        k: v for k, v in fresh.items() if k != "modified"
+    }
 
 
-def _versioned(db: Session, coll: Collection, obj: dict[str, Any], now: str, audience: str | None) -> dict[str, Any]:
+def _versioned(
+    db: Session, coll: Collection, obj: dict[str, Any], now: str, audience: str | None
+) -> dict[str, Any]:
     """Reuse the stored version when nothing but `modified` would change; else a newer version.
 
     A changed audience also makes a new version: the stored one keeps the audience it was
@@ -100,8 +126,14 @@ def _versioned(db: Session, coll: Collection, obj: dict[str, Any], now: str, aud
     return candidate
 
 
-def _store(db: Session, coll: Collection, objects: list[dict[str, Any]], *, actor: str,
-           audience: list[str] | None = None) -> IngestResult:
+def _store(
+    db: Session,
+    coll: Collection,
+    objects: list[dict[str, Any]],
+    *,
+    actor: str,
+    audience: list[str] | None = None,
+) -> IngestResult:
     result = ingest(db, collection=coll, objects=objects, origin="analyst", added_by=actor, audience=audience)
     if result.failures:
         first = result.failures[0]
@@ -120,8 +152,11 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
             raise InvalidStixError(f"audience: no partner {', '.join(map(repr, unknown))}")
     marking = TLP_2_0[body.tlp]
     now = _stamp(datetime.now(timezone.utc))
-    common = {"spec_version": "2.1", "created_by_ref": settings.identity_id,
-              "object_marking_refs": [marking["id"]]}
+    common = {
+        "spec_version": "2.1",
+        "created_by_ref": settings.identity_id,
+        "object_marking_refs": [marking["id"]],
+    }
     if body.confidence is not None:
         common["confidence"] = body.confidence
 
@@ -136,55 +171,106 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
         own["first_seen"] = _stamp(body.first_seen)
     if body.last_seen:
         own["last_seen"] = _stamp(body.last_seen)
-    core: dict[str, Any] = {"extension_type": "property-extension", "determination": "suspected",
-                            "investigation_status": "new"}
+    core: dict[str, Any] = {
+        "extension_type": "property-extension",
+        "determination": "suspected",
+        "investigation_status": "new",
+    }
     if body.incident_types:
         core["incident_types"] = body.incident_types
     if body.severity:
         core["criticality"] = CRITICALITY[body.severity]
-    incident = {"type": "incident", "id": incident_id, "created": now, "modified": now, "name": body.title,
-                **common, "extensions": {INCIDENT_CORE: core, ext_def["id"]: own}}
+    incident = {
+        "type": "incident",
+        "id": incident_id,
+        "created": now,
+        "modified": now,
+        "name": body.title,
+        **common,
+        "extensions": {INCIDENT_CORE: core, ext_def["id"]: own},
+    }
     if body.description:
         incident["description"] = body.description
 
     indicators, relationships = [], []
     for position, item in enumerate(body.observables):
         try:
-            pattern = item.pattern if item.pattern is not None else normalise(item.type or "", item.value or "").pattern
+            pattern = (
+                item.pattern
+                if item.pattern is not None
+                else normalise(item.type or "", item.value or "").pattern
+            )
         except ObservableError as exc:
             raise InvalidStixError(f"observables[{position}]: {exc}") from None
         name = item.name or (item.value.strip() if item.value else pattern)
-        indicator = {"type": "indicator", "id": deterministic_id("indicator", pattern), "created": now,
-                     "modified": now, "name": name, "description": f"Observed in: {body.title}",
-                     "indicator_types": ["malicious-activity"], "pattern": pattern, "pattern_type": "stix",
-                     "valid_from": _stamp(body.first_seen) if body.first_seen else now, **common}
+        indicator = {
+            "type": "indicator",
+            "id": deterministic_id("indicator", pattern),
+            "created": now,
+            "modified": now,
+            "name": name,
+            "description": f"Observed in: {body.title}",
+            "indicator_types": ["malicious-activity"],
+            "pattern": pattern,
+            "pattern_type": "stix",
+            "valid_from": _stamp(body.first_seen) if body.first_seen else now,
+            **common,
+        }
         try:
             validate_object(indicator)
         except InvalidStixError as exc:
             raise InvalidStixError(f"observables[{position}]: {exc.message}") from None
         indicators.append(indicator)
-        relationships.append({"type": "relationship", "created": now, "modified": now,
-                              "id": deterministic_id("relationship", indicator["id"], "indicates", incident_id),
-                              "relationship_type": "indicates", "source_ref": indicator["id"],
-                              "target_ref": incident_id, **common})
+        relationships.append(
+            {
+                "type": "relationship",
+                "created": now,
+                "modified": now,
+                "id": deterministic_id("relationship", indicator["id"], "indicates", incident_id),
+                "relationship_type": "indicates",
+                "source_ref": indicator["id"],
+                "target_ref": incident_id,
+                **common,
+            }
+        )
     if body.id and _latest(db, coll.pk, incident_id) is None:
         raise NotFoundError(f"no incident {incident_id!r} in {coll.alias!r} to publish a new version of")
     objects = [identity(settings), ext_def, marking]
     audience_text = f",{','.join(sorted(set(body.audience)))}," if body.audience else None
     objects += [_versioned(db, coll, o, now, audience_text) for o in [incident, *indicators, *relationships]]
     _store(db, coll, objects, actor=actor, audience=body.audience or None)
-    audit.record(db, actor=actor, action="publish.incident", target=incident_id,
-                 details={"collection": coll.alias, "indicators": len(indicators), "tlp": body.tlp,
-                          "audience": body.audience})
+    audit.record(
+        db,
+        actor=actor,
+        action="publish.incident",
+        target=incident_id,
+        details={
+            "collection": coll.alias,
+            "indicators": len(indicators),
+            "tlp": body.tlp,
+            "audience": body.audience,
+        },
+    )
     base = f"/taxii2/{settings.api_root}/collections/{coll.id}/objects/"
-    return Published(incident=incident_id, collection=coll.alias, objects=[
-        PublishedObject(id=o["id"], type=o["type"], url=f"{base}{o['id']}/") for o in objects])
+    return Published(
+        incident=incident_id,
+        collection=coll.alias,
+        objects=[PublishedObject(id=o["id"], type=o["type"], url=f"{base}{o['id']}/") for o in objects],
+    )
 
 
-def publish_bundle(db: Session, bundle: Any, *, collection: str, actor: str, settings: Settings) -> dict[str, Any]:
+def publish_bundle(
+    db: Session, bundle: Any, *, collection: str, actor: str, settings: Settings
+) -> dict[str, Any]:
     """Store a STIX bundle with TAXII POST's validation; good objects kept, bad ones reported."""
-    if not isinstance(bundle, dict) or bundle.get("type") != "bundle" or not isinstance(bundle.get("objects"), list):
-        raise InvalidStixError("the body must be a STIX bundle: {\"type\": \"bundle\", \"id\": ..., \"objects\": [...]}")
+    if (
+        not isinstance(bundle, dict)
+        or bundle.get("type") != "bundle"
+        or not isinstance(bundle.get("objects"), list)
+    ):
+        raise InvalidStixError(
+            'the body must be a STIX bundle: {"type": "bundle", "id": ..., "objects": [...]}'
+        )
     bundle_id = bundle.get("id")
     if not isinstance(bundle_id, str) or not bundle_id.startswith("bundle--"):
         raise InvalidStixError("id: a bundle needs an id of the form bundle--<uuid>")
@@ -192,16 +278,30 @@ def publish_bundle(db: Session, bundle: Any, *, collection: str, actor: str, set
         raise InvalidStixError("objects: the bundle is empty")
     coll = _collection(db, settings, collection)
     result = ingest(db, collection=coll, objects=bundle["objects"], origin="analyst", added_by=actor)
-    audit.record(db, actor=actor, action="publish.bundle", target=bundle_id,
-                 details={"collection": coll.alias, "new": result.created, "failures": len(result.failures)})
-    return {"collection": coll.alias, "total_count": len(bundle["objects"]),
-            "success_count": len(result.successes), "failure_count": len(result.failures),
-            "successes": result.successes, "failures": result.failures}
+    audit.record(
+        db,
+        actor=actor,
+        action="publish.bundle",
+        target=bundle_id,
+        details={"collection": coll.alias, "new": result.created, "failures": len(result.failures)},
+    )
+    return {
+        "collection": coll.alias,
+        "total_count": len(bundle["objects"]),
+        "success_count": len(result.successes),
+        "failure_count": len(result.failures),
+        "successes": result.successes,
+        "failures": result.failures,
+    }
 
 
 def _holders(db: Session, stix_id: str, collection: str | None, settings: Settings) -> list[Collection]:
-    query = (select(Collection).join(ObjectVersion, ObjectVersion.collection_pk == Collection.pk)
-             .where(ObjectVersion.stix_id == stix_id).distinct())
+    query = (
+        select(Collection)
+        .join(ObjectVersion, ObjectVersion.collection_pk == Collection.pk)
+        .where(ObjectVersion.stix_id == stix_id)
+        .distinct()
+    )
     if collection:
         query = query.where(Collection.alias == collection)
     found = list(db.scalars(query))
@@ -210,8 +310,16 @@ def _holders(db: Session, stix_id: str, collection: str | None, settings: Settin
     return found
 
 
-def new_version(db: Session, stix_id: str, changes: dict[str, Any], *, actor: str, settings: Settings,
-                collection: str | None = None, action: str = "publish.version") -> list[dict[str, str]]:
+def new_version(
+    db: Session,
+    stix_id: str,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    settings: Settings,
+    collection: str | None = None,
+    action: str = "publish.version",
+) -> list[dict[str, str]]:
     """Store the next version of an object (changes merged over the latest) where it is held."""
     fixed = {"id", "type", "created", "spec_version", "modified"} & set(changes)
     if fixed:
@@ -227,16 +335,29 @@ def new_version(db: Session, stix_id: str, changes: dict[str, Any], *, actor: st
         fresh["modified"] = _after(latest["modified"])
         _store(db, coll, [fresh], actor=actor)
         stored_versions.append({"collection": coll.alias, "version": fresh["modified"]})
-    audit.record(db, actor=actor, action=action, target=stix_id,
-                 details={"changes": sorted(changes), "collections": [v["collection"] for v in stored_versions]})
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        target=stix_id,
+        details={"changes": sorted(changes), "collections": [v["collection"] for v in stored_versions]},
+    )
     return stored_versions
 
 
-def revoke(db: Session, stix_id: str, *, actor: str, settings: Settings, collection: str | None = None
-           ) -> list[dict[str, str]]:
+def revoke(
+    db: Session, stix_id: str, *, actor: str, settings: Settings, collection: str | None = None
+) -> list[dict[str, str]]:
     """Revoke an object: a new version with revoked true, which partners get on their next pull."""
-    return new_version(db, stix_id, {"revoked": True}, actor=actor, settings=settings,
-                       collection=collection, action="publish.revoke")
+    return new_version(
+        db,
+        stix_id,
+        {"revoked": True},
+        actor=actor,
+        settings=settings,
+        collection=collection,
+        action="publish.revoke",
+    )
 
 
 def lookup(db: Session, value: str) -> dict[str, Any]:
@@ -249,26 +370,57 @@ def lookup(db: Session, value: str) -> dict[str, Any]:
     rows = db.execute(
         select(Collection.alias, ObjectVersion.stix_id, ObjectVersion.body)
         .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.type == "indicator", ObjectVersion.is_latest.is_(True),
-               ObjectVersion.body.like(f"%'{escaped}'%", escape="\\"))
+        .where(
+            ObjectVersion.type == "indicator",
+            ObjectVersion.is_latest.is_(True),
+            ObjectVersion.body.like(f"%'{escaped}'%", escape="\\"),
+        )
     ).all()
     indicators = [{"collection": r.alias, "object": orjson.loads(r.body)} for r in rows]
     ids = sorted({r.stix_id for r in rows})
-    related = db.execute(
-        select(Collection.alias, ObjectVersion.type, ObjectVersion.body)
-        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .join(ObjectRef, ObjectRef.object_version_pk == ObjectVersion.pk)
-        .where(ObjectRef.ref_id.in_(ids), ObjectVersion.is_latest.is_(True),
-               ObjectVersion.type.in_(("sighting", "relationship")))
-    ).all() if ids else []
-    sightings = [{"collection": r.alias, "object": orjson.loads(r.body)} for r in related if r.type == "sighting"]
-    incident_ids = sorted({ref for r in related if r.type == "relationship"
-                           for ref in (orjson.loads(r.body).get("target_ref"), orjson.loads(r.body).get("source_ref"))
-                           if isinstance(ref, str) and ref.startswith("incident--")})
-    incidents = [{"collection": r.alias, "object": orjson.loads(r.body)} for r in db.execute(
-        select(Collection.alias, ObjectVersion.body)
-        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.stix_id.in_(incident_ids), ObjectVersion.is_latest.is_(True))
-    )] if incident_ids else []
-    return {"value": needle, "type": observable.type if observable else None, "seen": bool(indicators),
-            "indicators": indicators, "sightings": sightings, "incidents": incidents}
+    related = (
+        db.execute(
+            select(Collection.alias, ObjectVersion.type, ObjectVersion.body)
+            .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+            .join(ObjectRef, ObjectRef.object_version_pk == ObjectVersion.pk)
+            .where(
+                ObjectRef.ref_id.in_(ids),
+                ObjectVersion.is_latest.is_(True),
+                ObjectVersion.type.in_(("sighting", "relationship")),
+            )
+        ).all()
+        if ids
+        else []
+    )
+    sightings = [
+        {"collection": r.alias, "object": orjson.loads(r.body)} for r in related if r.type == "sighting"
+    ]
+    incident_ids = sorted(
+        {
+            ref
+            for r in related
+            if r.type == "relationship"
+            for ref in (orjson.loads(r.body).get("target_ref"), orjson.loads(r.body).get("source_ref"))
+            if isinstance(ref, str) and ref.startswith("incident--")
+        }
+    )
+    incidents = (
+        [
+            {"collection": r.alias, "object": orjson.loads(r.body)}
+            for r in db.execute(
+                select(Collection.alias, ObjectVersion.body)
+                .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+                .where(ObjectVersion.stix_id.in_(incident_ids), ObjectVersion.is_latest.is_(True))
+            )
+        ]
+        if incident_ids
+        else []
+    )
+    return {
+        "value": needle,
+        "type": observable.type if observable else None,
+        "seen": bool(indicators),
+        "indicators": indicators,
+        "sightings": sightings,
+        "incidents": incidents,
+    }

@@ -5,6 +5,7 @@ instead of UUIDv5 the 128 bits come from SHA-256 of a namespace and the input, w
 and variant bits set as RFC 4122 requires for version 4. The result is stable, unguessable
 without the input, and valid where a v4 is expected.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 One call is one envelope; the caller's transaction makes it all-or-nothing at the storage
 level, while per-object validation failures are reported, not raised.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -96,9 +97,7 @@ def ingest(
 
     # Serialise writers per collection: date_added must be handed out in commit order.
     high_water = db.execute(
-        select(Collection.last_date_added_us)
-        .where(Collection.pk == collection.pk)
-        .with_for_update()
+        select(Collection.last_date_added_us).where(Collection.pk == collection.pk).with_for_update()
     ).scalar_one()
     stored = _stored_versions(db, collection.pk, {c.meta.stix_id for _, c in valid})
 
@@ -165,9 +164,7 @@ def ingest(
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
     _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
     db.execute(
-        update(Collection)
-        .where(Collection.pk == collection.pk)
-        .values(last_date_added_us=next_us - 1)
+        update(Collection).where(Collection.pk == collection.pk).values(last_date_added_us=next_us - 1)
     )
     result.created = len(rows)
     metrics.OBJECTS_INGESTED.inc(result.created, origin=origin)
@@ -231,9 +228,7 @@ def _stored_versions(
     return found
 
 
-def _set_version_flags(
-    db: Session, stored: dict[str, dict[str, dict[str, Any]]], touched: set[str]
-) -> None:
+def _set_version_flags(db: Session, stored: dict[str, dict[str, dict[str, Any]]], touched: set[str]) -> None:
     """Mark the first and latest version of each touched object, fixing stored rows too."""
     for stix_id in touched:
         versions = stored[stix_id]

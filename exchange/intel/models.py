@@ -1,4 +1,5 @@
 """Tables for API roots, collections, stored object versions and TAXII status resources."""
+
 from __future__ import annotations
 
 from datetime import datetime

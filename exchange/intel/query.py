@@ -1,4 +1,5 @@
 """Keyset-paged reads of stored object versions; every filter is a SQL predicate."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """/api/v1/objects/{stix_id}: one object across collections, with the sightings of it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,16 +27,24 @@ def _row(row: Any) -> dict[str, Any]:
     }
 
 
-_COLUMNS = (Collection.alias, ObjectVersion.version_text, ObjectVersion.date_added_us, ObjectVersion.origin,
-            ObjectVersion.added_by, ObjectVersion.body)
+_COLUMNS = (
+    Collection.alias,
+    ObjectVersion.version_text,
+    ObjectVersion.date_added_us,
+    ObjectVersion.origin,
+    ObjectVersion.added_by,
+    ObjectVersion.body,
+)
 
 
 @router.get("/{stix_id}")
 def get_object(stix_id: str, db: DbSession, user: StaffUser) -> dict[str, Any]:
     """Every stored version of an object (all collections) and the latest sightings of it."""
     versions = db.execute(
-        select(*_COLUMNS).join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.stix_id == stix_id).order_by(ObjectVersion.version, Collection.alias)
+        select(*_COLUMNS)
+        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+        .where(ObjectVersion.stix_id == stix_id)
+        .order_by(ObjectVersion.version, Collection.alias)
     ).all()
     if not versions:
         raise NotFoundError(f"no object {stix_id!r} is stored")
@@ -54,7 +63,9 @@ def sightings_of(db: Any, stix_id: str) -> list[dict[str, Any]]:
         select(*_COLUMNS)
         .join(Collection, Collection.pk == ObjectVersion.collection_pk)
         .join(ObjectRef, ObjectRef.object_version_pk == ObjectVersion.pk)
-        .where(ObjectRef.ref_id == stix_id, ObjectVersion.type == "sighting", ObjectVersion.is_latest.is_(True))
+        .where(
+            ObjectRef.ref_id == stix_id, ObjectVersion.type == "sighting", ObjectVersion.is_latest.is_(True)
+        )
         .order_by(ObjectVersion.date_added_us)
     ).all()
     return [_row(r) for r in rows]

@@ -1,4 +1,5 @@
 """API roots and collections."""
+
 from __future__ import annotations
 
 import re
@@ -22,9 +23,7 @@ def ensure_api_root(
     if root is None:
         if not _ALIAS.match(name):
             raise BadRequestError(f"API root name {name!r} must be lowercase letters, digits, '-'")
-        root = ApiRoot(
-            name=name, title=title, description=description, max_content_length=max_content_length
-        )
+        root = ApiRoot(name=name, title=title, description=description, max_content_length=max_content_length)
         db.add(root)
         db.flush()
     return root
@@ -51,13 +50,9 @@ def create_collection(
 ) -> Collection:
     """A new collection with a random UUIDv4 id and a human alias unique in its API root."""
     if not _ALIAS.match(alias):
-        raise BadRequestError(
-            f"collection alias {alias!r} must be 2-64 lowercase letters, digits or '-'"
-        )
+        raise BadRequestError(f"collection alias {alias!r} must be 2-64 lowercase letters, digits or '-'")
     if default_tlp not in TLP_DEFAULTS:
-        raise BadRequestError(
-            f"default TLP {default_tlp!r} is not one of {', '.join(TLP_DEFAULTS)}"
-        )
+        raise BadRequestError(f"default TLP {default_tlp!r} is not one of {', '.join(TLP_DEFAULTS)}")
     if get_collection(db, api_root_pk=api_root.pk, ref=alias, missing_ok=True):
         raise ConflictError(f"a collection {alias!r} already exists in {api_root.name!r}")
     collection = Collection(
@@ -74,9 +69,7 @@ def create_collection(
     return collection
 
 
-def get_collection(
-    db: Session, *, api_root_pk: int, ref: str, missing_ok: bool = False
-) -> Collection | None:
+def get_collection(db: Session, *, api_root_pk: int, ref: str, missing_ok: bool = False) -> Collection | None:
     """A collection of this API root by id or alias."""
     found = db.scalars(
         select(Collection).where(

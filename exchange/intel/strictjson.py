@@ -3,6 +3,7 @@
 RFC 8785 canonical text, which the store keeps and signatures cover, can only represent what
 I-JSON allows, so anything else is refused at the door with a message naming the problem.
 """
+
 from __future__ import annotations
 
 import json
@@ -109,9 +110,7 @@ def _exact_int(literal: str) -> int:
     # int() on a megabyte of digits.
     if len(literal.lstrip("-")) > 16 or abs(int(literal)) > _MAX_EXACT_INT:
         shown = literal if len(literal) <= 40 else literal[:40] + "..."
-        raise InvalidJsonError(
-            f"integer {shown} is outside I-JSON's exact range (magnitude at most 2**53-1)"
-        )
+        raise InvalidJsonError(f"integer {shown} is outside I-JSON's exact range (magnitude at most 2**53-1)")
     return int(literal)
 
 

@@ -1,4 +1,5 @@
 """date_added is kept as integer microseconds since the epoch; these convert it."""
+
 from __future__ import annotations
 
 import functools

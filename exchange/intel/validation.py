@@ -3,6 +3,7 @@
 Property types and required properties come from the `stix2` library's v21 class metadata,
 read once at import; objects are checked as plain dicts (no `stix2.parse`, which is ~50x slower).
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,14 +48,37 @@ class StixMeta:
 
 Check = Callable[[Any], "str | None"]  # returns what is wrong with a value, or None
 
-SCO_TYPES = frozenset({
-    "artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message",
-    "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process",
-    "software", "url", "user-account", "windows-registry-key", "x509-certificate",
-})
-_EXTENSION_TYPES = frozenset({
-    "new-sdo", "new-sco", "new-sro", "property-extension", "toplevel-property-extension",
-})
+SCO_TYPES = frozenset(
+    {
+        "artifact",
+        "autonomous-system",
+        "directory",
+        "domain-name",
+        "email-addr",
+        "email-message",
+        "file",
+        "ipv4-addr",
+        "ipv6-addr",
+        "mac-addr",
+        "mutex",
+        "network-traffic",
+        "process",
+        "software",
+        "url",
+        "user-account",
+        "windows-registry-key",
+        "x509-certificate",
+    }
+)
+_EXTENSION_TYPES = frozenset(
+    {
+        "new-sdo",
+        "new-sco",
+        "new-sro",
+        "property-extension",
+        "toplevel-property-extension",
+    }
+)
 _TIME_ORDER = (  # (earlier, later, may they be equal?)
     ("created", "modified", True),
     ("first_seen", "last_seen", True),
@@ -89,8 +113,9 @@ def validate_object(obj: Any) -> StixMeta:
         raise fail("'type' bundle is a container, not a STIX object; send its objects instead")
     id_type = _id_type(stix_id)
     if id_type is None:
-        raise fail(f"'id' {_show(stix_id)} is not '<type>--<RFC 4122 UUID>' "
-                   "(lowercase, 8-4-4-4-12, variant 10xx)")
+        raise fail(
+            f"'id' {_show(stix_id)} is not '<type>--<RFC 4122 UUID>' (lowercase, 8-4-4-4-12, variant 10xx)"
+        )
     if id_type != typ:
         raise fail(f"'id' names type {id_type!r} but 'type' is {typ!r}")
     _check_spec_version(obj, typ, fail)
@@ -102,8 +127,7 @@ def validate_object(obj: Any) -> StixMeta:
             if name in ("type", "id", "spec_version"):
                 continue
             if not _is_property_name(name):
-                raise fail(f"property name {name!r} is not allowed "
-                           "(3-250 characters of a-z, 0-9 and '_')")
+                raise fail(f"property name {name!r} is not allowed (3-250 characters of a-z, 0-9 and '_')")
             check = _generic_check(name)
             if check is None:
                 continue
@@ -120,8 +144,14 @@ def validate_object(obj: Any) -> StixMeta:
     created, modified = obj.get("created"), obj.get("modified")
     version = _version_key(modified) or _version_key(created) or ""
     return StixMeta(
-        stix_id=stix_id, type=typ, spec_version="2.1", created=created, modified=modified,
-        version=version, confidence=obj.get("confidence"), revoked=obj.get("revoked") is True,
+        stix_id=stix_id,
+        type=typ,
+        spec_version="2.1",
+        created=created,
+        modified=modified,
+        version=version,
+        confidence=obj.get("confidence"),
+        revoked=obj.get("revoked") is True,
         tlp=object_tlp(obj),
     )
 
@@ -197,6 +227,7 @@ _AT_LEAST_ONE = {
 
 # ---- patterns -------------------------------------------------------------------------------
 
+
 class _PatternRules(ValidationListener):
     """What the grammar lets through: object types and first path components must be STIX
     names, timestamps real dates; the base class refuses a repeated qualifier."""
@@ -268,14 +299,14 @@ def _parse_sll(pattern: str) -> Any:
 
 # ---- value checks ---------------------------------------------------------------------------
 
+
 def _show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, default=repr)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_type_name(value: Any) -> bool:
-    return (isinstance(value, str) and 3 <= len(value) <= 250
-            and _TYPE_NAME.fullmatch(value) is not None)
+    return isinstance(value, str) and 3 <= len(value) <= 250 and _TYPE_NAME.fullmatch(value) is not None
 
 
 def _is_property_name(name: str) -> bool:
@@ -328,6 +359,7 @@ def _matches(pattern: re.Pattern[str], what: str) -> Check:
         if isinstance(value, str) and pattern.fullmatch(value):
             return None
         return f"must be {what}, got {_show(value)}"
+
     return check
 
 
@@ -339,6 +371,7 @@ def _number(integer: bool, low: float | None, high: float | None) -> Check:
         if (low is not None and value < low) or (high is not None and value > high):
             return f"must be between {low} and {high}, got {value}"
         return None
+
     return check
 
 
@@ -347,11 +380,11 @@ def _one_of(allowed: list[str]) -> Check:
         if isinstance(value, str) and value in allowed:
             return None
         return f"must be one of {', '.join(allowed)}; got {_show(value)}"
+
     return check
 
 
-def _reference(allowed: frozenset[str] | None = None,
-               forbidden: frozenset[str] = frozenset()) -> Check:
+def _reference(allowed: frozenset[str] | None = None, forbidden: frozenset[str] = frozenset()) -> Check:
     def check(value: Any) -> str | None:
         target = _id_type(value)
         if target is None:
@@ -361,6 +394,7 @@ def _reference(allowed: frozenset[str] | None = None,
         if target in forbidden:
             return f"must not reference a {target}, got {value}"
         return None
+
     return check
 
 
@@ -373,6 +407,7 @@ def _list_of(item: Check) -> Check:
             if problem is not None:
                 return f"item {index} {problem}"
         return None
+
     return check
 
 
@@ -389,6 +424,7 @@ def _object_with(checks: dict[str, Check], required: tuple[str, ...]) -> Check:
                 if problem is not None:
                     return f"'{name}' {problem}"
         return None
+
     return check
 
 
@@ -396,8 +432,11 @@ def _check_granular_marking(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"must be a JSON object, got {_show(value)}"
     selectors = value.get("selectors")
-    if not isinstance(selectors, list) or not selectors or not all(
-            isinstance(s, str) and s for s in selectors):
+    if (
+        not isinstance(selectors, list)
+        or not selectors
+        or not all(isinstance(s, str) and s for s in selectors)
+    ):
         return "'selectors' must be a non-empty list of strings"
     if ("marking_ref" in value) == ("lang" in value):
         return "must have exactly one of 'marking_ref' and 'lang'"
@@ -411,10 +450,10 @@ def _check_extensions(value: Any) -> str | None:
     if not isinstance(value, dict) or not value:
         return f"must be a non-empty JSON object, got {_show(value)}"
     for key, extension in value.items():
-        if not (_EXTENSION_DEFINITION_ID.fullmatch(key) or _is_type_name(key)
-                or _PROPERTY_NAME.fullmatch(key)):
-            return (f"key {key!r} is neither 'extension-definition--<UUID>' "
-                    "nor an extension name")
+        if not (
+            _EXTENSION_DEFINITION_ID.fullmatch(key) or _is_type_name(key) or _PROPERTY_NAME.fullmatch(key)
+        ):
+            return f"key {key!r} is neither 'extension-definition--<UUID>' nor an extension name"
         if not isinstance(extension, dict):
             return f"[{key!r}] must be a JSON object, got {_show(extension)}"
         kind = extension.get("extension_type")
@@ -447,6 +486,7 @@ _ANY_REFERENCES = _list_of(_ANY_REFERENCE)
 
 
 # ---- tables derived from stix2's v21 classes -------------------------------------------------
+
 
 def _compile(prop: Any) -> Check | None:
     """A check for one stix2 property definition (None: nothing to check here)."""
@@ -500,13 +540,17 @@ def _embedded(cls: type) -> Check:
         if problem is None and not {"description", "url", "external_id"} & value.keys():
             return "needs 'description', 'url' or 'external_id' besides 'source_name'"
         return problem
+
     return external_reference
 
 
 def _build_tables() -> tuple[dict[str, dict[str, Check]], dict[str, tuple[str, ...]]]:
     maps = STIX2_OBJ_MAPS["2.1"]
-    classes = {typ: cls for typ, cls in {**maps["objects"], **maps["observables"]}.items()
-               if cls.__module__.startswith("stix2.v21.") and typ != "bundle"}  # no custom ones
+    classes = {
+        typ: cls
+        for typ, cls in {**maps["objects"], **maps["observables"]}.items()
+        if cls.__module__.startswith("stix2.v21.") and typ != "bundle"
+    }  # no custom ones
     checks = {typ: _property_checks(cls) for typ, cls in classes.items()}
     required: dict[str, tuple[str, ...]] = {}
     for typ, cls in classes.items():
@@ -524,9 +568,22 @@ _CHECKS, _REQUIRED = _build_tables()
 # Common properties mean the same on every type, custom ones included, so they are checked
 # wherever they appear (a "confidence" on an SCO is still an integer 0-100).
 _COMMON_CHECKS: dict[str, Check] = {
-    name: check for name, check in {**_CHECKS["file"], **_CHECKS["indicator"]}.items()
-    if name in {"created_by_ref", "created", "modified", "revoked", "labels", "confidence", "lang",
-                "external_references", "object_marking_refs", "granular_markings", "extensions",
-                "defanged"}
+    name: check
+    for name, check in {**_CHECKS["file"], **_CHECKS["indicator"]}.items()
+    if name
+    in {
+        "created_by_ref",
+        "created",
+        "modified",
+        "revoked",
+        "labels",
+        "confidence",
+        "lang",
+        "external_references",
+        "object_marking_refs",
+        "granular_markings",
+        "extensions",
+        "defanged",
+    }
 }
 _CHECKS = {typ: {**_COMMON_CHECKS, **checks} for typ, checks in _CHECKS.items()}

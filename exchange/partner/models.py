@@ -1,4 +1,5 @@
 """Partner organisations (other countries' CERTs, sector CSIRTs)."""
+
 from __future__ import annotations
 
 from datetime import datetime

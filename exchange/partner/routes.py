@@ -1,4 +1,5 @@
 """/api/v1/partners, /api/v1/users, /api/v1/credentials (administrators only)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -66,8 +67,13 @@ def clear_push_auth(slug: str, db: DbSession, user: AdminUser) -> PartnerRead:
 @router.post("/partners/{slug}/credentials", status_code=201, response_model=CredentialCreated)
 def create_credential(slug: str, body: CredentialCreate, db: DbSession, user: AdminUser) -> CredentialCreated:
     partner = service.get_by_slug(db, slug)
-    credential, key = service.create_credential(db, partner=partner, actor=user.credential_id,  # type: ignore[arg-type]
-                                                name=body.name, expires_at=body.expires_at)
+    credential, key = service.create_credential(
+        db,
+        partner=partner,
+        actor=user.credential_id,  # type: ignore[arg-type]
+        name=body.name,
+        expires_at=body.expires_at,
+    )
     return CredentialCreated(id=credential.id, key=key)
 
 
@@ -80,15 +86,24 @@ def list_credentials(slug: str, db: DbSession, user: AdminUser) -> list[Credenti
 @router.post("/users", status_code=201, response_model=CredentialCreated)
 def create_user(body: UserCreate, db: DbSession, user: AdminUser) -> CredentialCreated:
     """An internal (admin or analyst) credential; the key is in this response only."""
-    credential, key = auth_service.create_credential(db, name=body.name, role=body.role, expires_at=body.expires_at)
+    credential, key = auth_service.create_credential(
+        db, name=body.name, role=body.role, expires_at=body.expires_at
+    )
     from exchange.audit import service as audit
 
-    audit.record(db, actor=user.credential_id, action="user.create", target=credential.id,
-                 details={"name": body.name, "role": body.role})
+    audit.record(
+        db,
+        actor=user.credential_id,
+        action="user.create",
+        target=credential.id,
+        details={"name": body.name, "role": body.role},
+    )
     return CredentialCreated(id=credential.id, key=key)
 
 
 @router.post("/credentials/{credential_id}/revoke", response_model=CredentialRead)
 def revoke_credential(credential_id: str, request: Request, db: DbSession, user: AdminUser) -> CredentialRead:
-    credential = auth_service.revoke(db, credential_id, actor=user.credential_id, cache=request.app.state.key_cache)
+    credential = auth_service.revoke(
+        db, credential_id, actor=user.credential_id, cache=request.app.state.key_cache
+    )
     return CredentialRead.model_validate(credential)

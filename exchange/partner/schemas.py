@@ -1,4 +1,5 @@
 """Request and response bodies for partners and credentials."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Partner organisations and their credentials."""
+
 from __future__ import annotations
 
 import re
@@ -42,13 +43,25 @@ def create(
         raise BadRequestError(f"identity {identity_id!r} is not a STIX identity id")
     if get_by_slug(db, slug, missing_ok=True) is not None:
         raise ConflictError(f"a partner {slug!r} already exists")
-    partner = Partner(slug=slug, name=name, country=country, contact=contact,
-                      identity_id=identity_id, status="active", public_keys="[]")
+    partner = Partner(
+        slug=slug,
+        name=name,
+        country=country,
+        contact=contact,
+        identity_id=identity_id,
+        status="active",
+        public_keys="[]",
+    )
     db.add(partner)
     db.flush()
     credential, key = create_credential(db, partner=partner, actor=actor, name=f"{slug} (first)")
-    audit.record(db, actor=actor, action="partner.create", target=slug,
-                 details={"name": name, "country": country, "contact": contact, "identity_id": identity_id})
+    audit.record(
+        db,
+        actor=actor,
+        action="partner.create",
+        target=slug,
+        details={"name": name, "country": country, "contact": contact, "identity_id": identity_id},
+    )
     return partner, credential, key
 
 
@@ -72,8 +85,13 @@ def set_status(db: Session, slug: str, status: str, *, actor: str) -> Partner:
     partner = get_by_slug(db, slug)
     assert partner is not None
     if partner.status != status:
-        audit.record(db, actor=actor, action=f"partner.{'suspend' if status == 'suspended' else 'activate'}",
-                     target=slug, details={"from": partner.status, "to": status})
+        audit.record(
+            db,
+            actor=actor,
+            action=f"partner.{'suspend' if status == 'suspended' else 'activate'}",
+            target=slug,
+            details={"from": partner.status, "to": status},
+        )
         partner.status = status
         db.flush()
     return partner
@@ -84,24 +102,37 @@ def create_credential(
 ) -> tuple[Credential, str]:
     """Another credential for a partner (one per system); the key is returned once."""
     credential, key = auth_service.create_credential(
-        db, name=name or f"{partner.slug} credential", role="partner", expires_at=expires_at,
+        db,
+        name=name or f"{partner.slug} credential",
+        role="partner",
+        expires_at=expires_at,
         partner_pk=partner.pk,
     )
-    audit.record(db, actor=actor, action="credential.create", target=credential.id,
-                 details={"partner": partner.slug, "expires_at": expires_at.isoformat() if expires_at else None})
+    audit.record(
+        db,
+        actor=actor,
+        action="credential.create",
+        target=credential.id,
+        details={"partner": partner.slug, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
     return credential, key
 
 
 def credentials(db: Session, partner: Partner) -> list[Credential]:
     """A partner's credentials, oldest first."""
-    return list(db.scalars(select(Credential).where(Credential.partner_pk == partner.pk)
-                           .order_by(Credential.created_at)))
+    return list(
+        db.scalars(
+            select(Credential).where(Credential.partner_pk == partner.pk).order_by(Credential.created_at)
+        )
+    )
 
 
 def add_public_key(db: Session, slug: str, jwk: dict, *, actor: str) -> Partner:
     """Register a public signing key (an Ed25519 JWK) for a partner's submissions."""
     if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
-        raise BadRequestError("a partner key must be an Ed25519 public JWK: {\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\": ...}")
+        raise BadRequestError(
+            'a partner key must be an Ed25519 public JWK: {"kty": "OKP", "crv": "Ed25519", "x": ...}'
+        )
     if "d" in jwk:
         raise BadRequestError("that JWK holds a private key; register only the public part")
     partner = get_by_slug(db, slug)
@@ -118,8 +149,11 @@ def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
     """The partner's registered public keys as a JWKS (kid = RFC 7638 thumbprint when unset)."""
     from exchange.signing.keys import public_jwk, thumbprint
 
-    return {"keys": [public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"])
-                     for k in orjson.loads(partner.public_keys)]}
+    return {
+        "keys": [
+            public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"]) for k in orjson.loads(partner.public_keys)
+        ]
+    }
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -152,8 +186,9 @@ def _check_push_auth(auth: dict) -> str:  # type: ignore[type-arg]
                 raise BadRequestError(f"{name!r} is not an HTTP header name")
             # CR or LF in a value would let it smuggle further headers into the request.
             if not isinstance(value, str) or not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-                raise BadRequestError(f"the value of push header {name!r} must be a non-empty string "
-                                      "without control characters")
+                raise BadRequestError(
+                    f"the value of push header {name!r} must be a non-empty string without control characters"
+                )
         return "headers"
     raise BadRequestError(shape)
 

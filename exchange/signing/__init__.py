@@ -1,4 +1,5 @@
 """Signing: the Ed25519 keyring, detached JWS over RFC 8785 bytes, and verification."""
+
 from exchange.signing.jws import (
     CTY_STIX,
     CTY_TAXII,

@@ -1,4 +1,5 @@
 """`exchange signing-key rotate|remove|jwks` and `exchange verify`: plain functions the CLI wires in."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,13 @@ def cmd_signing_key_rotate(args: argparse.Namespace, settings: Settings) -> int:
     keyring = keyring_for(settings)
     with _audit_session(settings) as db:
         old, current, upcoming = keyring.rotate()
-        audit.record(db, actor=CLI_ACTOR, action="signing.key.rotate", target=current,
-                     details={"retired": old, "current": current, "next": upcoming})
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="signing.key.rotate",
+            target=current,
+            details={"retired": old, "current": current, "next": upcoming},
+        )
     if getattr(args, "json", False):
         print(json.dumps({"retired": old, "current": current, "next": upcoming}))
     else:
@@ -87,8 +93,13 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"ok": True, "kid": result.kid, "header": result.header}))
         return 0
     iat = result.iat
-    when = (datetime.fromtimestamp(iat, timezone.utc).isoformat().replace("+00:00", "Z")
-            if isinstance(iat, int) else "-")
-    print(f"OK: signed by kid {result.kid} ({result.alg}), iat {when}, aud {result.aud or '-'}, "
-          f"iss {result.iss or '-'}")
+    when = (
+        datetime.fromtimestamp(iat, timezone.utc).isoformat().replace("+00:00", "Z")
+        if isinstance(iat, int)
+        else "-"
+    )
+    print(
+        f"OK: signed by kid {result.kid} ({result.alg}), iat {when}, aud {result.aud or '-'}, "
+        f"iss {result.iss or '-'}"
+    )
     return 0

@@ -5,6 +5,7 @@ the signature member removed. The signing input is the ordinary RFC 7515 one,
 ASCII(b64url(protected)) '.' ASCII(b64url(payload)); the payload segment is then left out of
 the token (`<protected>..<signature>`). This is not the RFC 7797 `b64: false` variant.
 """
+
 from __future__ import annotations
 
 import base64

@@ -9,6 +9,7 @@ Layout of the keyring directory (mode 0700):
 Readers never take the lock: every write goes to a temporary file renamed into place, private
 keys are written before the metadata naming them and deleted after the metadata dropping them.
 """
+
 from __future__ import annotations
 
 import base64
@@ -97,8 +98,14 @@ class KeyInfo:
     retired: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kid": self.kid, "state": self.state, "x": self.x, "created": self.created,
-                "activated": self.activated, "retired": self.retired}
+        return {
+            "kid": self.kid,
+            "state": self.state,
+            "x": self.x,
+            "created": self.created,
+            "activated": self.activated,
+            "retired": self.retired,
+        }
 
 
 def _now() -> str:
@@ -136,7 +143,9 @@ class KeyRing:
                 waiting = next((k for k in keys if k.state == "next"), None)
                 if waiting is not None:
                     # A published next key is the natural successor; promoting it keeps the JWKS stable.
-                    keys = [_replace(k, state="current", activated=_now()) if k is waiting else k for k in keys]
+                    keys = [
+                        _replace(k, state="current", activated=_now()) if k is waiting else k for k in keys
+                    ]
                 else:
                     keys.append(self._create_key("current"))
                 changed = True
@@ -203,7 +212,9 @@ class KeyRing:
     def keys(self) -> list[KeyInfo]:
         """The keyring's metadata, current first."""
         keys = self._keys()
-        retired = sorted((k for k in keys if k.state == "retired"), key=lambda k: k.retired or "", reverse=True)
+        retired = sorted(
+            (k for k in keys if k.state == "retired"), key=lambda k: k.retired or "", reverse=True
+        )
         return [k for k in keys if k.state == "current"] + [k for k in keys if k.state == "next"] + retired
 
     # -- metadata -----------------------------------------------------------------------------
@@ -232,8 +243,14 @@ class KeyRing:
         try:
             data = json.loads(raw)
             keys = [
-                KeyInfo(kid=e["kid"], state=e["state"], x=e["x"], created=e["created"],
-                        activated=e.get("activated"), retired=e.get("retired"))
+                KeyInfo(
+                    kid=e["kid"],
+                    state=e["state"],
+                    x=e["x"],
+                    created=e["created"],
+                    activated=e.get("activated"),
+                    retired=e.get("retired"),
+                )
                 for e in data["keys"]
             ]
         except (ValueError, KeyError, TypeError) as exc:

@@ -1,4 +1,5 @@
 """The public signing keys at /.well-known/jwks.json."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request

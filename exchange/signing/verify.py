@@ -3,6 +3,7 @@
 Every failure is a `SignatureError` whose `reason` is one of the fixed strings below, so
 callers (TAXII status messages, `exchange verify`, tests) can rely on it.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -175,9 +176,7 @@ def verify_detached(
     return VerifyResult(kid=kid, header=header)
 
 
-def verify_file(
-    path: str | Path, *, jwks: Mapping[str, Any], audience: str | None = None
-) -> VerifyResult:
+def verify_file(path: str | Path, *, jwks: Mapping[str, Any], audience: str | None = None) -> VerifyResult:
     """Verify a saved bundle or TAXII envelope carrying `x_exchange_jws`, or any file with a `<file>.jws` sidecar.
 
     When both the member and a sidecar are present, both must verify.
@@ -185,7 +184,9 @@ def verify_file(
     path = Path(path)
     raw = path.read_bytes()
     sidecar = path.with_name(path.name + ".jws")
-    sidecar_token = sidecar.read_text(encoding="ascii", errors="replace").strip() if sidecar.is_file() else None
+    sidecar_token = (
+        sidecar.read_text(encoding="ascii", errors="replace").strip() if sidecar.is_file() else None
+    )
     try:
         document = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, UnicodeDecodeError):
@@ -194,7 +195,9 @@ def verify_file(
     if not isinstance(document, dict):
         # Not a JSON object: only a sidecar can sign it, over the file's exact bytes.
         if sidecar_token is None:
-            raise SignatureError(NOT_SIGNED, f"{path.name} is not a JSON object and has no sidecar {sidecar.name}")
+            raise SignatureError(
+                NOT_SIGNED, f"{path.name} is not a JSON object and has no sidecar {sidecar.name}"
+            )
         return verify_detached(sidecar_token, raw, jwks=jwks, audience=audience)
 
     tokens: list[str] = []
@@ -219,7 +222,8 @@ def load_jwks(source: str, *, timeout: float = 10.0) -> dict[str, Any]:
     """A JWK Set from a file path or an http(s) URL (such as a partner's /.well-known/jwks.json)."""
     if source.startswith(("http://", "https://")):
         request = urllib.request.Request(
-            source, headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "exchange-verify"}
+            source,
+            headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "exchange-verify"},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above

@@ -1,4 +1,5 @@
 """Feed sources, one module per kind; each has `batches(ctx)` and `check_options(options)`."""
+
 from __future__ import annotations
 
 import importlib

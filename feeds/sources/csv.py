@@ -7,6 +7,7 @@ column may say ip-dst, ip-src, ip, ipv4, ipv6, domain, hostname, url, uri, md5, 
 an observables type; other text means "detect". `labels` are split on ";" or ",". `first_seen`
 may be an ISO date or date-time, or epoch seconds; it becomes valid_from of a new indicator.
 """
+
 from __future__ import annotations
 
 import csv as csvlib
@@ -23,11 +24,26 @@ from feeds.conditional import conditional_get
 FIELDS = ("value", "kind", "description", "labels", "first_seen")
 KNOWN = ("columns", "delimiter", "header", "comment_prefixes", "kind")
 KIND_NAMES = {
-    "ip": "ipv4-addr", "ipv4": "ipv4-addr", "ip-dst": None, "ip-src": None, "ipv6": "ipv6-addr",
-    "domain": "domain-name", "hostname": "domain-name", "fqdn": "domain-name", "url": "url", "uri": "url",
-    "link": "url", "email": "email-addr", "email-src": "email-addr", "email-dst": "email-addr",
-    "md5": "file:hashes.'MD5'", "sha1": "file:hashes.'SHA-1'", "sha-1": "file:hashes.'SHA-1'",
-    "sha256": "file:hashes.'SHA-256'", "sha-256": "file:hashes.'SHA-256'", "sha512": "file:hashes.'SHA-512'",
+    "ip": "ipv4-addr",
+    "ipv4": "ipv4-addr",
+    "ip-dst": None,
+    "ip-src": None,
+    "ipv6": "ipv6-addr",
+    "domain": "domain-name",
+    "hostname": "domain-name",
+    "fqdn": "domain-name",
+    "url": "url",
+    "uri": "url",
+    "link": "url",
+    "email": "email-addr",
+    "email-src": "email-addr",
+    "email-dst": "email-addr",
+    "md5": "file:hashes.'MD5'",
+    "sha1": "file:hashes.'SHA-1'",
+    "sha-1": "file:hashes.'SHA-1'",
+    "sha256": "file:hashes.'SHA-256'",
+    "sha-256": "file:hashes.'SHA-256'",
+    "sha512": "file:hashes.'SHA-512'",
 }  # None: an address of either family, detected
 
 
@@ -35,14 +51,20 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Known options with the right types; ValueError otherwise."""
     unknown = set(options) - set(KNOWN)
     if unknown:
-        raise ValueError(f"unknown option(s) for a csv feed: {', '.join(sorted(unknown))} (known: {', '.join(KNOWN)})")
+        raise ValueError(
+            f"unknown option(s) for a csv feed: {', '.join(sorted(unknown))} (known: {', '.join(KNOWN)})"
+        )
     columns = options.get("columns", {"value": 0})
     if not isinstance(columns, dict) or "value" not in columns:
         raise ValueError('option columns must map at least "value" to a column name or index')
     for name, where in columns.items():
         if name not in FIELDS:
             raise ValueError(f"columns.{name}: unknown field (known: {', '.join(FIELDS)})")
-        if isinstance(where, bool) or not isinstance(where, (str, int)) or (isinstance(where, int) and where < 0):
+        if (
+            isinstance(where, bool)
+            or not isinstance(where, (str, int))
+            or (isinstance(where, int) and where < 0)
+        ):
             raise ValueError(f"columns.{name} must be a column name or a 0-based index")
     delimiter = options.get("delimiter", ",")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
@@ -115,8 +137,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             for name, where in columns.items():
                 if isinstance(where, str):
                     if where not in header:
-                        raise FeedError(f"the CSV has no column {where!r} (columns.{name}); its header is: "
-                                        f"{', '.join(header)[:300]}")
+                        raise FeedError(
+                            f"the CSV has no column {where!r} (columns.{name}); its header is: "
+                            f"{', '.join(header)[:300]}"
+                        )
                     index[name] = header.index(where)
         index |= {name: where for name, where in columns.items() if isinstance(where, int)}
         batch = Batch()
@@ -136,7 +160,9 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     yield batch
 
 
-def _ioc(row: list[str], index: dict[str, int], line: int, fixed_kind: str | None, batch: Batch) -> Ioc | None:
+def _ioc(
+    row: list[str], index: dict[str, int], line: int, fixed_kind: str | None, batch: Batch
+) -> Ioc | None:
     def cell(name: str) -> str:
         at = index.get(name)
         return row[at].strip() if at is not None and at < len(row) else ""
@@ -150,9 +176,21 @@ def _ioc(row: list[str], index: dict[str, int], line: int, fixed_kind: str | Non
         try:
             seen = first_seen(cell("first_seen"))
         except (ValueError, OverflowError, OSError):
-            batch.failures.append({"id": f"line {line}", "message": f"first_seen {cell('first_seen')[:60]!r} is not "
-                                                                    "an ISO date, date-time or epoch seconds"})
+            batch.failures.append(
+                {
+                    "id": f"line {line}",
+                    "message": f"first_seen {cell('first_seen')[:60]!r} is not "
+                    "an ISO date, date-time or epoch seconds",
+                }
+            )
             return None
     labels = tuple(label.strip() for label in re.split(r"[;,]", cell("labels")) if label.strip())
     kind = fixed_kind or (kind_of(cell("kind")) if cell("kind") else None)
-    return Ioc(value=value, kind=kind, description=cell("description") or None, labels=labels, first_seen=seen, line=line)
+    return Ioc(
+        value=value,
+        kind=kind,
+        description=cell("description") or None,
+        labels=labels,
+        first_seen=seen,
+        line=line,
+    )

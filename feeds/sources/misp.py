@@ -7,6 +7,7 @@ event. A broken event (unreachable, not JSON, not convertible) is a counted fail
 the others are stored, and it is tried again next run. MISP applies an event's TLP tag to
 everything in it, so the converted report's TLP marking is put on its contents that carry none.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,7 +65,9 @@ def convert(event: Any) -> list[dict[str, Any]]:
             continue
         for ref in container.get("object_refs", []):
             inner = by_id.get(ref)
-            if inner is not None and not any(level_of_marking(m) for m in inner.get("object_marking_refs", [])):
+            if inner is not None and not any(
+                level_of_marking(m) for m in inner.get("object_marking_refs", [])
+            ):
                 inner["object_marking_refs"] = [*inner.get("object_marking_refs", []), *tlp]
     return objects
 
@@ -85,8 +88,14 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     if not isinstance(manifest, dict):
         raise FeedError(f"{shown}manifest.json is not a MISP feed manifest (an object of event UUIDs)")
     done: dict[str, str] = dict(ctx.cursor.get("events", {}))
-    due = sorted(((str(meta.get("timestamp", "")) if isinstance(meta, dict) else "", uuid)
-                  for uuid, meta in manifest.items() if isinstance(uuid, str)), key=lambda item: (item[0], item[1]))
+    due = sorted(
+        (
+            (str(meta.get("timestamp", "")) if isinstance(meta, dict) else "", uuid)
+            for uuid, meta in manifest.items()
+            if isinstance(uuid, str)
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
     failed = False
     for stamp, uuid in due:
         if done.get(uuid) == stamp:
@@ -104,7 +113,14 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             failed = True
             continue
         except Exception as exc:  # misp-stix raises many kinds on odd events: report, go on
-            yield Batch(failures=[{"id": f"event {uuid}", "message": f"cannot convert: {str(exc)[:300] or type(exc).__name__}"}])
+            yield Batch(
+                failures=[
+                    {
+                        "id": f"event {uuid}",
+                        "message": f"cannot convert: {str(exc)[:300] or type(exc).__name__}",
+                    }
+                ]
+            )
             failed = True
             continue
         done[uuid] = stamp

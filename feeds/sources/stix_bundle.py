@@ -6,6 +6,7 @@ invalid STIX object is refused by ingest and counted; the rest are kept. Broken 
 bundle, cut off) fails the run; the batches before it stay stored, and the validators are saved
 only after the last batch, so the next run reads the whole bundle again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -36,7 +37,9 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     header = BundleHeader()
     batch = Batch()
     try:
-        for element in bundle_objects(ctx.http.iter_bytes(response), header=header, max_object_bytes=MAX_OBJECT_BYTES):
+        for element in bundle_objects(
+            ctx.http.iter_bytes(response), header=header, max_object_bytes=MAX_OBJECT_BYTES
+        ):
             batch.fetched += 1
             if element.error is not None:
                 batch.failures.append({"id": f"objects[{element.index}]", "message": element.error})
@@ -52,6 +55,6 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     if header.members.get("type") != "bundle":
         if batch.fetched:
             yield batch
-        raise FeedError(f"{safe_url(ctx.spec.url)}: not a STIX bundle (no \"type\": \"bundle\")")
+        raise FeedError(f'{safe_url(ctx.spec.url)}: not a STIX bundle (no "type": "bundle")')
     batch.cursor = validators
     yield batch

@@ -7,6 +7,7 @@ last page it stored. A server that sends no such header is asked for everything 
 deduplication keeps that from adding anything twice. Options: `page_size` (default 1000),
 `types` (a list of STIX types, sent as match[type]).
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,14 +29,16 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Known options with the right types; ValueError otherwise."""
     unknown = set(options) - set(KNOWN)
     if unknown:
-        raise ValueError(f"unknown option(s) for a taxii21 feed: {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(KNOWN)})")
+        raise ValueError(
+            f"unknown option(s) for a taxii21 feed: {', '.join(sorted(unknown))} (known: {', '.join(KNOWN)})"
+        )
     size = options.get("page_size", 1000)
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 10_000:
         raise ValueError("option page_size must be a whole number from 1 to 10000")
     types = options.get("types")
-    if types is not None and (not isinstance(types, list) or not types
-                              or not all(isinstance(t, str) and t for t in types)):
+    if types is not None and (
+        not isinstance(types, list) or not types or not all(isinstance(t, str) and t for t in types)
+    ):
         raise ValueError("option types must be a non-empty list of STIX type names")
     return options
 
@@ -82,8 +85,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             hint = " (is the URL a TAXII 2.1 collection the credentials may read?)" if status == 404 else hint
             raise FeedError(f"{shown} answered HTTP {status}{hint}") from None
         except requests.exceptions.SSLError:
-            raise FeedError(f"TLS verification failed for {shown} (give the feed the CA bundle that signs "
-                            "its certificate)") from None
+            raise FeedError(
+                f"TLS verification failed for {shown} (give the feed the CA bundle that signs "
+                "its certificate)"
+            ) from None
         except requests.exceptions.Timeout:
             raise FeedError(f"{shown} did not answer within {ctx.spec.timeout:g} s") from None
         except requests.exceptions.ConnectionError:

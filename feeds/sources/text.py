@@ -4,6 +4,7 @@ Blank lines and comments (`#` or `;` at the start of a line, or after whitespace
 one) are skipped. Options: `kind` forces one observable type for every line instead of
 detecting it per line; `comment_prefixes` replaces the default ("#", ";", "//").
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -20,13 +21,16 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Known options with the right types; ValueError otherwise."""
     unknown = set(options) - {"kind", "comment_prefixes"}
     if unknown:
-        raise ValueError(f"unknown option(s) for a text feed: {', '.join(sorted(unknown))} "
-                         "(known: kind, comment_prefixes)")
+        raise ValueError(
+            f"unknown option(s) for a text feed: {', '.join(sorted(unknown))} (known: kind, comment_prefixes)"
+        )
     kind = options.get("kind")
     if kind is not None and kind not in TYPES:
         raise ValueError(f"option kind must be one of {', '.join(TYPES)}, not {kind!r}")
     prefixes = options.get("comment_prefixes")
-    if prefixes is not None and (not isinstance(prefixes, list) or not all(isinstance(p, str) and p for p in prefixes)):
+    if prefixes is not None and (
+        not isinstance(prefixes, list) or not all(isinstance(p, str) and p for p in prefixes)
+    ):
         raise ValueError("option comment_prefixes must be a list of non-empty strings")
     return options
 

@@ -10,8 +10,15 @@ from exchange.agreement import service as agreement_service
 from exchange.partner import service as partner_service
 
 
-def agreement_doc(slug: str, *, read: dict[str, Any] | None = None, write: dict[str, Any] | None = None,
-                  status: str = "active", days_before: int = 30, days_after: int = 365) -> dict[str, Any]:
+def agreement_doc(
+    slug: str,
+    *,
+    read: dict[str, Any] | None = None,
+    write: dict[str, Any] | None = None,
+    status: str = "active",
+    days_before: int = 30,
+    days_after: int = 365,
+) -> dict[str, Any]:
     today = date.today()
     doc: dict[str, Any] = {
         "partner": slug,
@@ -36,7 +43,9 @@ class Partners:
     def add(self, doc_for=None) -> tuple[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
         slug = f"p-{uuid.uuid4().hex[:8]}"
         with self.live.session() as db:
-            _, credential, key = partner_service.create(db, slug=slug, name=slug.upper(), country="IN", actor="test")
+            _, credential, key = partner_service.create(
+                db, slug=slug, name=slug.upper(), country="IN", actor="test"
+            )
             if doc_for is not None:
                 agreement_service.apply(db, doc_for(slug), actor="test")
         return slug, (credential.id, key)

@@ -1,4 +1,5 @@
 """Administrators manage partners, credentials and agreements over the REST API (real server)."""
+
 from __future__ import annotations
 
 import threading
@@ -62,11 +63,21 @@ def put_agreement(rest: httpx.Client, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def obj(kind: str, level: str | None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": kind, "spec_version": "2.1", "id": f"{kind}--{uuid.uuid4()}",
-                            "created": TS, "modified": TS, **extra}
+    body: dict[str, Any] = {
+        "type": kind,
+        "spec_version": "2.1",
+        "id": f"{kind}--{uuid.uuid4()}",
+        "created": TS,
+        "modified": TS,
+        **extra,
+    }
     if kind == "indicator":
-        body |= {"name": "i", "pattern": "[ipv4-addr:value = '10.0.0.1']", "pattern_type": "stix",
-                 "valid_from": TS}
+        body |= {
+            "name": "i",
+            "pattern": "[ipv4-addr:value = '10.0.0.1']",
+            "pattern_type": "stix",
+            "valid_from": TS,
+        }
     elif kind == "malware":
         body |= {"name": "m", "is_family": False}
     if level is not None:
@@ -96,8 +107,9 @@ def pull(live_server, cred: tuple[str, str], coll: Collection) -> list[dict[str,
 
 
 def taxii_status(live_server, cred: tuple[str, str], coll: Collection) -> int:  # type: ignore[no-untyped-def]
-    return httpx.get(live_server.collection_url(coll) + "objects/", auth=cred,
-                     headers={"Accept": TAXII}, timeout=30).status_code
+    return httpx.get(
+        live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}, timeout=30
+    ).status_code
 
 
 def versions(rest: httpx.Client, slug: str) -> tuple[int, Any]:
@@ -138,16 +150,37 @@ def test_apply_version_history_and_diff(live_server, rest, admin):
 
 def test_preview_matches_what_the_partner_pulls(live_server, rest):
     one, two = live_server.collection(default_tlp="green"), live_server.collection(default_tlp="amber")
-    store(live_server, one, [obj("indicator", "clear", confidence=90), obj("indicator", "green", confidence=90),
-                             obj("malware", "white", confidence=90), obj("malware", None, confidence=90),
-                             obj("indicator", "amber", confidence=90), obj("indicator", "red", confidence=90),
-                             obj("indicator", "green", confidence=10), obj("identity", "green", name="x",
-                                                                           confidence=90)])
-    store(live_server, two, [obj("indicator", None, confidence=95), obj("malware", "clear", confidence=95),
-                             obj("malware", "amber+strict", confidence=95), obj("indicator", "green")])
+    store(
+        live_server,
+        one,
+        [
+            obj("indicator", "clear", confidence=90),
+            obj("indicator", "green", confidence=90),
+            obj("malware", "white", confidence=90),
+            obj("malware", None, confidence=90),
+            obj("indicator", "amber", confidence=90),
+            obj("indicator", "red", confidence=90),
+            obj("indicator", "green", confidence=10),
+            obj("identity", "green", name="x", confidence=90),
+        ],
+    )
+    store(
+        live_server,
+        two,
+        [
+            obj("indicator", None, confidence=95),
+            obj("malware", "clear", confidence=95),
+            obj("malware", "amber+strict", confidence=95),
+            obj("indicator", "green"),
+        ],
+    )
     slug, cred = new_partner(rest)
-    read = {"collections": [one.alias, two.alias], "max_tlp": "amber", "min_confidence": 50,
-            "types": ["indicator", "malware"]}
+    read = {
+        "collections": [one.alias, two.alias],
+        "max_tlp": "amber",
+        "min_confidence": 50,
+        "types": ["indicator", "malware"],
+    }
     put_agreement(rest, agreement_doc(slug, read=read))
 
     response = rest.get(f"/agreements/{slug}/preview")
@@ -159,8 +192,9 @@ def test_preview_matches_what_the_partner_pulls(live_server, rest):
     for coll in (one, two):
         served = pull(live_server, cred, coll)
         default = coll.default_tlp
-        levels = Counter(LEVEL_OF[o["object_marking_refs"][0]] if "object_marking_refs" in o else default
-                         for o in served)
+        levels = Counter(
+            LEVEL_OF[o["object_marking_refs"][0]] if "object_marking_refs" in o else default for o in served
+        )
         shown = by_alias[coll.alias]
         assert shown["granted"] is True
         assert shown["total"] == len(served)
@@ -182,8 +216,9 @@ def test_preview_of_a_draft_stores_nothing(live_server, rest):
     assert put_agreement(rest, current)["version"] == 1
     before = versions(rest, slug)
 
-    draft = agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "amber", "types": ["indicator"]},
-                          status="draft")
+    draft = agreement_doc(
+        slug, read={"collections": [coll.alias], "max_tlp": "amber", "types": ["indicator"]}, status="draft"
+    )
     response = rest.post("/agreements/preview", json=draft)
     assert response.status_code == 200, response.text
     report = response.json()
@@ -193,24 +228,40 @@ def test_preview_of_a_draft_stores_nothing(live_server, rest):
     assert report["collections"][0]["by_tlp"] == {"green": 1, "amber": 1}
 
     assert versions(rest, slug) == before
-    assert rest.get(f"/agreements/{slug}").json() == current | {"read": current["read"] | {
-        "redact": [], "anonymize_source": False}}
+    assert rest.get(f"/agreements/{slug}").json() == current | {
+        "read": current["read"] | {"redact": [], "anonymize_source": False}
+    }
     assert pull(live_server, cred, coll) == []  # still under the stored clear-only agreement
 
 
 BAD = {
     "unknown top-level field": (lambda d, c: d | {"sharing": "all"}, "sharing", "unknown field"),
-    "unknown field in read": (lambda d, c: d | {"read": d["read"] | {"max_tlpp": "red"}},
-                              "read.max_tlpp", "unknown field"),
-    "unknown collection": (lambda d, c: d | {"read": d["read"] | {"collections": [c, "nope-nope"]}},
-                           "read.collections[1]", "unknown collection 'nope-nope'"),
+    "unknown field in read": (
+        lambda d, c: d | {"read": d["read"] | {"max_tlpp": "red"}},
+        "read.max_tlpp",
+        "unknown field",
+    ),
+    "unknown collection": (
+        lambda d, c: d | {"read": d["read"] | {"collections": [c, "nope-nope"]}},
+        "read.collections[1]",
+        "unknown collection 'nope-nope'",
+    ),
     "tlp purple": (lambda d, c: d | {"read": d["read"] | {"max_tlp": "purple"}}, "read.max_tlp", "'purple'"),
-    "end before start": (lambda d, c: d | {"valid_from": "2025-06-01", "valid_until": "2025-05-31"},
-                         "valid_until", "before valid_from"),
-    "bad embargo": (lambda d, c: d | {"read": d["read"] | {"embargo": "3 fortnights"}},
-                    "read.embargo", "3 fortnights"),
-    "unknown partner": (lambda d, c: d | {"partner": "no-such-partner"}, "partner",
-                        "unknown partner 'no-such-partner'"),
+    "end before start": (
+        lambda d, c: d | {"valid_from": "2025-06-01", "valid_until": "2025-05-31"},
+        "valid_until",
+        "before valid_from",
+    ),
+    "bad embargo": (
+        lambda d, c: d | {"read": d["read"] | {"embargo": "3 fortnights"}},
+        "read.embargo",
+        "3 fortnights",
+    ),
+    "unknown partner": (
+        lambda d, c: d | {"partner": "no-such-partner"},
+        "partner",
+        "unknown partner 'no-such-partner'",
+    ),
     "a list, not an object": (lambda d, c: [d], "body", ""),
     "a string, not an object": (lambda d, c: "agreement", "body", ""),
     "null, not an object": (lambda d, c: None, "body", ""),
@@ -227,7 +278,9 @@ def agreed_partner(live_server, rest: httpx.Client) -> tuple[str, dict[str, Any]
 
 def send_json(rest: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
     # orjson, not httpx's json=: `None` must go out as the JSON text null.
-    return rest.request(method, path, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
+    return rest.request(
+        method, path, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -252,17 +305,25 @@ def test_a_bad_agreement_is_a_422_naming_the_field_and_changes_nothing(rest, agr
         assert any(p["field"] == field and reason in p["reason"] for p in problems), problems
         assert field in response.json()["detail"] and reason in response.json()["detail"]
     assert versions(rest, slug) == before
-    assert rest.get(f"/agreements/{slug}").json() == doc | {"read": doc["read"] | {
-        "redact": [], "anonymize_source": False}}
+    assert rest.get(f"/agreements/{slug}").json() == doc | {
+        "read": doc["read"] | {"redact": [], "anonymize_source": False}
+    }
 
 
 def non_admin_calls(slug: str, doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    return [("PUT", "/agreements", doc), ("GET", "/agreements", None), ("GET", f"/agreements/{slug}", None),
-            ("GET", f"/agreements/{slug}/versions", None), ("GET", f"/agreements/{slug}/preview", None),
-            ("POST", "/agreements/preview", doc), ("GET", "/partners", None),
-            ("POST", "/partners", {"slug": "p-sneaky", "name": "x", "country": "IN"}),
-            ("PATCH", f"/partners/{slug}", {"status": "suspended"}),
-            ("POST", f"/partners/{slug}/credentials", {}), ("GET", f"/partners/{slug}/credentials", None)]
+    return [
+        ("PUT", "/agreements", doc),
+        ("GET", "/agreements", None),
+        ("GET", f"/agreements/{slug}", None),
+        ("GET", f"/agreements/{slug}/versions", None),
+        ("GET", f"/agreements/{slug}/preview", None),
+        ("POST", "/agreements/preview", doc),
+        ("GET", "/partners", None),
+        ("POST", "/partners", {"slug": "p-sneaky", "name": "x", "country": "IN"}),
+        ("PATCH", f"/partners/{slug}", {"status": "suspended"}),
+        ("POST", f"/partners/{slug}/credentials", {}),
+        ("GET", f"/partners/{slug}/credentials", None),
+    ]
 
 
 def test_only_administrators_manage_partners_and_agreements(live_server, rest, agreed):
@@ -272,8 +333,11 @@ def test_only_administrators_manage_partners_and_agreements(live_server, rest, a
     _, partner_cred = new_partner(rest)
     changed = doc | {"read": doc["read"] | {"max_tlp": "amber+strict"}}
     # A wrong key is left to tests/audit/test_audit.py (it is also audited).
-    for who, key, expected in (("analyst", analyst[1], 403), ("partner", partner_cred[1], 403),
-                               ("no credential", None, 401)):
+    for who, key, expected in (
+        ("analyst", analyst[1], 403),
+        ("partner", partner_cred[1], 403),
+        ("no credential", None, 401),
+    ):
         with api(live_server, key) as client:
             for method, path, body in non_admin_calls(slug, changed):
                 response = client.request(method, path, json=body)
@@ -289,8 +353,12 @@ def test_only_administrators_manage_partners_and_agreements(live_server, rest, a
 
 def test_what_does_not_exist_is_a_404_naming_it(live_server, rest):
     slug, _, _ = agreed_partner(live_server, rest)
-    for path in ("/agreements/no-such-partner", "/agreements/no-such-partner/versions",
-                 "/agreements/no-such-partner/preview", "/partners/no-such-partner"):
+    for path in (
+        "/agreements/no-such-partner",
+        "/agreements/no-such-partner/versions",
+        "/agreements/no-such-partner/preview",
+        "/partners/no-such-partner",
+    ):
         response = rest.get(path)
         assert response.status_code == 404, (path, response.text)
         assert "no-such-partner" in response.json()["detail"]
@@ -334,7 +402,9 @@ def test_credentials_create_list_and_revoke(live_server, rest):
     listed = rest.get(f"/partners/{slug}/credentials")
     assert listed.status_code == 200
     assert [(c["id"], c["role"], c["revoked_at"]) for c in listed.json()] == [
-        (first[0], "partner", None), (second[0], "partner", None)]
+        (first[0], "partner", None),
+        (second[0], "partner", None),
+    ]
     assert second[1] not in listed.text and first[1] not in listed.text and "scrypt" not in listed.text
 
     revoked = rest.post(f"/credentials/{second[0]}/revoke")

@@ -1,4 +1,5 @@
 """`exchange partner|credential|agreement` as an administrator runs them, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ class Cli:
         return subprocess.run([EXE, *args], env=self.env, capture_output=True, text=True, timeout=120)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([EXE, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen(
+            [EXE, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def run_together(self, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
         """Independent commands at the same time (each one starts a Python; this keeps the tests quick)."""
@@ -66,8 +68,9 @@ class Cli:
         """A partner made directly in the database (the CLI's own `partner add` has its test)."""
         slug = f"p-{uuid.uuid4().hex[:8]}"
         with self.db() as db:
-            _, credential, key = partner_service.create(db, slug=slug, name=slug.upper(), country="IN",
-                                                        actor="test")
+            _, credential, key = partner_service.create(
+                db, slug=slug, name=slug.upper(), country="IN", actor="test"
+            )
         self.keys[slug] = (credential.id, key)
         return slug
 
@@ -146,8 +149,9 @@ def test_partner_add_prints_its_key_once_and_list_shows_it(cli):
     assert shown["key"].startswith(shown["credential_id"] + ".")
     assert cli.authenticates(shown["credential_id"], shown["key"]) == slug
 
-    listed, again = cli.run_together(("partner", "list", "--json"),
-                                     ("partner", "add", slug, "--name", "CERT-In", "--country", "IN"))
+    listed, again = cli.run_together(
+        ("partner", "list", "--json"), ("partner", "add", slug, "--name", "CERT-In", "--country", "IN")
+    )
     assert listed.returncode == 0, listed.stderr
     mine = [p for p in json.loads(listed.stdout) if p["slug"] == slug]
     assert mine == [{"slug": slug, "name": "CERT-In", "country": "IN", "status": "active", "contact": ""}]
@@ -186,14 +190,22 @@ def test_agreement_apply_export_and_reapply(cli, tmp_path):
 
 
 BAD_FILES = {
-    "unknown field": (lambda s: agreement_yaml(s, **{"read.sharing": "everything"}),
-                      ["read.sharing", "unknown field 'sharing'"]),
-    "unknown collection": (lambda s: agreement_yaml(s, **{"read.collections": ["indicators", "secret-stuff"]}),
-                           ["read.collections[1]", "unknown collection 'secret-stuff'"]),
-    "end before start": (lambda s: agreement_yaml(s, valid_until="2024-03-04"),
-                         ["valid_until", "before valid_from"]),
-    "bad YAML": (lambda s: agreement_yaml(s).replace("max_tlp: amber", "max_tlp: [amber"),
-                 ["not valid YAML", "line"]),
+    "unknown field": (
+        lambda s: agreement_yaml(s, **{"read.sharing": "everything"}),
+        ["read.sharing", "unknown field 'sharing'"],
+    ),
+    "unknown collection": (
+        lambda s: agreement_yaml(s, **{"read.collections": ["indicators", "secret-stuff"]}),
+        ["read.collections[1]", "unknown collection 'secret-stuff'"],
+    ),
+    "end before start": (
+        lambda s: agreement_yaml(s, valid_until="2024-03-04"),
+        ["valid_until", "before valid_from"],
+    ),
+    "bad YAML": (
+        lambda s: agreement_yaml(s).replace("max_tlp: amber", "max_tlp: [amber"),
+        ["not valid YAML", "line"],
+    ),
 }
 
 
@@ -224,20 +236,56 @@ def test_preview_suspend_and_credentials(cli, tmp_path):
     with cli.db() as db:
         root = intel_service.get_api_root(db, "root")
         coll = intel_service.create_collection(db, api_root=root, alias=alias, title="t", default_tlp="green")
-        objects = [{"type": "malware", "spec_version": "2.1", "id": f"malware--{uuid.uuid4()}", "created": TS,
-                    "modified": TS, "name": "m", "is_family": False, **marking}
-                   for marking in ({"object_marking_refs": [GREEN]}, {}, {"object_marking_refs": [AMBER]},
-                                   {"object_marking_refs": [RED]})]
-        objects.append({"type": "identity", "spec_version": "2.1", "id": f"identity--{uuid.uuid4()}",
-                        "created": TS, "modified": TS, "name": "x", "object_marking_refs": [GREEN]})
+        objects = [
+            {
+                "type": "malware",
+                "spec_version": "2.1",
+                "id": f"malware--{uuid.uuid4()}",
+                "created": TS,
+                "modified": TS,
+                "name": "m",
+                "is_family": False,
+                **marking,
+            }
+            for marking in (
+                {"object_marking_refs": [GREEN]},
+                {},
+                {"object_marking_refs": [AMBER]},
+                {"object_marking_refs": [RED]},
+            )
+        ]
+        objects.append(
+            {
+                "type": "identity",
+                "spec_version": "2.1",
+                "id": f"identity--{uuid.uuid4()}",
+                "created": TS,
+                "modified": TS,
+                "name": "x",
+                "object_marking_refs": [GREEN],
+            }
+        )
         assert ingest(db, collection=coll, objects=objects, origin="analyst").failures == []
     with cli.db() as db:
-        agreement_service.apply(db, yaml.safe_load(agreement_yaml(slug, **{
-            "read.collections": [alias, "incidents"], "read.embargo": None, "read.types": ["malware"],
-            "read.min_confidence": None})), actor="test")
+        agreement_service.apply(
+            db,
+            yaml.safe_load(
+                agreement_yaml(
+                    slug,
+                    **{
+                        "read.collections": [alias, "incidents"],
+                        "read.embargo": None,
+                        "read.types": ["malware"],
+                        "read.min_confidence": None,
+                    },
+                )
+            ),
+            actor="test",
+        )
 
-    shown, created = cli.run_together(("agreement", "preview", slug, "--json"),
-                                      ("credential", "create", slug, "--json"))
+    shown, created = cli.run_together(
+        ("agreement", "preview", slug, "--json"), ("credential", "create", slug, "--json")
+    )
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["partner"] == slug and report["partner_status"] == "active"
@@ -254,13 +302,17 @@ def test_preview_suspend_and_credentials(cli, tmp_path):
     assert cli.authenticates(credential["credential_id"], credential["key"]) == slug
     assert cli.authenticates(*cli.keys[slug]) == slug
 
-    revoked, suspended = cli.run_together(("credential", "revoke", credential["credential_id"]),
-                                          ("partner", "suspend", slug))
+    revoked, suspended = cli.run_together(
+        ("credential", "revoke", credential["credential_id"]), ("partner", "suspend", slug)
+    )
     assert revoked.returncode == 0 and f"credential {credential['credential_id']} revoked" in revoked.stdout
     assert cli.authenticates(credential["credential_id"], credential["key"]) is None
     assert suspended.returncode == 0 and f"partner {slug} is suspended" in suspended.stdout
     with cli.db() as db:
         assert partner_service.get_by_slug(db, slug).status == "suspended"
-        assert [c.id for c in partner_service.credentials(db, partner_service.get_by_slug(db, slug))
-                if c.revoked_at is not None] == [credential["credential_id"]]
+        assert [
+            c.id
+            for c in partner_service.credentials(db, partner_service.get_by_slug(db, slug))
+            if c.revoked_at is not None
+        ] == [credential["credential_id"]]
     assert cli.authenticates(*cli.keys[slug]) is None  # its other credentials stop working too

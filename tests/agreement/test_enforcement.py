@@ -1,4 +1,5 @@
 """End to end over HTTP: two partners with different agreements each see exactly their share."""
+
 from __future__ import annotations
 
 import uuid
@@ -74,8 +75,12 @@ def test_two_partners_each_see_exactly_their_share(live_server, partners, shared
     seen_amber = {o["id"] for o in pull(live_server, amber, coll)}
     seen_strict = {o["id"] for o in pull(live_server, strict, coll)}
     ids = {k: v["id"] for k, v in objs.items()}
-    assert seen_amber == {ids[k] for k in ("clear", "green", "amber", "white1", "amber1", "unmarked", "low", "noconf")}
-    assert seen_strict == {ids[k] for k in ("clear", "green", "amber", "amber+strict", "white1", "amber1", "unmarked")}
+    assert seen_amber == {
+        ids[k] for k in ("clear", "green", "amber", "white1", "amber1", "unmarked", "low", "noconf")
+    }
+    assert seen_strict == {
+        ids[k] for k in ("clear", "green", "amber", "amber+strict", "white1", "amber1", "unmarked")
+    }
     assert ids["red"] not in seen_amber | seen_strict
 
 
@@ -130,13 +135,16 @@ def test_suspended_partner_and_revoked_or_expired_credentials_get_401(live_serve
     from exchange.partner import service as partner_service
 
     coll, _ = shared
-    slug, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "amber"}))
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "amber"})
+    )
     url = live_server.collection_url(coll) + "objects/"
     assert httpx.get(url, auth=cred, headers={"Accept": TAXII}).status_code == 200
     with live_server.session() as db:
         partner = partner_service.get_by_slug(db, slug)
-        second, key = partner_service.create_credential(db, partner=partner, actor="test",
-                                                        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        second, key = partner_service.create_credential(
+            db, partner=partner, actor="test", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)
+        )
     is_error_resource(httpx.get(url, auth=(second.id, key), headers={"Accept": TAXII}), 401)
     with live_server.session() as db:
         partner_service.set_status(db, slug, "suspended", actor="test")
@@ -160,14 +168,25 @@ def test_cursor_from_another_partner_is_refused(live_server, partners, shared):
 def test_types_embargo_redaction_and_anonymisation(live_server, partners, http):
     coll = live_server.collection(default_tlp="green")
     other_source = "identity--0d9c9a3e-2b51-4f6f-a0c9-6b8d1c7b9e11"
-    ind = marked(20, "green", created_by_ref=other_source, x_bd_internal_notes="sensitive",
-                 confidence=80)
-    malware = {"type": "malware", "spec_version": "2.1", "id": f"malware--{uuid.uuid4()}",
-               "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-               "name": "m", "is_family": False, "object_marking_refs": [TLP["green"]]}
+    ind = marked(20, "green", created_by_ref=other_source, x_bd_internal_notes="sensitive", confidence=80)
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": f"malware--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "m",
+        "is_family": False,
+        "object_marking_refs": [TLP["green"]],
+    }
     post(http, live_server.collection_url(coll), envelope([ind, malware]))
-    read = {"collections": [coll.alias], "max_tlp": "green", "types": ["indicator"],
-            "redact": ["x_bd_internal_notes"], "anonymize_source": True}
+    read = {
+        "collections": [coll.alias],
+        "max_tlp": "green",
+        "types": ["indicator"],
+        "redact": ["x_bd_internal_notes"],
+        "anonymize_source": True,
+    }
     _, cred = partners.add(lambda s: agreement_doc(s, read=read))
     got = pull(live_server, cred, coll)
     assert [o["id"] for o in got] == [ind["id"]]
@@ -187,8 +206,9 @@ def test_audience_restricts_to_named_partners(live_server, partners, http):
     _, other_cred = partners.add(lambda s: agreement_doc(s, read=read))
     obj = marked(30, "green")
     with live_server.session() as db:
-        ingest_service.ingest(db, collection=db.get(Collection, coll.pk), objects=[obj], origin="analyst",
-                              audience=[named])
+        ingest_service.ingest(
+            db, collection=db.get(Collection, coll.pk), objects=[obj], origin="analyst", audience=[named]
+        )
     assert [o["id"] for o in pull(live_server, named_cred, coll)] == [obj["id"]]
     assert pull(live_server, other_cred, coll) == []
 
@@ -196,17 +216,33 @@ def test_audience_restricts_to_named_partners(live_server, partners, http):
 def test_referential_closure(live_server, partners, http):
     coll = live_server.collection(default_tlp="green")
     visible, hidden = marked(40, "green"), marked(41, "amber")
-    rel = {"type": "relationship", "spec_version": "2.1", "id": f"relationship--{uuid.uuid4()}",
-           "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-           "relationship_type": "related-to", "source_ref": visible["id"], "target_ref": hidden["id"],
-           "object_marking_refs": [TLP["green"]]}
+    rel = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": f"relationship--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "relationship_type": "related-to",
+        "source_ref": visible["id"],
+        "target_ref": hidden["id"],
+        "object_marking_refs": [TLP["green"]],
+    }
     rel_ok = dict(rel, id=f"relationship--{uuid.uuid4()}", target_ref=visible["id"])
-    statement = {"type": "marking-definition", "spec_version": "2.1",
-                 "id": f"marking-definition--{uuid.uuid4()}", "created": "2026-01-01T00:00:00.000Z",
-                 "definition_type": "statement", "definition": {"statement": "internal"}}
+    statement = {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": f"marking-definition--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "definition_type": "statement",
+        "definition": {"statement": "internal"},
+    }
     with_statement = marked(42, "green")
     with_statement["object_marking_refs"].append(statement["id"])
-    post(http, live_server.collection_url(coll), envelope([visible, hidden, rel, rel_ok, statement, with_statement]))
+    post(
+        http,
+        live_server.collection_url(coll),
+        envelope([visible, hidden, rel, rel_ok, statement, with_statement]),
+    )
     read = {"collections": [coll.alias], "max_tlp": "green", "types": ["indicator", "relationship"]}
     _, cred = partners.add(lambda s: agreement_doc(s, read=read))
     seen = {o["id"] for o in pull(live_server, cred, coll)}
@@ -218,9 +254,15 @@ def test_partner_writes_are_limited_to_granted_types_and_recorded(live_server, p
     write = {"collections": [coll.alias], "types": ["indicator"]}
     slug, cred = partners.add(lambda s: agreement_doc(s, write=write))
     client = httpx.Client(auth=cred, headers={"Accept": TAXII})
-    malware = {"type": "malware", "spec_version": "2.1", "id": f"malware--{uuid.uuid4()}",
-               "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-               "name": "m", "is_family": False}
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": f"malware--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "m",
+        "is_family": False,
+    }
     status = post(client, live_server.collection_url(coll), envelope([indicator(50), malware])).json()
     assert status["success_count"] == 1 and status["failure_count"] == 1
     assert "malware" in status["failures"][0]["message"]
@@ -229,6 +271,7 @@ def test_partner_writes_are_limited_to_granted_types_and_recorded(live_server, p
     from sqlalchemy import select
 
     from exchange.intel.models import ObjectVersion
+
     with live_server.session() as db:
         origins = set(db.scalars(select(ObjectVersion.origin).where(ObjectVersion.collection_pk == coll.pk)))
     assert origins == {"partner"}
@@ -236,13 +279,19 @@ def test_partner_writes_are_limited_to_granted_types_and_recorded(live_server, p
 
 def test_disclosure_ledger_records_what_partners_received(live_server, partners, shared, admin):
     coll, objs = shared
-    slug, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+    )
     pull(live_server, cred, coll)
-    response = httpx.get(f"{live_server.url}/api/v1/objects/{objs['green']['id']}/recipients",
-                         headers={"Authorization": f"Bearer {admin[1]}"})
+    response = httpx.get(
+        f"{live_server.url}/api/v1/objects/{objs['green']['id']}/recipients",
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    )
     assert response.status_code == 200, response.text
     received = response.json()["received"]
     assert [(r["partner"], r["credential_id"], r["channel"]) for r in received] == [(slug, cred[0], "taxii")]
-    amber = httpx.get(f"{live_server.url}/api/v1/objects/{objs['amber']['id']}/recipients",
-                      headers={"Authorization": f"Bearer {admin[1]}"}).json()
+    amber = httpx.get(
+        f"{live_server.url}/api/v1/objects/{objs['amber']['id']}/recipients",
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    ).json()
     assert all(r["partner"] != slug for r in amber["received"])

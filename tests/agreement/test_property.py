@@ -5,6 +5,7 @@ agreement; the test pages through the objects endpoint with a small random `limi
 the ids served with the ids `decide` allows, worked out here from the generated objects alone
 (TLP levels from our own table, referential closure from the generated relationship ends).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -64,8 +65,8 @@ specs = st.builds(
     type=st.sampled_from(TYPES),
     markings=st.lists(st.sampled_from(sorted(MARKINGS)), max_size=2, unique=True).map(tuple),
     confidence=st.none() | st.integers(min_value=0, max_value=100),
-    audience=st.none() | st.lists(st.sampled_from(["me", "other"]), min_size=1, max_size=2,
-                                  unique=True).map(tuple),
+    audience=st.none()
+    | st.lists(st.sampled_from(["me", "other"]), min_size=1, max_size=2, unique=True).map(tuple),
     ends=st.tuples(st.integers(0, 50), st.integers(0, 50)),
     dangling=st.sampled_from([False, False, False, True]),
 )
@@ -91,11 +92,20 @@ def build_objects(items: list[Spec]) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for spec in items:
         stix_id = f"{spec.type}--{uuid.uuid4()}"
-        obj: dict[str, Any] = {"type": spec.type, "spec_version": "2.1", "id": stix_id,
-                               "created": TS, "modified": TS}
+        obj: dict[str, Any] = {
+            "type": spec.type,
+            "spec_version": "2.1",
+            "id": stix_id,
+            "created": TS,
+            "modified": TS,
+        }
         if spec.type == "indicator":
-            obj |= {"name": "i", "pattern": "[ipv4-addr:value = '10.0.0.1']", "pattern_type": "stix",
-                    "valid_from": TS}
+            obj |= {
+                "name": "i",
+                "pattern": "[ipv4-addr:value = '10.0.0.1']",
+                "pattern_type": "stix",
+                "valid_from": TS,
+            }
         elif spec.type == "malware":
             obj |= {"name": "m", "is_family": False}
         elif spec.type == "identity":
@@ -128,15 +138,23 @@ def end_ids(obj: dict[str, Any]) -> list[str]:
     return []
 
 
-def expected_ids(items: list[Spec], objects: list[dict[str, Any]], grant: ReadGrant,
-                 default_rank: int, audience_of: dict[str, str]) -> set[str]:
+def expected_ids(
+    items: list[Spec],
+    objects: list[dict[str, Any]],
+    grant: ReadGrant,
+    default_rank: int,
+    audience_of: dict[str, str],
+) -> set[str]:
     """What `decide` allows, with facts built from the generated objects only."""
 
     def facts(spec: Spec, obj: dict[str, Any], refs_visible: bool) -> ObjectFacts:
         return ObjectFacts(
-            stix_id=obj["id"], type=obj["type"],
+            stix_id=obj["id"],
+            type=obj["type"],
             tlp_rank=max((MARKINGS[m] for m in spec.markings), default=None),
-            default_tlp_rank=default_rank, confidence=spec.confidence, date_added_us=0,
+            default_tlp_rank=default_rank,
+            confidence=spec.confidence,
+            date_added_us=0,
             audience=None if spec.audience is None else frozenset(audience_of[a] for a in spec.audience),
             refs_visible=refs_visible,
         )
@@ -217,14 +235,24 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
         for spec, obj in zip(items, objects, strict=True):
             groups.setdefault(spec.audience, []).append(obj)
         for audience, batch in groups.items():
-            result = ingest(db, collection=target, objects=batch, origin="analyst",
-                            audience=None if audience is None else [audience_of[a] for a in audience])
+            result = ingest(
+                db,
+                collection=target,
+                objects=batch,
+                origin="analyst",
+                audience=None if audience is None else [audience_of[a] for a in audience],
+            )
             assert result.failures == [] and result.created == len(batch), result.failures
 
     grant = ReadGrant(
-        partner=slug, collection=coll.alias, max_tlp_rank=min(RANK[agreement.max_tlp], RED - 1),
+        partner=slug,
+        collection=coll.alias,
+        max_tlp_rank=min(RANK[agreement.max_tlp], RED - 1),
         types=None if agreement.types is None else frozenset(agreement.types),
-        min_confidence=agreement.min_confidence, embargo_us=0, redact=(), anonymize_source=False,
+        min_confidence=agreement.min_confidence,
+        embargo_us=0,
+        redact=(),
+        anonymize_source=False,
     )
     expected = expected_ids(items, objects, grant, RANK[default_tlp], audience_of)
 
@@ -245,19 +273,40 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
 def test_closure_holds_through_a_withheld_relationship(live_server):
     coll = live_server.collection(default_tlp="green")
     slug = f"p-{uuid.uuid4().hex[:10]}"
-    visible, red = build_objects([Spec("indicator", (GREEN,), None, None, (0, 0), False),
-                                  Spec("indicator", (RED_ID,), None, None, (0, 0), False)])
-    rel = {"type": "relationship", "spec_version": "2.1", "id": f"relationship--{uuid.uuid4()}",
-           "created": TS, "modified": TS, "relationship_type": "indicates",
-           "source_ref": visible["id"], "target_ref": red["id"]}
-    report = {"type": "report", "spec_version": "2.1", "id": f"report--{uuid.uuid4()}", "created": TS,
-              "modified": TS, "name": "r", "published": TS, "object_refs": [rel["id"]]}
+    visible, red = build_objects(
+        [
+            Spec("indicator", (GREEN,), None, None, (0, 0), False),
+            Spec("indicator", (RED_ID,), None, None, (0, 0), False),
+        ]
+    )
+    rel = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": f"relationship--{uuid.uuid4()}",
+        "created": TS,
+        "modified": TS,
+        "relationship_type": "indicates",
+        "source_ref": visible["id"],
+        "target_ref": red["id"],
+    }
+    report = {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": f"report--{uuid.uuid4()}",
+        "created": TS,
+        "modified": TS,
+        "name": "r",
+        "published": TS,
+        "object_refs": [rel["id"]],
+    }
     with live_server.session() as db:
         _, credential, key = partner_service.create(db, slug=slug, name="P", country="IN", actor="test")
-        agreement_service.apply(db, agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "amber"}),
-                                actor="test")
-        result = ingest(db, collection=db.get(Collection, coll.pk), objects=[visible, red, rel, report],
-                        origin="analyst")
+        agreement_service.apply(
+            db, agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "amber"}), actor="test"
+        )
+        result = ingest(
+            db, collection=db.get(Collection, coll.pk), objects=[visible, red, rel, report], origin="analyst"
+        )
         assert result.failures == []
     served, _ = pull_all(live_server, (credential.id, key), live_server.collection_url(coll), 10)
     served_ids = {o["id"] for o in served}

@@ -1,4 +1,5 @@
 """The audit trail: hash-chained, tamper-evident, free of secrets, and fed by what users do."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "ha
 
 def chain(db: Session, n: int = 5) -> list[int]:
     """Append `n` events; returns their seq numbers. Everything is rolled back after the test."""
-    seqs = [audit.record(db, actor="tester", action="test.event", target=f"t{i}", details={"i": i}).seq
-            for i in range(n)]
+    seqs = [
+        audit.record(db, actor="tester", action="test.event", target=f"t{i}", details={"i": i}).seq
+        for i in range(n)
+    ]
     db.expire_all()  # read back from the database from now on, as a later `verify` would
     return seqs
 
@@ -132,10 +135,21 @@ def test_deleting_the_newest_events_and_the_head_is_detected(db):
 
 
 def test_secrets_in_details_are_withheld(db):
-    event = audit.record(db, actor="tester", action="test.secret", details={
-        "key": "k-1", "password": "p-1", "client_secret": "s-1", "API_TOKEN": "t-1", "SigningKey": "k-2",
-        "nested": {"token": "t-2", "fine": "visible-1"}, "name": "visible-2", "key_id": "visible-3",
-    })
+    event = audit.record(
+        db,
+        actor="tester",
+        action="test.secret",
+        details={
+            "key": "k-1",
+            "password": "p-1",
+            "client_secret": "s-1",
+            "API_TOKEN": "t-1",
+            "SigningKey": "k-2",
+            "nested": {"token": "t-2", "fine": "visible-1"},
+            "name": "visible-2",
+            "key_id": "visible-3",
+        },
+    )
     db.expire_all()
     stored = json.loads(db.get(AuditEvent, event.seq).details)
     for name in ("key", "password", "client_secret", "API_TOKEN", "SigningKey"):
@@ -148,8 +162,12 @@ def test_secrets_in_details_are_withheld(db):
 
 
 def test_secrets_inside_lists_are_withheld(db):
-    event = audit.record(db, actor="tester", action="test.secret",
-                         details={"credentials": [{"id": "c-1", "key": "k-3"}], "feeds": [{"token": "t-3"}]})
+    event = audit.record(
+        db,
+        actor="tester",
+        action="test.secret",
+        details={"credentials": [{"id": "c-1", "key": "k-3"}], "feeds": [{"token": "t-3"}]},
+    )
     db.expire_all()
     stored = db.get(AuditEvent, event.seq).details
     assert "k-3" not in stored and "t-3" not in stored, stored
@@ -180,8 +198,9 @@ def find_event(live_server, admin, action: str, match: Callable[[dict[str, Any]]
 @pytest.mark.live
 def test_failed_logins_are_audited(live_server, admin):
     taxii_user = f"cred-{uuid.uuid4().hex[:16]}"
-    response = httpx.get(f"{live_server.api_root}collections/", auth=(taxii_user, "wrong"),
-                         headers={"Accept": TAXII})
+    response = httpx.get(
+        f"{live_server.api_root}collections/", auth=(taxii_user, "wrong"), headers={"Accept": TAXII}
+    )
     assert response.status_code == 401
     event = find_event(live_server, admin, "login.failure", lambda e: e["actor"] == taxii_user)
     assert event["details"] == {"channel": "taxii"}
@@ -212,8 +231,12 @@ def test_a_failed_login_on_a_write_request_is_answered_at_once_and_audited(live_
         engine, url = live_server.engine, live_server.url
     who = f"cred-{uuid.uuid4().hex[:16]}"
     try:
-        response = httpx.post(f"{url}/api/v1/partners", json={"slug": "p-never", "name": "x", "country": "IN"},
-                              headers={"Authorization": f"Bearer {who}.wrong"}, timeout=2)
+        response = httpx.post(
+            f"{url}/api/v1/partners",
+            json={"slug": "p-never", "name": "x", "country": "IN"},
+            headers={"Authorization": f"Bearer {who}.wrong"},
+            timeout=2,
+        )
     except httpx.TimeoutException:
         pytest.fail("a wrong key on a POST got no answer within 2 s")
     assert response.status_code == 401, response.text
@@ -231,20 +254,35 @@ def test_agreement_changes_and_taxii_writes_are_audited(live_server, admin):
         assert created.status_code == 201, created.text
         key = created.json()["key"]
         find_event(live_server, admin, "partner.create", lambda e: e["target"] == slug)
-        doc = agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green"},
-                            write={"collections": [coll.alias], "types": ["indicator"]})
+        doc = agreement_doc(
+            slug,
+            read={"collections": [coll.alias], "max_tlp": "green"},
+            write={"collections": [coll.alias], "types": ["indicator"]},
+        )
         assert client.put("/agreements", json=doc).status_code == 200
         find_event(live_server, admin, "agreement.apply", lambda e: e["target"] == slug)
-        assert client.put("/agreements", json=doc | {"read": doc["read"] | {"max_tlp": "amber"}}).json()["version"] == 2
+        assert (
+            client.put("/agreements", json=doc | {"read": doc["read"] | {"max_tlp": "amber"}}).json()[
+                "version"
+            ]
+            == 2
+        )
 
-    event = find_event(live_server, admin, "agreement.apply",
-                       lambda e: e["target"] == slug and e["details"]["version"] == 2)
+    event = find_event(
+        live_server, admin, "agreement.apply", lambda e: e["target"] == slug and e["details"]["version"] == 2
+    )
     assert event["actor"] == admin[0]
     assert event["details"]["changes"] == [{"path": "read.max_tlp", "old": "green", "new": "amber"}]
 
-    malware = {"type": "malware", "spec_version": "2.1", "id": f"malware--{uuid.uuid4()}",
-               "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-               "name": "m", "is_family": False}
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": f"malware--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "m",
+        "is_family": False,
+    }
     with httpx.Client(auth=(created.json()["credential_id"], key), headers={"Accept": TAXII}) as partner:
         status = post(partner, live_server.collection_url(coll), envelope([indicator(1), malware])).json()
     assert status["success_count"] == 1 and status["failure_count"] == 1
@@ -264,7 +302,9 @@ def test_agreement_changes_and_taxii_writes_are_audited(live_server, admin):
 
 def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     if backend != "sqlite":
-        pytest.skip("edits the SQLite file of a fresh data dir directly; the chain checks above cover PostgreSQL")
+        pytest.skip(
+            "edits the SQLite file of a fresh data dir directly; the chain checks above cover PostgreSQL"
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     env["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
 
@@ -281,8 +321,8 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     assert intact.returncode == 0, intact.stderr
     database = tmp_path / "data" / "exchange.db"
     with closing(sqlite3.connect(database)) as conn:
-        count, = conn.execute("SELECT count(*) FROM audit_event").fetchone()
-        seq, = conn.execute("SELECT seq FROM audit_event WHERE action = 'agreement.apply'").fetchone()
+        (count,) = conn.execute("SELECT count(*) FROM audit_event").fetchone()
+        (seq,) = conn.execute("SELECT seq FROM audit_event WHERE action = 'agreement.apply'").fetchone()
     assert intact.stdout.strip() == f"audit trail intact: {count} events"
     assert count >= 3  # partner.create, credential.create, agreement.apply
 

@@ -1,4 +1,5 @@
 """The `exchange` command as an administrator runs it, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,13 @@ def test_demo_then_serve_answers_taxii_clients(env):
     assert demo.returncode == 0, demo.stderr
     data = json.loads(demo.stdout)
     port = free_port()
-    proc = subprocess.Popen([EXE, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [EXE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

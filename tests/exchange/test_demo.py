@@ -1,4 +1,5 @@
 """What the exchange itself produces is clean STIX 2.1 by the OASIS validator's strict rules."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,4 +22,4 @@ def test_deterministic_ids_are_stable_v4_shaped_and_distinct():
     first = deterministic_id("indicator", "[ipv4-addr:value = '10.0.0.1']")
     assert first == deterministic_id("indicator", "[ipv4-addr:value = '10.0.0.1']")
     assert first != deterministic_id("indicator", "[ipv4-addr:value = '10.0.0.2']")
-    assert first[len("indicator--"):][14] == "4" and first[len("indicator--"):][19] in "89ab"
+    assert first[len("indicator--") :][14] == "4" and first[len("indicator--") :][19] in "89ab"

@@ -1,4 +1,5 @@
 """The store on SQLite and PostgreSQL: versions, duplicates, date_added, atomicity."""
+
 from __future__ import annotations
 
 import uuid
@@ -19,8 +20,13 @@ def coll(db, settings) -> Collection:  # type: ignore[no-untyped-def]
 
 
 def rows(db, coll):  # type: ignore[no-untyped-def]
-    return list(db.scalars(select(ObjectVersion).where(ObjectVersion.collection_pk == coll.pk)
-                           .order_by(ObjectVersion.date_added_us)))
+    return list(
+        db.scalars(
+            select(ObjectVersion)
+            .where(ObjectVersion.collection_pk == coll.pk)
+            .order_by(ObjectVersion.date_added_us)
+        )
+    )
 
 
 def test_versions_flags_follow_modified_not_arrival(db, coll):
@@ -44,8 +50,12 @@ def test_duplicates_add_no_rows_and_date_added_strictly_increases(db, coll):
 
 
 def test_object_without_timestamps_is_deduplicated_by_content(db, coll):
-    sco = {"type": "ipv4-addr", "spec_version": "2.1",
-           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    sco = {
+        "type": "ipv4-addr",
+        "spec_version": "2.1",
+        "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd",
+        "value": "198.51.100.3",
+    }
     ingest_service.ingest(db, collection=coll, objects=[sco], origin="feed")
     again = ingest_service.ingest(db, collection=coll, objects=[sco], origin="feed")
     assert again.duplicates == 1 and len(rows(db, coll)) == 1

@@ -1,5 +1,6 @@
 """Certificates for TLS feed tests: a CA, a server certificate for 127.0.0.1 it signs (valid or
 expired), and a self-signed one."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -22,35 +23,53 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name("Test feed CA")).issuer_name(_name("Test feed CA"))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Test feed CA"))
+        .issuer_name(_name("Test feed CA"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def server_context(tmp: Path, *, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-                   expired: bool = False) -> ssl.SSLContext:
+def server_context(
+    tmp: Path, *, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None, expired: bool = False
+) -> ssl.SSLContext:
     """A server SSL context for 127.0.0.1, signed by `issuer` (None: self-signed)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(timezone.utc)
-    start, end = (now - timedelta(days=10), now - timedelta(days=1)) if expired else (now - timedelta(days=1),
-                                                                                     now + timedelta(days=10))
+    start, end = (
+        (now - timedelta(days=10), now - timedelta(days=1))
+        if expired
+        else (now - timedelta(days=1), now + timedelta(days=10))
+    )
     issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (_name("127.0.0.1"), key)
-    cert = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(issuer_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(signing_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(signing_key, hashes.SHA256())
+    )
     cert_file, key_file = tmp / f"server-{id(cert)}.pem", tmp / f"server-{id(cert)}.key"
     cert_file.write_bytes(_pem(cert))
     key_file.write_bytes(_key_pem(key))

@@ -1,4 +1,5 @@
 """Feed tests: a real HTTP(S) server on 127.0.0.1 that serves lists, bundles and faults."""
+
 from __future__ import annotations
 
 import hashlib
@@ -92,7 +93,9 @@ class FeedHttpServer:
                     extra["Last-Modified"] = route.last_modified
                 self._send(200, route.body, route.content_type, extra)
 
-            def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+            ) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
@@ -139,8 +142,9 @@ def factory(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def feed_settings(settings: Settings) -> Settings:
     """The session's settings with short retry and run limits for feed tests."""
-    return settings.model_copy(update={"feed_retry_base_seconds": 0.2, "feed_max_run_seconds": 60.0,
-                                       "feed_batch_size": 200})
+    return settings.model_copy(
+        update={"feed_retry_base_seconds": 0.2, "feed_max_run_seconds": 60.0, "feed_batch_size": 200}
+    )
 
 
 class Feeds:
@@ -154,10 +158,16 @@ class Feeds:
         name = fields.pop("name", f"f-{uuid.uuid4().hex[:10]}")
         with session_scope(self.factory, write=True) as db:
             root = intel_service.get_api_root(db, self.settings.api_root)
-            coll = intel_service.create_collection(db, api_root=root, alias=f"c-{uuid.uuid4().hex[:12]}",
-                                                   title="feed target", default_tlp="amber")
-            feed_service.create(db, FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, **fields),
-                                actor="test")
+            coll = intel_service.create_collection(
+                db,
+                api_root=root,
+                alias=f"c-{uuid.uuid4().hex[:12]}",
+                title="feed target",
+                default_tlp="amber",
+            )
+            feed_service.create(
+                db, FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, **fields), actor="test"
+            )
         return name, coll
 
     def runs(self, name: str) -> list[Any]:

@@ -5,6 +5,7 @@ under test replaces it). Usage: medallion_peer.py CONFIG.json PORT RECORD_DIR. E
 is also written to RECORD_DIR (post-0001.json, ...) so tests can check signatures that
 medallion's memory backend itself does not keep.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """A medallion 3.0.0 TAXII server in its own process on 127.0.0.1, for feed and push tests."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,13 @@ class Medallion:
         found: list[dict[str, Any]] = []
         params: dict[str, str] = {"match[version]": "all", "limit": "100"}
         while True:
-            answer = requests.get(self.collection_url(title) + "objects/", params=params,
-                                  auth=(user, self.users[user]), headers={"Accept": TAXII}, timeout=30)
+            answer = requests.get(
+                self.collection_url(title) + "objects/",
+                params=params,
+                auth=(user, self.users[user]),
+                headers={"Accept": TAXII},
+                timeout=30,
+            )
             answer.raise_for_status()
             envelope = answer.json()
             found += envelope.get("objects", [])
@@ -48,9 +54,13 @@ class Medallion:
 
     def add(self, title: str, objects: list[dict[str, Any]], user: str | None = None) -> None:
         user = user or next(iter(self.users))
-        answer = requests.post(self.collection_url(title) + "objects/", json={"objects": objects},
-                               auth=(user, self.users[user]),
-                               headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=60)
+        answer = requests.post(
+            self.collection_url(title) + "objects/",
+            json={"objects": objects},
+            auth=(user, self.users[user]),
+            headers={"Accept": TAXII, "Content-Type": TAXII},
+            timeout=60,
+        )
         answer.raise_for_status()
 
     def posts(self) -> list[bytes]:
@@ -74,8 +84,12 @@ class Medallion:
 
 def _spawn(config: Path, port: int, record_dir: Path) -> subprocess.Popen:  # type: ignore[type-arg]
     script = Path(__file__).with_name("medallion_peer.py")
-    process = subprocess.Popen([sys.executable, str(script), str(config), str(port), str(record_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(config), str(port), str(record_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = process.stdout.readline() if process.stdout else ""
     if line.strip() != "ready":
         process.kill()
@@ -91,8 +105,13 @@ def _spawn(config: Path, port: int, record_dir: Path) -> subprocess.Popen:  # ty
     raise RuntimeError("medallion did not answer")
 
 
-def start_medallion(tmp: Path, *, collections: dict[str, list[dict[str, Any]]] | None = None,
-                    users: dict[str, str] | None = None, max_page_size: int = 100) -> Medallion:
+def start_medallion(
+    tmp: Path,
+    *,
+    collections: dict[str, list[dict[str, Any]]] | None = None,
+    users: dict[str, str] | None = None,
+    max_page_size: int = 100,
+) -> Medallion:
     """medallion with one API root holding `collections` (title -> initial objects)."""
     users = users or {"feeder": "feeder-secret"}
     collections = collections if collections is not None else {"intel": []}
@@ -100,20 +119,33 @@ def start_medallion(tmp: Path, *, collections: dict[str, list[dict[str, Any]]] |
     ids = {title: str(uuid.uuid4()) for title in collections}
     stamp = "2026-01-01T00:00:00.000000Z"
     data: dict[str, Any] = {
-        "/discovery": {"title": "peer", "default": f"http://127.0.0.1:{port}/{API_ROOT}/",
-                       "api_roots": [f"http://127.0.0.1:{port}/{API_ROOT}/"]},
+        "/discovery": {
+            "title": "peer",
+            "default": f"http://127.0.0.1:{port}/{API_ROOT}/",
+            "api_roots": [f"http://127.0.0.1:{port}/{API_ROOT}/"],
+        },
         API_ROOT: {
-            "information": {"title": "peer root", "versions": [TAXII], "max_content_length": 50 * 1024 * 1024},
+            "information": {
+                "title": "peer root",
+                "versions": [TAXII],
+                "max_content_length": 50 * 1024 * 1024,
+            },
             "status": [],
             "collections": [
                 {
-                    "id": ids[title], "title": title, "can_read": True, "can_write": True,
+                    "id": ids[title],
+                    "title": title,
+                    "can_read": True,
+                    "can_write": True,
                     "media_types": ["application/stix+json;version=2.1"],
                     "objects": list(objs),
                     "manifest": [
-                        {"id": o["id"], "date_added": stamp,
-                         "version": o.get("modified") or o.get("created") or stamp,
-                         "media_type": "application/stix+json;version=2.1"}
+                        {
+                            "id": o["id"],
+                            "date_added": stamp,
+                            "version": o.get("modified") or o.get("created") or stamp,
+                            "media_type": "application/stix+json;version=2.1",
+                        }
                         for o in objs
                     ],
                 }
@@ -123,7 +155,11 @@ def start_medallion(tmp: Path, *, collections: dict[str, list[dict[str, Any]]] |
     }
     (tmp / "medallion-data.json").write_text(json.dumps(data))
     config = {
-        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend", "filename": str(tmp / "medallion-data.json")},
+        "backend": {
+            "module": "medallion.backends.memory_backend",
+            "module_class": "MemoryBackend",
+            "filename": str(tmp / "medallion-data.json"),
+        },
         "users": users,
         "taxii": {"max_page_size": max_page_size},
     }
@@ -132,5 +168,12 @@ def start_medallion(tmp: Path, *, collections: dict[str, list[dict[str, Any]]] |
     record_dir = tmp / "medallion-posts"
     record_dir.mkdir(exist_ok=True)
     process = _spawn(config_path, port, record_dir)
-    return Medallion(url=f"http://127.0.0.1:{port}", process=process, record_dir=record_dir, users=users,
-                     collections=ids, config_path=config_path, port=port)
+    return Medallion(
+        url=f"http://127.0.0.1:{port}",
+        process=process,
+        record_dir=record_dir,
+        users=users,
+        collections=ids,
+        config_path=config_path,
+        port=port,
+    )

@@ -1,4 +1,5 @@
 """STIX bundle feeds: ETag, new versions, half-valid bundles, feed defaults, warninglists."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,17 @@ CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
 
 
 def indicator(value: str, **extra) -> dict:  # type: ignore[no-untyped-def]
-    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}", "created": T0,
-            "modified": T0, "pattern": f"[ipv4-addr:value = '{value}']", "pattern_type": "stix", "valid_from": T0,
-            **extra}
+    return {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{uuid.uuid4()}",
+        "created": T0,
+        "modified": T0,
+        "pattern": f"[ipv4-addr:value = '{value}']",
+        "pattern_type": "stix",
+        "valid_from": T0,
+        **extra,
+    }
 
 
 def bundle(*objects: dict) -> bytes:
@@ -27,12 +36,19 @@ def bundle(*objects: dict) -> bytes:
 
 def stored(factory, coll) -> list[dict]:  # type: ignore[no-untyped-def]
     with session_scope(factory) as db:
-        return [json.loads(b) for b in db.scalars(select(ObjectVersion.body).where(
-            ObjectVersion.collection_pk == coll.pk).order_by(ObjectVersion.date_added_us))]
+        return [
+            json.loads(b)
+            for b in db.scalars(
+                select(ObjectVersion.body)
+                .where(ObjectVersion.collection_pk == coll.pk)
+                .order_by(ObjectVersion.date_added_us)
+            )
+        ]
 
 
-def test_unchanged_bundle_costs_one_conditional_request_and_changes_are_new_versions(feed_server, feeds, factory,
-                                                                                     feed_settings) -> None:
+def test_unchanged_bundle_costs_one_conditional_request_and_changes_are_new_versions(
+    feed_server, feeds, factory, feed_settings
+) -> None:
     a, b = indicator("198.51.100.1"), indicator("198.51.100.2", object_marking_refs=[AMBER], confidence=20)
     url = feed_server.serve("/b.json", bundle(a, b), content_type="application/stix+json")
     name, coll = feeds.add("stix-bundle", url, tlp="clear", confidence=75)
@@ -48,11 +64,15 @@ def test_unchanged_bundle_costs_one_conditional_request_and_changes_are_new_vers
 
     feed_server.serve("/b.json", bundle(a, {**b, "modified": T1, "confidence": 40}))
     third = run_feed(factory, feed_settings, name)
-    assert (third.counts["updated"], third.counts["unchanged"], third.counts["new"]) == (1, 1, 0), third.line()
+    assert (third.counts["updated"], third.counts["unchanged"], third.counts["new"]) == (1, 1, 0), (
+        third.line()
+    )
     assert len(stored(factory, coll)) == 3
 
 
-def test_a_half_valid_bundle_keeps_the_good_objects_and_names_the_bad(feed_server, feeds, factory, feed_settings) -> None:
+def test_a_half_valid_bundle_keeps_the_good_objects_and_names_the_bad(
+    feed_server, feeds, factory, feed_settings
+) -> None:
     good = [indicator(f"198.51.100.{i}") for i in range(10, 14)]
     bad_id = {**indicator("198.51.100.20"), "id": "indicator--not-a-uuid"}
     backwards = {**indicator("198.51.100.21"), "modified": "2025-01-01T00:00:00.000Z"}

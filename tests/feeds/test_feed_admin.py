@@ -1,4 +1,5 @@
 """Feeds as administrators manage them: REST /api/v1/feeds, the CLI, and /metrics."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,9 @@ SECRET = "s3cret-feed-password-" + "z" * 8
 
 @pytest.fixture
 def api(live_server, admin):  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin[1]}"}, timeout=60) as client:
+    with httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {admin[1]}"}, timeout=60
+    ) as client:
         yield client
 
 
@@ -37,8 +40,14 @@ def _wait_for_run(api: httpx.Client, name: str) -> dict:
 
 def test_add_run_inspect_disable_remove_over_rest(api, live_server, feed_server, coll) -> None:
     url = feed_server.serve("/api.txt", b"198.51.100.20\n198.51.100.21\nnot-a-value!\n")
-    body = _feed(url, coll.alias, every="15m", tlp="green", confidence=70,
-                 auth={"username": "reader", "password": SECRET})
+    body = _feed(
+        url,
+        coll.alias,
+        every="15m",
+        tlp="green",
+        confidence=70,
+        auth={"username": "reader", "password": SECRET},
+    )
     created = api.post("/api/v1/feeds", json=body)
     assert created.status_code == 201, created.text
     view = created.json()
@@ -67,20 +76,23 @@ def test_add_run_inspect_disable_remove_over_rest(api, live_server, feed_server,
     assert api.get(f"/api/v1/feeds/{body['name']}").status_code == 404
 
 
-@pytest.mark.parametrize("change, status, words", [
-    ({"kind": "rss"}, 422, "kind"),
-    ({"url": "ftp://127.0.0.1/x"}, 400, "http"),
-    ({"url": "http://user:pw@127.0.0.1/x"}, 400, "credentials"),
-    ({"collection": "no-such-collection"}, 400, "unknown collection"),
-    ({"every": "5s"}, 400, "minimum"),
-    ({"every": "1h", "cron": "0 * * * *"}, 400, "not both"),
-    ({"cron": "61 * * * *"}, 400, "cron"),
-    ({"tlp": "purple"}, 400, "TLP"),
-    ({"confidence": 101}, 422, "confidence"),
-    ({"options": {"nonsense": 1}}, 400, "unknown option"),
-    ({"ca_bundle": "not a certificate"}, 400, "PEM"),
-    ({"name": "Bad Name"}, 400, "feed name"),
-])
+@pytest.mark.parametrize(
+    "change, status, words",
+    [
+        ({"kind": "rss"}, 422, "kind"),
+        ({"url": "ftp://127.0.0.1/x"}, 400, "http"),
+        ({"url": "http://user:pw@127.0.0.1/x"}, 400, "credentials"),
+        ({"collection": "no-such-collection"}, 400, "unknown collection"),
+        ({"every": "5s"}, 400, "minimum"),
+        ({"every": "1h", "cron": "0 * * * *"}, 400, "not both"),
+        ({"cron": "61 * * * *"}, 400, "cron"),
+        ({"tlp": "purple"}, 400, "TLP"),
+        ({"confidence": 101}, 422, "confidence"),
+        ({"options": {"nonsense": 1}}, 400, "unknown option"),
+        ({"ca_bundle": "not a certificate"}, 400, "PEM"),
+        ({"name": "Bad Name"}, 400, "feed name"),
+    ],
+)
 def test_bad_feed_definitions_are_refused_with_a_reason(api, coll, change, status, words) -> None:
     answer = api.post("/api/v1/feeds", json=_feed("http://127.0.0.1:9/x", coll.alias) | change)
     assert answer.status_code == status, answer.text
@@ -91,10 +103,18 @@ def test_only_administrators_manage_feeds(live_server, coll) -> None:
     assert httpx.get(f"{live_server.url}/api/v1/feeds").status_code == 401
     assert httpx.get(f"{live_server.url}/metrics").status_code == 401
     _, analyst_key = live_server.credential("analyst")
-    answer = httpx.post(f"{live_server.url}/api/v1/feeds", json=_feed("http://127.0.0.1:9/", coll.alias),
-                        headers={"Authorization": f"Bearer {analyst_key}"})
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/feeds",
+        json=_feed("http://127.0.0.1:9/", coll.alias),
+        headers={"Authorization": f"Bearer {analyst_key}"},
+    )
     assert answer.status_code == 403
-    assert httpx.get(f"{live_server.url}/metrics", headers={"Authorization": f"Bearer {analyst_key}"}).status_code == 200
+    assert (
+        httpx.get(
+            f"{live_server.url}/metrics", headers={"Authorization": f"Bearer {analyst_key}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_a_running_feed_is_not_started_twice(api, feed_server, coll) -> None:
@@ -116,8 +136,26 @@ def test_feed_commands(env, feed_server) -> None:
     url = feed_server.serve("/cli.txt", b"# list\n198.51.100.40\nhttp://evil.example.org/a\n")
     name = f"cli-{uuid.uuid4().hex[:8]}"
     env["FEED_PASSWORD"] = SECRET
-    added = run("feed", "add", name, "--kind", "text", "--url", url, "--collection", "indicators",
-                "--every", "2h", "--tlp", "clear", "--username", "u", "--password-env", "FEED_PASSWORD", "--json")
+    added = run(
+        "feed",
+        "add",
+        name,
+        "--kind",
+        "text",
+        "--url",
+        url,
+        "--collection",
+        "indicators",
+        "--every",
+        "2h",
+        "--tlp",
+        "clear",
+        "--username",
+        "u",
+        "--password-env",
+        "FEED_PASSWORD",
+        "--json",
+    )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["every"] == "2h" and SECRET not in added.stdout
     ran = run("feed", "run", name)
@@ -133,8 +171,21 @@ def test_feed_commands(env, feed_server) -> None:
     assert runs[0]["new"] == 2
     missing = run("feed", "run", "no-such-feed")
     assert missing.returncode == 1 and "no feed named" in missing.stderr
-    no_secret = run("feed", "add", f"{name}-2", "--kind", "text", "--url", url, "--collection", "indicators",
-                    "--username", "u", "--password-env", "UNSET_VARIABLE_X")
+    no_secret = run(
+        "feed",
+        "add",
+        f"{name}-2",
+        "--kind",
+        "text",
+        "--url",
+        url,
+        "--collection",
+        "indicators",
+        "--username",
+        "u",
+        "--password-env",
+        "UNSET_VARIABLE_X",
+    )
     assert no_secret.returncode == 1 and "UNSET_VARIABLE_X" in no_secret.stderr
 
 
@@ -151,7 +202,9 @@ def test_scheduler_state_is_visible_to_administrators(api, factory) -> None:
             db.delete(lease)
     assert api.get("/api/v1/scheduler").json()["leader"] is None
     with session_scope(factory, write=True) as db:
-        db.add(SchedulerLease(name="scheduler", holder="host-a:123", expires_at=utcnow() + timedelta(seconds=30)))
+        db.add(
+            SchedulerLease(name="scheduler", holder="host-a:123", expires_at=utcnow() + timedelta(seconds=30))
+        )
     try:
         state = api.get("/api/v1/scheduler").json()
         assert state["leader"] == "host-a:123" and isinstance(state["jobs"], list)

@@ -1,5 +1,6 @@
 """Feeds that misbehave: hang, fail then recover, send garbage, never end; and secrets stay out
 of errors and logs."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ from feeds.runner import run_feed
 
 def count(factory, coll) -> int:  # type: ignore[no-untyped-def]
     with session_scope(factory) as db:
-        return db.scalar(select(func.count()).select_from(ObjectVersion).where(ObjectVersion.collection_pk == coll.pk))
+        return db.scalar(
+            select(func.count()).select_from(ObjectVersion).where(ObjectVersion.collection_pk == coll.pk)
+        )
 
 
 def test_a_hanging_feed_times_out(feed_server, feeds, factory, feed_settings) -> None:
@@ -57,9 +60,15 @@ def test_server_errors_then_recovery(feed_server, feeds, factory, feed_settings)
     assert (view.health, view.consecutive_failures, count(factory, coll)) == ("ok", 0, 1)
 
 
-def test_garbage_is_refused_with_a_reason_and_nothing_stored(feed_server, feeds, factory, feed_settings) -> None:
-    for body, words in ((os.urandom(4096), "not UTF-8"), (b"<html><body>Login</body></html>", "expected '{'"),
-                        (b'{"type": "report", "objects": []}', "not a STIX bundle"), (b"", "empty")):
+def test_garbage_is_refused_with_a_reason_and_nothing_stored(
+    feed_server, feeds, factory, feed_settings
+) -> None:
+    for body, words in (
+        (os.urandom(4096), "not UTF-8"),
+        (b"<html><body>Login</body></html>", "expected '{'"),
+        (b'{"type": "report", "objects": []}', "not a STIX bundle"),
+        (b"", "empty"),
+    ):
         url = feed_server.serve(f"/g-{uuid.uuid4().hex}.json", body)
         name, coll = feeds.add("stix-bundle", url)
         result = run_feed(factory, feed_settings, name)
@@ -72,8 +81,15 @@ def test_garbage_is_refused_with_a_reason_and_nothing_stored(feed_server, feeds,
 
 
 def test_a_bundle_cut_off_keeps_the_complete_batches(feed_server, feeds, factory, feed_settings) -> None:
-    objects = [{"type": "ipv4-addr", "spec_version": "2.1", "id": f"ipv4-addr--{uuid.uuid4()}",
-                "value": f"10.1.{i // 250}.{i % 250}"} for i in range(450)]
+    objects = [
+        {
+            "type": "ipv4-addr",
+            "spec_version": "2.1",
+            "id": f"ipv4-addr--{uuid.uuid4()}",
+            "value": f"10.1.{i // 250}.{i % 250}",
+        }
+        for i in range(450)
+    ]
     text = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects})
     url = feed_server.serve("/cut.json", text[: len(text) * 3 // 4].encode())
     name, coll = feeds.add("stix-bundle", url)  # batches of 200 (feed_settings)
@@ -101,10 +117,19 @@ def test_an_endless_feed_stops_at_the_size_limit(feed_server, feeds, factory, fe
 
 
 def test_parsing_a_large_bundle_stream_uses_little_memory() -> None:
-    one = json.dumps({"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
-                      "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-                      "pattern": "[ipv4-addr:value = '10.0.0.1']", "pattern_type": "stix",
-                      "valid_from": "2026-01-01T00:00:00Z", "description": "x" * 400}).encode()
+    one = json.dumps(
+        {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": f"indicator--{uuid.uuid4()}",
+            "created": "2026-01-01T00:00:00.000Z",
+            "modified": "2026-01-01T00:00:00.000Z",
+            "pattern": "[ipv4-addr:value = '10.0.0.1']",
+            "pattern_type": "stix",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "description": "x" * 400,
+        }
+    ).encode()
     total = 100_000  # about 60 MB of bundle
 
     def chunks():  # type: ignore[no-untyped-def]
@@ -129,7 +154,9 @@ def test_credentials_stay_out_of_errors_and_logs(feed_server, feeds, factory, fe
     name, _ = feeds.add("text", url, auth={"username": "reader", "password": password})
     caplog.set_level(logging.DEBUG)
     result = run_feed(factory, feed_settings, name)
-    assert result.status == "failed" and "403" in (result.error or "") and "apikey=***" in (result.error or "")
+    assert (
+        result.status == "failed" and "403" in (result.error or "") and "apikey=***" in (result.error or "")
+    )
     stored_error = feeds.runs(name)[0].error or ""
     for secret in (password, key):
         assert secret not in (result.error or "") and secret not in stored_error and secret not in caplog.text

@@ -1,5 +1,6 @@
 """TLS is always verified: a self-signed or expired certificate is refused; a private CA works
 once the feed is given it."""
+
 from __future__ import annotations
 
 import pytest

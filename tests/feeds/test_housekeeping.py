@@ -1,5 +1,6 @@
 """Housekeeping: ended agreements announced once, old status resources removed, a key due for
 rotation flagged once."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,16 +21,24 @@ from tests.agreement.conftest import agreement_doc
 
 
 def _events(db, action: str, target: str) -> int:  # type: ignore[no-untyped-def]
-    return db.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action,
-                                                                         AuditEvent.target == target))
+    return db.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == action, AuditEvent.target == target)
+    )
 
 
 def test_an_ended_agreement_is_announced_once(factory) -> None:
     slug = f"p-{uuid.uuid4().hex[:8]}"
     with session_scope(factory, write=True) as db:
         partner_service.create(db, slug=slug, name="Ended", country="FR", actor="test")
-        agreement_service.apply(db, agreement_doc(slug, read={"collections": ["indicators"], "max_tlp": "green"},
-                                                  days_before=400, days_after=-1), actor="test")
+        agreement_service.apply(
+            db,
+            agreement_doc(
+                slug, read={"collections": ["indicators"], "max_tlp": "green"}, days_before=400, days_after=-1
+            ),
+            actor="test",
+        )
     today = date.today()
     with session_scope(factory, write=True) as db:
         assert slug in housekeeping.announce_ended_agreements(db, today=today)
@@ -45,10 +54,23 @@ def test_old_status_resources_are_removed_and_recent_ones_kept(factory, settings
     with session_scope(factory, write=True) as db:
         root = intel_service.get_api_root(db, settings.api_root)
         for sid, age in ((old_id, timedelta(days=8)), (new_id, timedelta(hours=1))):
-            db.add(TaxiiStatus(id=sid, api_root_pk=root.pk, owner=None, status="complete",
-                               request_timestamp="2026-01-01T00:00:00.000000Z", total_count=0, success_count=0,
-                               failure_count=0, pending_count=0, successes="[]", failures="[]", pendings="[]",
-                               created_at=utcnow() - age))
+            db.add(
+                TaxiiStatus(
+                    id=sid,
+                    api_root_pk=root.pk,
+                    owner=None,
+                    status="complete",
+                    request_timestamp="2026-01-01T00:00:00.000000Z",
+                    total_count=0,
+                    success_count=0,
+                    failure_count=0,
+                    pending_count=0,
+                    successes="[]",
+                    failures="[]",
+                    pendings="[]",
+                    created_at=utcnow() - age,
+                )
+            )
     with session_scope(factory, write=True) as db:
         assert housekeeping.purge_statuses(db, older_than=timedelta(days=7)) >= 1
     with session_scope(factory) as db:

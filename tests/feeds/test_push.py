@@ -1,5 +1,6 @@
 """Push delivery to a partner's own TAXII server (a real medallion process): exactly what the
 agreement allows, signed, once, resuming after an outage, never what the partner already has."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,14 @@ class Item:
 
 
 def _stix(kind: str, level: str | None, confidence: int | None = 90, **extra: Any) -> Item:
-    obj: dict[str, Any] = {"type": kind, "spec_version": "2.1", "id": f"{kind}--{uuid.uuid4()}",
-                           "created": STAMP, "modified": STAMP, **extra}
+    obj: dict[str, Any] = {
+        "type": kind,
+        "spec_version": "2.1",
+        "id": f"{kind}--{uuid.uuid4()}",
+        "created": STAMP,
+        "modified": STAMP,
+        **extra,
+    }
     if confidence is not None:
         obj["confidence"] = confidence
     if level is not None:
@@ -65,8 +72,16 @@ def _stix(kind: str, level: str | None, confidence: int | None = 90, **extra: An
 
 def indicator(level: str | None, confidence: int | None = 90, **extra: Any) -> Item:
     n = uuid.uuid4().int
-    return _stix("indicator", level, confidence, name=f"C2 {n % 1000}", pattern_type="stix",
-                 pattern=f"[ipv4-addr:value = '198.51.{n // 256 % 256}.{n % 256}']", valid_from=STAMP, **extra)
+    return _stix(
+        "indicator",
+        level,
+        confidence,
+        name=f"C2 {n % 1000}",
+        pattern_type="stix",
+        pattern=f"[ipv4-addr:value = '198.51.{n // 256 % 256}.{n % 256}']",
+        valid_from=STAMP,
+        **extra,
+    )
 
 
 def malware(level: str) -> Item:
@@ -74,8 +89,13 @@ def malware(level: str) -> Item:
 
 
 def relationship(source: Item, target: Item, level: str = "green") -> Item:
-    return _stix("relationship", level, relationship_type="related-to",
-                 source_ref=source.obj["id"], target_ref=target.obj["id"])
+    return _stix(
+        "relationship",
+        level,
+        relationship_type="related-to",
+        source_ref=source.obj["id"],
+        target_ref=target.obj["id"],
+    )
 
 
 def expected_ids(items: list[Item], known: list[Item] | None = None) -> set[str]:
@@ -85,8 +105,12 @@ def expected_ids(items: list[Item], known: list[Item] | None = None) -> set[str]
     def plain(item: Item) -> bool:
         level = item.level or DEFAULT_TLP
         confidence = item.obj.get("confidence")
-        return (ORDER.index(level) <= ORDER.index(MAX_TLP) and confidence is not None
-                and confidence >= MIN_CONFIDENCE and item.obj["type"] in TYPES)
+        return (
+            ORDER.index(level) <= ORDER.index(MAX_TLP)
+            and confidence is not None
+            and confidence >= MIN_CONFIDENCE
+            and item.obj["type"] in TYPES
+        )
 
     def allowed(item: Item) -> bool:
         ends = [item.obj[k] for k in ("source_ref", "target_ref") if k in item.obj]
@@ -113,7 +137,9 @@ class Setup:
     http: httpx.Client
 
     def publish(self, items: list[Item]) -> None:
-        status = post(self.http, self.live.collection_url(self.coll), {"objects": [i.obj for i in items]}).json()
+        status = post(
+            self.http, self.live.collection_url(self.coll), {"objects": [i.obj for i in items]}
+        ).json()
         assert status["success_count"] == len(items), status
 
     def push(self):  # type: ignore[no-untyped-def]
@@ -125,13 +151,23 @@ class Setup:
     def pushed_version_pks(self) -> set[int]:
         with self.live.session() as db:
             partner = partner_service.get_by_slug(db, self.slug)
-            return set(db.scalars(select(Disclosure.object_version_pk).where(
-                Disclosure.partner_pk == partner.pk, Disclosure.channel == "push")))  # type: ignore[union-attr]
+            return set(
+                db.scalars(
+                    select(Disclosure.object_version_pk).where(
+                        Disclosure.partner_pk == partner.pk, Disclosure.channel == "push"
+                    )
+                )
+            )  # type: ignore[union-attr]
 
     def version_pks(self, ids: set[str]) -> set[int]:
         with self.live.session() as db:
-            return set(db.scalars(select(ObjectVersion.pk).where(
-                ObjectVersion.collection_pk == self.coll.pk, ObjectVersion.stix_id.in_(ids))))
+            return set(
+                db.scalars(
+                    select(ObjectVersion.pk).where(
+                        ObjectVersion.collection_pk == self.coll.pk, ObjectVersion.stix_id.in_(ids)
+                    )
+                )
+            )
 
     def status(self) -> dict[str, Any]:
         with self.live.session() as db:
@@ -143,10 +179,17 @@ class Setup:
         Partners(self.live).apply(self.doc(self.slug, **read))
 
     def doc(self, slug: str, **read: Any) -> dict[str, Any]:
-        grant = {"collections": [self.coll.alias], "max_tlp": MAX_TLP, "min_confidence": MIN_CONFIDENCE,
-                 "types": TYPES, "redact": ["x_internal_notes"], **read}
+        grant = {
+            "collections": [self.coll.alias],
+            "max_tlp": MAX_TLP,
+            "min_confidence": MIN_CONFIDENCE,
+            "types": TYPES,
+            "redact": ["x_internal_notes"],
+            **read,
+        }
         return agreement_doc(slug, read=grant) | {
-            "push": {"url": self.peer.collection_url("inbox"), "every": "1h"}}
+            "push": {"url": self.peer.collection_url("inbox"), "every": "1h"}
+        }
 
 
 @pytest.fixture
@@ -160,10 +203,14 @@ def peer(tmp_path) -> Iterator[Medallion]:  # type: ignore[no-untyped-def]
 def setup(live_server, factory, settings, peer, http) -> Setup:  # type: ignore[no-untyped-def]
     coll = live_server.collection(default_tlp=DEFAULT_TLP)
     small = settings.model_copy(update={"push_batch_size": 2, "push_timeout_seconds": 5.0})
-    s = Setup(live_server, factory, small, KeyRing(default_directory(settings)), peer, "", ("", ""), coll, http)
+    s = Setup(
+        live_server, factory, small, KeyRing(default_directory(settings)), peer, "", ("", ""), coll, http
+    )
     s.slug, s.credential = Partners(live_server).add(lambda slug: s.doc(slug))
     with live_server.session() as db:
-        partner_service.set_push_auth(db, s.slug, {"username": PUSH_USER, "password": PUSH_PASSWORD}, actor="test")
+        partner_service.set_push_auth(
+            db, s.slug, {"username": PUSH_USER, "password": PUSH_PASSWORD}, actor="test"
+        )
     return s
 
 
@@ -180,8 +227,19 @@ def test_push_delivers_exactly_what_the_agreement_allows_signed_and_once(setup: 
     amber, red, unmarked = indicator("amber"), indicator("red"), indicator(None)
     low, unknown = indicator("green", confidence=10), indicator("green", confidence=None)
     family = malware("green")
-    items = [clear, green, amber, red, unmarked, low, unknown, family,
-             relationship(clear, green), relationship(green, amber), relationship(green, family)]
+    items = [
+        clear,
+        green,
+        amber,
+        red,
+        unmarked,
+        low,
+        unknown,
+        family,
+        relationship(clear, green),
+        relationship(green, amber),
+        relationship(green, family),
+    ]
     s.publish(items)
     allowed = expected_ids(items)
     assert allowed == {clear.obj["id"], green.obj["id"], items[8].obj["id"]}  # the rules above, spelled out
@@ -213,7 +271,9 @@ def test_push_delivers_exactly_what_the_agreement_allows_signed_and_once(setup: 
 
     assert s.pushed_version_pks() == s.version_pks(allowed)
     state = s.status()
-    assert state["delivered_total"] == 3 and state["consecutive_failures"] == 0 and state["last_error"] is None
+    assert (
+        state["delivered_total"] == 3 and state["consecutive_failures"] == 0 and state["last_error"] is None
+    )
     assert state["last_success_at"] is not None and state["delivered_us"] is not None
 
     again = s.push()
@@ -252,7 +312,9 @@ def test_an_outage_fails_the_run_and_the_next_run_sends_exactly_what_was_missed(
     assert sorted(sent) == sorted(want)  # each once
     assert s.pushed_version_pks() == ledger_before | s.version_pks(want)
     state = s.status()
-    assert state["consecutive_failures"] == 0 and state["last_error"] is None and state["delivered_total"] == 5
+    assert (
+        state["consecutive_failures"] == 0 and state["last_error"] is None and state["delivered_total"] == 5
+    )
 
     count = len(s.peer.posts())
     assert s.push().status == "nothing"
@@ -261,13 +323,23 @@ def test_an_outage_fails_the_run_and_the_next_run_sends_exactly_what_was_missed(
 
 def test_objects_the_partner_already_pulled_are_not_pushed_again(setup: Setup) -> None:
     s = setup
-    objs = [indicator("green"), indicator("clear"), indicator("red"), indicator("green"), indicator("green"),
-            indicator("clear")]
+    objs = [
+        indicator("green"),
+        indicator("clear"),
+        indicator("red"),
+        indicator("green"),
+        indicator("green"),
+        indicator("clear"),
+    ]
     s.publish(objs)
     # The partner pulls two of them, out of order, over TAXII with its own credential.
     pulled = {objs[0].obj["id"], objs[5].obj["id"]}
-    answer = httpx.get(s.live.collection_url(s.coll) + "objects/", auth=s.credential, headers={"Accept": TAXII},
-                       params={"match[id]": ",".join(sorted(pulled))})
+    answer = httpx.get(
+        s.live.collection_url(s.coll) + "objects/",
+        auth=s.credential,
+        headers={"Accept": TAXII},
+        params={"match[id]": ",".join(sorted(pulled))},
+    )
     assert answer.status_code == 200, answer.text
     assert {o["id"] for o in answer.json()["objects"]} == pulled
 
@@ -331,25 +403,35 @@ def test_a_refused_push_credential_fails_clearly_without_revealing_it(setup: Set
     for text in (summary.error, caplog.text):
         assert wrong not in text and PUSH_PASSWORD not in text  # type: ignore[operator]
     with s.live.session() as db:
-        events = list(db.scalars(select(AuditEvent.details).where(
-            AuditEvent.action == "partner.push-auth", AuditEvent.target == s.slug)))
+        events = list(
+            db.scalars(
+                select(AuditEvent.details).where(
+                    AuditEvent.action == "partner.push-auth", AuditEvent.target == s.slug
+                )
+            )
+        )
     assert len(events) == 2 and all(orjson.loads(d) == {"kind": "basic"} for d in events)
     assert not any(wrong in d or PUSH_PASSWORD in d for d in events)
 
 
-@pytest.mark.parametrize("auth", [
-    {"username": PUSH_USER},
-    {"password": "x"},
-    {"username": "a:b", "password": "pw"},
-    {"username": PUSH_USER, "password": ""},
-    {"headers": {}},
-    {"headers": {"Authorization": "Bearer a\r\nX-Injected: 1"}},
-    {"headers": {"Bad Name": "v"}},
-    {"token": "abc"},
-    {"username": PUSH_USER, "password": "pw", "headers": {"A": "b"}},
-])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"username": PUSH_USER},
+        {"password": "x"},
+        {"username": "a:b", "password": "pw"},
+        {"username": PUSH_USER, "password": ""},
+        {"headers": {}},
+        {"headers": {"Authorization": "Bearer a\r\nX-Injected: 1"}},
+        {"headers": {"Bad Name": "v"}},
+        {"token": "abc"},
+        {"username": PUSH_USER, "password": "pw", "headers": {"A": "b"}},
+    ],
+)
 def test_push_credentials_of_the_wrong_shape_are_refused_without_echoing_them(db, auth) -> None:  # type: ignore[no-untyped-def]
-    partner, _, _ = partner_service.create(db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t")
+    partner, _, _ = partner_service.create(
+        db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t"
+    )
     with pytest.raises(BadRequestError) as refused:
         partner_service.set_push_auth(db, partner.slug, auth, actor="t")
     assert "Bearer" not in refused.value.message and "pw" not in refused.value.message
@@ -357,15 +439,25 @@ def test_push_credentials_of_the_wrong_shape_are_refused_without_echoing_them(db
 
 
 def test_push_credentials_are_stored_and_cleared(db) -> None:  # type: ignore[no-untyped-def]
-    partner, _, _ = partner_service.create(db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t")
+    partner, _, _ = partner_service.create(
+        db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t"
+    )
     headers = {"headers": {"Authorization": "Bearer abc.def"}}
     partner_service.set_push_auth(db, partner.slug, headers, actor="t")
     assert partner_service.push_auth(partner) == headers
     partner_service.set_push_auth(db, partner.slug, None, actor="t")
     assert partner.push_auth is None and partner_service.push_auth(partner) == {}
-    details = list(db.scalars(select(AuditEvent.details).where(AuditEvent.target == partner.slug,
-                                                               AuditEvent.action == "partner.push-auth")))
-    assert [orjson.loads(d) for d in details] == [{"headers": ["Authorization"], "kind": "headers"}, {"kind": None}]
+    details = list(
+        db.scalars(
+            select(AuditEvent.details).where(
+                AuditEvent.target == partner.slug, AuditEvent.action == "partner.push-auth"
+            )
+        )
+    )
+    assert [orjson.loads(d) for d in details] == [
+        {"headers": ["Authorization"], "kind": "headers"},
+        {"kind": None},
+    ]
 
 
 def test_only_partners_with_push_in_force_are_targets(setup: Setup) -> None:
@@ -373,8 +465,9 @@ def test_only_partners_with_push_in_force_are_targets(setup: Setup) -> None:
     draft, _ = Partners(s.live).add(lambda slug: s.doc(slug) | {"status": "draft"})
     suspended, _ = Partners(s.live).add(lambda slug: s.doc(slug))
     lapsed, _ = Partners(s.live).add(lambda slug: s.doc(slug) | agreement_doc(slug, days_after=-1))
-    without, _ = Partners(s.live).add(lambda slug: agreement_doc(slug, read={"collections": [s.coll.alias],
-                                                                            "max_tlp": "green"}))
+    without, _ = Partners(s.live).add(
+        lambda slug: agreement_doc(slug, read={"collections": [s.coll.alias], "max_tlp": "green"})
+    )
     with s.live.session() as db:
         partner_service.set_status(db, suspended, "suspended", actor="test")
         slugs = {t.slug for t in push_targets(db)}

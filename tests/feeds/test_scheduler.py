@@ -1,5 +1,6 @@
 """The scheduler: one leader through a database lease, takeover, jobs that survive restarts,
 retries with backoff, unhealthy feeds, and two `exchange scheduler` processes never overlapping."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,14 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
 
 @pytest.fixture
 def fast(feed_settings):  # type: ignore[no-untyped-def]
-    return feed_settings.model_copy(update={"scheduler_lease_seconds": 1.5, "scheduler_sync_seconds": 0.5,
-                                            "feed_retries": 2, "feed_unhealthy_after": 3})
+    return feed_settings.model_copy(
+        update={
+            "scheduler_lease_seconds": 1.5,
+            "scheduler_sync_seconds": 0.5,
+            "feed_retries": 2,
+            "feed_unhealthy_after": 3,
+        }
+    )
 
 
 @pytest.fixture
@@ -113,15 +120,23 @@ def _runs(factory, name: str) -> list[FeedRun]:  # type: ignore[no-untyped-def]
         return list(reversed(feed_service.runs(db, feed, limit=50)))
 
 
-def test_failed_runs_are_retried_with_backoff_then_recover(schedulers, feeds, feed_server, factory, fast) -> None:
+def test_failed_runs_are_retried_with_backoff_then_recover(
+    schedulers, feeds, feed_server, factory, fast
+) -> None:
     url = feed_server.serve("/flaky.txt", b"198.51.100.77\n", fail_first=2)
     name, _ = feeds.add("text", url, every="1h")
     schedulers("retry-a")
-    wait_for(lambda: len(_runs(factory, name)) >= 3 and _runs(factory, name)[2].status != "running",
-             timeout=30, what="three runs")
+    wait_for(
+        lambda: len(_runs(factory, name)) >= 3 and _runs(factory, name)[2].status != "running",
+        timeout=30,
+        what="three runs",
+    )
     runs = _runs(factory, name)
     assert [(r.trigger, r.attempt, r.status) for r in runs[:3]] == [
-        ("schedule", 1, "failed"), ("retry", 2, "failed"), ("retry", 3, "ok")]
+        ("schedule", 1, "failed"),
+        ("retry", 2, "failed"),
+        ("retry", 3, "ok"),
+    ]
     assert "HTTP 500" in (runs[0].error or "")
     first_gap = (runs[1].started_at - runs[0].finished_at).total_seconds()
     second_gap = (runs[2].started_at - runs[1].finished_at).total_seconds()
@@ -134,8 +149,11 @@ def test_a_feed_that_keeps_failing_becomes_unhealthy(schedulers, feeds, feed_ser
     url = feed_server.serve("/down.txt", b"", status=503)
     name, _ = feeds.add("text", url, every="1h")
     schedulers("unhealthy-a")
-    wait_for(lambda: len([r for r in _runs(factory, name) if r.status == "failed"]) >= 3, timeout=30,
-             what="three failed runs")
+    wait_for(
+        lambda: len([r for r in _runs(factory, name) if r.status == "failed"]) >= 3,
+        timeout=30,
+        what="three failed runs",
+    )
     time.sleep(0.5)
     assert feeds.get(name).health == "unhealthy"
     assert len(_runs(factory, name)) == 3  # one scheduled run and feed_retries (2) retries, then it waits
@@ -145,22 +163,37 @@ def test_retry_delays_double(fast) -> None:
     assert [jobs.retry_delay(fast, n).total_seconds() for n in (1, 2, 3)] == pytest.approx([0.2, 0.4, 0.8])
 
 
-def test_two_scheduler_processes_never_run_a_feed_at_once(settings, engine, feeds, feed_server, factory, tmp_path) -> None:
+def test_two_scheduler_processes_never_run_a_feed_at_once(
+    settings, engine, feeds, feed_server, factory, tmp_path
+) -> None:
     url = feed_server.serve("/often.txt", b"198.51.100.88\n198.51.100.89\n", hang=0.3, etag=False)
     name, _ = feeds.add("text", url, every="1m")
-    with session_scope(factory, write=True) as db:  # the CLI refuses intervals under 1m; the test wants runs now
+    with session_scope(
+        factory, write=True
+    ) as db:  # the CLI refuses intervals under 1m; the test wants runs now
         db.execute(update(Feed).where(Feed.name == name).values(every_seconds=1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env.update({"EXCHANGE_DATA_DIR": str(settings.data_dir), "EXCHANGE_SECRET_KEY": settings.secret_key or "",
-                "EXCHANGE_SCHEDULER_LEASE_SECONDS": "2", "EXCHANGE_SCHEDULER_SYNC_SECONDS": "0.5",
-                "EXCHANGE_LOG_LEVEL": "WARNING"})
+    env.update(
+        {
+            "EXCHANGE_DATA_DIR": str(settings.data_dir),
+            "EXCHANGE_SECRET_KEY": settings.secret_key or "",
+            "EXCHANGE_SCHEDULER_LEASE_SECONDS": "2",
+            "EXCHANGE_SCHEDULER_SYNC_SECONDS": "0.5",
+            "EXCHANGE_LOG_LEVEL": "WARNING",
+        }
+    )
     if settings.database_url:
         env["EXCHANGE_DATABASE_URL"] = settings.database_url
-    procs = [subprocess.Popen([EXE, "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([EXE, "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
     try:
-        wait_for(lambda: len([r for r in _runs(factory, name) if r.status != "running"]) >= 3, timeout=40,
-                 what="three runs")
+        wait_for(
+            lambda: len([r for r in _runs(factory, name) if r.status != "running"]) >= 3,
+            timeout=40,
+            what="three runs",
+        )
         with session_scope(factory) as db:
             leader = feed_service.scheduler_state(db)["leader"]
         pid = int(leader.split(":")[1])

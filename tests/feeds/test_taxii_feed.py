@@ -1,5 +1,6 @@
 """medallion 3.0.0 as an external TAXII 2.1 feed: the first run pulls everything page by page, the
 next only what was added since, nothing is duplicated, and outages and bad credentials are clear."""
+
 from __future__ import annotations
 
 import uuid
@@ -17,27 +18,46 @@ STAMP = "2026-03-01T08:00:00.000Z"
 
 
 def indicator(n: int) -> dict:
-    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}", "created": STAMP,
-            "modified": STAMP, "name": f"bad {n}", "pattern": f"[ipv4-addr:value = '192.0.2.{n % 250}']",
-            "pattern_type": "stix", "valid_from": STAMP}
+    return {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{uuid.uuid4()}",
+        "created": STAMP,
+        "modified": STAMP,
+        "name": f"bad {n}",
+        "pattern": f"[ipv4-addr:value = '192.0.2.{n % 250}']",
+        "pattern_type": "stix",
+        "valid_from": STAMP,
+    }
 
 
 @pytest.fixture
 def peer(tmp_path):  # type: ignore[no-untyped-def]
-    server = start_medallion(tmp_path, collections={"intel": [indicator(i) for i in range(23)]},
-                             users={USER: PASSWORD}, max_page_size=5)
+    server = start_medallion(
+        tmp_path,
+        collections={"intel": [indicator(i) for i in range(23)]},
+        users={USER: PASSWORD},
+        max_page_size=5,
+    )
     yield server
     server.stop()
 
 
 def _stored(factory, coll) -> int:  # type: ignore[no-untyped-def]
     with session_scope(factory) as db:
-        return db.scalar(select(func.count()).select_from(ObjectVersion).where(ObjectVersion.collection_pk == coll.pk))
+        return db.scalar(
+            select(func.count()).select_from(ObjectVersion).where(ObjectVersion.collection_pk == coll.pk)
+        )
 
 
 def test_first_run_pulls_all_then_only_what_was_added(peer, feeds, factory, feed_settings) -> None:
-    name, coll = feeds.add("taxii21", peer.collection_url("intel"), tlp="green", options={"page_size": 5},
-                           auth={"username": USER, "password": PASSWORD})
+    name, coll = feeds.add(
+        "taxii21",
+        peer.collection_url("intel"),
+        tlp="green",
+        options={"page_size": 5},
+        auth={"username": USER, "password": PASSWORD},
+    )
     first = run_feed(factory, feed_settings, name)
     assert first.status == "ok", first.line()
     assert (first.counts["fetched"], first.counts["new"]) == (23, 23)
@@ -56,7 +76,9 @@ def test_first_run_pulls_all_then_only_what_was_added(peer, feeds, factory, feed
     assert _stored(factory, coll) == 30
 
 
-def test_wrong_credentials_are_a_clear_failure_without_the_password(peer, feeds, factory, feed_settings, caplog) -> None:
+def test_wrong_credentials_are_a_clear_failure_without_the_password(
+    peer, feeds, factory, feed_settings, caplog
+) -> None:
     wrong = "wrong-" + PASSWORD
     name, _ = feeds.add("taxii21", peer.collection_url("intel"), auth={"username": USER, "password": wrong})
     result = run_feed(factory, feed_settings, name)
@@ -66,8 +88,9 @@ def test_wrong_credentials_are_a_clear_failure_without_the_password(peer, feeds,
 
 
 def test_an_outage_fails_the_run_and_the_next_run_picks_up(peer, feeds, factory, feed_settings) -> None:
-    name, coll = feeds.add("taxii21", peer.collection_url("intel"), auth={"username": USER, "password": PASSWORD},
-                           timeout=5)
+    name, coll = feeds.add(
+        "taxii21", peer.collection_url("intel"), auth={"username": USER, "password": PASSWORD}, timeout=5
+    )
     assert run_feed(factory, feed_settings, name).counts["new"] == 23
     peer.stop()
     down = run_feed(factory, feed_settings, name)

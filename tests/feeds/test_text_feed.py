@@ -1,4 +1,5 @@
 """Text IoC lists: detection, normalisation, deterministic ids, ETag, dedup across runs."""
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,19 @@ not an indicator at all
 
 def _bodies(factory, coll) -> list[dict]:  # type: ignore[no-untyped-def]
     with session_scope(factory) as db:
-        return [json.loads(b) for b in db.scalars(
-            select(ObjectVersion.body).where(ObjectVersion.collection_pk == coll.pk).order_by(ObjectVersion.date_added_us))]
+        return [
+            json.loads(b)
+            for b in db.scalars(
+                select(ObjectVersion.body)
+                .where(ObjectVersion.collection_pk == coll.pk)
+                .order_by(ObjectVersion.date_added_us)
+            )
+        ]
 
 
-def test_text_list_becomes_indicators_and_rerun_adds_nothing(feed_server, feeds, factory, feed_settings) -> None:
+def test_text_list_becomes_indicators_and_rerun_adds_nothing(
+    feed_server, feeds, factory, feed_settings
+) -> None:
     url = feed_server.serve("/list.txt", LIST)
     name, coll = feeds.add("text", url, tlp="green", confidence=60)
     first = run_feed(factory, feed_settings, name)
@@ -45,9 +54,15 @@ def test_text_list_becomes_indicators_and_rerun_adds_nothing(feed_server, feeds,
     assert "[ipv6-addr:value = '2001:db8::1']" in patterns
     assert "[ipv4-addr:value = '203.0.113.0/24']" in patterns
     assert "[url:value = 'http://bad.example.net/path?q=1']" in patterns
-    assert "[file:hashes.'SHA-256' = '275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f']" in patterns
+    assert (
+        "[file:hashes.'SHA-256' = '275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f']"
+        in patterns
+    )
     assert all(b["confidence"] == 60 for b in bodies)
-    assert all(b["object_marking_refs"] == ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"] for b in bodies)
+    assert all(
+        b["object_marking_refs"] == ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]
+        for b in bodies
+    )
     assert feed_server.routes["/list.txt"].requests == 1
 
     second = run_feed(factory, feed_settings, name)

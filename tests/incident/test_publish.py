@@ -1,4 +1,5 @@
 """Analyst publishing end to end: build, store, serve signed to the right partner, revoke."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,13 +21,23 @@ SHA256 = "4bac27393bdd9777ce02453256c5577cd02275510b2227f473d03f533924f877"
 
 
 def incident_body(coll: str, **extra) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    return {"title": "Phishing wave against bank customers", "description": "Credential phishing.",
-            "incident_types": ["phishing"], "severity": "high", "first_seen": "2026-11-20T08:00:00Z",
-            "tlp": "amber", "collection": coll, "confidence": 80,
-            "observables": [{"type": "domain-name", "value": "Login-Secure-Bank.TOP."},
-                            {"type": "ipv4-addr", "value": "45.13.22.7"},
-                            {"type": "file:hashes.'SHA-256'", "value": SHA256.upper()},
-                            {"pattern": "[url:value = 'http://x.top/a']", "name": "landing page"}], **extra}
+    return {
+        "title": "Phishing wave against bank customers",
+        "description": "Credential phishing.",
+        "incident_types": ["phishing"],
+        "severity": "high",
+        "first_seen": "2026-11-20T08:00:00Z",
+        "tlp": "amber",
+        "collection": coll,
+        "confidence": 80,
+        "observables": [
+            {"type": "domain-name", "value": "Login-Secure-Bank.TOP."},
+            {"type": "ipv4-addr", "value": "45.13.22.7"},
+            {"type": "file:hashes.'SHA-256'", "value": SHA256.upper()},
+            {"pattern": "[url:value = 'http://x.top/a']", "name": "landing page"},
+        ],
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -45,8 +56,11 @@ def test_publish_serve_signed_revoke_and_recipients(live_server, api, partners):
     allowed, allowed_cred = partners.add(lambda s: agreement_doc(s, read=read))
     _, green_only = partners.add(lambda s: agreement_doc(s, read={**read, "max_tlp": "green"}))
     analyst = live_server.credential("analyst")
-    published = httpx.post(f"{live_server.url}/api/v1/incidents", json=incident_body(coll.alias),
-                           headers={"Authorization": f"Bearer {analyst[1]}"})
+    published = httpx.post(
+        f"{live_server.url}/api/v1/incidents",
+        json=incident_body(coll.alias),
+        headers={"Authorization": f"Bearer {analyst[1]}"},
+    )
     assert published.status_code == 201, published.text
     result = published.json()
     kinds = [o["type"] for o in result["objects"]]
@@ -74,8 +88,9 @@ def test_publish_serve_signed_revoke_and_recipients(live_server, api, partners):
     assert result["incident"] not in {o["id"] for o in other.get_objects().get("objects", [])}
 
     last = taxii.get_objects()  # the partner's polling point
-    mark = httpx.get(live_server.collection_url(coll) + "objects/", auth=allowed_cred,
-                     headers={"Accept": TAXII}).headers["x-taxii-date-added-last"]
+    mark = httpx.get(
+        live_server.collection_url(coll) + "objects/", auth=allowed_cred, headers={"Accept": TAXII}
+    ).headers["x-taxii-date-added-last"]
     revoked = api.post(f"/api/v1/objects/{result['incident']}/revoke")
     assert revoked.status_code == 200, revoked.text
     polled = taxii.get_objects(added_after=mark)["objects"]
@@ -125,8 +140,11 @@ def test_bad_publish_requests_are_422_and_store_nothing(live_server, api, change
 def test_partners_cannot_publish(live_server, partners):  # noqa: F811
     coll = live_server.collection()
     _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [coll.alias]}))
-    response = httpx.post(f"{live_server.url}/api/v1/incidents", json=incident_body(coll.alias),
-                          headers={"Authorization": f"Bearer {cred[1]}"})
+    response = httpx.post(
+        f"{live_server.url}/api/v1/incidents",
+        json=incident_body(coll.alias),
+        headers={"Authorization": f"Bearer {cred[1]}"},
+    )
     assert response.status_code == 403
 
 
@@ -134,15 +152,22 @@ def test_bundle_publish_keeps_good_objects_and_reports_bad(live_server, api):
     from tests.stixgen import indicator
 
     coll = live_server.collection()
-    bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
-              "objects": [indicator(1), dict(indicator(2), pattern="[broken")]}
+    bundle = {
+        "type": "bundle",
+        "id": f"bundle--{uuid.uuid4()}",
+        "objects": [indicator(1), dict(indicator(2), pattern="[broken")],
+    }
     response = api.post("/api/v1/bundles", params={"collection": coll.alias}, json=bundle)
     assert response.status_code == 200, response.text
     assert (response.json()["success_count"], response.json()["failure_count"]) == (1, 1)
     assert count(live_server, coll) == 1
     dup = b'{"type": "bundle", "type": "bundle", "id": "bundle--1", "objects": []}'
-    bad = api.post("/api/v1/bundles", params={"collection": coll.alias}, content=dup,
-                   headers={"Content-Type": "application/json"})
+    bad = api.post(
+        "/api/v1/bundles",
+        params={"collection": coll.alias},
+        content=dup,
+        headers={"Content-Type": "application/json"},
+    )
     assert bad.status_code == 400 and "type" in bad.text
 
 
@@ -168,7 +193,13 @@ def test_republishing_with_a_narrower_audience_applies_it(live_server, api, part
     second, second_cred = partners.add(lambda s: agreement_doc(s, read=read))
     published = api.post("/api/v1/incidents", json=incident_body(coll.alias, audience=[first, second])).json()
     api.post("/api/v1/incidents", json=incident_body(coll.alias, id=published["incident"], audience=[first]))
-    ids = lambda cred: {o["id"] for o in httpx.get(  # noqa: E731
-        live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}).json().get("objects", [])}
+    ids = lambda cred: {
+        o["id"]
+        for o in httpx.get(  # noqa: E731
+            live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
+        )
+        .json()
+        .get("objects", [])
+    }
     assert published["incident"] in ids(first_cred)
     assert published["incident"] not in ids(second_cred)

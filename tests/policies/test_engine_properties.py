@@ -1,4 +1,5 @@
 """Properties of `decide` and `redact` over random facts, grants and objects (hypothesis)."""
+
 from __future__ import annotations
 
 import copy
@@ -100,10 +101,16 @@ def test_no_grant_allows_nothing(f: ObjectFacts) -> None:
 def test_red_never_leaves_whatever_the_agreement_says(
     max_tlp: str, f: ObjectFacts, partner: str, days_into: int, status: str, partner_active: bool
 ) -> None:
-    doc = AgreementDoc.model_validate({
-        "partner": partner, "title": "t", "valid_from": date(2026, 1, 1), "valid_until": date(2026, 1, 10),
-        "status": status, "read": {"collections": ["indicators"], "max_tlp": max_tlp},
-    })
+    doc = AgreementDoc.model_validate(
+        {
+            "partner": partner,
+            "title": "t",
+            "valid_from": date(2026, 1, 1),
+            "valid_until": date(2026, 1, 10),
+            "status": status,
+            "read": {"collections": ["indicators"], "max_tlp": max_tlp},
+        }
+    )
     now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc) + timedelta(days=days_into)
     grant = read_grant(doc, collection="indicators", now=now, partner_active=partner_active)
     in_force = status == "active" and partner_active and 0 <= days_into <= 9
@@ -120,19 +127,30 @@ def test_red_never_leaves_whatever_the_agreement_says(
 json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
 json_values = st.recursive(
     json_leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "x_c"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "x_c"]), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 objects = st.fixed_dictionaries(
-    {"type": st.just("indicator"), "id": st.just("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"),
-     "spec_version": st.just("2.1"), "created": st.just("2026-01-01T00:00:00Z"),
-     "modified": st.just("2026-01-01T00:00:00Z")},
-    optional={"created_by_ref": st.sampled_from(["identity--1", "identity--ours"]),
-              "a": json_values, "x_c": json_values, "extensions": json_values},
+    {
+        "type": st.just("indicator"),
+        "id": st.just("indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"),
+        "spec_version": st.just("2.1"),
+        "created": st.just("2026-01-01T00:00:00Z"),
+        "modified": st.just("2026-01-01T00:00:00Z"),
+    },
+    optional={
+        "created_by_ref": st.sampled_from(["identity--1", "identity--ours"]),
+        "a": json_values,
+        "x_c": json_values,
+        "extensions": json_values,
+    },
 )
 paths = st.lists(
     st.lists(st.sampled_from(["a", "b", "x_c", "extensions"]), min_size=1, max_size=3).map(".".join),
-    max_size=3, unique=True,
+    max_size=3,
+    unique=True,
 ).map(tuple)
 
 

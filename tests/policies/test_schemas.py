@@ -1,4 +1,5 @@
 """Agreement documents: durations, the schema, validation against what exists, and diffs."""
+
 from __future__ import annotations
 
 import copy
@@ -83,72 +84,82 @@ DELETE = object()
 
 # --- durations ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("24h", timedelta(hours=24)),
-    ("30m", timedelta(minutes=30)),
-    ("90s", timedelta(seconds=90)),
-    ("7d", timedelta(days=7)),
-    ("2w", timedelta(weeks=2)),
-    ("1h30m", timedelta(hours=1, minutes=30)),
-    ("1w2d3h4m5s", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
-    (" 24h ", timedelta(hours=24)),
-    ("PT24H", timedelta(hours=24)),
-    ("P7D", timedelta(days=7)),
-    ("P1DT12H", timedelta(days=1, hours=12)),
-    ("PT1H30M", timedelta(hours=1, minutes=30)),
-    ("P2W", timedelta(weeks=2)),
-    ("pt15m", timedelta(minutes=15)),
-    (3600, timedelta(hours=1)),
-    ("3600", timedelta(hours=1)),
-    (0, timedelta(0)),
-    ("0s", timedelta(0)),
-    (timedelta(minutes=5), timedelta(minutes=5)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", timedelta(hours=24)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("7d", timedelta(days=7)),
+        ("2w", timedelta(weeks=2)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1w2d3h4m5s", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
+        (" 24h ", timedelta(hours=24)),
+        ("PT24H", timedelta(hours=24)),
+        ("P7D", timedelta(days=7)),
+        ("P1DT12H", timedelta(days=1, hours=12)),
+        ("PT1H30M", timedelta(hours=1, minutes=30)),
+        ("P2W", timedelta(weeks=2)),
+        ("pt15m", timedelta(minutes=15)),
+        (3600, timedelta(hours=1)),
+        ("3600", timedelta(hours=1)),
+        (0, timedelta(0)),
+        ("0s", timedelta(0)),
+        (timedelta(minutes=5), timedelta(minutes=5)),
+    ],
+)
 def test_parse_duration_reads_compact_iso_and_seconds(text: Any, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("-1h", "negative"),
-    (-5, "negative"),
-    ("-PT1H", "negative"),
-    (timedelta(seconds=-1), "negative"),
-    ("", "empty"),
-    ("   ", "empty"),
-    ("abc", "cannot read"),
-    ("h", "cannot read"),
-    ("1x", "unknown unit 'x'"),
-    ("5y", "unknown unit 'y'"),
-    ("24H", "unknown unit 'H'"),
-    ("1h1h", "each once"),
-    ("30m1h", "largest first"),
-    ("24 h", "cannot read"),
-    ("P1M", "months or years"),
-    ("P1Y", "months or years"),
-    ("P", "cannot read"),
-    ("PT", "cannot read"),
-    ("1.5h", "fraction"),
-    ("PT0.5S", "fraction"),
-    (1.5, "not float"),
-    (True, "cannot be True"),
-    (None, "not NoneType"),
-    ("9" * 40 + "d", "too long"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("-1h", "negative"),
+        (-5, "negative"),
+        ("-PT1H", "negative"),
+        (timedelta(seconds=-1), "negative"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("abc", "cannot read"),
+        ("h", "cannot read"),
+        ("1x", "unknown unit 'x'"),
+        ("5y", "unknown unit 'y'"),
+        ("24H", "unknown unit 'H'"),
+        ("1h1h", "each once"),
+        ("30m1h", "largest first"),
+        ("24 h", "cannot read"),
+        ("P1M", "months or years"),
+        ("P1Y", "months or years"),
+        ("P", "cannot read"),
+        ("PT", "cannot read"),
+        ("1.5h", "fraction"),
+        ("PT0.5S", "fraction"),
+        (1.5, "not float"),
+        (True, "cannot be True"),
+        (None, "not NoneType"),
+        ("9" * 40 + "d", "too long"),
+    ],
+)
 def test_parse_duration_refuses_with_a_clear_message(text: Any, says: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_duration(text)
     assert says in str(caught.value)
 
 
-@pytest.mark.parametrize(("td", "text"), [
-    (timedelta(hours=36), "1d12h"),
-    (timedelta(hours=24), "1d"),
-    (timedelta(weeks=2), "14d"),
-    (timedelta(hours=1, minutes=30), "1h30m"),
-    (timedelta(seconds=90), "1m30s"),
-    (timedelta(days=1, seconds=1), "1d1s"),
-    (timedelta(0), "0s"),
-])
+@pytest.mark.parametrize(
+    ("td", "text"),
+    [
+        (timedelta(hours=36), "1d12h"),
+        (timedelta(hours=24), "1d"),
+        (timedelta(weeks=2), "14d"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(days=1, seconds=1), "1d1s"),
+        (timedelta(0), "0s"),
+    ],
+)
 def test_format_duration_is_the_inverse(td: timedelta, text: str) -> None:
     assert format_duration(td) == text
     assert parse_duration(text) == td
@@ -161,6 +172,7 @@ def test_format_duration_refuses_what_it_cannot_write(td: timedelta) -> None:
 
 
 # --- the example and round trips -----------------------------------------------------------
+
 
 def test_design_example_validates_and_normalises() -> None:
     data = example()
@@ -193,11 +205,20 @@ def test_to_document_of_a_minimal_agreement_round_trips() -> None:
     assert AgreementDoc.model_validate(doc.to_document()) == doc
 
 
-@pytest.mark.parametrize(("level", "canonical"), [
-    ("clear", "clear"), ("white", "clear"), ("WHITE", "clear"), ("Green", "green"),
-    ("AMBER", "amber"), ("amber+strict", "amber+strict"), ("AMBER+STRICT", "amber+strict"),
-    ("red", "red"), ("TLP:AMBER", "amber"),
-])
+@pytest.mark.parametrize(
+    ("level", "canonical"),
+    [
+        ("clear", "clear"),
+        ("white", "clear"),
+        ("WHITE", "clear"),
+        ("Green", "green"),
+        ("AMBER", "amber"),
+        ("amber+strict", "amber+strict"),
+        ("AMBER+STRICT", "amber+strict"),
+        ("red", "red"),
+        ("TLP:AMBER", "amber"),
+    ],
+)
 def test_max_tlp_is_normalised(level: str, canonical: str) -> None:
     doc = validate(changed("read.max_tlp", level))
     assert doc.read is not None and doc.read.max_tlp == canonical
@@ -220,70 +241,74 @@ def test_push_collection_may_name_a_read_collection() -> None:
 
 # --- schema errors name the field ------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "value", "field", "says"), [
-    # unknown fields, at the top and in every section
-    ("colour", "blue", "colour", "unknown field 'colour'"),
-    ("read.max_tlp_level", "amber", "read.max_tlp_level", "unknown field"),
-    ("write.sign", True, "write.sign", "unknown field"),
-    ("push.method", "POST", "push.method", "unknown field"),
-    # TLP
-    ("read.max_tlp", "purple", "read.max_tlp", "unknown TLP level 'purple'"),
-    ("read.max_tlp", 2, "read.max_tlp", "TLP level"),
-    ("read.max_tlp", DELETE, "read.max_tlp", "required"),
-    # collections
-    ("read.collections", [], "read.collections", "at least 1"),
-    ("read.collections", DELETE, "read.collections", "required"),
-    ("read.collections", ["indicators", "indicators"], "read.collections", "listed twice"),
-    ("write.collections", [], "write.collections", "at least 1"),
-    ("read.collections", ["indicators", 7], "read.collections[1]", "string"),
-    # types
-    ("read.types", ["indicator", "Malware"], "read.types[1]", "not a STIX type name"),
-    ("read.types", ["ab"], "read.types[0]", "not a STIX type name"),
-    ("read.types", ["x--y"], "read.types[0]", "not a STIX type name"),
-    ("write.types", ["indicator", "-bad"], "write.types[1]", "not a STIX type name"),
-    ("read.types", "indicator", "read.types", "list"),
-    # confidence
-    ("read.min_confidence", 101, "read.min_confidence", "100"),
-    ("read.min_confidence", -1, "read.min_confidence", "0"),
-    ("read.min_confidence", "50", "read.min_confidence", "integer"),
-    # durations
-    ("read.embargo", "5x", "read.embargo", "unknown unit 'x'"),
-    ("read.embargo", "-1h", "read.embargo", "negative"),
-    ("read.embargo", "", "read.embargo", "empty"),
-    ("push.every", "30s", "push.every", "shorter than the minimum"),
-    ("push.every", "soon", "push.every", "cannot read"),
-    ("push.every", DELETE, "push.every", "required"),
-    # redaction
-    ("read.redact", ["id"], "read.redact[0]", "may not be redacted"),
-    ("read.redact", ["x_notes", "modified"], "read.redact[1]", "may not be redacted"),
-    ("read.redact", ["object_marking_refs"], "read.redact[0]", "may not be redacted"),
-    ("read.redact", ["extensions..x"], "read.redact[0]", "dotted path"),
-    ("read.redact", ["a b"], "read.redact[0]", "dotted path"),
-    # booleans are booleans
-    ("read.anonymize_source", "yes", "read.anonymize_source", "boolean"),
-    ("write.require_signature", 1, "write.require_signature", "boolean"),
-    # push
-    ("push.url", "ftp://taxii.example/", "push.url", "https://"),
-    ("push.url", "https://", "push.url", "host"),
-    ("push.url", "not a url", "push.url", "spaces"),
-    ("push.url", "https://user:secret@taxii.example/", "push.url", "credentials"),
-    ("push.url", "https://taxii.example:99999/", "push.url", "not a URL"),
-    ("push.collection", "partner-submissions", "push.collection", "not one of the read collections"),
-    # partner slug, title, status, dates
-    ("partner", "CERT-IN", "partner", "slug"),
-    ("partner", "-cert", "partner", "slug"),
-    ("partner", "ab", "partner", "slug"),
-    ("partner", "a" * 65, "partner", "slug"),
-    ("partner", "cert_in", "partner", "slug"),
-    ("title", "", "title", "blank"),
-    ("title", "   ", "title", "blank"),
-    ("title", DELETE, "title", "required"),
-    ("status", "expired", "status", "active"),
-    ("valid_from", "2024-13-01", "valid_from", "date"),
-    ("valid_from", 1709596800, "valid_from", "YYYY-MM-DD"),
-    ("valid_until", "2029-03-04T00:00:00", "valid_until", "YYYY-MM-DD"),
-    ("valid_until", DELETE, "valid_until", "required"),
-])
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "says"),
+    [
+        # unknown fields, at the top and in every section
+        ("colour", "blue", "colour", "unknown field 'colour'"),
+        ("read.max_tlp_level", "amber", "read.max_tlp_level", "unknown field"),
+        ("write.sign", True, "write.sign", "unknown field"),
+        ("push.method", "POST", "push.method", "unknown field"),
+        # TLP
+        ("read.max_tlp", "purple", "read.max_tlp", "unknown TLP level 'purple'"),
+        ("read.max_tlp", 2, "read.max_tlp", "TLP level"),
+        ("read.max_tlp", DELETE, "read.max_tlp", "required"),
+        # collections
+        ("read.collections", [], "read.collections", "at least 1"),
+        ("read.collections", DELETE, "read.collections", "required"),
+        ("read.collections", ["indicators", "indicators"], "read.collections", "listed twice"),
+        ("write.collections", [], "write.collections", "at least 1"),
+        ("read.collections", ["indicators", 7], "read.collections[1]", "string"),
+        # types
+        ("read.types", ["indicator", "Malware"], "read.types[1]", "not a STIX type name"),
+        ("read.types", ["ab"], "read.types[0]", "not a STIX type name"),
+        ("read.types", ["x--y"], "read.types[0]", "not a STIX type name"),
+        ("write.types", ["indicator", "-bad"], "write.types[1]", "not a STIX type name"),
+        ("read.types", "indicator", "read.types", "list"),
+        # confidence
+        ("read.min_confidence", 101, "read.min_confidence", "100"),
+        ("read.min_confidence", -1, "read.min_confidence", "0"),
+        ("read.min_confidence", "50", "read.min_confidence", "integer"),
+        # durations
+        ("read.embargo", "5x", "read.embargo", "unknown unit 'x'"),
+        ("read.embargo", "-1h", "read.embargo", "negative"),
+        ("read.embargo", "", "read.embargo", "empty"),
+        ("push.every", "30s", "push.every", "shorter than the minimum"),
+        ("push.every", "soon", "push.every", "cannot read"),
+        ("push.every", DELETE, "push.every", "required"),
+        # redaction
+        ("read.redact", ["id"], "read.redact[0]", "may not be redacted"),
+        ("read.redact", ["x_notes", "modified"], "read.redact[1]", "may not be redacted"),
+        ("read.redact", ["object_marking_refs"], "read.redact[0]", "may not be redacted"),
+        ("read.redact", ["extensions..x"], "read.redact[0]", "dotted path"),
+        ("read.redact", ["a b"], "read.redact[0]", "dotted path"),
+        # booleans are booleans
+        ("read.anonymize_source", "yes", "read.anonymize_source", "boolean"),
+        ("write.require_signature", 1, "write.require_signature", "boolean"),
+        # push
+        ("push.url", "ftp://taxii.example/", "push.url", "https://"),
+        ("push.url", "https://", "push.url", "host"),
+        ("push.url", "not a url", "push.url", "spaces"),
+        ("push.url", "https://user:secret@taxii.example/", "push.url", "credentials"),
+        ("push.url", "https://taxii.example:99999/", "push.url", "not a URL"),
+        ("push.collection", "partner-submissions", "push.collection", "not one of the read collections"),
+        # partner slug, title, status, dates
+        ("partner", "CERT-IN", "partner", "slug"),
+        ("partner", "-cert", "partner", "slug"),
+        ("partner", "ab", "partner", "slug"),
+        ("partner", "a" * 65, "partner", "slug"),
+        ("partner", "cert_in", "partner", "slug"),
+        ("title", "", "title", "blank"),
+        ("title", "   ", "title", "blank"),
+        ("title", DELETE, "title", "required"),
+        ("status", "expired", "status", "active"),
+        ("valid_from", "2024-13-01", "valid_from", "date"),
+        ("valid_from", 1709596800, "valid_from", "YYYY-MM-DD"),
+        ("valid_until", "2029-03-04T00:00:00", "valid_until", "YYYY-MM-DD"),
+        ("valid_until", DELETE, "valid_until", "required"),
+    ],
+)
 def test_schema_errors_name_the_field(path: str, value: Any, field: str, says: str) -> None:
     error = problems_of(changed(path, value))
     matching = [reason for where, reason in error.problems if where == field]
@@ -315,11 +340,14 @@ def test_a_broken_read_section_is_not_also_blamed_on_push() -> None:
     assert [field for field, _ in error.problems] == ["read.max_tlp"]
 
 
-@pytest.mark.parametrize(("path", "value", "field"), [
-    ("read.collections", ["indicators", "secret-stuff"], "read.collections[1]"),
-    ("write.collections", ["nowhere"], "write.collections[0]"),
-    ("push.collection", "elsewhere", "push.collection"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("read.collections", ["indicators", "secret-stuff"], "read.collections[1]"),
+        ("write.collections", ["nowhere"], "write.collections[0]"),
+        ("push.collection", "elsewhere", "push.collection"),
+    ],
+)
 def test_unknown_collections_are_refused(path: str, value: Any, field: str) -> None:
     error = problems_of(changed(path, value))
     name = value if isinstance(value, str) else value[-1]
@@ -351,8 +379,10 @@ def test_every_problem_is_collected_into_one_error_that_starts_with_the_source()
 
 def test_a_single_problem_reads_as_one_line() -> None:
     error = problems_of(changed("read.max_tlp", "purple"), source="a.yaml")
-    assert str(error) == "a.yaml: read.max_tlp: unknown TLP level 'purple'; expected one of " \
-                         "clear, green, amber, amber+strict, red"
+    assert (
+        str(error) == "a.yaml: read.max_tlp: unknown TLP level 'purple'; expected one of "
+        "clear, green, amber, amber+strict, red"
+    )
 
 
 @pytest.mark.parametrize("data", [[], "partner: x", None])
@@ -383,6 +413,7 @@ def test_validation_does_not_change_the_input() -> None:
 
 
 # --- diffs ------------------------------------------------------------------------------------
+
 
 def test_diff_lists_changed_leaves_with_dotted_paths() -> None:
     old = validate(example()).to_document()

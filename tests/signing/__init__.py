@@ -1,4 +1,5 @@
 """Signing tests. Independent verifiers (jwcrypto, joserfc) shared by the test modules."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Detached JWS over RFC 8785 bytes: the token's form, independent verification, envelope splicing."""
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,11 @@ def b64d(segment: str) -> bytes:
 
 
 def bundle(n: int = 3) -> dict:
-    return {"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
-            "objects": [indicator(i) for i in range(n)]}
+    return {
+        "type": "bundle",
+        "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+        "objects": [indicator(i) for i in range(n)],
+    }
 
 
 def test_token_is_compact_detached_with_the_designed_protected_header(ring):
@@ -49,8 +53,15 @@ def test_token_is_compact_detached_with_the_designed_protected_header(ring):
     assert "=" not in token
     header = json.loads(b64d(protected))
     assert list(header) == ["alg", "kid", "typ", "cty", "iat", "iss", "aud"]
-    assert header == {"alg": "EdDSA", "kid": ring.current().kid, "typ": "JOSE", "cty": "stix+json;version=2.1",
-                      "iat": header["iat"], "iss": ISS, "aud": "cert-in"}
+    assert header == {
+        "alg": "EdDSA",
+        "kid": ring.current().kid,
+        "typ": "JOSE",
+        "cty": "stix+json;version=2.1",
+        "iat": header["iat"],
+        "iss": ISS,
+        "aud": "cert-in",
+    }
     assert isinstance(header["iat"], int) and before <= header["iat"] <= int(time.time())
 
 
@@ -118,19 +129,30 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 stix_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
-extra_member_names = st.text(max_size=4).filter(lambda s: s not in ("objects", "x_exchange_jws", "more", "next"))
+extra_member_names = st.text(max_size=4).filter(
+    lambda s: s not in ("objects", "x_exchange_jws", "more", "next")
+)
 envelope_members = st.fixed_dictionaries(
     {}, optional={"more": st.booleans(), "next": st.text(), "x_exchange_jws": st.text()}
-).flatmap(lambda fixed: st.dictionaries(extra_member_names, json_values, max_size=2).map(lambda extra: {**extra, **fixed}))
+).flatmap(
+    lambda fixed: st.dictionaries(extra_member_names, json_values, max_size=2).map(
+        lambda extra: {**extra, **fixed}
+    )
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(members=envelope_members, objects=st.lists(stix_objects, max_size=8))
-@example(members={"more": False, "next": "\U0001f600", "\uffff": 1, "\U00010000": 2, "": 3}, objects=[{"\u00e9": "\u2028"}])
+@example(
+    members={"more": False, "next": "\U0001f600", "\uffff": 1, "\U00010000": 2, "": 3},
+    objects=[{"\u00e9": "\u2028"}],
+)
 def test_canonical_envelope_equals_rfc8785_of_the_parsed_structure(members, objects):
     texts = [rfc8785.dumps(obj).decode("utf-8") for obj in objects]
     expected_members = {k: v for k, v in members.items() if k != "x_exchange_jws"}
@@ -151,6 +173,7 @@ def test_objects_cannot_be_passed_as_a_member():
 
 
 # -- what signing a page costs -----------------------------------------------------------------
+
 
 def _best_ms(fn, runs: int) -> float:
     timings = []
@@ -174,11 +197,15 @@ def test_signing_a_1000_object_page_from_canonical_texts_beats_recanonicalising(
     canonical = canonical_envelope(members, texts)
     sign = _best_ms(lambda: sign_canonical(canonical, key=key, cty=CTY_TAXII, aud="cert-in", iss=ISS), 30)
     spliced_total = _best_ms(
-        lambda: sign_canonical(canonical_envelope(members, texts), key=key, cty=CTY_TAXII, aud="cert-in", iss=ISS),
+        lambda: sign_canonical(
+            canonical_envelope(members, texts), key=key, cty=CTY_TAXII, aud="cert-in", iss=ISS
+        ),
         30,
     )
     rfc8785_parsed = _best_ms(lambda: rfc8785.dumps({**members, "objects": objects}), 5)
-    rfc8785_from_text = _best_ms(lambda: rfc8785.dumps({**members, "objects": [orjson.loads(t) for t in texts]}), 5)
+    rfc8785_from_text = _best_ms(
+        lambda: rfc8785.dumps({**members, "objects": [orjson.loads(t) for t in texts]}), 5
+    )
     serve = _best_ms(lambda: orjson.dumps({**members, "objects": [orjson.Fragment(t) for t in texts]}), 30)
     with capsys.disabled():
         print(

@@ -1,4 +1,5 @@
 """The Ed25519 keyring: files and permissions, rotation, removal, concurrency, the JWKS endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,10 @@ def test_kid_is_the_rfc7638_thumbprint_an_independent_library_computes(ring):
 def test_jwks_publishes_public_members_only(ring):
     keys = ring.jwks()["keys"]
     assert [set(k) for k in keys] == [{"kty", "crv", "x", "kid", "use", "alg"}] * 2
-    assert all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and k["use"] == "sig" and k["alg"] == "EdDSA"
-               for k in keys)
+    assert all(
+        k["kty"] == "OKP" and k["crv"] == "Ed25519" and k["use"] == "sig" and k["alg"] == "EdDSA"
+        for k in keys
+    )
     assert keys[0]["kid"] == ring.current().kid
     metadata = json.loads((ring.directory / "keyring.json").read_text())
     assert all("d" not in entry for entry in metadata["keys"])
@@ -197,8 +200,13 @@ def test_concurrent_ensure_from_several_processes_makes_one_current_key(tmp_path
         directory, go = tmp_path / f"ring{round_}" / "signing", tmp_path / f"go{round_}"
         readies = [tmp_path / f"ready{round_}-{i}" for i in range(4)]
         procs = [
-            subprocess.Popen([sys.executable, "-c", _ENSURE, str(directory), str(go), str(ready)],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", _ENSURE, str(directory), str(go), str(ready)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for ready in readies
         ]
         deadline = time.monotonic() + 60
@@ -245,8 +253,12 @@ def test_a_partner_verifies_with_the_jwks_fetched_over_http(ring):
         server.should_exit = True
         thread.join(timeout=10)
     assert jwks == ring.jwks()
-    assert jwcrypto_verify(token, b'{"id":"bundle--0b4b1c3e-8d5f-4a51-9c1e-3a6b7c8d9e0f","objects":[],'
-                                  b'"type":"bundle"}', jwks)["aud"] == "cert-in"
+    assert (
+        jwcrypto_verify(
+            token, b'{"id":"bundle--0b4b1c3e-8d5f-4a51-9c1e-3a6b7c8d9e0f","objects":[],"type":"bundle"}', jwks
+        )["aud"]
+        == "cert-in"
+    )
 
 
 def _settings(tmp_path: Path) -> Settings:

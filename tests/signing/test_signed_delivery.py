@@ -1,5 +1,6 @@
 """End to end: what partners receive over TAXII and in exports is signed, and verifies with
 independent JOSE libraries against the published JWKS; tampering is caught."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def partner_setup(live_server, http, partners):  # type: ignore[no-untyped-def]
     coll = live_server.collection(default_tlp="green")
     objs = [indicator(i, x_note="é ünïcode") for i in range(5)]
     assert post(http, live_server.collection_url(coll), envelope(objs)).json()["success_count"] == 5
-    slug, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+    )
     jwks = httpx.get(f"{live_server.url}/.well-known/jwks.json").json()
     return coll, objs, slug, cred, jwks
 
@@ -56,21 +59,27 @@ def test_every_partner_page_is_signed_and_verifies_independently(live_server, pa
         for verify in (jwcrypto_verify, joserfc_verify):
             header = verify(token, payload, jwks)
             assert header["alg"] == "EdDSA" and header["aud"] == slug
-            assert header["cty"] == "taxii+json;version=2.1" and header["kid"] in {k["kid"] for k in jwks["keys"]}
+            assert header["cty"] == "taxii+json;version=2.1" and header["kid"] in {
+                k["kid"] for k in jwks["keys"]
+            }
 
 
 def test_a_changed_object_or_header_fails_verification(live_server, partner_setup):
     import base64
 
     coll, objs, slug, cred, jwks = partner_setup
-    body = httpx.get(live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}).json()
+    body = httpx.get(
+        live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
+    ).json()
     token, payload = _signed_payload(body)
     tampered = dict(body)
     tampered["objects"] = [dict(body["objects"][0], name="changed"), *body["objects"][1:]]
     _, bad_payload = _signed_payload(tampered)
     protected, _, signature = token.split(".")
     header = json.loads(base64.urlsafe_b64decode(protected + "=="))
-    forged = base64.urlsafe_b64encode(json.dumps(dict(header, aud="someone-else")).encode()).decode().rstrip("=")
+    forged = (
+        base64.urlsafe_b64encode(json.dumps(dict(header, aud="someone-else")).encode()).decode().rstrip("=")
+    )
     for verify in (jwcrypto_verify, joserfc_verify):
         with pytest.raises(Exception):
             verify(token, bad_payload, jwks)
@@ -91,8 +100,13 @@ def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, 
         env["EXCHANGE_DATABASE_URL"] = live_server.settings.database_url
     exe = str(Path(sys.executable).with_name("exchange"))
     out = tmp_path / "bundle.json"
-    done = subprocess.run([exe, "export", coll.alias, "--partner", slug, "-o", str(out)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [exe, "export", coll.alias, "--partner", slug, "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     bundle = json.loads(out.read_bytes())
     assert bundle["type"] == "bundle" and {o["id"] for o in bundle["objects"]} == {o["id"] for o in objs}
@@ -109,15 +123,20 @@ def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, 
 
 def test_export_over_rest_matches_the_agreement(live_server, partner_setup, admin):
     coll, objs, slug, cred, jwks = partner_setup
-    response = httpx.get(f"{live_server.url}/api/v1/exports/{coll.alias}", params={"partner": slug},
-                         headers={"Authorization": f"Bearer {admin[1]}"})
+    response = httpx.get(
+        f"{live_server.url}/api/v1/exports/{coll.alias}",
+        params={"partner": slug},
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/stix+json")
     bundle = response.json()
     token, payload = _signed_payload(bundle)
     assert jwcrypto_verify(token, payload, jwks)["aud"] == slug
-    recipients = httpx.get(f"{live_server.url}/api/v1/objects/{objs[0]['id']}/recipients",
-                           headers={"Authorization": f"Bearer {admin[1]}"}).json()
+    recipients = httpx.get(
+        f"{live_server.url}/api/v1/objects/{objs[0]['id']}/recipients",
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    ).json()
     assert any(r["partner"] == slug and r["channel"] == "export" for r in recipients["received"])
 
 
@@ -138,8 +157,9 @@ def test_require_signature_rejects_unsigned_and_badly_signed_submissions(live_se
 
     registered, stranger = keypair(), keypair()
     coll = live_server.collection()
-    slug, cred = partners.add(lambda s: agreement_doc(
-        s, write={"collections": [coll.alias], "require_signature": True}))
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, write={"collections": [coll.alias], "require_signature": True})
+    )
     with live_server.session() as db:
         partner_service.add_public_key(db, slug, registered.public_jwk(), actor="test")
     client = httpx.Client(auth=cred, headers={"Accept": TAXII})

@@ -1,4 +1,5 @@
 """Verification: every tampering is caught, with its exact reason, here and by jwcrypto and joserfc."""
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,11 @@ def b64d(segment: str) -> bytes:
 
 
 def make_bundle() -> dict:
-    return {"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
-            "objects": [indicator(i) for i in range(4)]}
+    return {
+        "type": "bundle",
+        "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+        "objects": [indicator(i) for i in range(4)],
+    }
 
 
 def signed(ring: KeyRing, obj: dict, aud: str | None = "cert-in") -> dict:
@@ -122,8 +126,9 @@ def test_flipping_any_bit_of_the_signed_bytes_breaks_the_signature(tmp_path_fact
     assert independent_failures(token, bytes(changed), keyring.jwks()) == []
 
 
-@pytest.mark.parametrize("changes", [{"aud": "cert-uk"}, {"iat": 1}, {"cty": CTY_TAXII}, {"iss": "identity--x"},
-                                     {"typ": "JWT"}])
+@pytest.mark.parametrize(
+    "changes", [{"aud": "cert-uk"}, {"iat": 1}, {"cty": CTY_TAXII}, {"iss": "identity--x"}, {"typ": "JWT"}]
+)
 def test_a_re_encoded_protected_header_breaks_the_signature(ring, changes):
     doc = signed(ring, make_bundle())
     forged = reheader(doc["x_exchange_jws"], **changes)
@@ -162,7 +167,10 @@ def test_the_audience_must_match_when_asked_for(ring):
     doc = signed(ring, make_bundle(), aud="cert-in")
     assert reason(doc["x_exchange_jws"], doc, ring.jwks(), audience="cert-uk") == "audience mismatch"
     unaddressed = signed(ring, make_bundle(), aud=None)
-    assert reason(unaddressed["x_exchange_jws"], unaddressed, ring.jwks(), audience="cert-in") == "audience mismatch"
+    assert (
+        reason(unaddressed["x_exchange_jws"], unaddressed, ring.jwks(), audience="cert-in")
+        == "audience mismatch"
+    )
     assert verify_detached(unaddressed["x_exchange_jws"], unaddressed, jwks=ring.jwks()).aud is None
 
 
@@ -179,12 +187,24 @@ def test_a_token_carrying_its_payload_is_not_detached(ring):
     assert reason(attached, doc, ring.jwks()) == "not detached"
 
 
-@pytest.mark.parametrize("token", [
-    "", "abc", "a.b", "a..b..c", "a.b.c.d", "!!..sig", "..sig", "eyJhbGciOiJFZERTQSJ9..",
-    b64(b"not json") + "..AAAA", b64(b"[1]") + "..AAAA", b64(b'{"alg":"EdDSA","alg":"none"}') + "..AAAA",
-    b64(b'{"alg":"EdDSA","kid":"k","crit":["exp"],"exp":1}') + "..AAAA",
-    b64(b'{"alg":"EdDSA","kid":"k","b64":false}') + "..AAAA",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a..b..c",
+        "a.b.c.d",
+        "!!..sig",
+        "..sig",
+        "eyJhbGciOiJFZERTQSJ9..",
+        b64(b"not json") + "..AAAA",
+        b64(b"[1]") + "..AAAA",
+        b64(b'{"alg":"EdDSA","alg":"none"}') + "..AAAA",
+        b64(b'{"alg":"EdDSA","kid":"k","crit":["exp"],"exp":1}') + "..AAAA",
+        b64(b'{"alg":"EdDSA","kid":"k","b64":false}') + "..AAAA",
+    ],
+)
 def test_malformed_tokens(ring, token):
     assert reason(token, make_bundle(), ring.jwks()) == "malformed token"
 
@@ -198,6 +218,7 @@ def test_the_exact_reason_is_kept_apart_from_the_detail(ring):
 
 
 # -- files ---------------------------------------------------------------------------------------
+
 
 def test_verify_file_accepts_a_bundle_with_the_member(ring, tmp_path):
     path = tmp_path / "bundle.json"
@@ -219,11 +240,18 @@ def test_verify_file_accepts_a_sidecar_and_checks_both_when_both_exist(ring, tmp
     doc = make_bundle()
     path = tmp_path / "export.json"
     path.write_text(json.dumps(doc))
-    Path(f"{path}.jws").write_text(sign_detached(doc, key=ring.current(), cty=CTY_STIX, aud=None, iss=ISS) + "\n")
+    Path(f"{path}.jws").write_text(
+        sign_detached(doc, key=ring.current(), cty=CTY_STIX, aud=None, iss=ISS) + "\n"
+    )
     assert verify_file(path, jwks=ring.jwks()).kid == ring.current().kid
     # A bundle carrying a good member but whose sidecar was made for other content fails.
-    other = sign_detached({**doc, "id": "bundle--00000000-0000-4000-8000-000000000000"},
-                          key=ring.current(), cty=CTY_STIX, aud=None, iss=ISS)
+    other = sign_detached(
+        {**doc, "id": "bundle--00000000-0000-4000-8000-000000000000"},
+        key=ring.current(),
+        cty=CTY_STIX,
+        aud=None,
+        iss=ISS,
+    )
     path.write_text(json.dumps(signed(ring, doc)))
     Path(f"{path}.jws").write_text(other)
     with pytest.raises(SignatureError) as caught:
@@ -234,8 +262,9 @@ def test_verify_file_accepts_a_sidecar_and_checks_both_when_both_exist(ring, tmp
 def test_a_sidecar_signs_a_non_json_file_byte_for_byte(ring, tmp_path):
     path = tmp_path / "iocs.csv"
     path.write_bytes(b"value,type\n198.51.100.7,ipv4\n")
-    Path(f"{path}.jws").write_text(sign_canonical(path.read_bytes(), key=ring.current(), cty=CTY_STIX,
-                                                  aud=None, iss=ISS))
+    Path(f"{path}.jws").write_text(
+        sign_canonical(path.read_bytes(), key=ring.current(), cty=CTY_STIX, aud=None, iss=ISS)
+    )
     assert verify_file(path, jwks=ring.jwks())
     path.write_bytes(b"value,type\n198.51.100.8,ipv4\n")
     with pytest.raises(SignatureError, match="bad signature"):
@@ -264,6 +293,7 @@ def test_load_jwks_from_a_file_and_refusals(ring, tmp_path):
 
 
 # -- `exchange verify` ---------------------------------------------------------------------------
+
 
 def _settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=None, environment="development")

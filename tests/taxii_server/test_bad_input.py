@@ -1,4 +1,5 @@
 """Hostile and broken input: each gets a clear TAXII error and loses nothing else."""
+
 from __future__ import annotations
 
 import uuid
@@ -63,11 +64,19 @@ def _bad_objects() -> list[tuple[dict, str]]:  # type: ignore[type-arg]
         (dict(good, spec_version="2.0"), "spec_version"),
         (dict(good, **{"Bad-Name": 1}), "Bad-Name"),
         (
-            {"type": "marking-definition", "spec_version": "2.1",
-             "id": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
-             "created": "2022-10-01T00:00:00.000Z", "name": "TLP:CLEAR",
-             "extensions": {"extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d": {
-                 "extension_type": "property-extension", "tlp_2_0": "red"}}},
+            {
+                "type": "marking-definition",
+                "spec_version": "2.1",
+                "id": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
+                "created": "2022-10-01T00:00:00.000Z",
+                "name": "TLP:CLEAR",
+                "extensions": {
+                    "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d": {
+                        "extension_type": "property-extension",
+                        "tlp_2_0": "red",
+                    }
+                },
+            },
             "TLP",
         ),
     ]
@@ -120,11 +129,16 @@ def test_oversize_chunked_body_is_413(live_server, http, coll):
     is_error_resource(response, 413)
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/taxii+json;version=2.0", ""])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "text/plain", "application/taxii+json;version=2.0", ""]
+)
 def test_wrong_content_type_is_415(live_server, http, coll, content_type):
     url = live_server.collection_url(coll)
-    response = http.post(url + "objects/", content=orjson.dumps(envelope([indicator()])),
-                         headers={"Content-Type": content_type})
+    response = http.post(
+        url + "objects/",
+        content=orjson.dumps(envelope([indicator()])),
+        headers={"Content-Type": content_type},
+    )
     is_error_resource(response, 415)
     assert count(http, url) == 0
 
@@ -161,8 +175,12 @@ def test_bad_query_parameters_are_400(live_server, http, coll, params, says):
 
 @pytest.mark.parametrize("key", ["added_after", "match[type]", "match[version]", "match[id]"])
 def test_repeated_parameters_are_400(live_server, http, coll, key):
-    values = {"added_after": "2026-01-01T00:00:00Z", "match[type]": "indicator", "match[version]": "last",
-              "match[id]": "indicator--5d3f2c1b-0a9e-4c8d-b7f6-e5d4c3b2a190"}
+    values = {
+        "added_after": "2026-01-01T00:00:00Z",
+        "match[type]": "indicator",
+        "match[version]": "last",
+        "match[id]": "indicator--5d3f2c1b-0a9e-4c8d-b7f6-e5d4c3b2a190",
+    }
     params = [(key, values[key]), (key, values[key])]
     error = is_error_resource(http.get(live_server.collection_url(coll) + "objects/", params=params), 400)
     assert key in error["description"]
@@ -187,7 +205,9 @@ def test_cursor_from_another_caller_is_refused(live_server, http, coll):
 
 
 def test_method_not_allowed_is_a_taxii_error(live_server, http, coll):
-    response = http.put(live_server.collection_url(coll) + "objects/", content=b"{}", headers={"Content-Type": TAXII})
+    response = http.put(
+        live_server.collection_url(coll) + "objects/", content=b"{}", headers={"Content-Type": TAXII}
+    )
     assert response.status_code in (405, 415)
     assert response.headers["content-type"].startswith("application/taxii+json")
 
@@ -200,15 +220,28 @@ def test_content_from_real_tools_is_accepted_and_served_byte_for_byte(live_serve
         7,
         x_opencti_score=80,
         x_opencti_detection=True,
-        extensions={"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba": {
-            "extension_type": "property-extension", "score": 80, "main_observable_type": "IPv4-Addr"}},
+        extensions={
+            "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba": {
+                "extension_type": "property-extension",
+                "score": 80,
+                "main_observable_type": "IPv4-Addr",
+            }
+        },
     )
-    misp = indicator(8, x_misp_category="Network activity", x_misp_type="ip-dst", labels=["misp:type=\"ip-dst\""])
+    misp = indicator(
+        8, x_misp_category="Network activity", x_misp_type="ip-dst", labels=['misp:type="ip-dst"']
+    )
     uuid5_id = f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, 'http://x.example/a')}"
     v5 = indicator(9, stix_id=uuid5_id)
-    custom = {"type": "x-acme-ticket", "spec_version": "2.1", "id": f"x-acme-ticket--{uuid.uuid4()}",
-              "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-              "x_acme_priority": 3, "summary": "custom object"}
+    custom = {
+        "type": "x-acme-ticket",
+        "spec_version": "2.1",
+        "id": f"x-acme-ticket--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "x_acme_priority": 3,
+        "summary": "custom object",
+    }
     objs = [opencti, misp, v5, custom]
     status = post(http, url, envelope(objs)).json()
     assert status["success_count"] == 4, status.get("failures")

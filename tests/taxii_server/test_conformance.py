@@ -1,4 +1,5 @@
 """TAXII 2.1 normative points, checked over HTTP against a live server (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 import time
@@ -54,7 +55,9 @@ def test_collection_resource_by_id_and_alias(live_server, http, coll):
 
 def test_unknown_api_root_collection_and_status_are_404(live_server, http):
     is_error_resource(http.get(f"{live_server.url}/taxii2/nope/"), 404)
-    is_error_resource(http.get(f"{live_server.api_root}collections/00000000-0000-4000-8000-000000000000/"), 404)
+    is_error_resource(
+        http.get(f"{live_server.api_root}collections/00000000-0000-4000-8000-000000000000/"), 404
+    )
     is_error_resource(http.get(f"{live_server.api_root}status/00000000-0000-4000-8000-000000000000/"), 404)
     is_error_resource(http.get(f"{live_server.api_root}no/such/endpoint/"), 404)
 
@@ -70,7 +73,9 @@ def test_unauthenticated_is_401_with_challenge(live_server, auth):
 
 
 def test_wrong_key_for_a_real_credential_is_401(live_server, admin):
-    response = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=(admin[0], "x" + admin[1]))
+    response = httpx.get(
+        f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=(admin[0], "x" + admin[1])
+    )
     is_error_resource(response, 401)
 
 
@@ -118,7 +123,12 @@ def test_add_objects_with_taxii2_client_and_read_status(live_server, admin, coll
     objs = [indicator(i) for i in range(3)]
     status = collection.add_objects(orjson.dumps(envelope(objs)).decode(), wait_for_completion=False)
     assert status.status == "complete"
-    assert (status.total_count, status.success_count, status.failure_count, status.pending_count) == (3, 3, 0, 0)
+    assert (status.total_count, status.success_count, status.failure_count, status.pending_count) == (
+        3,
+        3,
+        0,
+        0,
+    )
     assert {s["id"] for s in status.successes} == {o["id"] for o in objs}
     status.refresh()
     assert status.success_count == 3
@@ -127,7 +137,9 @@ def test_add_objects_with_taxii2_client_and_read_status(live_server, admin, coll
 def test_status_is_private_to_its_submitter(live_server, http, coll):
     status = post(http, live_server.collection_url(coll), envelope([indicator()])).json()
     other = live_server.credential("analyst")
-    response = httpx.get(f"{live_server.api_root}status/{status['id']}/", headers={"Accept": TAXII}, auth=other)
+    response = httpx.get(
+        f"{live_server.api_root}status/{status['id']}/", headers={"Accept": TAXII}, auth=other
+    )
     is_error_resource(response, 404)
 
 
@@ -214,7 +226,9 @@ def test_date_added_strictly_increasing_across_concurrent_writers(live_server, a
 
     def write(batch: int) -> int:
         with httpx.Client(auth=admin, headers={"Accept": TAXII}, timeout=60) as client:
-            return post(client, url, envelope([indicator(batch * 100 + i) for i in range(20)])).json()["success_count"]
+            return post(client, url, envelope([indicator(batch * 100 + i) for i in range(20)])).json()[
+                "success_count"
+            ]
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert sum(pool.map(write, range(8))) == 160
@@ -227,15 +241,23 @@ def test_date_added_strictly_increasing_across_concurrent_writers(live_server, a
 def test_match_filters(live_server, http, coll):
     url = live_server.collection_url(coll)
     objs = _load(live_server, http, coll, 3)
-    malware = {"type": "malware", "spec_version": "2.1", "id": "malware--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
-               "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-               "name": "x", "is_family": False}
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": "malware--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "x",
+        "is_family": False,
+    }
     post(http, url, envelope([malware]))
     by_type = http.get(url + "objects/", params={"match[type]": "malware"}).json()["objects"]
     assert [o["id"] for o in by_type] == [malware["id"]]
     both = http.get(url + "objects/", params={"match[type]": "malware,indicator"}).json()["objects"]
     assert len(both) == 4
-    by_id = http.get(url + "objects/", params={"match[id]": f"{objs[0]['id']},{objs[2]['id']}"}).json()["objects"]
+    by_id = http.get(url + "objects/", params={"match[id]": f"{objs[0]['id']},{objs[2]['id']}"}).json()[
+        "objects"
+    ]
     assert {o["id"] for o in by_id} == {objs[0]["id"], objs[2]["id"]}
     assert len(http.get(url + "objects/", params={"match[spec_version]": "2.1"}).json()["objects"]) == 4
     assert "objects" not in http.get(url + "objects/", params={"match[spec_version]": "2.0"}).json()
@@ -343,8 +365,11 @@ def test_authentication_comes_before_content_checks(live_server, coll):
     for response in (
         httpx.get(url, headers={"Accept": "application/json"}),
         httpx.post(url, content=b"{}", headers={"Accept": TAXII, "Content-Type": "application/json"}),
-        httpx.post(url, content=b" " * (live_server.settings.max_content_length + 1),
-                   headers={"Accept": TAXII, "Content-Type": TAXII}),
+        httpx.post(
+            url,
+            content=b" " * (live_server.settings.max_content_length + 1),
+            headers={"Accept": TAXII, "Content-Type": TAXII},
+        ),
     ):
         is_error_resource(response, 401)
 
@@ -359,8 +384,11 @@ def test_head_is_served_like_get_without_a_body(live_server, http, coll):
 
 def test_chunked_post_is_accepted(live_server, http, coll):
     data = orjson.dumps(envelope([indicator()]))
-    response = http.post(live_server.collection_url(coll) + "objects/", content=iter([data[:10], data[10:]]),
-                         headers={"Content-Type": TAXII})
+    response = http.post(
+        live_server.collection_url(coll) + "objects/",
+        content=iter([data[:10], data[10:]]),
+        headers={"Content-Type": TAXII},
+    )
     assert response.status_code == 202 and response.json()["success_count"] == 1
 
 
@@ -385,15 +413,20 @@ def test_discovery_omits_empty_api_roots_and_uses_relative_urls(live_server, htt
     from exchange.partner import service as partner_service
 
     with live_server.session() as db:
-        _, cred, key = partner_service.create(db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN",
-                                              actor="test")
+        _, cred, key = partner_service.create(
+            db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="test"
+        )
     body = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=(cred.id, key)).json()
     assert "api_roots" not in body and "default" not in body
 
 
 def test_duplicate_object_without_timestamps_reports_the_same_version(live_server, http, coll):
-    sco = {"type": "ipv4-addr", "spec_version": "2.1",
-           "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd", "value": "198.51.100.3"}
+    sco = {
+        "type": "ipv4-addr",
+        "spec_version": "2.1",
+        "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd",
+        "value": "198.51.100.3",
+    }
     url = live_server.collection_url(coll)
     first = post(http, url, envelope([sco])).json()["successes"][0]["version"]
     again = post(http, url, envelope([sco])).json()["successes"][0]["version"]

@@ -1,4 +1,5 @@
 """Alembic environment: the engine comes from exchange.database.migrate."""
+
 from alembic import context
 
 from exchange.database.registry import metadata
