@@ -52,8 +52,8 @@ from benchmarks import feeds as feed_bench
 from benchmarks.instance import Instance, postgres_problem, postgres_version
 from benchmarks.report import Report, count, machine_facts, ms, secs, verdict
 from benchmarks.servers import ServerProcess, ServerStartError
-from exchange.agreement import access as agreement_access
-from exchange.agreement import gate as agreement_gate
+from exchange.sharing import access as agreement_access
+from exchange.sharing import gate as agreement_gate
 from exchange.agreement import service as agreement_service
 from exchange.auth.service import Principal
 from exchange.database.core import session_scope

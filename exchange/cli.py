@@ -395,7 +395,7 @@ def cmd_agreement_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.agreement import preview as preview_service
+    from exchange.sharing import preview as preview_service
     from exchange.database.types import utcnow
 
     with _session(settings) as db:

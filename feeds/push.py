@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
-from exchange.agreement import access, gate
+from exchange.sharing import access, gate
 from exchange.agreement import service as agreement_service
 from exchange.auth.service import Principal
 from exchange.config import Settings

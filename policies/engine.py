@@ -164,7 +164,7 @@ def decide(grant: ReadGrant | None, facts: ObjectFacts, *, now_us: int) -> Decis
             return Decision(False, f"no confidence and a minimum of {grant.min_confidence} applies")
         if facts.confidence < grant.min_confidence:
             return Decision(False, f"confidence {facts.confidence} below minimum {grant.min_confidence}")
-    # No embargo means none, as in the SQL filter (exchange.agreement.visibility).
+    # No embargo means none, as in the SQL filter (exchange.sharing.visibility).
     if grant.embargo_us and facts.date_added_us + grant.embargo_us > now_us:
         return Decision(False, f"under embargo until {_timestamp(facts.date_added_us + grant.embargo_us)}")
     if facts.audience is not None and grant.partner not in facts.audience:

@@ -13,7 +13,7 @@ from medallion.backends.base import Backend
 from medallion.exceptions import ProcessingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from exchange.agreement import access, gate
+from exchange.sharing import access, gate
 from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings

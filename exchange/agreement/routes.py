@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel
 
-from exchange.agreement import preview as preview_service
+from exchange.sharing import preview as preview_service
 from exchange.agreement import service
 from exchange.auth.deps import AdminUser, DbSession
 from exchange.database.types import utcnow

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from exchange.agreement import access, gate
+from exchange.sharing import access, gate
 from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure

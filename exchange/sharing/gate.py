@@ -8,11 +8,11 @@ import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from exchange.agreement.visibility import visible_anywhere
+from exchange.sharing.visibility import visible_anywhere
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from policies.engine import ObjectFacts, decide, redact
-from exchange.agreement.access import CollectionAccess
+from exchange.sharing.access import CollectionAccess
 
 log = logging.getLogger(__name__)
 

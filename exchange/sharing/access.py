@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
-from exchange.agreement import visibility
+from exchange.sharing import visibility
 from exchange.auth.service import Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection

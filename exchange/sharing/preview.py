@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from exchange.agreement import visibility
+from exchange.sharing import visibility
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
