@@ -296,7 +296,9 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
             )
     engine = make_engine(settings.sqlalchemy_url)
     try:
-        summary = push_partner(make_session_factory(engine), settings, keyring_for(settings), args.slug)
+        summary = push_partner(
+            make_session_factory(engine), settings, keyring_for(settings), args.slug, requested_by="cli"
+        )
     finally:
         engine.dispose()
     print(summary.line())

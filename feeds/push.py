@@ -25,13 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
-from exchange.sharing import access, gate
+from exchange.sharing import access, outbound
 from exchange.agreement import service as agreement_service
-from exchange.auth.service import Principal
 from exchange.config import Settings
 from exchange.database.core import session_scope
 from exchange.database.types import utcnow
-from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.models import PushState
@@ -40,7 +38,7 @@ from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
-from exchange.signing import CTY_TAXII, KeyRing, attach_signature, canonical_envelope, sign_canonical
+from exchange.signing import CTY_TAXII, KeyRing
 from policies.schemas import AgreementDoc
 
 log = logging.getLogger(__name__)
@@ -118,7 +116,7 @@ def push_targets(db: Session) -> list[PushTarget]:
 
 
 def start_in_background(
-    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str
+    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str, requested_by: str = "api"
 ) -> None:
     """Check the partner has push delivery in force (errors raised here), then push on a thread."""
     with session_scope(factory) as db:
@@ -132,7 +130,7 @@ def start_in_background(
 
     def run() -> None:
         try:
-            push_partner(factory, settings, keyring, slug)
+            push_partner(factory, settings, keyring, slug, requested_by=requested_by)
         except Exception:  # already logged and counted by push_partner
             pass
 
@@ -209,33 +207,30 @@ def _next_envelope(
         # SQL leaves out what the agreement withholds (TLP, type, confidence, audience, closure),
         # and what is still under embargo; embargo grows with date_added, so nothing returned
         # lies after a row that is not yet visible, and the cursor never passes one.
-        rows, more = query.page_by_date_added(
+        page = outbound.next_page(
             db,
-            collection_pk=collection.pk,
+            grant=grant,
+            collection=collection,
             flt=_LATEST,
             after_us=cursor,
             limit=size,
-            columns=(*gate.GATE_COLUMNS, ObjectVersion.body),
-            extra=grant.predicates,
+            columns=(ObjectVersion.body,),
         )
-        if not rows:
-            out.advance_to, out.done = cursor, True
-            return out
-        allowed = {r.pk for r in gate.check(db, rows, grant)}
-        have = _already_received(db, partner_pk, rows)
-        for row in rows:
-            if row.pk not in allowed or row.pk in have:
-                continue  # withheld by the second gate, or already with the partner: passed over
+        have = _already_received(db, partner_pk, page.rows)
+        for row in page.rows:
+            if row.pk in have:
+                continue  # already with the partner: passed over
             out.rows.append(row)
-            out.bodies.append(gate.body_text(row, grant, exchange_identity=identity))
+            out.bodies.extend(outbound.bodies([row], grant, exchange_identity=identity))
             if len(out.rows) == size:
                 # Cut here: rows after this one are read again for the next envelope.
                 out.advance_to = row.date_added_us
                 return out
-        cursor = rows[-1].date_added_us
-        if not more:
-            out.advance_to, out.done = cursor, True
+        if not page.more:
+            # Everything up to the newest row read is accounted for (served, withheld or passed).
+            out.advance_to, out.done = page.scanned_to or cursor, True
             return out
+        cursor = page.scanned_to or cursor
 
 
 def _auth_parts(auth: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str, str]]:
@@ -346,7 +341,7 @@ def _commit_envelope(
     expected_us: int,
     env: _Envelope,
     refused: set[str],
-    recipient: Principal,
+    recipient: outbound.Recipient,
     collection_pk: int,
 ) -> int:
     """Record what the partner accepted and move the cursor, in one transaction; how many."""
@@ -368,12 +363,7 @@ def _commit_envelope(
         )
         if moved.rowcount != 1:
             raise _Overtaken()
-        disclosure.record(
-            db,
-            principal=recipient,
-            channel="push",
-            served=[disclosure.Served(r.pk, r.stix_id, r.version_text, collection_pk) for r in accepted],
-        )
+        outbound.record(db, recipient, collection_pk=collection_pk, rows=accepted)
     return len(accepted)
 
 
@@ -384,12 +374,13 @@ def push_partner(
     slug: str,
     *,
     holder: str | None = None,
+    requested_by: str = "scheduler",
 ) -> PushSummary:
     """Send partner `slug` what its agreement allows now and it has not yet received."""
     started = time.monotonic()
     summary = PushSummary(partner=slug)
     try:
-        _push(factory, settings, keyring, slug, summary)
+        _push(factory, settings, keyring, slug, summary, requested_by=requested_by)
     except Exception as exc:
         # Domain errors carry messages written to be shown; anything else is named, not dumped.
         detail = exc.message if isinstance(exc, ExchangeError) else f"internal error: {type(exc).__name__}"
@@ -404,7 +395,13 @@ def push_partner(
 
 
 def _push(
-    factory: sessionmaker[Session], settings: Settings, keyring: KeyRing, slug: str, summary: PushSummary
+    factory: sessionmaker[Session],
+    settings: Settings,
+    keyring: KeyRing,
+    slug: str,
+    summary: PushSummary,
+    *,
+    requested_by: str,
 ) -> None:
     with session_scope(factory) as db:
         partner = partner_service.get_by_slug(db, slug)
@@ -417,13 +414,7 @@ def _push(
         auth = partner_service.push_auth(partner)
         partner_pk = partner.pk
     url = _objects_url(doc.push.url)
-    recipient = Principal(
-        credential_id=f"push:{slug}"[:64],
-        name=f"push to {slug}",
-        role="partner",
-        partner_pk=partner_pk,
-        partner_slug=slug,
-    )
+    recipient = outbound.Recipient.for_partner(partner_pk, slug, channel="push", requested_by=requested_by)
     size = max(1, settings.push_batch_size)
     with requests.Session() as http:
         http.trust_env = False  # no proxy or .netrc credentials picked up from the environment
@@ -452,7 +443,7 @@ def _push_collection(
     http: requests.Session,
     *,
     collection: Collection,
-    recipient: Principal,
+    recipient: outbound.Recipient,
     url: str,
     auth: dict[str, Any],
     size: int,
@@ -464,7 +455,7 @@ def _push_collection(
     while True:
         with session_scope(factory) as db:
             # Asked again for every envelope: an agreement suspended mid-run stops the run.
-            grant = access.collection_access(db, recipient, collection)
+            grant = outbound.access_for(db, recipient, collection)
             if grant is None or not grant.can_read:
                 return True
             env = _next_envelope(
@@ -478,19 +469,19 @@ def _push_collection(
             )
         refused: set[str] = set()
         if env.rows:
-            canonical = canonical_envelope({}, env.bodies)
-            token = sign_canonical(
-                canonical,
-                key=keyring.current(),
+            signed = outbound.signed_envelope(
+                {},
+                env.bodies,
+                recipient=recipient,
+                keyring=keyring,
                 cty=CTY_TAXII,
-                aud=recipient.partner_slug,
-                iss=settings.identity_id,
+                issuer=settings.identity_id,
             )
             try:
                 refused = _post(
                     http,
                     url,
-                    attach_signature(canonical, token),
+                    signed,
                     auth=auth,
                     timeout=settings.push_timeout_seconds,
                 )

@@ -13,12 +13,11 @@ from medallion.backends.base import Backend
 from medallion.exceptions import ProcessingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from exchange.sharing import access, gate
+from exchange.sharing import access, outbound
 from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings
 from exchange.database.core import session_scope
-from exchange.disclosure import service as disclosure
 from exchange.errors import BadRequestError, InvalidCursorError
 from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
@@ -27,17 +26,7 @@ from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
-from exchange.signing import (
-    CTY_TAXII,
-    SIGNATURE_MEMBER,
-    KeyRing,
-    SignatureError,
-    attach_signature,
-    canonical_bytes,
-    canonical_envelope,
-    sign_canonical,
-    verify_detached,
-)
+from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
 from policies.engine import WriteGrant
 from taxii_server.cursor import Cursor, CursorCodec
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
@@ -49,11 +38,6 @@ VERSIONS_FILTERS = ("added_after", "match[spec_version]")
 DELETE_FILTERS = ("match[version]", "match[spec_version]")
 # Section 3.4.1: "last" is the default when no version parameter is given, DELETE included.
 DEFAULT_VERSIONS = ("last",)
-
-
-def _merge(first: tuple, second: tuple) -> tuple:  # type: ignore[type-arg]
-    names = {c.key for c in first}
-    return (*first, *(c for c in second if c.key not in names))
 
 
 class SqlBackend(Backend):
@@ -219,6 +203,9 @@ class SqlBackend(Backend):
         )
         return self._date_headers(floor, floor)
 
+    def _recipient(self) -> outbound.Recipient:
+        return outbound.Recipient.for_principal(self._principal(), channel="taxii")
+
     def _page(
         self,
         coll: Collection,
@@ -231,47 +218,34 @@ class SqlBackend(Backend):
     ):  # type: ignore[no-untyped-def]
         filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
-        db = self._db()
         g.exchange_high_water = coll.last_date_added_us
-        partner = grant.read_grant is not None
-        rows, more = query.page_by_date_added(
-            db,
-            collection_pk=coll.pk,
-            flt=flt,
-            after_us=position,
-            limit=limit,
-            columns=_merge(gate.GATE_COLUMNS, columns) if partner else columns,
-            extra=grant.predicates,
+        page = outbound.next_page(
+            self._db(), grant=grant, collection=coll, flt=flt, after_us=position, limit=limit, columns=columns
         )
-        body: dict[str, Any] = {"more": more}
-        if more:
-            body["next"] = self._next_token(coll, endpoint, filters, rows[-1].date_added_us)
-        if partner:
-            rows = gate.check(db, rows, grant)
-        if rows:
-            headers = self._date_headers(rows[0].date_added_us, rows[-1].date_added_us)
+        body: dict[str, Any] = {"more": page.more}
+        if page.more:
+            body["next"] = self._next_token(coll, endpoint, filters, page.next_after)
+        if page.rows:
+            headers = self._date_headers(page.first_us, page.last_us)
         else:
             headers = self._empty_headers(coll, filters, position)
-        return rows, body, headers
+        return page.rows, body, headers
 
     def _signed(self, envelope: dict[str, Any], list_key: str, texts: list[str] | None) -> Any:
         """Partners get every page signed: a detached JWS over the RFC 8785 bytes they receive."""
-        principal = self._principal()
-        if principal.partner_slug is None:
+        recipient = self._recipient()
+        if recipient.is_internal:
             return envelope
-        members = {k: v for k, v in envelope.items() if k != list_key}
-        if list_key == "objects":
-            canonical = canonical_envelope(members, texts)
-        else:
-            canonical = canonical_bytes(envelope)
-        token = sign_canonical(
-            canonical,
-            key=self._keyring.current(),
+        members = {k: v for k, v in envelope.items() if k != list_key} if list_key == "objects" else envelope
+        signed = outbound.signed_envelope(
+            members,
+            texts if list_key == "objects" else None,
+            recipient=recipient,
+            keyring=self._keyring,
             cty=CTY_TAXII,
-            aud=principal.partner_slug,
-            iss=self._settings.identity_id,
+            issuer=self._settings.identity_id,
         )
-        return orjson.Fragment(attach_signature(canonical, token))
+        return orjson.Fragment(signed)
 
     # --- TAXII 2.1 endpoints ------------------------------------------------------------
 
@@ -398,20 +372,14 @@ class SqlBackend(Backend):
         return self._signed(body, "objects", texts or None), headers
 
     def _serve(self, coll: Collection, grant: access.CollectionAccess, rows: list) -> list[str]:  # type: ignore[type-arg]
-        """Object texts for the caller; partners get redactions applied and a ledger entry."""
-        if grant.read_grant is None:
-            return [r.body for r in rows]
-        identity = self._settings.identity_id
-        bodies = [gate.body_text(r, grant, exchange_identity=identity) for r in rows]
-        self._end_read()
-        with session_scope(self._factory, write=True) as db:
-            disclosure.record(
-                db,
-                principal=self._principal(),
-                served=[disclosure.Served(r.pk, r.stix_id, r.version_text, coll.pk) for r in rows],
-                channel="taxii",
-            )
-        return bodies
+        """Object texts for the caller; partners get redactions applied and a ledger entry first."""
+        texts = outbound.bodies(rows, grant, exchange_identity=self._settings.identity_id)
+        recipient = self._recipient()
+        if not recipient.is_internal:
+            self._end_read()
+            with session_scope(self._factory, write=True) as db:
+                outbound.record(db, recipient, collection_pk=coll.pk, rows=rows)
+        return texts
 
     def add_objects(self, api_root, collection_id, objs, request_time):  # type: ignore[no-untyped-def]
         """Section 5.5: validate and store an envelope; one transaction; a status resource."""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from exchange.agreement.models import Agreement, AgreementVersion
 from exchange.audit import service as audit
-from exchange.auth.service import Principal
+from exchange.auth.service import Caller
 from exchange.errors import BadRequestError, NotFoundError
 from exchange.intel.models import Collection
 from exchange.partner import service as partner_service
@@ -168,7 +168,7 @@ def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
 
 def grants_for(
     db: Session,
-    principal: Principal,
+    principal: Caller,
     collection: Collection,
     *,
     now: datetime,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,16 @@ from exchange.partner.models import Partner
 
 ROLES = ("admin", "analyst", "partner")
 INTERNAL_ROLES = ("admin", "analyst")
+
+
+class Caller(Protocol):
+    """Anyone access is decided for: a request's principal, or an outbound recipient."""
+
+    @property
+    def is_internal(self) -> bool: ...
+
+    @property
+    def partner_pk(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)

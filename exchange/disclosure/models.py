@@ -1,4 +1,5 @@
-"""The disclosure ledger: which credential received which object version, when, how."""
+"""The disclosure ledger: which partner (with which credential) received which object version,
+when, through which channel, and who asked."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class Disclosure(Base):
     version: Mapped[str] = mapped_column(String(40))
     collection_pk: Mapped[int] = mapped_column(Integer)
     partner_pk: Mapped[int | None] = mapped_column(ForeignKey("partner.pk"), nullable=True)
-    credential_id: Mapped[str] = mapped_column(String(64))
+    # The credential the partner pulled with; NULL for exports and pushes, which use none.
+    credential_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Who caused the delivery: the pulling credential, the exporting analyst, "scheduler", ...
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     channel: Mapped[str] = mapped_column(String(16))
     at_us: Mapped[int] = mapped_column(BigInteger)

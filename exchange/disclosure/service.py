@@ -9,7 +9,6 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from exchange import metrics
-from exchange.auth.service import Principal
 from exchange.disclosure.models import Disclosure
 from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
@@ -26,8 +25,16 @@ class Served:
     collection_pk: int
 
 
-def record(db: Session, *, principal: Principal, served: Iterable[Served], channel: str) -> int:
-    """Add one ledger row per object version served to a partner credential."""
+def record(
+    db: Session,
+    *,
+    partner_pk: int | None,
+    credential_id: str | None,
+    requested_by: str | None,
+    served: Iterable[Served],
+    channel: str,
+) -> int:
+    """Add one ledger row per object version served to a partner (through exchange.sharing.outbound)."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     at = now_us()
@@ -37,8 +44,9 @@ def record(db: Session, *, principal: Principal, served: Iterable[Served], chann
             "stix_id": s.stix_id,
             "version": s.version,
             "collection_pk": s.collection_pk,
-            "partner_pk": principal.partner_pk,
-            "credential_id": principal.credential_id,
+            "partner_pk": partner_pk,
+            "credential_id": credential_id,
+            "requested_by": requested_by,
             "channel": channel,
             "at_us": at,
         }
@@ -66,6 +74,7 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
         select(
             Partner.slug,
             Disclosure.credential_id,
+            Disclosure.requested_by,
             Disclosure.version,
             Disclosure.channel,
             func.min(Disclosure.at_us).label("first_at"),
@@ -74,13 +83,20 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
         )
         .join(Partner, Partner.pk == Disclosure.partner_pk, isouter=True)
         .where(Disclosure.stix_id == stix_id)
-        .group_by(Partner.slug, Disclosure.credential_id, Disclosure.version, Disclosure.channel)
+        .group_by(
+            Partner.slug,
+            Disclosure.credential_id,
+            Disclosure.requested_by,
+            Disclosure.version,
+            Disclosure.channel,
+        )
         .order_by(Partner.slug, Disclosure.version)
     ).all()
     received = [
         {
             "partner": r.slug,
             "credential_id": r.credential_id,
+            "requested_by": r.requested_by,
             "version": r.version,
             "channel": r.channel,
             "first_received": us_to_text(r.first_at),
@@ -92,7 +108,7 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
     latest = versions[-1] if versions else None
     by_partner: dict[str, set[str]] = {}
     for r in received:
-        by_partner.setdefault(r["partner"] or r["credential_id"], set()).add(r["version"])
+        by_partner.setdefault(r["partner"] or r["credential_id"] or "", set()).add(r["version"])
     missing = sorted(p for p, got in by_partner.items() if latest not in got)
     return {
         "id": stix_id,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from exchange.sharing import access, gate
+from exchange.sharing import outbound
 from exchange.audit import service as audit
-from exchange.auth.service import Principal
-from exchange.disclosure import service as disclosure
 from exchange.errors import NotFoundError
 from exchange.intel import query
 from exchange.intel.models import ObjectVersion
@@ -48,41 +48,33 @@ def export_bundle(
         raise NotFoundError(f"no API root {api_root!r}")
     collection = get_collection(db, api_root_pk=root.pk, ref=collection_ref)
     assert collection is not None
-    recipient = Principal(
-        credential_id=actor,
-        name=f"export for {partner.slug}",
-        role="partner",
-        partner_pk=partner.pk,
-        partner_slug=partner.slug,
-    )
-    grant = access.collection_access(db, recipient, collection)
+    recipient = outbound.Recipient.for_partner(partner.pk, partner.slug, channel="export", requested_by=actor)
+    grant = outbound.access_for(db, recipient, collection)
     if grant is None or not grant.can_read or partner.status != "active":
         raise NotFoundError(f"partner {partner_slug!r} may not read {collection.alias!r} now")
     flt = query.ObjectFilter(added_after_us=added_after_us)
     bodies: list[str] = []
-    served: list[disclosure.Served] = []
+    served: list[Row[Any]] = []
     after = None
     while True:
-        rows, more = query.page_by_date_added(
+        page = outbound.next_page(
             db,
-            collection_pk=collection.pk,
+            grant=grant,
+            collection=collection,
             flt=flt,
             after_us=after,
             limit=PAGE,
-            columns=(*gate.GATE_COLUMNS, ObjectVersion.body),
-            extra=grant.predicates,
+            columns=(ObjectVersion.body,),
         )
-        if rows:
-            after = rows[-1].date_added_us
-        for row in gate.check(db, rows, grant):
-            bodies.append(gate.body_text(row, grant, exchange_identity=exchange_identity))
-            served.append(disclosure.Served(row.pk, row.stix_id, row.version_text, collection.pk))
-        if not more:
+        bodies.extend(outbound.bodies(page.rows, grant, exchange_identity=exchange_identity))
+        served.extend(page.rows)
+        if not page.more:
             break
+        after = page.next_after
     bundle_id = f"bundle--{uuid.uuid4()}"
     canonical = canonical_envelope({"id": bundle_id, "type": "bundle"}, bodies)
     signature = sign(canonical, partner.slug) if sign else None
-    disclosure.record(db, principal=recipient, served=served, channel="export")
+    outbound.record(db, recipient, collection_pk=collection.pk, rows=served)
     audit.record(
         db,
         actor=actor,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
 from exchange.sharing import visibility
-from exchange.auth.service import Principal
+from exchange.auth.service import Caller, Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
@@ -37,7 +37,7 @@ class CollectionAccess:
 
 def collection_access(
     db: Session,
-    principal: Principal,
+    principal: Caller,
     collection: Collection,
     *,
     cache: dict | None = None,  # type: ignore[type-arg]
@@ -58,7 +58,7 @@ def collection_access(
 
 def _partner_access(
     db: Session,
-    principal: Principal,
+    principal: Caller,
     collection: Collection,
     cache: dict,  # type: ignore[type-arg]
 ) -> CollectionAccess | None:
@@ -88,7 +88,7 @@ def _partner_access(
     )
 
 
-def _all_read_grants(db: Session, principal: Principal, doc, now) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
+def _all_read_grants(db: Session, principal: Caller, doc, now) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
     if doc is None or doc.read is None:
         return []
     grants = []
