@@ -1,0 +1,199 @@
+"""TAXII GET, export and push go through one pipeline: the same agreement gives the same bytes,
+and the ledger records the partner each time, with the credential used and who asked."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import rfc8785
+from sqlalchemy import select
+
+from exchange.database.core import make_session_factory
+from exchange.disclosure.models import Disclosure
+from exchange.export.service import export_bundle, signer
+from exchange.partner import service as partner_service
+from exchange.signing import KeyRing, default_directory, verify_detached
+from feeds.push import push_partner
+from tests.agreement.conftest import Partners, agreement_doc
+from tests.conftest import TAXII
+
+THIRD_PARTY = f"identity--{uuid.uuid4()}"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A partner's TAXII inbox that keeps the raw bytes of every envelope POSTed to it."""
+
+    bodies: list[bytes]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.bodies.append(body)  # type: ignore[attr-defined]
+        count = len(orjson.loads(body).get("objects", []))
+        status = {
+            "id": str(uuid.uuid4()),
+            "status": "complete",
+            "total_count": count,
+            "success_count": count,
+            "failure_count": 0,
+            "pending_count": 0,
+        }
+        payload = orjson.dumps(status)
+        self.send_response(202)
+        self.send_header("Content-Type", TAXII)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def partners(live_server) -> Partners:  # type: ignore[no-untyped-def]
+    return Partners(live_server)
+
+
+@pytest.fixture
+def inbox() -> Iterator[http.server.HTTPServer]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
+    server.bodies = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _indicator(tlp: str | None, **extra: Any) -> dict[str, Any]:
+    markings = {
+        "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+        "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+    }
+    obj = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "pattern": f"[ipv4-addr:value = '198.51.100.{uuid.uuid4().int % 250}']",
+        "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z",
+        **extra,
+    }
+    if tlp:
+        obj["object_marking_refs"] = [markings[tlp]]
+    return obj
+
+
+def test_taxii_export_and_push_serve_the_same_bytes_and_record_the_partner(
+    live_server, partners, http, inbox
+):
+    coll = live_server.collection(default_tlp="amber")
+    objs = [
+        _indicator("green", x_internal_notes="analyst only", created_by_ref=THIRD_PARTY),
+        _indicator("green", confidence=80),
+        _indicator("amber"),  # above the agreement's ceiling
+        _indicator(None),  # unmarked: the collection's amber
+    ]
+    status = http.post(
+        live_server.collection_url(coll) + "objects/",
+        content=orjson.dumps({"objects": objs}),
+        headers={"Content-Type": TAXII},
+    ).json()
+    assert status["success_count"] == 4, status
+    inbox_url = f"http://127.0.0.1:{inbox.server_address[1]}/taxii2/root/collections/inbox/"
+    read = {
+        "collections": [coll.alias],
+        "max_tlp": "green",
+        "redact": ["x_internal_notes"],
+        "anonymize_source": True,
+    }
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read=read) | {"push": {"url": inbox_url, "every": "1h"}}
+    )
+
+    # Push first (it sends only what the partner has not yet received), as the scheduler runs it.
+    settings = live_server.settings
+    keyring = KeyRing(default_directory(settings))
+    summary = push_partner(make_session_factory(live_server.engine), settings, keyring, slug)
+    assert summary.status == "ok", summary.line()
+    assert len(inbox.bodies) == 1
+    # TAXII GET, as the partner's own client does it.
+    pulled = httpx.get(
+        live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
+    ).json()
+    # Export, as an analyst makes it for the partner.
+    with live_server.session() as db:
+        exported = export_bundle(
+            db,
+            partner_slug=slug,
+            collection_ref=coll.alias,
+            api_root=settings.api_root,
+            actor="analyst-who-exported",
+            exchange_identity=settings.identity_id,
+            sign=signer(keyring, settings.identity_id),
+        )
+
+    def texts(envelope: dict[str, Any]) -> list[bytes]:
+        return sorted(rfc8785.dumps(o) for o in envelope["objects"])
+
+    bundle = orjson.loads(exported.bundle_bytes)
+    pushed = orjson.loads(inbox.bodies[0])
+    assert len(pulled["objects"]) == 2
+    assert texts(pulled) == texts(bundle) == texts(pushed)
+    served = {o["id"]: o for o in pulled["objects"]}
+    assert "x_internal_notes" not in served[objs[0]["id"]]
+    assert served[objs[0]["id"]]["created_by_ref"] == settings.identity_id
+    # Each channel signs for the partner: aud names it, whatever the channel.
+    jwks = keyring.jwks()
+    for envelope in (pulled, bundle, pushed):
+        assert verify_detached(envelope["x_exchange_jws"], envelope, jwks=jwks).header["aud"] == slug
+
+    with live_server.session() as db:
+        partner = partner_service.get_by_slug(db, slug)
+        assert partner is not None
+        rows = db.execute(
+            select(
+                Disclosure.channel, Disclosure.partner_pk, Disclosure.credential_id, Disclosure.requested_by
+            )
+            .where(Disclosure.partner_pk == partner.pk)
+            .distinct()
+        ).all()
+    assert sorted(rows) == sorted(
+        [
+            ("taxii", partner.pk, cred[0], cred[0]),
+            ("export", partner.pk, None, "analyst-who-exported"),
+            ("push", partner.pk, None, "scheduler"),
+        ]
+    )
+
+
+def test_recipients_endpoint_names_the_partner_for_an_export(live_server, partners, http, admin):
+    coll = live_server.collection(default_tlp="green")
+    obj = _indicator("green")
+    http.post(
+        live_server.collection_url(coll) + "objects/",
+        content=orjson.dumps({"objects": [obj]}),
+        headers={"Content-Type": TAXII},
+    )
+    slug, _ = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
+    response = httpx.get(
+        f"{live_server.url}/api/v1/exports/{coll.alias}",
+        params={"partner": slug},
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    )
+    assert response.status_code == 200, response.text
+    received = httpx.get(
+        f"{live_server.url}/api/v1/objects/{obj['id']}/recipients",
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    ).json()["received"]
+    assert [(r["partner"], r["credential_id"], r["requested_by"], r["channel"]) for r in received] == [
+        (slug, None, admin[0], "export")
+    ]
