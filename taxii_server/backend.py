@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -193,14 +194,18 @@ class SqlBackend(Backend):
             "X-TAXII-Date-Added-Last": us_to_text(last_us),
         }
 
-    def _empty_headers(self, coll: Collection, filters: dict[str, Any], position: Any) -> dict[str, str]:
-        # Nothing matched up to the collection's high-water mark read before the page query,
-        # so that mark is a safe point to resume polling from.
-        floor = max(
-            g.get("exchange_high_water", 0),
-            filters.get("added_after") or 0,
-            position if isinstance(position, int) else 0,
-        )
+    def _empty_headers(
+        self, coll: Collection, grant: access.CollectionAccess, filters: dict[str, Any], position: Any
+    ) -> dict[str, str]:
+        """Where a poller may resume after an empty page, from nothing it may not see."""
+        shift = outbound.stream_shift(grant)
+        floor = max(filters.get("added_after") or 0, position + shift if isinstance(position, int) else 0)
+        if grant.read_grant is None:
+            # Staff see everything: nothing matched up to the collection's high-water mark read
+            # before the page query, so that mark is a safe point to resume from.
+            floor = max(floor, g.get("exchange_high_water", 0))
+        if not floor:
+            return {}
         return self._date_headers(floor, floor)
 
     def _recipient(self) -> outbound.Recipient:
@@ -228,7 +233,7 @@ class SqlBackend(Backend):
         if page.rows:
             headers = self._date_headers(page.first_us, page.last_us)
         else:
-            headers = self._empty_headers(coll, filters, position)
+            headers = self._empty_headers(coll, grant, filters, position)
         return page.rows, body, headers
 
     def _signed(self, envelope: dict[str, Any], list_key: str, texts: list[str] | None) -> Any:
@@ -337,6 +342,7 @@ class SqlBackend(Backend):
     def get_object_manifest(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.3: manifest entries, paged like objects."""
         _, coll, grant = self._require(api_root, collection_id)
+        shift = outbound.stream_shift(grant)
         rows, body, headers = self._page(
             coll,
             grant,
@@ -349,7 +355,7 @@ class SqlBackend(Backend):
             canonical_text(
                 {
                     "id": r.stix_id,
-                    "date_added": us_to_text(r.date_added_us),
+                    "date_added": us_to_text(r.date_added_us + shift),
                     "version": r.version_text,
                     "media_type": STIX_MEDIA,
                 }
@@ -507,6 +513,9 @@ class SqlBackend(Backend):
         endpoint = f"versions:{object_id}"
         filters, position = self._filters_and_position(coll, endpoint, filter_args, VERSIONS_FILTERS)
         flt = to_object_filter(filters, default_versions=("all",))
+        shift = outbound.stream_shift(grant)
+        if shift and flt.added_after_us is not None:
+            flt = dataclasses.replace(flt, added_after_us=flt.added_after_us - shift)
         g.exchange_high_water = coll.last_date_added_us
         rows, more = query.page_versions(
             db,
@@ -522,10 +531,10 @@ class SqlBackend(Backend):
             body["next"] = self._next_token(coll, endpoint, filters, rows[-1].version)
         if rows:
             body["versions"] = [r.version_text for r in rows]
-            added = [r.date_added_us for r in rows]
+            added = [r.date_added_us + shift for r in rows]
             headers = self._date_headers(min(added), max(added))
         else:
-            headers = self._empty_headers(coll, filters, None)
+            headers = self._empty_headers(coll, grant, filters, None)
         return self._signed(body, "versions", None), headers
 
 

@@ -48,6 +48,11 @@ class _Candidate:
     row: dict[str, Any] | None = None
 
 
+# date_added advances by at least one millisecond per stored version within a collection, so a
+# burst of N objects may run up to N ms ahead of the clock; see the README ("date_added").
+DATE_ADDED_STEP_US = 1000
+
+
 def version_key_from_us(us: int) -> str:
     """The sortable version text for a date_added, in the same form validation produces."""
     return us_to_text(us)[:-1] + "000Z"
@@ -101,7 +106,9 @@ def ingest(
     ).scalar_one()
     stored = _stored_versions(db, collection.pk, {c.meta.stix_id for _, c in valid})
 
-    next_us = max(now_us(), high_water + 1)
+    # Whole, distinct milliseconds: clients that keep X-TAXII-Date-Added-Last to the millisecond
+    # (OpenCTI does) then resume exactly after the last object they got, never inside a batch.
+    next_us = max(now_us() // DATE_ADDED_STEP_US, high_water // DATE_ADDED_STEP_US + 1) * DATE_ADDED_STEP_US
     new_rows: list[_Candidate] = []
     for obj, cand in valid:
         versions = stored.setdefault(cand.meta.stix_id, {})
@@ -129,7 +136,7 @@ def ingest(
         if versions:
             result.updated += 1
         date_added = next_us
-        next_us += 1
+        next_us += DATE_ADDED_STEP_US
         cand.row = {
             "collection_pk": collection.pk,
             "stix_id": cand.meta.stix_id,
@@ -164,7 +171,9 @@ def ingest(
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
     _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
     db.execute(
-        update(Collection).where(Collection.pk == collection.pk).values(last_date_added_us=next_us - 1)
+        update(Collection)
+        .where(Collection.pk == collection.pk)
+        .values(last_date_added_us=next_us - DATE_ADDED_STEP_US)
     )
     result.created = len(rows)
     metrics.OBJECTS_INGESTED.inc(result.created, origin=origin)

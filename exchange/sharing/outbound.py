@@ -9,6 +9,7 @@ Nothing that leaves the exchange for a partner is assembled anywhere else.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,10 @@ class Page:
     first_us: int | None = None
     last_us: int | None = None
     withheld: int = 0  # rows SQL chose that the second gate refused
+    # What the recipient's clock adds to a stored date_added: its embargo. An embargoed object
+    # enters the partner's stream when the embargo lifts, so filters, headers and manifests
+    # speak of date_added + shift_us while keyset positions stay in stored time.
+    shift_us: int = 0
 
     @property
     def next_after(self) -> int | None:
@@ -116,8 +121,15 @@ def next_page(
     limit: int,
     columns: Sequence[ColumnElement[Any]],
 ) -> Page:
-    """Up to `limit` rows after `after_us` that the grant allows: SQL first, then `decide`."""
+    """Up to `limit` rows after `after_us` that the grant allows: SQL first, then `decide`.
+
+    `flt.added_after_us` is in the recipient's time (see `Page.shift_us`); `after_us`, a keyset
+    position from an earlier page, in stored time.
+    """
     partner = grant.read_grant is not None
+    shift = stream_shift(grant)
+    if shift and flt.added_after_us is not None:
+        flt = dataclasses.replace(flt, added_after_us=flt.added_after_us - shift)
     rows, more = query.page_by_date_added(
         db,
         collection_pk=collection.pk,
@@ -127,13 +139,19 @@ def next_page(
         columns=_merge(gate.GATE_COLUMNS, columns) if partner else tuple(columns),
         extra=grant.predicates,
     )
-    page = Page(rows=rows, more=more, scanned_to=rows[-1].date_added_us if rows else None)
+    page = Page(rows=rows, more=more, scanned_to=rows[-1].date_added_us if rows else None, shift_us=shift)
     if partner:
         page.rows = gate.check(db, rows, grant)
         page.withheld = len(rows) - len(page.rows)
     if page.rows:
-        page.first_us, page.last_us = page.rows[0].date_added_us, page.rows[-1].date_added_us
+        page.first_us = page.rows[0].date_added_us + shift
+        page.last_us = page.rows[-1].date_added_us + shift
     return page
+
+
+def stream_shift(grant: access.CollectionAccess) -> int:
+    """How far the recipient's stream runs behind stored date_added (its embargo), in microseconds."""
+    return grant.read_grant.embargo_us if grant.read_grant is not None else 0
 
 
 def bodies(rows: Sequence[Row[Any]], grant: access.CollectionAccess, *, exchange_identity: str) -> list[str]:
