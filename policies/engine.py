@@ -217,36 +217,42 @@ def redact(
     return out if changed else None
 
 
-_CLOSURE_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "relationship": ("source_ref", "target_ref"),
-    "sighting": ("sighting_of_ref", "observed_data_refs", "where_sighted_refs"),
-    "report": ("object_refs",),
-    "note": ("object_refs",),
-    "opinion": ("object_refs",),
-    "grouping": ("object_refs",),
-}
+# The creator is not closure: whether a partner learns it is `anonymize_source`'s decision.
+_NOT_CLOSURE = frozenset({"created_by_ref"})
+_MAX_DEPTH = 64
 
 
-def _ids(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, list):
-        return {item for item in value if isinstance(item, str)}
-    return set()
+def _is_reference(name: str) -> bool:
+    return name.endswith("_ref") or name.endswith("_refs")
+
+
+def _collect(node: Any, found: set[str], depth: int, *, top: bool) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(node, list):
+        for item in node:
+            _collect(item, found, depth + 1, top=False)
+        return
+    if not isinstance(node, dict):
+        return
+    for name, value in node.items():
+        if not isinstance(name, str):
+            continue
+        if _is_reference(name) and not (top and name in _NOT_CLOSURE):
+            if isinstance(value, str):
+                found.add(value)
+            elif isinstance(value, list):
+                found.update(item for item in value if isinstance(item, str))
+        elif isinstance(value, (dict, list)):
+            _collect(value, found, depth + 1, top=False)
 
 
 def references(obj: dict[str, Any]) -> set[str]:
-    """Ids `obj` points to that a partner must also see (relationship ends, contents, markings)."""
+    """Ids `obj` points to that a partner must also see: every `*_ref` and `*_refs` property at
+    any depth (relationship ends, contents, observed SCOs, markings, inside extensions too),
+    except the object's own `created_by_ref`."""
     if not isinstance(obj, dict):
         return set()
     found: set[str] = set()
-    kind = obj.get("type")
-    for prop in _CLOSURE_PROPERTIES.get(kind, ()) if isinstance(kind, str) else ():
-        found |= _ids(obj.get(prop))
-    found |= _ids(obj.get("object_marking_refs"))
-    granular = obj.get("granular_markings")
-    if isinstance(granular, list):
-        for marking in granular:
-            if isinstance(marking, dict):
-                found |= _ids(marking.get("marking_ref"))
+    _collect(obj, found, 0, top=True)
     return found

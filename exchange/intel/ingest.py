@@ -6,6 +6,9 @@ level, while per-object validation failures are reported, not raised.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,10 @@ class _Candidate:
     refs: set[str]
     row: dict[str, Any] | None = None
 
+
+_IDENTIFIER = re.compile(
+    r"[a-z0-9][a-z0-9-]{0,249}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 # date_added advances by at least one millisecond per stored version within a collection, so a
 # burst of N objects may run up to N ms ahead of the clock; see the README ("date_added").
@@ -181,8 +188,20 @@ def ingest(
 
 
 def closure_refs(obj: dict[str, Any]) -> set[str]:
-    """Ids a partner must be able to see before it may see `obj` (TLP markings are known to all)."""
-    return {ref for ref in references(obj) if level_of_marking(ref) is None and ref not in ALIAS_IDS}
+    """Ids a partner must be able to see before it may see `obj` (TLP markings are known to all).
+
+    A reference that is not an identifier (STIX requires one in every `*_ref`) can never be
+    resolved: it is kept as an id of its own that nothing has, so `obj` stays withheld from
+    partners (fail closed) and the stored link still fits its column.
+    """
+    found = set()
+    for ref in references(obj):
+        if level_of_marking(ref) is not None or ref in ALIAS_IDS:
+            continue
+        if not _IDENTIFIER.fullmatch(ref):
+            ref = "unresolvable--" + hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest()
+        found.add(ref)
+    return found
 
 
 def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
 from exchange.sharing import visibility
+from exchange.auth.models import Credential
 from exchange.auth.service import Caller, Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection
@@ -33,6 +34,8 @@ class CollectionAccess:
     collection_grant: visibility.CollectionGrant | None = None
     all_grants: Sequence[visibility.CollectionGrant] = ()
     now_us: int = 0
+    # The partner's own credential ids: what they stored never vouches for a reference.
+    own_writers: tuple[str, ...] = ()
 
 
 def collection_access(
@@ -74,8 +77,10 @@ def _partner_access(
     stamp = now_us()
     if "grants" not in cache:
         cache["grants"] = _all_read_grants(db, principal, doc, now)
+    if "writers" not in cache:
+        cache["writers"] = own_writers(db, principal.partner_pk)
     own = visibility.collection_grant(collection, read)
-    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp)
+    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp, own_writers=cache["writers"])
     return CollectionAccess(
         can_read=True,
         can_write=write is not None,
@@ -85,6 +90,7 @@ def _partner_access(
         collection_grant=own,
         all_grants=cache["grants"],
         now_us=stamp,
+        own_writers=cache["writers"],
     )
 
 
@@ -97,6 +103,15 @@ def _all_read_grants(db: Session, principal: Caller, doc, now) -> list[visibilit
         if read is not None:
             grants.append(visibility.collection_grant(coll, read))
     return grants
+
+
+def own_writers(db: Session, partner_pk: int | None) -> tuple[str, ...]:
+    """Every credential id the partner ever held (revoked ones too: what they stored stays theirs)."""
+    if partner_pk is None:
+        return ()
+    return tuple(
+        db.scalars(select(Credential.id).where(Credential.partner_pk == partner_pk).order_by(Credential.id))
+    )
 
 
 def may_delete(principal: Principal) -> bool:

@@ -8,7 +8,7 @@ import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from exchange.sharing.visibility import visible_anywhere
+from exchange.sharing.visibility import visible_anywhere, written_by
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from policies.engine import ObjectFacts, decide, redact
@@ -44,15 +44,26 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
         refs.setdefault(pk, set()).add(ref_id)
     if not refs:
         return {}
-    wanted = set().union(*refs.values())
-    visible = set(
-        db.scalars(
-            select(ObjectVersion.stix_id).where(
-                ObjectVersion.stix_id.in_(sorted(wanted)),
-                visible_anywhere(access.all_grants, now_us=access.now_us),
-            )
-        )
-    )
+    wanted = sorted(set().union(*refs.values()))
+    own = written_by(access.own_writers)
+    visible_by_others: set[str] = set()
+    visible_own: set[str] = set()
+    stored_by_others: set[str] = set()
+    for stix_id, mine, visible in db.execute(
+        select(
+            ObjectVersion.stix_id,
+            own,
+            visible_anywhere(access.all_grants, now_us=access.now_us),
+        ).where(ObjectVersion.stix_id.in_(wanted))
+    ):
+        if not mine:
+            stored_by_others.add(stix_id)
+            if visible:
+                visible_by_others.add(stix_id)
+        elif visible:
+            visible_own.add(stix_id)
+    # The partner's own writes vouch for an id only when no other party stored it (see visibility).
+    visible = visible_by_others | (visible_own - stored_by_others)
     return {pk: ids <= visible for pk, ids in refs.items()}
 
 

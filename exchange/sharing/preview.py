@@ -10,6 +10,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from exchange.sharing import visibility
+from exchange.sharing.access import own_writers
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
@@ -32,6 +33,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
         if grant is not None:
             grants[coll.alias] = (coll, visibility.collection_grant(coll, grant))
     all_grants = [cg for _, cg in grants.values()]
+    writers = own_writers(db, partner.pk)
     report: dict[str, Any] = {
         "partner": doc.partner,
         "status": doc.status,
@@ -50,7 +52,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
         where = [
             ObjectVersion.collection_pk == coll.pk,
             ObjectVersion.is_latest.is_(True),
-            *visibility.read_predicates(cg, all_grants, now_us=stamp),
+            *visibility.read_predicates(cg, all_grants, now_us=stamp, own_writers=writers),
         ]
         level = func.coalesce(ObjectVersion.tlp_rank, literal(cg.default_tlp_rank))
         by_type: dict[str, int] = {}

@@ -70,37 +70,72 @@ def visible_anywhere(
 CLOSURE_DEPTH = 3
 
 
+def written_by(own_writers: Sequence[str], *, table=ObjectVersion) -> ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    """`table`'s row was stored by one of the partner's own credentials."""
+    if not own_writers:
+        return false()
+    return table.added_by.in_(sorted(own_writers))
+
+
 def closure_predicate(
     grants: Sequence[CollectionGrant],
     *,
     now_us: int,
-    table=ObjectVersion,
-    depth: int = CLOSURE_DEPTH,  # type: ignore[no-untyped-def]
+    table=ObjectVersion,  # type: ignore[no-untyped-def]
+    depth: int = CLOSURE_DEPTH,
+    own_writers: Sequence[str] = (),
 ) -> ColumnElement[bool]:
-    """Every id the row references (relationship ends, report contents, non-TLP markings) is
-    visible too, and so are the ids those reference, `depth` levels down.
+    """Every id the row references (any `*_ref`/`*_refs` property, extensions included, and
+    non-TLP markings) is visible too, and so are the ids those reference, `depth` levels down.
 
+    What the partner wrote itself never vouches for a reference: an id counts as visible through
+    another party's visible version, or through the partner's own when no other party stored it
+    at all (so posting a hidden object's id, or an object naming it, unlocks nothing).
     Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting of ...) are
     withheld rather than followed further: fail closed.
     """
-    target = aliased(ObjectVersion)
     ref = aliased(ObjectRef)
-    target_ok = [target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target)]
-    if depth > 1:
-        target_ok.append(closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1))
-    else:
-        deeper = aliased(ObjectRef)
-        target_ok.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
-    hidden_ref = exists(
-        select(ref.ref_id).where(
-            ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*target_ok)))
+
+    def target_ok(own: bool) -> ColumnElement[bool]:
+        target = aliased(ObjectVersion)
+        conditions = [
+            target.stix_id == ref.ref_id,
+            visible_anywhere(grants, now_us=now_us, table=target),
+            written_by(own_writers, table=target) if own else not_(written_by(own_writers, table=target)),
+        ]
+        if depth > 1:
+            conditions.append(
+                closure_predicate(
+                    grants, now_us=now_us, table=target, depth=depth - 1, own_writers=own_writers
+                )
+            )
+        else:
+            deeper = aliased(ObjectRef)
+            conditions.append(
+                not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk)))
+            )
+        return exists(select(target.pk).where(*conditions))
+
+    resolved = target_ok(own=False)
+    if own_writers:
+        other = aliased(ObjectVersion)
+        stored_by_others = exists(
+            select(other.pk).where(other.stix_id == ref.ref_id, not_(written_by(own_writers, table=other)))
         )
-    )
+        resolved = or_(resolved, and_(target_ok(own=True), not_(stored_by_others)))
+    hidden_ref = exists(select(ref.ref_id).where(ref.object_version_pk == table.pk, not_(resolved)))
     return not_(hidden_ref)
 
 
 def read_predicates(
-    cg: CollectionGrant, all_grants: Sequence[CollectionGrant], *, now_us: int
+    cg: CollectionGrant,
+    all_grants: Sequence[CollectionGrant],
+    *,
+    now_us: int,
+    own_writers: Sequence[str] = (),
 ) -> list[ColumnElement[bool]]:
     """Everything a partner's read of one collection must satisfy."""
-    return [*row_predicates(cg, now_us=now_us), closure_predicate(all_grants, now_us=now_us)]
+    return [
+        *row_predicates(cg, now_us=now_us),
+        closure_predicate(all_grants, now_us=now_us, own_writers=own_writers),
+    ]

@@ -631,7 +631,31 @@ STATEMENT = "marking-definition--d81f86b9-975b-4c0b-875e-810c5ad45a4f"
         pytest.param(
             {"type": "indicator", "created_by_ref": THIRD_PARTY}, set(), id="creator-is-not-closure"
         ),
-        pytest.param({"type": "observed-data", "object_refs": ["ipv4-addr--1"]}, set(), id="observed-data"),
+        # Observed SCO ids are deterministic: withholding the SCO but serving its id leaks its value.
+        pytest.param(
+            {"type": "observed-data", "object_refs": ["ipv4-addr--1"]}, {"ipv4-addr--1"}, id="observed-data"
+        ),
+        pytest.param(
+            {
+                "type": "network-traffic",
+                "src_ref": "ipv4-addr--1",
+                "dst_ref": "ipv4-addr--2",
+                "extensions": {"http-request-ext": {"message_body_data_ref": "artifact--1"}},
+            },
+            {"ipv4-addr--1", "ipv4-addr--2", "artifact--1"},
+            id="sco-refs-and-extensions",
+        ),
+        pytest.param(
+            {
+                "type": "malware-analysis",
+                "sample_ref": "file--1",
+                "analysis_sco_refs": ["domain-name--1"],
+                "x_acme_related_refs": ["indicator--9"],
+                "extensions": {"extension-definition--1": {"nested": [{"x_source_ref": "identity--9"}]}},
+            },
+            {"file--1", "domain-name--1", "indicator--9", "identity--9"},
+            id="custom-and-nested",
+        ),
         pytest.param({"type": "relationship", "source_ref": 7, "target_ref": None}, set(), id="malformed"),
         pytest.param({"type": ["relationship"]}, set(), id="type-not-a-string"),
     ],
