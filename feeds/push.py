@@ -195,7 +195,7 @@ def _next_envelope(
     *,
     grant: access.CollectionAccess,
     collection: Collection,
-    partner_pk: int,
+    recipient: outbound.Recipient,
     after_us: int,
     size: int,
     identity: str,
@@ -215,19 +215,20 @@ def _next_envelope(
             after_us=cursor,
             limit=size,
             columns=(ObjectVersion.body,),
+            recipient=recipient,
         )
-        have = _already_received(db, partner_pk, page.rows)
-        for row in page.rows:
+        have = _already_received(db, recipient.partner_pk, page.rows)
+        for row, position in zip(page.rows, page.positions, strict=True):
             if row.pk in have:
                 continue  # already with the partner: passed over
             out.rows.append(row)
             out.bodies.extend(outbound.bodies([row], grant, exchange_identity=identity))
             if len(out.rows) == size:
-                # Cut here: rows after this one are read again for the next envelope.
-                out.advance_to = row.date_added_us
+                # Cut here: entries after this one are read again for the next envelope.
+                out.advance_to = position
                 return out
         if not page.more:
-            # Everything up to the newest row read is accounted for (served, withheld or passed).
+            # Everything up to the last entry read is accounted for (served, withheld or passed).
             out.advance_to, out.done = page.scanned_to or cursor, True
             return out
         cursor = page.scanned_to or cursor
@@ -462,7 +463,7 @@ def _push_collection(
                 db,
                 grant=grant,
                 collection=collection,
-                partner_pk=recipient.partner_pk,
+                recipient=recipient,
                 after_us=delivered_us,
                 size=size,
                 identity=settings.identity_id,

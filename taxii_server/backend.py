@@ -225,7 +225,14 @@ class SqlBackend(Backend):
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
         g.exchange_high_water = coll.last_date_added_us
         page = outbound.next_page(
-            self._db(), grant=grant, collection=coll, flt=flt, after_us=position, limit=limit, columns=columns
+            self._db(),
+            grant=grant,
+            collection=coll,
+            flt=flt,
+            after_us=position,
+            limit=limit,
+            columns=columns,
+            recipient=self._recipient(),
         )
         body: dict[str, Any] = {"more": page.more}
         if page.more:
@@ -234,7 +241,7 @@ class SqlBackend(Backend):
             headers = self._date_headers(page.first_us, page.last_us)
         else:
             headers = self._empty_headers(coll, grant, filters, position)
-        return page.rows, body, headers
+        return page, body, headers
 
     def _signed(self, envelope: dict[str, Any], list_key: str, texts: list[str] | None) -> Any:
         """Partners get every page signed: a detached JWS over the RFC 8785 bytes they receive."""
@@ -342,8 +349,7 @@ class SqlBackend(Backend):
     def get_object_manifest(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.3: manifest entries, paged like objects."""
         _, coll, grant = self._require(api_root, collection_id)
-        shift = outbound.stream_shift(grant)
-        rows, body, headers = self._page(
+        page, body, headers = self._page(
             coll,
             grant,
             "manifest",
@@ -355,12 +361,12 @@ class SqlBackend(Backend):
             canonical_text(
                 {
                     "id": r.stix_id,
-                    "date_added": us_to_text(r.date_added_us + shift),
+                    "date_added": us_to_text(position),
                     "version": r.version_text,
                     "media_type": STIX_MEDIA,
                 }
             )
-            for r in rows
+            for r, position in zip(page.rows, page.positions, strict=True)
         ]
         if texts:
             body["objects"] = [orjson.Fragment(t) for t in texts]
@@ -369,9 +375,10 @@ class SqlBackend(Backend):
     def get_objects(self, api_root, collection_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.4: an envelope of objects, stored canonical text spliced in as is."""
         _, coll, grant = self._require(api_root, collection_id)
-        rows, body, headers = self._page(
+        page, body, headers = self._page(
             coll, grant, "objects", filter_args, limit, (ObjectVersion.date_added_us, ObjectVersion.body)
         )
+        rows = page.rows
         texts = self._serve(coll, grant, rows) if rows else []
         if texts:
             body["objects"] = [orjson.Fragment(t) for t in texts]
@@ -466,7 +473,7 @@ class SqlBackend(Backend):
             self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates
         ):
             raise ProcessingError(f"Object '{object_id}' not found", 404)
-        rows, body, headers = self._page(
+        page, body, headers = self._page(
             coll,
             grant,
             f"object:{object_id}",
@@ -475,6 +482,7 @@ class SqlBackend(Backend):
             (ObjectVersion.date_added_us, ObjectVersion.body),
             extra_filter={"match[id]": [object_id]},
         )
+        rows = page.rows
         if not rows and "match[version]" in request.args and "next" not in request.args:
             # Section 5.7: a deleted (or never stored) version MUST be a 404.
             raise ProcessingError(f"Object '{object_id}' has no version matching the request", 404)

@@ -90,12 +90,28 @@ def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> A
             created_by=actor,
         )
     )
+    db.flush()
+    # Imported here: sharing decides visibility from agreements, so it imports this module.
+    from exchange.sharing.reveal import release_revealed
+
+    revealed = release_revealed(
+        db,
+        partner_pk=partner.pk,
+        partner_active=partner.status == "active",
+        before=AgreementDoc.model_validate(old) if old else None,
+        after=doc,
+    )
     audit.record(
         db,
         actor=actor,
         action="agreement.apply",
         target=partner.slug,
-        details={"version": agreement.current_version, "changes": changes, "source": source},
+        details={
+            "version": agreement.current_version,
+            "changes": changes,
+            "source": source,
+            "released": revealed,
+        },
     )
     db.flush()
     return Applied(partner.slug, agreement.current_version, True, changes)

@@ -15,6 +15,8 @@ class Disclosure(Base):
     __table_args__ = (
         Index("ix_disclosure_object", "stix_id", "version"),
         Index("ix_disclosure_partner", "partner_pk", "at_us"),
+        # "Has this partner (or credential) received this version already?", asked per release.
+        Index("ix_disclosure_version_recipient", "object_version_pk", "partner_pk", "credential_id"),
     )
 
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)

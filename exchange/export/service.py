@@ -55,6 +55,7 @@ def export_bundle(
     flt = query.ObjectFilter(added_after_us=added_after_us)
     bodies: list[str] = []
     served: list[Row[Any]] = []
+    seen: set[int] = set()
     after = None
     while True:
         page = outbound.next_page(
@@ -65,9 +66,13 @@ def export_bundle(
             after_us=after,
             limit=PAGE,
             columns=(ObjectVersion.body,),
+            recipient=recipient,
         )
-        bodies.extend(outbound.bodies(page.rows, grant, exchange_identity=exchange_identity))
-        served.extend(page.rows)
+        # A version stored and later released again comes once (the ledger is written at the end).
+        fresh = [r for r in page.rows if r.pk not in seen]
+        seen.update(r.pk for r in fresh)
+        bodies.extend(outbound.bodies(fresh, grant, exchange_identity=exchange_identity))
+        served.extend(fresh)
         if not page.more:
             break
         after = page.next_after

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from exchange import metrics
 from exchange.database.core import plan_for_current_size
 from exchange.errors import InvalidJsonError, InvalidStixError
+from exchange.intel import release
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
@@ -176,7 +177,16 @@ def ingest(
         del row["pk"]
     for start in range(0, len(rows), _CHUNK):
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
-    _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
+    linked = _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
+    next_us = release.release_dependents(
+        db,
+        collection_pk=collection.pk,
+        batch_from_us=rows[0]["date_added_us"],
+        new_ids={c.meta.stix_id for c in new_rows},
+        new_links=linked,
+        next_us=next_us,
+        step_us=DATE_ADDED_STEP_US,
+    )
     db.execute(
         update(Collection)
         .where(Collection.pk == collection.pk)
@@ -204,12 +214,14 @@ def closure_refs(obj: dict[str, Any]) -> set[str]:
     return found
 
 
-def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> None:
+def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> dict[int, set[str]]:
+    """Store the closure links of new versions; {version pk: the ids it references}."""
     if not cands:
-        return
+        return {}
     by_date = {c.row["date_added_us"]: c for c in cands if c.row is not None}
     stamps = sorted(by_date)
     links = []
+    linked: dict[int, set[str]] = {}
     for start in range(0, len(stamps), _CHUNK):
         for pk, stamp in db.execute(
             select(ObjectVersion.pk, ObjectVersion.date_added_us).where(
@@ -218,8 +230,10 @@ def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> Non
             )
         ):
             links += [{"object_version_pk": pk, "ref_id": ref} for ref in sorted(by_date[stamp].refs)]
+            linked[pk] = by_date[stamp].refs
     for start in range(0, len(links), _CHUNK):
         db.execute(insert(ObjectRef), links[start : start + _CHUNK])
+    return linked
 
 
 def _shown_version(obj: Any, known: dict[str, Any]) -> str:

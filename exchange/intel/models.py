@@ -113,3 +113,26 @@ class ObjectRef(Base):
         ForeignKey("object_version.pk", ondelete="CASCADE"), primary_key=True
     )
     ref_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+
+
+class StreamRelease(Base):
+    """An object version entering partners' streams again, after what withheld it changed.
+
+    A relationship stored before its target is withheld from partners at its own date_added;
+    when the target arrives (or a later version of it becomes shareable) the relationship is
+    released again here (`partner_pk` NULL: for every partner). An agreement change that
+    reveals stored objects releases them for that one partner. Partners page through their
+    collection's versions and these releases together, ordered by when each became visible.
+    """
+
+    __tablename__ = "stream_release"
+    __table_args__ = (Index("ix_stream_release_page", "collection_pk", "partner_pk", "at_us"),)
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    collection_pk: Mapped[int] = mapped_column(ForeignKey("collection.pk", ondelete="CASCADE"))
+    object_version_pk: Mapped[int] = mapped_column(ForeignKey("object_version.pk", ondelete="CASCADE"))
+    partner_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("partner.pk", ondelete="CASCADE"), nullable=True
+    )
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(16))  # reference | agreement

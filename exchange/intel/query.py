@@ -50,6 +50,11 @@ def _predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
     return preds
 
 
+def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
+    """The filters as SQL predicates on object_version (for queries built elsewhere)."""
+    return _predicates(flt)
+
+
 def page_by_date_added(
     db: Session,
     *,

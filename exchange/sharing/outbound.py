@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row
+from sqlalchemy import ColumnElement, Row, exists, not_, select
 from sqlalchemy.orm import Session
 
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
 from exchange.intel import query
-from exchange.intel.models import Collection
+from exchange.disclosure.models import Disclosure
+from exchange.intel.models import Collection, ObjectVersion, StreamRelease
 from exchange.sharing import access, gate
 from exchange.signing import KeyRing, attach_signature, canonical_bytes, canonical_envelope, sign_canonical
 
@@ -85,30 +86,46 @@ def access_for(
 
 @dataclass
 class Page:
-    """One keyset page as the recipient may receive it."""
+    """One keyset page as the recipient may receive it.
+
+    Positions are the recipient's date_added: for staff the stored one; for a partner the moment
+    each version became visible to it (stored date_added plus its embargo, or the time of a
+    release, see exchange.intel.release). Keyset cursors, `added_after`, the X-TAXII-Date-Added
+    headers and manifests all speak of positions.
+    """
 
     rows: list[Row[Any]]
     more: bool
-    # Keyset position of the last row read, served or withheld: the next page starts after it.
+    positions: list[int] = field(default_factory=list)  # one per row served
+    # Position of the last entry read, served or withheld: the next page starts after it.
     scanned_to: int | None = None
-    # date_added span of the rows served (None when nothing is served).
-    first_us: int | None = None
-    last_us: int | None = None
     withheld: int = 0  # rows SQL chose that the second gate refused
-    # What the recipient's clock adds to a stored date_added: its embargo. An embargoed object
-    # enters the partner's stream when the embargo lifts, so filters, headers and manifests
-    # speak of date_added + shift_us while keyset positions stay in stored time.
-    shift_us: int = 0
 
     @property
     def next_after(self) -> int | None:
         """Where the next page starts, when there is one."""
         return self.scanned_to if self.more else None
 
+    @property
+    def first_us(self) -> int | None:
+        return self.positions[0] if self.positions else None
+
+    @property
+    def last_us(self) -> int | None:
+        return self.positions[-1] if self.positions else None
+
 
 def _merge(first: Sequence[Any], second: Sequence[Any]) -> tuple[Any, ...]:
     names = {c.key for c in first}
     return (*first, *(c for c in second if c.key not in names))
+
+
+@dataclass(frozen=True, order=True)
+class _Entry:
+    position: int
+    branch: int  # 0 stored version, 1 release for every partner, 2 release for this partner
+    pk: int
+    row: Row[Any] = field(compare=False)
 
 
 def next_page(
@@ -120,38 +137,134 @@ def next_page(
     after_us: int | None,
     limit: int,
     columns: Sequence[ColumnElement[Any]],
+    recipient: Recipient | None = None,
 ) -> Page:
-    """Up to `limit` rows after `after_us` that the grant allows: SQL first, then `decide`.
-
-    `flt.added_after_us` is in the recipient's time (see `Page.shift_us`); `after_us`, a keyset
-    position from an earlier page, in stored time.
-    """
-    partner = grant.read_grant is not None
-    shift = stream_shift(grant)
-    if shift and flt.added_after_us is not None:
-        flt = dataclasses.replace(flt, added_after_us=flt.added_after_us - shift)
-    rows, more = query.page_by_date_added(
+    """Up to `limit` entries after position `after_us` (and `flt.added_after_us`) that the grant
+    allows, in the order they became visible to the recipient: SQL first, then `decide`."""
+    if grant.read_grant is None or recipient is None or recipient.is_internal:
+        rows, more = query.page_by_date_added(
+            db,
+            collection_pk=collection.pk,
+            flt=flt,
+            after_us=after_us,
+            limit=limit,
+            columns=tuple(columns),
+            extra=grant.predicates,
+        )
+        page = Page(rows=rows, more=more, positions=[r.date_added_us for r in rows])
+        page.scanned_to = page.last_us
+        return page
+    return _partner_page(
         db,
-        collection_pk=collection.pk,
+        grant=grant,
+        collection=collection,
         flt=flt,
-        after_us=after_us,
+        after=after_us,
         limit=limit,
-        columns=_merge(gate.GATE_COLUMNS, columns) if partner else tuple(columns),
-        extra=grant.predicates,
+        columns=columns,
+        recipient=recipient,
     )
-    page = Page(rows=rows, more=more, scanned_to=rows[-1].date_added_us if rows else None, shift_us=shift)
-    if partner:
-        page.rows = gate.check(db, rows, grant)
-        page.withheld = len(rows) - len(page.rows)
-    if page.rows:
-        page.first_us = page.rows[0].date_added_us + shift
-        page.last_us = page.rows[-1].date_added_us + shift
-    return page
 
 
 def stream_shift(grant: access.CollectionAccess) -> int:
-    """How far the recipient's stream runs behind stored date_added (its embargo), in microseconds."""
+    """How far a collection's stored date_added runs ahead of the partner's stream (its embargo)."""
     return grant.read_grant.embargo_us if grant.read_grant is not None else 0
+
+
+def _release_shift(grant: access.CollectionAccess) -> int:
+    # A release for every partner follows a late reference target, which may sit in any
+    # collection the partner reads: it enters the stream once the longest embargo has passed.
+    return max([cg.grant.embargo_us for cg in grant.all_grants] + [stream_shift(grant)])
+
+
+def _not_received(recipient: Recipient) -> ColumnElement[bool]:
+    # A release repeats nothing: a TAXII credential that already has the version skips it, and
+    # so does a partner already sent it by export or push.
+    received = select(Disclosure.pk).where(Disclosure.object_version_pk == ObjectVersion.pk)
+    if recipient.credential_id is not None:
+        received = received.where(Disclosure.credential_id == recipient.credential_id)
+    else:
+        received = received.where(Disclosure.partner_pk == recipient.partner_pk)
+    return not_(exists(received))
+
+
+def _partner_page(
+    db: Session,
+    *,
+    grant: access.CollectionAccess,
+    collection: Collection,
+    flt: query.ObjectFilter,
+    after: int | None,
+    limit: int,
+    columns: Sequence[ColumnElement[Any]],
+    recipient: Recipient,
+) -> Page:
+    cols = _merge(gate.GATE_COLUMNS, columns)
+    floors = [v for v in (flt.added_after_us, after) if v is not None]
+    lower = max(floors) if floors else None
+    unfiltered = dataclasses.replace(flt, added_after_us=None)
+    shift, release_shift = stream_shift(grant), _release_shift(grant)
+
+    rows, _ = query.page_by_date_added(
+        db,
+        collection_pk=collection.pk,
+        flt=unfiltered,
+        after_us=None if lower is None else lower - shift,
+        limit=limit + 1,  # as the releases below: enough to know whether more follow
+        columns=cols,
+        extra=grant.predicates,
+    )
+    entries = [_Entry(r.date_added_us + shift, 0, r.pk, r) for r in rows]
+
+    def releases(branch: int, partner_pk: int | None, offset: int) -> list[_Entry]:
+        where = [
+            StreamRelease.collection_pk == collection.pk,
+            StreamRelease.partner_pk.is_(None)
+            if partner_pk is None
+            else StreamRelease.partner_pk == partner_pk,
+            *query.filter_predicates(unfiltered),
+            *grant.predicates,
+            _not_received(recipient),
+        ]
+        if lower is not None:
+            where.append(StreamRelease.at_us > lower - offset)
+        if offset:
+            where.append(StreamRelease.at_us <= grant.now_us - offset)
+        found = db.execute(
+            select(*cols, StreamRelease.at_us.label("released_at_us"))
+            .join(ObjectVersion, ObjectVersion.pk == StreamRelease.object_version_pk)
+            .where(*where)
+            .order_by(StreamRelease.at_us)
+            .limit(limit + 1)
+        ).all()
+        return [_Entry(r.released_at_us + offset, branch, r.pk, r) for r in found]
+
+    entries += releases(1, None, release_shift)
+    entries += releases(2, recipient.partner_pk, 0)
+    entries.sort()
+    merged: list[_Entry] = []
+    seen: set[int] = set()
+    for entry in entries:
+        if entry.pk in seen:
+            continue  # the same version twice in one page (stored, then released): once
+        seen.add(entry.pk)
+        merged.append(entry)
+    chosen, more = merged[:limit], len(merged) > limit
+    if more and chosen and merged[limit].position == chosen[-1].position:
+        # Never end a page between two entries of one position: a client resuming from
+        # X-TAXII-Date-Added-Last would skip the rest.
+        tied = chosen[-1].position
+        cut = [e for e in chosen if e.position != tied]
+        chosen = cut or [e for e in merged if e.position == tied]
+        more = len(merged) > len(chosen)
+    page = Page(rows=[], more=more, scanned_to=chosen[-1].position if chosen else None)
+    allowed = {id(r) for r in gate.check(db, [e.row for e in chosen], grant)}
+    for entry in chosen:
+        if id(entry.row) in allowed:
+            page.rows.append(entry.row)
+            page.positions.append(entry.position)
+    page.withheld = len(chosen) - len(page.rows)
+    return page
 
 
 def bodies(rows: Sequence[Row[Any]], grant: access.CollectionAccess, *, exchange_identity: str) -> list[str]:

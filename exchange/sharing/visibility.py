@@ -71,10 +71,10 @@ CLOSURE_DEPTH = 3
 
 
 def written_by(own_writers: Sequence[str], *, table=ObjectVersion) -> ColumnElement[bool]:  # type: ignore[no-untyped-def]
-    """`table`'s row was stored by one of the partner's own credentials."""
+    """`table`'s row was stored by one of the partner's own credentials (never NULL)."""
     if not own_writers:
         return false()
-    return table.added_by.in_(sorted(own_writers))
+    return and_(table.added_by.is_not(None), table.added_by.in_(sorted(own_writers)))
 
 
 def closure_predicate(
@@ -94,36 +94,29 @@ def closure_predicate(
     Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting of ...) are
     withheld rather than followed further: fail closed.
     """
+    target = aliased(ObjectVersion)
     ref = aliased(ObjectRef)
-
-    def target_ok(own: bool) -> ColumnElement[bool]:
-        target = aliased(ObjectVersion)
-        conditions = [
-            target.stix_id == ref.ref_id,
-            visible_anywhere(grants, now_us=now_us, table=target),
-            written_by(own_writers, table=target) if own else not_(written_by(own_writers, table=target)),
-        ]
-        if depth > 1:
-            conditions.append(
-                closure_predicate(
-                    grants, now_us=now_us, table=target, depth=depth - 1, own_writers=own_writers
-                )
-            )
-        else:
-            deeper = aliased(ObjectRef)
-            conditions.append(
-                not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk)))
-            )
-        return exists(select(target.pk).where(*conditions))
-
-    resolved = target_ok(own=False)
+    conditions = [target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target)]
     if own_writers:
         other = aliased(ObjectVersion)
         stored_by_others = exists(
-            select(other.pk).where(other.stix_id == ref.ref_id, not_(written_by(own_writers, table=other)))
+            select(other.pk).where(
+                other.stix_id == target.stix_id, not_(written_by(own_writers, table=other))
+            )
         )
-        resolved = or_(resolved, and_(target_ok(own=True), not_(stored_by_others)))
-    hidden_ref = exists(select(ref.ref_id).where(ref.object_version_pk == table.pk, not_(resolved)))
+        conditions.append(or_(not_(written_by(own_writers, table=target)), not_(stored_by_others)))
+    if depth > 1:
+        conditions.append(
+            closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1, own_writers=own_writers)
+        )
+    else:
+        deeper = aliased(ObjectRef)
+        conditions.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
+    hidden_ref = exists(
+        select(ref.ref_id).where(
+            ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*conditions)))
+        )
+    )
     return not_(hidden_ref)
 
 

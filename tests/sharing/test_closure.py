@@ -8,19 +8,13 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from tests.agreement.conftest import Partners, agreement_doc
+from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
 
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
 T0 = "2026-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-def partners(live_server) -> Partners:  # type: ignore[no-untyped-def]
-    return Partners(live_server)
 
 
 def sdo(kind: str, marking: str, **props: Any) -> dict[str, Any]:

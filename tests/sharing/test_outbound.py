@@ -3,15 +3,11 @@ and the ledger records the partner each time, with the credential used and who a
 
 from __future__ import annotations
 
-import http.server
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import rfc8785
 from sqlalchemy import select
 
@@ -21,54 +17,10 @@ from exchange.export.service import export_bundle, signer
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory, verify_detached
 from feeds.push import push_partner
-from tests.agreement.conftest import Partners, agreement_doc
+from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
 
 THIRD_PARTY = f"identity--{uuid.uuid4()}"
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """A partner's TAXII inbox that keeps the raw bytes of every envelope POSTed to it."""
-
-    bodies: list[bytes]
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.bodies.append(body)  # type: ignore[attr-defined]
-        count = len(orjson.loads(body).get("objects", []))
-        status = {
-            "id": str(uuid.uuid4()),
-            "status": "complete",
-            "total_count": count,
-            "success_count": count,
-            "failure_count": 0,
-            "pending_count": 0,
-        }
-        payload = orjson.dumps(status)
-        self.send_response(202)
-        self.send_header("Content-Type", TAXII)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def partners(live_server) -> Partners:  # type: ignore[no-untyped-def]
-    return Partners(live_server)
-
-
-@pytest.fixture
-def inbox() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
-    server.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def _indicator(tlp: str | None, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""What an agreement change reveals enters the partner's stream when the change is made.
+
+A partner's pollers and push delivery resume after the last position they reached; stored
+objects that an edit makes visible (a higher TLP ceiling, another type, a lower confidence
+minimum, a shorter embargo, a reference now resolvable) lie before that position, so they are
+released to that partner, in date_added order, from the moment of the change.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.database.types import utcnow
+from exchange.intel import release
+from exchange.intel.ingest import DATE_ADDED_STEP_US
+from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.timestamps import now_us
+from exchange.sharing import visibility
+from exchange.sharing.access import own_writers
+from policies.engine import read_grant
+from policies.schemas import AgreementDoc
+
+_CHUNK = 2000
+
+
+def _as_in_force(doc: AgreementDoc) -> AgreementDoc:
+    # What the partner could see under a version is what it grants while in force: a partner
+    # whose agreement was suspended resumes from where it was, so compare read sections only.
+    return doc.model_copy(update={"status": "active", "valid_from": date.min, "valid_until": date.max})
+
+
+def _grants(
+    db: Session, doc: AgreementDoc, now: datetime
+) -> dict[str, tuple[Collection, visibility.CollectionGrant]]:
+    aliases = doc.read.collections if doc.read else []
+    found = {}
+    for coll in db.scalars(select(Collection).where(Collection.alias.in_(aliases)).order_by(Collection.pk)):
+        grant = read_grant(doc, collection=coll.alias, now=now)
+        if grant is not None:
+            found[coll.alias] = (coll, visibility.collection_grant(coll, grant))
+    return found
+
+
+def release_revealed(
+    db: Session, *, partner_pk: int, partner_active: bool, before: AgreementDoc | None, after: AgreementDoc
+) -> int:
+    """Release to the partner every latest version `after` lets it see now and `before` did not;
+    how many. A first agreement releases nothing: the partner's stream starts with it."""
+    if before is None or not partner_active:
+        return 0
+    now = utcnow()
+    new = _grants(db, after, now)
+    if not new:
+        return 0
+    old = _grants(db, _as_in_force(before), now)
+    stamp = now_us()
+    writers = own_writers(db, partner_pk)
+    new_all = [cg for _, cg in new.values()]
+    old_all = [cg for _, cg in old.values()]
+    start = (stamp // DATE_ADDED_STEP_US + 1) * DATE_ADDED_STEP_US
+    total = 0
+    for alias, (coll, cg) in new.items():
+        now_visible = visibility.read_predicates(cg, new_all, now_us=stamp, own_writers=writers)
+        before_visible = (
+            visibility.read_predicates(old[alias][1], old_all, now_us=stamp, own_writers=writers)
+            if alias in old
+            else None
+        )
+        revealed: list[int] = []
+        after = None
+        while True:
+            # Keyset chunks, and the two grants asked separately: both closures in one
+            # statement nest deeper than SQLite's parser allows.
+            query = select(ObjectVersion.pk, ObjectVersion.date_added_us).where(
+                ObjectVersion.collection_pk == coll.pk, ObjectVersion.is_latest.is_(True), *now_visible
+            )
+            if after is not None:
+                query = query.where(ObjectVersion.date_added_us > after)
+            chunk = db.execute(query.order_by(ObjectVersion.date_added_us).limit(_CHUNK)).all()
+            if not chunk:
+                break
+            after = chunk[-1].date_added_us
+            pks = [r.pk for r in chunk]
+            seen: set[int] = set()
+            if before_visible is not None:
+                seen = set(
+                    db.scalars(select(ObjectVersion.pk).where(ObjectVersion.pk.in_(pks), *before_visible))
+                )
+            revealed += [pk for pk in pks if pk not in seen]
+        total += release.release_for_partner(
+            db,
+            collection_pk=coll.pk,
+            partner_pk=partner_pk,
+            version_pks=revealed,
+            from_us=start,
+            step_us=DATE_ADDED_STEP_US,
+        )
+    return total
