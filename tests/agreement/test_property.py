@@ -3,7 +3,11 @@
 Random objects go into a fresh collection through `ingest`; a fresh partner gets a random
 agreement; the test pages through the objects endpoint with a small random `limit` and compares
 the ids served with the ids `decide` allows, worked out here from the generated objects alone
-(TLP levels from our own table, referential closure from the generated relationship ends).
+(TLP levels from our own table, referential closure from the generated references: relationship
+and sighting ends, observed-data's SCOs). Some node objects are written by the partner itself
+(they vouch for no reference another party made to the same id) and some arrive only after the
+partner's first pull, which then resumes from X-TAXII-Date-Added-Last: together the two pulls
+must give exactly what `decide` allows at the end, each object once.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ MARKINGS: dict[str, int] = {
 }
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 RED_ID = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
-TYPES = ["indicator", "malware", "relationship", "sighting", "identity"]
-NODE_TYPES = ("indicator", "malware", "identity")
+TYPES = ["indicator", "malware", "relationship", "sighting", "identity", "observed-data", "ipv4-addr"]
+NODE_TYPES = ("indicator", "malware", "identity", "ipv4-addr")
+SCO_TYPES = ("ipv4-addr",)
 TS = "2026-01-01T00:00:00.000Z"
 OTHER = "p-someone-else"
 
@@ -58,6 +63,8 @@ class Spec:
     audience: tuple[str, ...] | None  # "me" / "other", resolved to slugs per example
     ends: tuple[int, int]  # relationship / sighting ends: indexes into the node objects
     dangling: bool  # one end names an object that was never stored
+    late: bool = False  # a node stored only after the partner's first pull
+    mine: bool = False  # a node the partner itself wrote
 
 
 specs = st.builds(
@@ -69,6 +76,8 @@ specs = st.builds(
     | st.lists(st.sampled_from(["me", "other"]), min_size=1, max_size=2, unique=True).map(tuple),
     ends=st.tuples(st.integers(0, 50), st.integers(0, 50)),
     dangling=st.sampled_from([False, False, False, True]),
+    late=st.sampled_from([False, False, True]),
+    mine=st.sampled_from([False, False, False, True]),
 )
 
 
@@ -110,9 +119,26 @@ def build_objects(items: list[Spec]) -> list[dict[str, Any]]:
             obj |= {"name": "m", "is_family": False}
         elif spec.type == "identity":
             obj |= {"name": "someone", "identity_class": "organization"}
+        elif spec.type == "ipv4-addr":
+            obj = {
+                "type": "ipv4-addr",
+                "spec_version": "2.1",
+                "id": stix_id,
+                "value": f"10.{len(objects)}.0.1",
+            }
+        elif spec.type == "observed-data":
+            obj |= {"first_observed": TS, "last_observed": TS, "number_observed": 1}
         objects.append(obj)
     nodes = [o["id"] for o in objects if o["type"] in NODE_TYPES]
+    scos = [o["id"] for o in objects if o["type"] in SCO_TYPES]
     for spec, obj in zip(items, objects, strict=True):
+        if obj["type"] == "observed-data":
+            refs = (
+                sorted({scos[i % len(scos)] for i in spec.ends}) if scos else [f"ipv4-addr--{uuid.uuid4()}"]
+            )
+            if spec.dangling:
+                refs.append(f"ipv4-addr--{uuid.uuid4()}")
+            obj["object_refs"] = refs
         if obj["type"] in ("relationship", "sighting"):
             ends = [nodes[i % len(nodes)] if nodes else f"malware--{uuid.uuid4()}" for i in spec.ends]
             if spec.dangling:
@@ -125,7 +151,7 @@ def build_objects(items: list[Spec]) -> list[dict[str, Any]]:
                     obj["where_sighted_refs"] = [f"identity--{uuid.uuid4()}"]
         if spec.markings:
             obj["object_marking_refs"] = list(spec.markings)
-        if spec.confidence is not None:
+        if spec.confidence is not None and obj["type"] not in SCO_TYPES:
             obj["confidence"] = spec.confidence
     return objects
 
@@ -135,6 +161,8 @@ def end_ids(obj: dict[str, Any]) -> list[str]:
         return [obj["source_ref"], obj["target_ref"]]
     if obj["type"] == "sighting":
         return [obj["sighting_of_ref"], *obj.get("where_sighted_refs", [])]
+    if obj["type"] == "observed-data":
+        return list(obj["object_refs"])
     return []
 
 
@@ -153,18 +181,21 @@ def expected_ids(
             type=obj["type"],
             tlp_rank=max((MARKINGS[m] for m in spec.markings), default=None),
             default_tlp_rank=default_rank,
-            confidence=spec.confidence,
+            confidence=None if obj["type"] in SCO_TYPES else spec.confidence,
             date_added_us=0,
             audience=None if spec.audience is None else frozenset(audience_of[a] for a in spec.audience),
             refs_visible=refs_visible,
         )
 
-    nodes_visible = {
+    nodes_allowed = {
         obj["id"]
         for spec, obj in zip(items, objects, strict=True)
         if obj["type"] in NODE_TYPES and decide(grant, facts(spec, obj, True), now_us=1).allowed
     }
-    allowed = set(nodes_visible)
+    # Every generated id is stored once, so a node the partner wrote vouches for references to it
+    # (no other party stored that id); hidden nodes never do, whoever wrote them.
+    nodes_visible = set(nodes_allowed)
+    allowed = set(nodes_allowed)
     for spec, obj in zip(items, objects, strict=True):
         if obj["type"] in NODE_TYPES:
             continue
@@ -174,10 +205,16 @@ def expected_ids(
     return allowed
 
 
-def pull_all(live_server, cred: tuple[str, str], url: str, limit: int) -> tuple[list[dict[str, Any]], int]:  # type: ignore[no-untyped-def]
+def pull_all(
+    live_server, cred: tuple[str, str], url: str, limit: int, *, added_after: str | None = None
+) -> tuple[list[dict[str, Any]], int, str | None]:  # type: ignore[no-untyped-def]
+    """Every page of one pull; the served objects, the page count and where to resume."""
     served: list[dict[str, Any]] = []
     pages = 0
     params: dict[str, Any] = {"limit": limit}
+    if added_after:
+        params["added_after"] = added_after
+    resume = added_after
     with httpx.Client(auth=cred, headers={"Accept": TAXII}, timeout=30) as client:
         while True:
             response = client.get(url + "objects/", params=params)
@@ -185,10 +222,11 @@ def pull_all(live_server, cred: tuple[str, str], url: str, limit: int) -> tuple[
             body = response.json()
             pages += 1
             served += body.get("objects", [])
+            resume = response.headers.get("X-TAXII-Date-Added-Last", resume)
             assert len(body.get("objects", [])) <= limit
             if not body.get("more"):
                 assert "next" not in body
-                return served, pages
+                return served, pages, resume
             assert pages < 100, "paging does not end"
             params = {"limit": limit, "next": body["next"]}
 
@@ -229,20 +267,28 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
     with live_server.session() as db:
         _, credential, key = partner_service.create(db, slug=slug, name="P", country="IN", actor="test")
         agreement_service.apply(db, agreement_doc(slug, read=read), actor="test")
-        target = db.get(Collection, coll.pk)
-        # Audience is per ingest call: one call per audience, in generation order otherwise.
-        groups: dict[tuple[str, ...] | None, list[dict[str, Any]]] = {}
-        for spec, obj in zip(items, objects, strict=True):
-            groups.setdefault(spec.audience, []).append(obj)
-        for audience, batch in groups.items():
-            result = ingest(
-                db,
-                collection=target,
-                objects=batch,
-                origin="analyst",
-                audience=None if audience is None else [audience_of[a] for a in audience],
-            )
-            assert result.failures == [] and result.created == len(batch), result.failures
+
+    def store(late: bool) -> None:
+        with live_server.session() as db:
+            target = db.get(Collection, coll.pk)
+            # Audience and writer are per ingest call: one call each, in generation order otherwise.
+            groups: dict[tuple[Any, bool], list[dict[str, Any]]] = {}
+            for spec, obj in zip(items, objects, strict=True):
+                if (spec.late and obj["type"] in NODE_TYPES) == late:
+                    mine = spec.mine and obj["type"] in NODE_TYPES
+                    groups.setdefault((spec.audience, mine), []).append(obj)
+            for (audience, mine), batch in groups.items():
+                result = ingest(
+                    db,
+                    collection=target,
+                    objects=batch,
+                    origin="partner" if mine else "analyst",
+                    added_by=credential.id if mine else None,
+                    audience=None if audience is None else [audience_of[a] for a in audience],
+                )
+                assert result.failures == [] and result.created == len(batch), result.failures
+
+    store(late=False)
 
     grant = ReadGrant(
         partner=slug,
@@ -256,11 +302,15 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
     )
     expected = expected_ids(items, objects, grant, RANK[default_tlp], audience_of)
 
-    served, pages = pull_all(live_server, (credential.id, key), live_server.collection_url(coll), limit)
+    url = live_server.collection_url(coll)
+    first, pages, resume = pull_all(live_server, (credential.id, key), url, limit)
+    store(late=True)
+    then, more_pages, _ = pull_all(live_server, (credential.id, key), url, limit, added_after=resume)
+    served = first + then
     served_ids = [o["id"] for o in served]
-    assert len(served_ids) == len(set(served_ids)), "an object was served twice across pages"
+    assert len(served_ids) == len(set(served_ids)), "an object was served twice"
     assert set(served_ids) == expected
-    assert pages >= -(-len(expected) // limit)  # at least ceil(n / limit) pages: paging happened
+    assert pages + more_pages >= -(-len(expected) // limit)  # at least ceil(n / limit) pages
 
     by_id = {o["id"]: (spec, o) for spec, o in zip(items, objects, strict=True)}
     for obj in served:
@@ -308,7 +358,7 @@ def test_closure_holds_through_a_withheld_relationship(live_server):
             db, collection=db.get(Collection, coll.pk), objects=[visible, red, rel, report], origin="analyst"
         )
         assert result.failures == []
-    served, _ = pull_all(live_server, (credential.id, key), live_server.collection_url(coll), 10)
+    served, _, _ = pull_all(live_server, (credential.id, key), live_server.collection_url(coll), 10)
     served_ids = {o["id"] for o in served}
     # The relationship is withheld (its target is red), as it must be ...
     assert rel["id"] not in served_ids and visible["id"] in served_ids
