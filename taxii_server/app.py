@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Flask, Request, g
+from flask import Flask, Request
 from flask.json.provider import JSONProvider
 from medallion.views import collections, discovery, manifest, objects
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +17,7 @@ from exchange.errors import InvalidJsonError
 from exchange.intel import service
 from exchange.intel.strictjson import loads_strict
 from exchange.signing import KeyRing
-from taxii_server import auth, errors, negotiation
+from taxii_server import auth, context, errors, negotiation
 from taxii_server.backend import SqlBackend
 from taxii_server.cursor import CursorCodec
 
@@ -94,8 +94,6 @@ def create_taxii_app(
 
     @app.teardown_request
     def _close_session(_exc: BaseException | None) -> None:
-        db = g.pop("exchange_db", None)
-        if db is not None:
-            db.close()
+        context.close()
 
     return app

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app, g
+from flask import Response, current_app
 from medallion import auth
 
 from exchange.auth import service as auth_service
 from exchange.auth.deps import record_login_failure, safe_user_name
 from exchange.auth.service import Principal
+from taxii_server import context
 from taxii_server.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -18,16 +19,19 @@ REALM = "TAXII 2.1 exchange"
 
 def authenticate_request() -> Principal | None:
     """The caller of the current request (Basic credentials), resolved once per request."""
-    if "exchange_principal" not in g:
+    ctx = context.current()
+    if not ctx.authenticated:
         given = auth.get_auth()
-        g.exchange_principal = _verify(given.username or "", given.password or "") if given else None
-    return g.exchange_principal
+        ctx.principal = _verify(given.username or "", given.password or "") if given else None
+        ctx.authenticated = True
+    return ctx.principal
 
 
 def _callback(username: str, password: str) -> Principal | None:
     # The guard in negotiation.py has already resolved the caller for this request.
-    if "exchange_principal" in g:
-        return g.exchange_principal
+    ctx = context.current()
+    if ctx.authenticated:
+        return ctx.principal
     return _verify(username, password)
 
 

@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import g, request
+from flask import request
 from medallion import auth
 from medallion.backends.base import Backend
-from medallion.exceptions import ProcessingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.sharing import access, outbound
@@ -19,7 +18,13 @@ from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings
 from exchange.database.core import session_scope
-from exchange.errors import BadRequestError, InvalidCursorError
+from exchange.errors import (
+    BadRequestError,
+    ForbiddenError,
+    InvalidCursorError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import ApiRoot, Collection, ObjectVersion, TaxiiStatus
@@ -29,6 +34,7 @@ from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
 from policies.engine import WriteGrant
+from taxii_server import context
 from taxii_server.cursor import Cursor, CursorCodec
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
 
@@ -60,9 +66,10 @@ class SqlBackend(Backend):
 
     def request_session(self) -> Session:
         """The one read session of the current request (closed at teardown)."""
-        if "exchange_db" not in g:
-            g.exchange_db = self._factory()
-        return g.exchange_db
+        ctx = context.current()
+        if ctx.db is None:
+            ctx.db = self._factory()
+        return ctx.db
 
     _db = request_session
 
@@ -73,14 +80,15 @@ class SqlBackend(Backend):
         checkpointed, and the log grows without bound while partners pull (the ledger).
         The read session holds no changes, and expire_on_commit is off, so loaded rows stay.
         """
-        if "exchange_db" in g:
-            g.exchange_db.commit()
+        db = context.current().db
+        if db is not None:
+            db.commit()
 
     @staticmethod
     def _principal() -> Principal:
         principal = auth.current_user()
         if not isinstance(principal, Principal):  # the auth decorator guarantees it
-            raise ProcessingError("Authentication required", 401)
+            raise UnauthorizedError("Authentication required")
         return principal
 
     def _root(self, name: str) -> ApiRoot | None:
@@ -97,7 +105,7 @@ class SqlBackend(Backend):
         return cached[1]
 
     def _resolve(self, api_root: str, ref: str) -> tuple[ApiRoot, Collection, access.CollectionAccess] | None:
-        cache = g.setdefault("exchange_collections", {})
+        cache = context.current().collections
         key = (api_root, ref)
         if key not in cache:
             found = None
@@ -115,14 +123,14 @@ class SqlBackend(Backend):
 
     @staticmethod
     def _policy_cache() -> dict[str, Any]:
-        return g.setdefault("exchange_policy", {})
+        return context.current().policy
 
     def _require(self, api_root: str, ref: str, *, read: bool = True):  # type: ignore[no-untyped-def]
         found = self._resolve(api_root, ref)
         if found is None:
-            raise ProcessingError(f"Collection '{ref}' not found", 404)
+            raise NotFoundError(f"Collection '{ref}' not found")
         if read and not found[2].can_read:
-            raise ProcessingError(f"Forbidden to read collection '{ref}'", 403)
+            raise ForbiddenError(f"Forbidden to read collection '{ref}'")
         return found
 
     def _base_url(self) -> str:
@@ -203,9 +211,7 @@ class SqlBackend(Backend):
         if grant.read_grant is None:
             # Staff see everything: nothing matched up to the collection's high-water mark read
             # before the page query, so that mark is a safe point to resume from.
-            floor = max(floor, g.get("exchange_high_water", 0))
-        if not floor:
-            return {}
+            floor = max(floor, context.current().high_water)
         return self._date_headers(floor, floor)
 
     def _recipient(self) -> outbound.Recipient:
@@ -223,7 +229,7 @@ class SqlBackend(Backend):
     ):  # type: ignore[no-untyped-def]
         filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
-        g.exchange_high_water = coll.last_date_added_us
+        context.current().high_water = coll.last_date_added_us
         page = outbound.next_page(
             self._db(),
             grant=grant,
@@ -291,9 +297,10 @@ class SqlBackend(Backend):
         }
 
     def _visible_roots_cached(self) -> list[ApiRoot]:
-        if "exchange_visible_roots" not in g:
-            g.exchange_visible_roots = self._visible_roots()
-        return g.exchange_visible_roots
+        ctx = context.current()
+        if ctx.visible_roots is None:
+            ctx.visible_roots = self._visible_roots()
+        return ctx.visible_roots
 
     def get_status(self, api_root: str, status_id: str) -> dict[str, Any] | None:
         """Section 4.3: a status resource, shown only to the caller that made it (or an admin)."""
@@ -398,7 +405,7 @@ class SqlBackend(Backend):
         """Section 5.5: validate and store an envelope; one transaction; a status resource."""
         root, coll, grant = self._require(api_root, collection_id, read=False)
         if not grant.can_write:
-            raise ProcessingError(f"Forbidden to write collection '{collection_id}'", 403)
+            raise ForbiddenError(f"Forbidden to write collection '{collection_id}'")
         if not isinstance(objs, dict) or not isinstance(objs.get("objects"), list):
             raise BadRequestError(
                 "the request body must be a TAXII envelope: a JSON object with an 'objects' list"
@@ -472,7 +479,7 @@ class SqlBackend(Backend):
         if not query.object_exists(
             self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates
         ):
-            raise ProcessingError(f"Object '{object_id}' not found", 404)
+            raise NotFoundError(f"Object '{object_id}' not found")
         page, body, headers = self._page(
             coll,
             grant,
@@ -485,7 +492,7 @@ class SqlBackend(Backend):
         rows = page.rows
         if not rows and "match[version]" in request.args and "next" not in request.args:
             # Section 5.7: a deleted (or never stored) version MUST be a 404.
-            raise ProcessingError(f"Object '{object_id}' has no version matching the request", 404)
+            raise NotFoundError(f"Object '{object_id}' has no version matching the request")
         texts = self._serve(coll, grant, rows) if rows else []
         if texts:
             body["objects"] = [orjson.Fragment(t) for t in texts]
@@ -495,14 +502,14 @@ class SqlBackend(Backend):
         """Section 5.7: delete the matching versions of one object (all by default)."""
         _, coll, grant = self._require(api_root, collection_id)
         if not (grant.can_write and access.may_delete(self._principal())):
-            raise ProcessingError(f"Forbidden to delete from collection '{collection_id}'", 403)
+            raise ForbiddenError(f"Forbidden to delete from collection '{collection_id}'")
         filters = normalised_filters(request.args, allowed=DELETE_FILTERS)
         flt = to_object_filter(filters, default_versions=DEFAULT_VERSIONS)
         self._end_read()
         with session_scope(self._factory, write=True) as db:
             deleted = query.delete_versions(db, collection_pk=coll.pk, stix_id=object_id, flt=flt)
             if not deleted:
-                raise ProcessingError(f"Object '{object_id}' not found", 404)
+                raise NotFoundError(f"Object '{object_id}' not found")
             audit.record(
                 db,
                 actor=self._principal().credential_id,
@@ -517,14 +524,14 @@ class SqlBackend(Backend):
         _, coll, grant = self._require(api_root, collection_id)
         db = self._db()
         if not query.object_exists(db, collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates):
-            raise ProcessingError(f"Object '{object_id}' not found", 404)
+            raise NotFoundError(f"Object '{object_id}' not found")
         endpoint = f"versions:{object_id}"
         filters, position = self._filters_and_position(coll, endpoint, filter_args, VERSIONS_FILTERS)
         flt = to_object_filter(filters, default_versions=("all",))
         shift = outbound.stream_shift(grant)
         if shift and flt.added_after_us is not None:
             flt = dataclasses.replace(flt, added_after_us=flt.added_after_us - shift)
-        g.exchange_high_water = coll.last_date_added_us
+        context.current().high_water = coll.last_date_added_us
         rows, more = query.page_versions(
             db,
             collection_pk=coll.pk,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 
 from exchange.errors import BadRequestError, PayloadTooLargeError
-from taxii_server import auth
+from taxii_server import auth, context
 from taxii_server.errors import error_response
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
@@ -106,7 +106,7 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
             return auth.unauthorized()
         if request.method == "HEAD":
             # medallion's views only answer GET; serve HEAD as GET without the body.
-            g.exchange_head = True
+            context.current().head = True
             request.environ["REQUEST_METHOD"] = "GET"
             request.method = "GET"
         ok, why = accept_ok(request.headers.get("Accept"))
@@ -132,7 +132,7 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
 
     @app.after_request
     def _strip_head_body(response: Response) -> Response:
-        if g.get("exchange_head"):
+        if context.current().head:
             length = response.calculate_content_length()
             response.set_data(b"")
             if length is not None:

@@ -1,0 +1,50 @@
+"""One typed context per TAXII request, instead of loose keys on Flask's `g`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import g
+from sqlalchemy.orm import Session
+
+from exchange.auth.service import Principal
+from exchange.intel.models import ApiRoot
+
+_KEY = "taxii_request"
+
+
+@dataclass
+class RequestContext:
+    """What one TAXII request has resolved so far."""
+
+    # The request's one read session (closed at teardown).
+    db: Session | None = None
+    # The caller, once authentication ran (None inside means it failed).
+    principal: Principal | None = None
+    authenticated: bool = False
+    # (api root, collection ref) -> (root, collection, access), or None when invisible.
+    collections: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # Per-request memo for access decisions (agreement, grants, the partner's writers).
+    policy: dict[Any, Any] = field(default_factory=dict)
+    visible_roots: list[ApiRoot] | None = None
+    # The collection's date_added high-water mark, read before the page query.
+    high_water: int = 0
+    # HEAD served as GET: strip the body afterwards.
+    head: bool = False
+
+
+def current() -> RequestContext:
+    """The context of the request being handled (made on first use)."""
+    ctx = g.get(_KEY)
+    if ctx is None:
+        ctx = RequestContext()
+        setattr(g, _KEY, ctx)
+    return ctx
+
+
+def close() -> None:
+    """End the request: close its session if one was opened."""
+    ctx = g.pop(_KEY, None)
+    if ctx is not None and ctx.db is not None:
+        ctx.db.close()
