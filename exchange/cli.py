@@ -485,9 +485,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             sign=signer(keyring, settings.identity_id),
         )
     out = Path(args.output)
-    out.write_bytes(result.bundle_bytes)
+    detached = getattr(args, "signature", "embedded") == "detached"
+    out.write_bytes(result.unsigned_bytes if detached else result.bundle_bytes)
     Path(f"{out}.jws").write_text((result.signature or "") + "\n", encoding="ascii")
-    print(f"{out}: {result.count} objects for {args.partner}, signed; signature also in {out}.jws")
+    where = f"signature in {out}.jws only" if detached else f"signature also in {out}.jws"
+    print(f"{out}: {result.count} objects for {args.partner}, signed; {where}")
     return 0
 
 
@@ -627,6 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner", required=True)
     p.add_argument("--added-after")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument(
+        "--signature",
+        choices=("embedded", "detached"),
+        default="embedded",
+        help="embedded: also in the bundle property x_exchange_jws; detached: only in FILE.jws, "
+        "leaving a bundle that passes strict STIX validation",
+    )
     p = add("verify", signing_cli.cmd_verify, "check the signature of a bundle, sidecar or saved envelope")
     p.add_argument("file")
     p.add_argument("--jwks", help="URL or file of the signer's JWKS (default: this exchange's keys)")
