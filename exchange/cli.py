@@ -152,10 +152,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         result = bootstrap.initialise(db, settings)
         loaded = demo.load(db, result.api_root)
         analyst, analyst_key = auth_service.create_credential(db, name="demo analyst", role="analyst")
+        partner_id, partner_key, _ = demo.load_partner(db)
     data = {
         "urls": _urls(settings),
         "admin": {"id": result.admin_id, "key": result.admin_key},
         "analyst": {"id": analyst.id, "key": analyst_key},
+        "partner": {"slug": demo.DEMO_PARTNER, "id": partner_id, "key": partner_key},
         "loaded": {alias: r.created for alias, r in loaded.items()},
     }
     if args.json:
@@ -165,6 +167,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if result.admin_key:
         print(f"Administrator (shown once):  id {result.admin_id}  key {result.admin_key}")
     print(f"Demo analyst (shown once):   id {analyst.id}  key {analyst_key}")
+    print(f"Partner {demo.DEMO_PARTNER} (shown once): id {partner_id}  key {partner_key}")
     for name, url in data["urls"].items():
         print(f"{name:16} {url}")
     print("Start the server with: exchange serve")
