@@ -387,14 +387,17 @@ def new_version(
         raise InvalidStixError(f"{', '.join(sorted(fixed))}: cannot be changed in a new version")
     stored_versions = []
     for coll in _holders(db, stix_id, collection, settings):
-        latest = _latest(db, coll.pk, stix_id)
-        if latest is None:
+        row = _latest_row(db, coll.pk, stix_id)
+        if row is None:
             continue
+        latest = orjson.loads(row.body)
+        # The new version goes to the same partners as the one it replaces, never to more.
+        audience = [slug for slug in (row.audience or "").split(",") if slug] or None
         if "modified" not in latest:
             raise InvalidStixError(f"{stix_id}: objects without 'modified' cannot be versioned")
         fresh = {k: v for k, v in (latest | changes).items() if v is not None}
         fresh["modified"] = _after(latest["modified"])
-        _store(db, coll, [fresh, *_report_follows(db, coll, fresh)], actor=actor)
+        _store(db, coll, [fresh, *_report_follows(db, coll, fresh)], actor=actor, audience=audience)
         stored_versions.append({"collection": coll.alias, "version": fresh["modified"]})
     audit.record(
         db,

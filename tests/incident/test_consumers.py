@@ -18,7 +18,7 @@ def _pull(live_server, coll, cred) -> list[dict]:  # type: ignore[no-untyped-def
         live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}, timeout=30
     )
     assert response.status_code == 200, response.text
-    return response.json()["objects"]
+    return response.json().get("objects", [])
 
 
 @pytest.fixture
@@ -90,3 +90,19 @@ def test_renaming_or_revoking_the_incident_carries_over_to_its_report(live_serve
     objects = _pull(live_server, coll, cred)
     assert {o["type"] for o in objects if o.get("revoked")} == {"incident", "report"}
     assert bundle_problems(as_bundle(objects)) == []
+
+
+def test_a_new_version_or_revocation_keeps_the_incidents_audience(live_server, partners):  # type: ignore[no-untyped-def]  # noqa: F811
+    coll = live_server.collection()
+    read = {"collections": [coll.alias], "max_tlp": "amber"}
+    chosen, chosen_cred = partners.add(lambda s: agreement_doc(s, read=read))
+    _, other_cred = partners.add(lambda s: agreement_doc(s, read=read))
+    analyst = {"Authorization": f"Bearer {live_server.credential('analyst')[1]}"}
+    api = httpx.Client(base_url=live_server.url, headers=analyst, timeout=30)
+    published = api.post("/api/v1/incidents", json=incident_body(coll.alias, audience=[chosen])).json()
+    report = next(o["id"] for o in published["objects"] if o["type"] == "report")
+    assert api.post(f"/api/v1/objects/{published['incident']}/versions", json={"name": "Renamed"}).is_success
+    assert api.post(f"/api/v1/objects/{published['incident']}/revoke").is_success
+    seen = {o["id"]: o for o in _pull(live_server, coll, chosen_cred)}
+    assert seen[published["incident"]]["revoked"] and seen[report]["revoked"]
+    assert not {published["incident"], report} & {o["id"] for o in _pull(live_server, coll, other_cred)}
