@@ -223,7 +223,8 @@ def _signed_file(path: Path) -> Path:
     """`path` itself, or for a sidecar `FILE.jws` holding a compact JWS, the file it signs."""
     if path.suffix != ".jws" or path.with_name(path.name + ".jws").is_file():
         return path
-    head = path.read_bytes()[: 64 * 1024].strip()
+    with path.open("rb") as handle:  # a token is short; a large file is not one
+        head = handle.read(64 * 1024).strip()
     if not head or head.startswith(b"{") or head.count(b".") != 2:
         return path
     signed = path.with_name(path.name[: -len(".jws")])
