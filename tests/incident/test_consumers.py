@@ -42,7 +42,7 @@ def test_a_published_incident_is_strictly_valid(received):  # type: ignore[no-un
 
 
 def test_misp_gets_the_incident_as_an_event_with_its_indicators(received):  # type: ignore[no-untyped-def]
-    published, objects = received
+    _, objects = received
     [event] = to_misp(objects)
     body = incident_body("x")
     assert event.info == body["title"]
