@@ -152,10 +152,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         result = bootstrap.initialise(db, settings)
         loaded = demo.load(db, result.api_root)
         analyst, analyst_key = auth_service.create_credential(db, name="demo analyst", role="analyst")
+        partner_id, partner_key, _ = demo.load_partner(db)
     data = {
         "urls": _urls(settings),
         "admin": {"id": result.admin_id, "key": result.admin_key},
         "analyst": {"id": analyst.id, "key": analyst_key},
+        "partner": {"slug": demo.DEMO_PARTNER, "id": partner_id, "key": partner_key},
         "loaded": {alias: r.created for alias, r in loaded.items()},
     }
     if args.json:
@@ -165,6 +167,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if result.admin_key:
         print(f"Administrator (shown once):  id {result.admin_id}  key {result.admin_key}")
     print(f"Demo analyst (shown once):   id {analyst.id}  key {analyst_key}")
+    print(f"Partner {demo.DEMO_PARTNER} (shown once): id {partner_id}  key {partner_key}")
     for name, url in data["urls"].items():
         print(f"{name:16} {url}")
     print("Start the server with: exchange serve")
@@ -487,9 +490,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             sign=signer(keyring, settings.identity_id),
         )
     out = Path(args.output)
-    out.write_bytes(result.bundle_bytes)
+    detached = getattr(args, "signature", "embedded") == "detached"
+    out.write_bytes(result.unsigned_bytes if detached else result.bundle_bytes)
     Path(f"{out}.jws").write_text((result.signature or "") + "\n", encoding="ascii")
-    print(f"{out}: {result.count} objects for {args.partner}, signed; signature also in {out}.jws")
+    where = f"signature in {out}.jws only" if detached else f"signature also in {out}.jws"
+    print(f"{out}: {result.count} objects for {args.partner}, signed; {where}")
     return 0
 
 
@@ -629,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner", required=True)
     p.add_argument("--added-after")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument(
+        "--signature",
+        choices=("embedded", "detached"),
+        default="embedded",
+        help="embedded: also in the bundle property x_exchange_jws; detached: only in FILE.jws, "
+        "leaving a bundle that passes strict STIX validation",
+    )
     p = add("verify", signing_cli.cmd_verify, "check the signature of a bundle, sidecar or saved envelope")
     p.add_argument("file")
     p.add_argument("--jwks", help="URL or file of the signer's JWKS (default: this exchange's keys)")

@@ -112,10 +112,75 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
         source_ref=incident["id"],
         target_ref=malware["id"],
     )
+    # The shape published incidents have: a report carrying the incident to MISP and OpenCTI.
+    report = _sdo(
+        "report",
+        "phishing-wave",
+        TLP_AMBER,
+        name=incident["name"],
+        description=incident["description"],
+        report_types=["threat-report"],
+        published=CREATED,
+        labels=["incident-type:phishing", "severity:high"],
+        object_refs=[incident["id"], malware["id"], related["id"]],
+    )
     return {
         "indicators": [identity, *markings, malware, *indicators, *relationships],
-        "incidents": [identity, *markings, malware, incident, related],
+        "incidents": [identity, *markings, malware, incident, related, report],
     }
+
+
+DEMO_PARTNER = "cert-in"
+
+
+def agreement() -> dict[str, Any]:
+    """The demo partner's agreement: the README's example without embargo or minimum confidence.
+
+    The sample's malware, incident and relationships carry no confidence, and its objects are
+    new: either rule would leave the demo partner with little to see.
+    """
+    return {
+        "partner": DEMO_PARTNER,
+        "title": "Bangladesh-India MoU on cyber security cooperation",
+        "valid_from": "2024-03-05",
+        "valid_until": "2029-03-04",
+        "status": "active",
+        "read": {
+            "collections": ["indicators", "incidents"],
+            "max_tlp": "amber",
+            "types": [
+                "indicator",
+                "malware",
+                "incident",
+                "report",
+                "sighting",
+                "relationship",
+                "identity",
+                "marking-definition",
+            ],
+        },
+        "write": {
+            "collections": ["partner-submissions"],
+            "types": ["indicator", "sighting", "observed-data", "relationship", "note"],
+        },
+    }
+
+
+def load_partner(db: Session) -> tuple[str, str, bool]:
+    """The demo partner with its agreement (made once), and a new credential: (id, key, created)."""
+    from exchange.agreement import service as agreement_service
+    from exchange.partner import service as partner_service
+
+    partner = partner_service.get_by_slug(db, DEMO_PARTNER, missing_ok=True)
+    if partner is not None:
+        # Already there: an administrator may have changed its agreement since; leave it be.
+        credential, key = partner_service.create_credential(db, partner=partner, actor="demo")
+        return credential.id, key, False
+    partner, credential, key = partner_service.create(
+        db, slug=DEMO_PARTNER, name="CERT-In", country="IN", actor="demo"
+    )
+    agreement_service.apply(db, agreement(), actor="demo", source="exchange demo")
+    return credential.id, key, True
 
 
 def load(db: Session, root: ApiRoot) -> dict[str, IngestResult]:

@@ -1,4 +1,4 @@
-"""The import direction of DESIGN.md, checked with import-linter."""
+"""The import direction of docs/architecture.md, checked with import-linter."""
 
 import shutil
 import subprocess

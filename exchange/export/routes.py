@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Request, Response
 
 from exchange.auth.deps import StaffUser, WriteDbSession
@@ -11,6 +13,7 @@ from exchange.intel.timestamps import text_to_us
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 STIX_MEDIA = "application/stix+json;version=2.1"
+JWS_HEADER = "X-Exchange-JWS"
 
 
 @router.get("/{collection}", response_class=Response)
@@ -21,8 +24,13 @@ def export(
     user: StaffUser,
     partner: str = Query(description="the partner whose agreement decides what goes in"),
     added_after: str | None = Query(None, description="only objects added after this timestamp"),
+    signature: Literal["embedded", "detached"] = Query(
+        "embedded",
+        description="embedded: in the bundle property x_exchange_jws (the default, as in TAXII pages); "
+        "detached: only in the X-Exchange-JWS header, leaving a bundle that passes strict STIX validation",
+    ),
 ) -> Response:
-    """The latest versions the partner may receive now, signed (member `x_exchange_jws`)."""
+    """The latest versions the partner may receive now, signed (member `x_exchange_jws` and header)."""
     after = None
     if added_after is not None:
         try:
@@ -40,6 +48,9 @@ def export(
         added_after_us=after,
         sign=signer(request.app.state.keyring, settings.identity_id),
     )
-    return Response(
-        result.bundle_bytes, media_type=STIX_MEDIA, headers={"X-Exchange-Objects": str(result.count)}
-    )
+    headers = {"X-Exchange-Objects": str(result.count)}
+    if result.signature:
+        # The same detached JWS either way: it covers the bundle without the member.
+        headers[JWS_HEADER] = result.signature
+    body = result.unsigned_bytes if signature == "detached" else result.bundle_bytes
+    return Response(body, media_type=STIX_MEDIA, headers=headers)

@@ -27,6 +27,9 @@ class Export:
     bundle_bytes: bytes  # RFC 8785 canonical bundle, with the signature member when signed
     signature: str | None
     count: int
+    # The same bundle without the signature member (what the signature covers): strictly valid
+    # STIX, for consumers that refuse custom bundle properties; the signature goes beside it.
+    unsigned_bytes: bytes = b""
 
 
 def export_bundle(
@@ -88,8 +91,8 @@ def export_bundle(
         details={"collection": collection.alias, "objects": len(bodies)},
     )
     if signature is None:
-        return Export(canonical, None, len(bodies))
-    return Export(attach_signature(canonical, signature), signature, len(bodies))
+        return Export(canonical, None, len(bodies), canonical)
+    return Export(attach_signature(canonical, signature), signature, len(bodies), canonical)
 
 
 def signer(keyring: KeyRing, issuer: str) -> Callable[[bytes, str], str]:

@@ -26,6 +26,9 @@ from exchange.partner.models import Partner
 from policies.tlp import TLP_2_0
 
 INCIDENT_CORE = "extension-definition--ef765651-680c-498d-9894-99799f2fa126"
+# STIX 2.1 lists no relationship between indicator and incident (`indicates` points at threats,
+# validator check 202), so an indicator is `related-to` its incident.
+INDICATOR_TO_INCIDENT = "related-to"
 CRITICALITY = {"low": 25, "medium": 50, "high": 75, "critical": 100}
 # The exchange's own property extension for what neither STIX nor incident-core carries.
 EXTENSION_NAME = "national-cert-incident"
@@ -142,6 +145,60 @@ def _store(
     return result
 
 
+def report_id(incident_id: str) -> str:
+    """The id of the report that carries an incident to consumers that do not read `incident`."""
+    return deterministic_id("report", incident_id)
+
+
+def report_labels(incident: dict[str, Any]) -> list[str]:
+    """Severity and incident types as labels, which MISP imports as event tags."""
+    extensions = incident.get("extensions", {})
+    core = extensions.get(INCIDENT_CORE, {})
+    own = next((e for k, e in extensions.items() if k != INCIDENT_CORE and "severity" in e), {})
+    labels = [f"incident-type:{kind}" for kind in core.get("incident_types", [])]
+    if own.get("severity"):
+        labels.append(f"severity:{own['severity']}")
+    return labels
+
+
+def _report(
+    db: Session,
+    coll: Collection,
+    *,
+    incident: dict[str, Any],
+    members: list[dict[str, Any]],
+    common: dict[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """A report whose object_refs are the incident, its indicators and their relationships.
+
+    MISP (through misp-stix) turns a report into an event and cannot read `incident`; OpenCTI
+    makes it a container. Its title, description and labels repeat the incident's, so what
+    the analyst published survives either import.
+    """
+    rid = report_id(incident["id"])
+    stored = _latest(db, coll.pk, rid)
+    report: dict[str, Any] = {
+        "type": "report",
+        "id": rid,
+        "created": now,
+        "modified": now,
+        "name": incident["name"],
+        "report_types": ["threat-report"],
+        # The first publication stays the publication date, so an unchanged re-publish
+        # reuses the stored report instead of making a version that differs only in time.
+        "published": stored["published"] if stored else incident["created"],
+        "object_refs": [incident["id"], *(o["id"] for o in members)],
+        **common,
+    }
+    if incident.get("description"):
+        report["description"] = incident["description"]
+    labels = report_labels(incident)
+    if labels:
+        report["labels"] = labels
+    return report
+
+
 def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Settings) -> Published:
     """Build the incident's STIX objects, store them, and say where each one is."""
     coll = _collection(db, settings, body.collection)
@@ -226,8 +283,8 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
                 "type": "relationship",
                 "created": now,
                 "modified": now,
-                "id": deterministic_id("relationship", indicator["id"], "indicates", incident_id),
-                "relationship_type": "indicates",
+                "id": deterministic_id("relationship", indicator["id"], INDICATOR_TO_INCIDENT, incident_id),
+                "relationship_type": INDICATOR_TO_INCIDENT,
                 "source_ref": indicator["id"],
                 "target_ref": incident_id,
                 **common,
@@ -237,7 +294,11 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
         raise NotFoundError(f"no incident {incident_id!r} in {coll.alias!r} to publish a new version of")
     objects = [identity(settings), ext_def, marking]
     audience_text = f",{','.join(sorted(set(body.audience)))}," if body.audience else None
-    objects += [_versioned(db, coll, o, now, audience_text) for o in [incident, *indicators, *relationships]]
+    stored_incident, *members = (
+        _versioned(db, coll, o, now, audience_text) for o in [incident, *indicators, *relationships]
+    )
+    report = _report(db, coll, incident=stored_incident, members=members, common=common, now=now)
+    objects += [stored_incident, *members, _versioned(db, coll, report, now, audience_text)]
     _store(db, coll, objects, actor=actor, audience=body.audience or None)
     audit.record(
         db,
@@ -326,14 +387,17 @@ def new_version(
         raise InvalidStixError(f"{', '.join(sorted(fixed))}: cannot be changed in a new version")
     stored_versions = []
     for coll in _holders(db, stix_id, collection, settings):
-        latest = _latest(db, coll.pk, stix_id)
-        if latest is None:
+        row = _latest_row(db, coll.pk, stix_id)
+        if row is None:
             continue
+        latest = orjson.loads(row.body)
+        # The new version goes to the same partners as the one it replaces, never to more.
+        audience = [slug for slug in (row.audience or "").split(",") if slug] or None
         if "modified" not in latest:
             raise InvalidStixError(f"{stix_id}: objects without 'modified' cannot be versioned")
         fresh = {k: v for k, v in (latest | changes).items() if v is not None}
         fresh["modified"] = _after(latest["modified"])
-        _store(db, coll, [fresh], actor=actor)
+        _store(db, coll, [fresh, *_report_follows(db, coll, fresh)], actor=actor, audience=audience)
         stored_versions.append({"collection": coll.alias, "version": fresh["modified"]})
     audit.record(
         db,
@@ -343,6 +407,28 @@ def new_version(
         details={"changes": sorted(changes), "collections": [v["collection"] for v in stored_versions]},
     )
     return stored_versions
+
+
+def _report_follows(db: Session, coll: Collection, incident: dict[str, Any]) -> list[dict[str, Any]]:
+    """The incident's report, renamed, re-described, re-labelled or revoked with it (if it has one)."""
+    if incident.get("type") != "incident":
+        return []
+    report = _latest(db, coll.pk, report_id(incident["id"]))
+    if report is None:
+        return []
+    fresh = {k: v for k, v in report.items() if k not in ("description", "labels", "revoked")}
+    fresh["name"] = incident["name"]
+    for key, value in (
+        ("description", incident.get("description")),
+        ("labels", report_labels(incident)),
+        ("revoked", incident.get("revoked")),
+    ):
+        if value:
+            fresh[key] = value
+    if fresh == report:
+        return []
+    fresh["modified"] = _after(report["modified"])
+    return [fresh]
 
 
 def revoke(

@@ -179,9 +179,10 @@ def verify_detached(
 def verify_file(path: str | Path, *, jwks: Mapping[str, Any], audience: str | None = None) -> VerifyResult:
     """Verify a saved bundle or TAXII envelope carrying `x_exchange_jws`, or any file with a `<file>.jws` sidecar.
 
-    When both the member and a sidecar are present, both must verify.
+    When both the member and a sidecar are present, both must verify. A sidecar named on its
+    own (`FILE.jws`) verifies the file `FILE` beside it.
     """
-    path = Path(path)
+    path = _signed_file(Path(path))
     raw = path.read_bytes()
     sidecar = path.with_name(path.name + ".jws")
     sidecar_token = (
@@ -216,6 +217,22 @@ def verify_file(path: str | Path, *, jwks: Mapping[str, Any], audience: str | No
         raise SignatureError(MALFORMED_PAYLOAD, f"not representable in RFC 8785: {exc}") from exc
     results = [verify_detached(token, content, jwks=jwks, audience=audience) for token in tokens]
     return results[0]
+
+
+def _signed_file(path: Path) -> Path:
+    """`path` itself, or for a sidecar `FILE.jws` holding a compact JWS, the file it signs."""
+    if path.suffix != ".jws" or path.with_name(path.name + ".jws").is_file():
+        return path
+    with path.open("rb") as handle:  # a token is short; a large file is not one
+        head = handle.read(64 * 1024).strip()
+    if not head or head.startswith(b"{") or head.count(b".") != 2:
+        return path
+    signed = path.with_name(path.name[: -len(".jws")])
+    if not signed.is_file():
+        raise SignatureError(
+            NOT_SIGNED, f"{path.name} is a signature, but the file it signs, {signed.name}, is not beside it"
+        )
+    return signed
 
 
 def load_jwks(source: str, *, timeout: float = 10.0) -> dict[str, Any]:

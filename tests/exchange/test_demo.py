@@ -23,3 +23,36 @@ def test_deterministic_ids_are_stable_v4_shaped_and_distinct():
     assert first == deterministic_id("indicator", "[ipv4-addr:value = '10.0.0.1']")
     assert first != deterministic_id("indicator", "[ipv4-addr:value = '10.0.0.2']")
     assert first[len("indicator--") :][14] == "4" and first[len("indicator--") :][19] in "89ab"
+
+
+def test_the_demo_partner_receives_the_demo_strictly_valid_and_misp_reads_its_incident(db, settings):
+    import orjson
+
+    from exchange import demo
+    from exchange.export.service import export_bundle
+    from exchange.intel.service import get_api_root
+    from tests.strict import bundle_problems, to_misp
+
+    demo.load(db, get_api_root(db, settings.api_root))
+    credential_id, key, _ = demo.load_partner(db)
+    assert credential_id and key
+    ours = {o["id"] for o in OBJECTS}
+    received = {}
+    for alias in ("indicators", "incidents"):
+        result = export_bundle(
+            db,
+            partner_slug=demo.DEMO_PARTNER,
+            collection_ref=alias,
+            api_root=settings.api_root,
+            actor="test",
+            exchange_identity=settings.identity_id,
+        )
+        bundle = orjson.loads(result.unsigned_bytes)
+        # The shared test database holds other tests' objects too: judge the demo's.
+        bundle["objects"] = [o for o in bundle["objects"] if o["id"] in ours]
+        assert bundle_problems(bundle) == []
+        received[alias] = bundle["objects"]
+    assert {o["type"] for o in received["indicators"]} >= {"indicator", "malware", "relationship"}
+    [event] = to_misp(received["incidents"])
+    assert event.info == "Phishing wave against bank customers"
+    assert {"severity:high", "incident-type:phishing", "tlp:amber"} <= {t.name for t in event.tags}

@@ -477,3 +477,19 @@ def test_only_partners_with_push_in_force_are_targets(setup: Setup) -> None:
     for slug in (draft, suspended, lapsed, without):
         summary = push_partner(s.factory, s.settings, s.keyring, slug)
         assert summary.status == "nothing" and "no push delivery in force" in (summary.error or "")
+
+
+def test_pushed_envelopes_carry_strictly_valid_stix(setup: Setup) -> None:
+    from tests.strict import strict_problems
+
+    s = setup
+    first = indicator("green", description="C2 seen by the liaison", x_internal_notes="source: officer")
+    second = indicator("clear", description="C2 fallback")
+    items = [first, second, relationship(first, second)]
+    s.publish(items)
+    summary = s.push()
+    assert (summary.status, summary.delivered) == ("ok", 3), summary.line()
+    objects = [o for raw in s.peer.posts() for o in json.loads(raw)["objects"]]
+    assert {o["id"] for o in objects} == {i.obj["id"] for i in items}
+    # The redaction removed the one custom property: what arrives passes strict validation.
+    assert [p for o in objects for p in strict_problems(o)] == []

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import rfc8785
 from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
 from tests.signing import joserfc_verify, jwcrypto_verify
 from tests.stixgen import envelope, indicator
+from tests.strict import bundle_problems
 from tests.taxii_server.conftest import TAXII, post
 
 pytestmark = pytest.mark.live
@@ -32,6 +34,20 @@ def partner_setup(live_server, http, partners):  # type: ignore[no-untyped-def]
     coll = live_server.collection(default_tlp="green")
     objs = [indicator(i, x_note="é ünïcode") for i in range(5)]
     assert post(http, live_server.collection_url(coll), envelope(objs)).json()["success_count"] == 5
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+    )
+    jwks = httpx.get(f"{live_server.url}/.well-known/jwks.json").json()
+    return coll, objs, slug, cred, jwks
+
+
+@pytest.fixture
+def strict_setup(live_server, http, partners):  # type: ignore[no-untyped-def]
+    """Like partner_setup, with objects that pass strict validation themselves (no custom property)."""
+    coll = live_server.collection(default_tlp="green")
+    objs = [indicator(i, description="seen scanning") for i in range(3)]
+    assert post(http, live_server.collection_url(coll), envelope(objs)).json()["success_count"] == 3
+    assert bundle_problems({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objs}) == []
     slug, cred = partners.add(
         lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
     )
@@ -119,6 +135,55 @@ def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, 
     out.write_bytes(out.read_bytes().replace(b"test indicator 1", b"test indicator X"))
     bad = subprocess.run([exe, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "bad signature" in bad.stdout + bad.stderr
+
+
+def test_export_cli_detached_writes_a_strictly_valid_bundle_its_sidecar_verifies(
+    live_server, strict_setup, tmp_path
+):
+    coll, objs, slug, cred, jwks = strict_setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env["EXCHANGE_DATA_DIR"] = str(live_server.settings.data_dir)
+    if live_server.settings.database_url:
+        env["EXCHANGE_DATABASE_URL"] = live_server.settings.database_url
+    exe = str(Path(sys.executable).with_name("exchange"))
+    out = tmp_path / "bundle.json"
+
+    def run(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+        return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    done = run("export", coll.alias, "--partner", slug, "--signature", "detached", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    bundle = json.loads(out.read_bytes())
+    assert "x_exchange_jws" not in bundle and bundle_problems(bundle) == []
+    token = (tmp_path / "bundle.json.jws").read_text().strip()
+    assert jwcrypto_verify(token, rfc8785.dumps(bundle), jwks)["aud"] == slug
+    for named in (out, tmp_path / "bundle.json.jws"):
+        ok = run("verify", str(named), "--audience", slug)
+        assert ok.returncode == 0 and ok.stdout.startswith("OK"), ok.stdout + ok.stderr
+    out.write_bytes(out.read_bytes().replace(b"test indicator 1", b"test indicator X"))
+    bad = run("verify", str(tmp_path / "bundle.json.jws"))
+    assert bad.returncode == 1 and "bad signature" in bad.stdout
+
+
+def test_export_over_rest_offers_a_strictly_valid_bundle_with_the_signature_in_a_header(
+    live_server, strict_setup, admin
+):
+    coll, objs, slug, cred, jwks = strict_setup
+    url = f"{live_server.url}/api/v1/exports/{coll.alias}"
+    auth = {"Authorization": f"Bearer {admin[1]}"}
+    embedded = httpx.get(url, params={"partner": slug}, headers=auth)
+    assert embedded.status_code == 200, embedded.text
+    assert embedded.headers["x-exchange-jws"] == embedded.json()["x_exchange_jws"]
+    detached = httpx.get(url, params={"partner": slug, "signature": "detached"}, headers=auth)
+    assert detached.status_code == 200, detached.text
+    bundle = detached.json()
+    assert "x_exchange_jws" not in bundle and bundle_problems(bundle) == []
+    assert {o["id"] for o in bundle["objects"]} == {o["id"] for o in objs}
+    token = detached.headers["x-exchange-jws"]
+    for verify in (jwcrypto_verify, joserfc_verify):
+        assert verify(token, detached.content, jwks)["aud"] == slug  # the body bytes as served
+    refused = httpx.get(url, params={"partner": slug, "signature": "none"}, headers=auth)
+    assert refused.status_code == 422
 
 
 def test_export_over_rest_matches_the_agreement(live_server, partner_setup, admin):

@@ -271,6 +271,23 @@ def test_a_sidecar_signs_a_non_json_file_byte_for_byte(ring, tmp_path):
         verify_file(path, jwks=ring.jwks())
 
 
+def test_a_sidecar_named_on_its_own_verifies_the_file_beside_it(ring, tmp_path):
+    doc = make_bundle()
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(doc))  # no member: the strictly valid form
+    sidecar = Path(f"{path}.jws")
+    sidecar.write_text(sign_detached(doc, key=ring.current(), cty=CTY_STIX, aud="cert-in", iss=ISS) + "\n")
+    assert verify_file(sidecar, jwks=ring.jwks(), audience="cert-in").kid == ring.current().kid
+    path.write_text(json.dumps({**doc, "objects": doc["objects"][1:]}))
+    with pytest.raises(SignatureError) as caught:
+        verify_file(sidecar, jwks=ring.jwks())
+    assert caught.value.reason == "bad signature"
+    path.unlink()
+    with pytest.raises(SignatureError) as caught:
+        verify_file(sidecar, jwks=ring.jwks())
+    assert caught.value.reason == "not signed" and "export.json, is not beside it" in str(caught.value)
+
+
 def test_an_unsigned_file_says_so(ring, tmp_path):
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(make_bundle()))
@@ -313,6 +330,12 @@ def test_cli_verify_prints_ok_or_the_exact_failure(ring, tmp_path, capsys):
     capsys.readouterr()
     assert cmd_verify(Namespace(file=str(path), jwks=str(jwks_file), audience="cert-uk"), settings) == 1
     assert capsys.readouterr().out == "FAILED: audience mismatch\n"
+
+    sidecar = Path(f"{path}.jws")
+    sidecar.write_text(json.loads(path.read_text())["x_exchange_jws"])
+    assert cmd_verify(Namespace(file=str(sidecar), jwks=None), settings) == 0
+    assert capsys.readouterr().out.startswith("OK: signed by kid")
+    sidecar.unlink()
 
     doc = json.loads(path.read_text())
     doc["objects"][0]["name"] = "C2 server X"
