@@ -24,7 +24,7 @@ from exchange.intel.models import Collection
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from policies.duration import format_duration, parse_duration
-from policies.tlp import LEVELS
+from policies.tlp import normalise
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]", re.ASCII)
 MIN_EVERY = timedelta(minutes=1)
@@ -74,11 +74,10 @@ def _check_url(url: str) -> str:
 
 
 def _check_tlp(level: str) -> str:
-    level = level.strip().lower().removeprefix("tlp:")
-    level = "clear" if level == "white" else level
-    if level not in LEVELS:
-        raise BadRequestError(f"unknown TLP level {level!r}; expected one of {', '.join(LEVELS)}")
-    return level
+    try:
+        return normalise(level)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _check_schedule(every: str | None, cron: str | None) -> tuple[int | None, str | None]:
