@@ -42,6 +42,7 @@ from exchange.feed import service as feed_service
 from exchange.feed.schemas import FeedAuth, FeedCreate
 from exchange.intel import service as intel_service
 from feeds.runner import RunSummary, run_feed
+from feeds.sources import check_options
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET = 2_000  # indicators/s on one core
@@ -79,6 +80,7 @@ class Target:
                     timeout=120,
                 ),
                 actor="bench",
+                check_options=check_options,
             )
         return name
 

@@ -58,12 +58,14 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from exchange.context import context_of
     from exchange.main import create_app
+    from feeds.launcher import Launcher
 
     host, port = args.host or settings.host, args.port or settings.port
     with _session(settings):
         pass  # schema up to date before the first request
-    app = create_app(settings)
+    app = create_app(settings, feeds=Launcher)
     for name, url in _urls(settings, host, port).items():
         print(f"{name:16} {url}")
     scheduler = None
@@ -71,7 +73,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from feeds.scheduler import SchedulerService
 
         # Every `serve` process offers to schedule; a database lease lets exactly one lead.
-        scheduler = SchedulerService(settings, app.state.session_factory, app.state.keyring)
+        scheduler = SchedulerService(settings, context_of(app).sessions, context_of(app).keyring)
         scheduler.start()
         print(
             f"{'scheduler':16} in this process (one process leads; EXCHANGE_SCHEDULER_ENABLED=false to leave it "

@@ -59,3 +59,8 @@ class PolicyDeniedError(ForbiddenError):
 class PayloadTooLargeError(ExchangeError):
     status = 413
     title = "Payload too large"
+
+
+class ServiceUnavailableError(ExchangeError):
+    status = 503
+    title = "Service unavailable"

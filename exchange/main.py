@@ -13,9 +13,11 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
 from exchange.audit.routes import router as audit_router
+from exchange.context import AppContext
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError
 from exchange.export.routes import router as export_router
+from exchange.feed.launcher import FeedLauncherFactory
 from exchange.feed.routes import router as feed_router
 from exchange.incident.routes import router as publish_router
 from exchange.intel.routes import router as objects_router
@@ -24,16 +26,17 @@ from exchange.partner.routes import router as partner_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
 from policies.schemas import AgreementError
-from feeds import push
-from feeds.runner import start_in_background
-from feeds.sources import check_options as check_feed_options
 from taxii_server import create_taxii_app
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new app bound to `settings` (read from the environment when omitted)."""
+def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory | None = None) -> FastAPI:
+    """A new app bound to `settings` (read from the environment when omitted).
+
+    `feeds` builds the feed launcher (`feeds.launcher.Launcher` in `exchange serve`); without one,
+    adding, changing or running feeds and pushes answers 503 instead of skipping their checks.
+    """
     settings = settings or get_settings()
     settings.ensure_data_dir()
     engine = make_engine(settings.sqlalchemy_url)
@@ -48,14 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.session_factory = factory
-    app.state.key_cache = key_cache
-    app.state.keyring = keyring
-    app.state.feed_options_check = check_feed_options
-    app.state.feed_starter = lambda name: start_in_background(factory, settings, name)
-    app.state.push_starter = lambda slug: push.start_in_background(factory, settings, keyring, slug)
+    launcher = feeds(settings=settings, sessions=factory, keyring=keyring) if feeds is not None else None
+    AppContext(settings, engine, factory, keyring, key_cache, launcher).install(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -6,13 +6,13 @@ partner slugs are not for everyone to read.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exchange import metrics
-from exchange.auth.deps import DbSession, StaffUser
+from exchange.auth.deps import DbSession, require_staff
 from exchange.feed.models import Feed, FeedRun, PushState
 from exchange.partner.models import Partner
 
@@ -93,8 +93,8 @@ def database_metrics(db: Session) -> list[str]:
     return lines
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics_endpoint(db: DbSession, user: StaffUser) -> PlainTextResponse:
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_staff)])
+def metrics_endpoint(db: DbSession) -> PlainTextResponse:
     """Prometheus exposition: this process's counters plus gauges from the database."""
     lines = metrics.render_counters() + database_metrics(db)
     return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import requests
@@ -37,8 +36,8 @@ from exchange.feed.service import safe_url
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
-from exchange.partner.models import Partner
 from exchange.signing import CTY_TAXII, KeyRing
+from policies.engine import push_grant
 from policies.schemas import AgreementDoc
 
 log = logging.getLogger(__name__)
@@ -95,23 +94,15 @@ class _Envelope:
     done: bool  # nothing visible after advance_to (as of this read)
 
 
-def _in_force(doc: AgreementDoc, partner: Partner, today: date) -> bool:
-    return (
-        partner.status == "active" and doc.status == "active" and doc.valid_from <= today <= doc.valid_until
-    )
-
-
 def push_targets(db: Session) -> list[PushTarget]:
     """Active partners whose current agreement is in force today and asks for push delivery."""
     today = utcnow().date()
     targets = []
     for partner in partner_service.list_(db):
-        if partner.status != "active":
-            continue
         doc = agreement_service.current_doc_for(db, partner.pk)
-        if doc is None or doc.push is None or not _in_force(doc, partner, today):
-            continue
-        targets.append(PushTarget(partner.slug, int(doc.push.every.total_seconds()), doc.push.url))
+        grant = push_grant(doc, partner_status=partner.status, today=today)
+        if grant is not None:
+            targets.append(PushTarget(partner.slug, grant.every_seconds, grant.url))
     return targets
 
 
@@ -408,13 +399,14 @@ def _push(
         partner = partner_service.get_by_slug(db, slug)
         assert partner is not None
         doc = agreement_service.current_doc_for(db, partner.pk)
-        if doc is None or doc.push is None or not _in_force(doc, partner, utcnow().date()):
+        grant = push_grant(doc, partner_status=partner.status, today=utcnow().date())
+        if doc is None or grant is None:
             summary.error = f"no push delivery in force for partner {slug!r}"
             return
         collections = _scope(db, doc)
         auth = partner_service.push_auth(partner)
         partner_pk = partner.pk
-    url = _objects_url(doc.push.url)
+    url = _objects_url(grant.url)
     recipient = outbound.Recipient.for_partner(partner_pk, slug, channel="push", requested_by=requested_by)
     size = max(1, settings.push_batch_size)
     with requests.Session() as http:

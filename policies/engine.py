@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from policies.schemas import PROTECTED_PROPERTIES, AgreementDoc
@@ -83,11 +83,25 @@ class Decision:
 ALLOWED = Decision(True, "allowed")
 
 
-def _in_force(doc: AgreementDoc, now: datetime, partner_active: bool) -> bool:
+def in_force(doc: AgreementDoc, partner_status: str, today: date) -> bool:
+    """Whether the agreement grants anything on the UTC date `today`: it is active, its partner is
+    active, and `today` is inside its window (both ends included). Anything else grants nothing."""
+    if isinstance(today, datetime) or not isinstance(today, date):
+        raise TypeError("today must be a date (the UTC calendar day), not a datetime")
+    return (
+        doc.status == "active" and partner_status == "active" and doc.valid_from <= today <= doc.valid_until
+    )
+
+
+def _today(now: datetime) -> date:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware; agreement windows are UTC dates")
-    today = now.astimezone(timezone.utc).date()
-    return doc.status == "active" and partner_active is True and doc.valid_from <= today <= doc.valid_until
+    return now.astimezone(timezone.utc).date()
+
+
+def _status(partner_active: bool) -> str:
+    # Only a real True counts: a truthy stand-in ("no", 1) must not switch grants on.
+    return "active" if partner_active is True else "inactive"
 
 
 def _microseconds(td: timedelta | None) -> int:
@@ -101,7 +115,9 @@ def read_grant(
 ) -> ReadGrant | None:
     """The partner's read grant for `collection` at `now`, or None (fail closed)."""
     read = doc.read
-    if read is None or collection not in read.collections or not _in_force(doc, now, partner_active):
+    if read is None or collection not in read.collections:
+        return None
+    if not in_force(doc, _status(partner_active), _today(now)):
         return None
     return ReadGrant(
         partner=doc.partner,
@@ -120,7 +136,9 @@ def write_grant(
 ) -> WriteGrant | None:
     """The partner's write grant for `collection` at `now`, or None (fail closed)."""
     write = doc.write
-    if write is None or collection not in write.collections or not _in_force(doc, now, partner_active):
+    if write is None or collection not in write.collections:
+        return None
+    if not in_force(doc, _status(partner_active), _today(now)):
         return None
     return WriteGrant(
         partner=doc.partner,
@@ -128,6 +146,48 @@ def write_grant(
         types=None if write.types is None else frozenset(write.types),
         require_signature=write.require_signature,
     )
+
+
+@dataclass(frozen=True)
+class PushGrant:
+    """Push delivery in force for one partner: where to, how often, and from which collections."""
+
+    partner: str
+    url: str
+    every_seconds: int
+    collections: tuple[str, ...]  # the one the push section names, else every collection read
+
+
+def push_grant(doc: AgreementDoc | None, *, partner_status: str, today: date) -> PushGrant | None:
+    """The push delivery the agreement asks for on `today`, or None (no agreement, no push
+    section, or not in force: fail closed)."""
+    if doc is None or doc.push is None or doc.read is None:
+        return None
+    if not in_force(doc, partner_status, today):
+        return None
+    push = doc.push
+    collections = (push.collection,) if push.collection else tuple(doc.read.collections)
+    return PushGrant(
+        partner=doc.partner,
+        url=push.url,
+        every_seconds=int(push.every.total_seconds()),
+        collections=collections,
+    )
+
+
+def decide_write(grant: WriteGrant | None, obj: Any, signature_problem: str | None) -> Decision:
+    """May the grant's partner write this object? `signature_problem` is why the envelope's
+    signature failed (None when it verified or none is needed); the first rule that refuses says why."""
+    if grant is None:
+        return Decision(False, "no write grant")
+    if grant.require_signature and signature_problem is not None:
+        return Decision(False, f"the agreement requires signed submissions: {signature_problem}")
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if grant.types is not None and kind not in grant.types:
+        return Decision(
+            False, f"the agreement does not let {grant.partner} write objects of type {kind!r} here"
+        )
+    return ALLOWED
 
 
 def _level_name(level: int) -> str:

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from policies.duration import format_duration, parse_duration
-from policies.tlp import LEVELS, rank
+from policies.tlp import LEVELS, normalise
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]", re.ASCII)
 # STIX 2.1 section 3.1: a-z, 0-9 and single hyphens, 3 to 250 characters.
@@ -67,7 +67,7 @@ def _collection_alias(value: str) -> str:
 def _tlp_level(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a TLP level must be one of {', '.join(LEVELS)}, not {value!r}")
-    return LEVELS[rank(value)]  # rank() names the allowed levels when it refuses
+    return normalise(value)  # which names the allowed levels when it refuses
 
 
 def _duration(value: Any) -> timedelta:

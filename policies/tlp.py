@@ -76,13 +76,20 @@ _RANK_BY_ID = {mid: _RANKS[level] for mid, (_, level) in _CANONICAL_IDS.items()}
 _TIMESTAMP = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?Z")
 
 
-def rank(level: str) -> int:
-    """Rank of a TLP level, 0 (clear/white) to 4 (red); accepts "AMBER", "TLP:AMBER+STRICT"."""
+def normalise(level: str) -> str:
+    """The canonical lower-case level for any accepted spelling: any case, an optional "TLP:"
+    prefix, "white" for "clear" ("AMBER", "TLP:Amber+Strict", "White" -> "amber",
+    "amber+strict", "clear"); anything else is a ValueError naming the levels."""
     key = level.strip().lower() if isinstance(level, str) else ""
-    key = key[4:] if key.startswith("tlp:") else key
+    key = key.removeprefix("tlp:")
     if key not in _RANKS:
         raise ValueError(f"unknown TLP level {level!r}; expected one of {', '.join(LEVELS)}")
-    return _RANKS[key]
+    return LEVELS[_RANKS[key]]
+
+
+def rank(level: str) -> int:
+    """Rank of a TLP level, 0 (clear/white) to 4 (red), in any spelling `normalise` accepts."""
+    return _RANKS[normalise(level)]
 
 
 def level_of_marking(marking_id: str) -> str | None:

@@ -33,7 +33,7 @@ from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
-from policies.engine import WriteGrant
+from policies.engine import WriteGrant, decide_write
 from taxii_server import context
 from taxii_server.cursor import Cursor, CursorCodec
 from taxii_server.filters import FILTER_KEYS, normalised_filters, to_object_filter
@@ -561,20 +561,9 @@ def _write_policy(
         return objects, []
     accepted, refused = [], []
     for obj in objects:
-        detail = ingest_service.status_detail(obj)
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if grant.require_signature and signature_problem is not None:
-            refused.append(
-                detail | {"message": f"the agreement requires signed submissions: {signature_problem}"}
-            )
-        elif grant.types is not None and kind not in grant.types:
-            refused.append(
-                detail
-                | {
-                    "message": f"the agreement does not let {grant.partner} write "
-                    f"objects of type {kind!r} here"
-                }
-            )
-        else:
+        decision = decide_write(grant, obj, signature_problem)
+        if decision.allowed:
             accepted.append(obj)
+        else:
+            refused.append(ingest_service.status_detail(obj) | {"message": decision.reason})
     return accepted, refused

@@ -25,6 +25,7 @@ from exchange.database.core import make_engine, make_session_factory, session_sc
 from exchange.intel import service
 from exchange.intel.models import Collection
 from exchange.main import create_app
+from feeds.launcher import Launcher
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -165,7 +166,7 @@ def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  #
 def live_server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     """The real app under uvicorn on a free 127.0.0.1 port."""
     port = free_port()
-    server, thread = start_uvicorn(create_app(settings), port)
+    server, thread = start_uvicorn(create_app(settings, feeds=Launcher), port)
     yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, engine=engine)
     server.should_exit = True
     thread.join(timeout=10)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel
 
 from exchange.sharing import preview as preview_service
 from exchange.agreement import service
-from exchange.auth.deps import AdminUser, DbSession
+from exchange.auth.deps import AdminUser, DbSession, require_admin
 from exchange.database.types import utcnow
 
-router = APIRouter(prefix="/api/v1/agreements", tags=["agreements"])
+router = APIRouter(prefix="/api/v1/agreements", tags=["agreements"], dependencies=[Depends(require_admin)])
 
 
 class AppliedRead(BaseModel):
@@ -44,17 +44,17 @@ def apply_agreement(db: DbSession, user: AdminUser, body: dict[str, Any] = Body(
 
 
 @router.get("")
-def list_agreements(db: DbSession, user: AdminUser) -> list[dict[str, Any]]:
+def list_agreements(db: DbSession) -> list[dict[str, Any]]:
     return service.export_all(db)
 
 
 @router.get("/{partner}")
-def get_agreement(partner: str, db: DbSession, user: AdminUser) -> dict[str, Any]:
+def get_agreement(partner: str, db: DbSession) -> dict[str, Any]:
     return service.current_document(db, partner)
 
 
 @router.get("/{partner}/versions", response_model=list[VersionRead])
-def list_versions(partner: str, db: DbSession, user: AdminUser) -> list[VersionRead]:
+def list_versions(partner: str, db: DbSession) -> list[VersionRead]:
     import orjson
 
     return [
@@ -73,7 +73,7 @@ def list_versions(partner: str, db: DbSession, user: AdminUser) -> list[VersionR
 
 @router.get("/{partner}/diff")
 def diff_versions(
-    partner: str, db: DbSession, user: AdminUser, from_: int = Query(alias="from"), to: int = Query()
+    partner: str, db: DbSession, from_: int = Query(alias="from"), to: int = Query()
 ) -> list[dict[str, Any]]:
     return service.diff(db, partner, from_, to)
 
@@ -84,13 +84,13 @@ def set_status(partner: str, body: StatusIn, db: DbSession, user: AdminUser) -> 
 
 
 @router.get("/{partner}/preview")
-def preview_current(partner: str, db: DbSession, user: AdminUser) -> dict[str, Any]:
+def preview_current(partner: str, db: DbSession) -> dict[str, Any]:
     """What this partner would be served now under its current agreement."""
     doc = service.validate(db, service.current_document(db, partner))
     return preview_service.preview(db, doc, now=utcnow())
 
 
 @router.post("/preview")
-def preview_draft(db: DbSession, user: AdminUser, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+def preview_draft(db: DbSession, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """What a partner would see under a draft agreement (nothing is stored)."""
     return preview_service.preview(db, service.validate(db, body), now=utcnow())

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
 from exchange.auth.service import Principal
+from exchange.context import Ctx
 from exchange.database.core import session_scope
 from exchange.errors import ForbiddenError, UnauthorizedError
 
@@ -22,7 +23,7 @@ def safe_user_name(who: str) -> str:
     return who.partition(".")[0][:64] or "anonymous"
 
 
-def record_login_failure(factory, who: str, channel: str) -> None:  # type: ignore[no-untyped-def]
+def record_login_failure(factory: sessionmaker[Session], who: str, channel: str) -> None:
     """Audit a failed login in its own transaction (the request's own is rolled back)."""
     with session_scope(factory, write=True) as db:
         audit.record(db, actor=safe_user_name(who), action="login.failure", details={"channel": channel})
@@ -43,7 +44,7 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     return None
 
 
-def current_user(request: Request) -> Principal:
+def current_user(request: Request, ctx: Ctx) -> Principal:
     """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise.
 
     Its own short read transaction, so it never holds the request's write lock.
@@ -51,11 +52,11 @@ def current_user(request: Request) -> Principal:
     given = _credentials(request)
     principal = None
     if given:
-        with session_scope(request.app.state.session_factory) as db:
-            principal = auth_service.authenticate(db, given[0], given[1], cache=request.app.state.key_cache)
+        with session_scope(ctx.sessions) as db:
+            principal = auth_service.authenticate(db, given[0], given[1], cache=ctx.key_cache)
     if principal is None:
         if given:
-            record_login_failure(request.app.state.session_factory, given[0], "rest")
+            record_login_failure(ctx.sessions, given[0], "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
     return principal
 
@@ -63,7 +64,7 @@ def current_user(request: Request) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def get_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
+def get_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:
     """One transaction per request, committed when the handler succeeds.
 
     Only requests that may write take SQLite's write lock up front (exports and previews are
@@ -71,7 +72,7 @@ def get_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
     login is answered (and audited) before any lock is taken.
     """
     write = request.method not in ("GET", "HEAD")
-    with session_scope(request.app.state.session_factory, write=write) as session:
+    with session_scope(ctx.sessions, write=write) as session:
         yield session
 
 
@@ -80,9 +81,9 @@ def get_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
-def get_write_db(request: Request, _caller: CurrentUser) -> Iterator[Session]:
+def get_write_db(ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:
     """A write transaction from the start, for GETs that record something (exports)."""
-    with session_scope(request.app.state.session_factory, write=True) as session:
+    with session_scope(ctx.sessions, write=True) as session:
         yield session
 
 
@@ -100,5 +101,9 @@ def require_role(*roles: str) -> Callable[[Principal], Principal]:
     return check
 
 
-AdminUser = Annotated[Principal, Depends(require_role("admin"))]
-StaffUser = Annotated[Principal, Depends(require_role("admin", "analyst"))]
+# One check function per role set, shared by the aliases and by routers'
+# `dependencies=[Depends(require_admin)]`, so FastAPI runs it once per request.
+require_admin = require_role("admin")
+require_staff = require_role("admin", "analyst")
+AdminUser = Annotated[Principal, Depends(require_admin)]
+StaffUser = Annotated[Principal, Depends(require_staff)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from exchange.auth.deps import StaffUser, WriteDbSession
+from exchange.context import KeyRingDep, SettingsDep
 from exchange.errors import BadRequestError
 from exchange.export.service import export_bundle, signer
 from exchange.intel.timestamps import text_to_us
@@ -19,7 +20,8 @@ JWS_HEADER = "X-Exchange-JWS"
 @router.get("/{collection}", response_class=Response)
 def export(
     collection: str,
-    request: Request,
+    settings: SettingsDep,
+    keyring: KeyRingDep,
     db: WriteDbSession,
     user: StaffUser,
     partner: str = Query(description="the partner whose agreement decides what goes in"),
@@ -37,7 +39,6 @@ def export(
             after = text_to_us(added_after)
         except ValueError as exc:
             raise BadRequestError(f"added_after: {exc}") from None
-    settings = request.app.state.settings
     result = export_bundle(
         db,
         partner_slug=partner,
@@ -46,7 +47,7 @@ def export(
         actor=user.credential_id,
         exchange_identity=settings.identity_id,
         added_after_us=after,
-        sign=signer(request.app.state.keyring, settings.identity_id),
+        sign=signer(keyring, settings.identity_id),
     )
     headers = {"X-Exchange-Objects": str(result.count)}
     if result.signature:

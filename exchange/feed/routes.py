@@ -2,39 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from exchange.auth.deps import AdminUser, DbSession
+from exchange.auth.deps import AdminUser, DbSession, require_admin
+from exchange.context import FeedLauncherDep
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 
-router = APIRouter(prefix="/api/v1", tags=["feeds"])
+router = APIRouter(prefix="/api/v1", tags=["feeds"], dependencies=[Depends(require_admin)])
 
 
 @router.get("/feeds", response_model=list[FeedRead])
-def list_feeds(db: DbSession, user: AdminUser) -> list[FeedRead]:
+def list_feeds(db: DbSession) -> list[FeedRead]:
     """Every feed with its health, last run and next scheduled run."""
     return [service.read(db, feed) for feed in service.list_(db)]
 
 
 @router.post("/feeds", status_code=201, response_model=FeedRead)
-def create_feed(body: FeedCreate, request: Request, db: DbSession, user: AdminUser) -> FeedRead:
+def create_feed(body: FeedCreate, feeds: FeedLauncherDep, db: DbSession, user: AdminUser) -> FeedRead:
     """Add a feed; it is scheduled within the scheduler's next sync."""
-    check = getattr(request.app.state, "feed_options_check", None)
-    feed = service.create(db, body, actor=user.credential_id, check_options=check)
+    feed = service.create(db, body, actor=user.credential_id, check_options=feeds.check_options)
     return service.read(db, feed)
 
 
 @router.get("/feeds/{name}", response_model=FeedRead)
-def get_feed(name: str, db: DbSession, user: AdminUser) -> FeedRead:
+def get_feed(name: str, db: DbSession) -> FeedRead:
     return service.read(db, service.get_by_name(db, name))
 
 
 @router.patch("/feeds/{name}", response_model=FeedRead)
-def update_feed(name: str, body: FeedUpdate, request: Request, db: DbSession, user: AdminUser) -> FeedRead:
+def update_feed(
+    name: str, body: FeedUpdate, feeds: FeedLauncherDep, db: DbSession, user: AdminUser
+) -> FeedRead:
     """Change settings, or enable / disable (`{"enabled": false}`)."""
-    check = getattr(request.app.state, "feed_options_check", None)
-    feed = service.update_(db, name, body, actor=user.credential_id, check_options=check)
+    feed = service.update_(db, name, body, actor=user.credential_id, check_options=feeds.check_options)
     return service.read(db, feed)
 
 
@@ -46,37 +47,34 @@ def delete_feed(name: str, db: DbSession, user: AdminUser) -> Response:
 
 
 @router.get("/feeds/{name}/runs", response_model=list[FeedRunRead])
-def list_runs(
-    name: str, db: DbSession, user: AdminUser, limit: int = Query(20, ge=1, le=500)
-) -> list[FeedRunRead]:
+def list_runs(name: str, db: DbSession, limit: int = Query(20, ge=1, le=500)) -> list[FeedRunRead]:
     """The feed's most recent runs, newest first, with counts and errors."""
     feed = service.get_by_name(db, name)
     return [service.run_read(run) for run in service.runs(db, feed, limit=limit)]
 
 
 @router.post("/feeds/{name}/run", status_code=202)
-def run_now(name: str, request: Request, user: AdminUser) -> dict[str, object]:
+def run_now(name: str, feeds: FeedLauncherDep) -> dict[str, object]:
     """Start a run now (409 while one is running); follow it at /feeds/{name}/runs."""
     # No request session here: the run opens its own write transactions at once.
-    starter = request.app.state.feed_starter
-    run_id = starter(name)
+    run_id = feeds.start_feed(name)
     return {"feed": name, "run": run_id, "status": "running"}
 
 
 @router.get("/scheduler")
-def scheduler_state(db: DbSession, user: AdminUser) -> dict[str, object]:
+def scheduler_state(db: DbSession) -> dict[str, object]:
     """The leading scheduler process (None when no process leads) and the jobs with their next runs."""
     return service.scheduler_state(db)
 
 
 @router.get("/push/{slug}")
-def push_progress(slug: str, db: DbSession, user: AdminUser) -> list[dict[str, object]]:
+def push_progress(slug: str, db: DbSession) -> list[dict[str, object]]:
     """Push delivery to one partner, per collection: how far it got, failures in a row, the last error."""
     return service.push_status(db, slug)
 
 
 @router.post("/push/{slug}/run", status_code=202)
-def push_now(slug: str, request: Request, user: AdminUser) -> dict[str, object]:
+def push_now(slug: str, feeds: FeedLauncherDep) -> dict[str, object]:
     """Start a push delivery to the partner now; follow it at /push/{slug}."""
-    request.app.state.push_starter(slug)
+    feeds.start_push(slug)
     return {"partner": slug, "status": "running"}

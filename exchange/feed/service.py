@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
 from exchange.database.types import utcnow
-from exchange.errors import BadRequestError, ConflictError, NotFoundError
+from exchange.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
 from exchange.feed.models import Feed, FeedRun, PushState, SchedulerLease
 from exchange.feed.schemas import FeedAuth, FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from policies.duration import format_duration, parse_duration
-from policies.tlp import LEVELS
+from policies.tlp import normalise
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]", re.ASCII)
 MIN_EVERY = timedelta(minutes=1)
@@ -74,11 +74,10 @@ def _check_url(url: str) -> str:
 
 
 def _check_tlp(level: str) -> str:
-    level = level.strip().lower().removeprefix("tlp:")
-    level = "clear" if level == "white" else level
-    if level not in LEVELS:
-        raise BadRequestError(f"unknown TLP level {level!r}; expected one of {', '.join(LEVELS)}")
-    return level
+    try:
+        return normalise(level)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _check_schedule(every: str | None, cron: str | None) -> tuple[int | None, str | None]:
@@ -137,17 +136,17 @@ OptionsCheck = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _checked_options(kind: str, given: dict[str, Any], check: OptionsCheck | None) -> dict[str, Any]:
-    if check is None:
-        return given
+    if check is None:  # never stored unchecked
+        raise ServiceUnavailableError(
+            f"the options of a {kind} feed cannot be checked here (no feed launcher); nothing was changed"
+        )
     try:
         return check(kind, given)
     except ValueError as exc:
         raise BadRequestError(f"bad options for a {kind} feed: {exc}") from None
 
 
-def create(
-    db: Session, feed_in: FeedCreate, *, actor: str, check_options: OptionsCheck | None = None
-) -> Feed:
+def create(db: Session, feed_in: FeedCreate, *, actor: str, check_options: OptionsCheck | None) -> Feed:
     """Add a feed (disabled feeds are kept but not scheduled); `check_options` vets kind-specific options."""
     if not NAME.fullmatch(feed_in.name):
         raise BadRequestError(f"{feed_in.name!r} is not a feed name (3-64 characters: a-z, 0-9, '-' and '_')")
@@ -178,7 +177,7 @@ def create(
 
 
 def update_(
-    db: Session, name: str, feed_in: FeedUpdate, *, actor: str, check_options: OptionsCheck | None = None
+    db: Session, name: str, feed_in: FeedUpdate, *, actor: str, check_options: OptionsCheck | None
 ) -> Feed:
     """Change a feed; a changed URL or kind starts over (its cursor is dropped)."""
     feed = get_by_name(db, name)
@@ -224,7 +223,7 @@ def update_(
 
 def set_enabled(db: Session, name: str, enabled: bool, *, actor: str) -> Feed:
     """Enable or disable a feed (a disabled feed keeps its cursor and history)."""
-    return update_(db, name, FeedUpdate(enabled=enabled), actor=actor)
+    return update_(db, name, FeedUpdate(enabled=enabled), actor=actor, check_options=None)
 
 
 def delete(db: Session, name: str, *, actor: str) -> None:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 
-from exchange.auth.deps import DbSession, StaffUser
+from exchange.auth.deps import DbSession, StaffUser, require_staff
+from exchange.context import SessionsDep, SettingsDep
 from exchange.errors import PayloadTooLargeError
 from exchange.incident import service
 from exchange.incident.schemas import IncidentIn, Published
 from exchange.intel.strictjson import loads_strict
 
-router = APIRouter(prefix="/api/v1", tags=["publishing"])
+router = APIRouter(prefix="/api/v1", tags=["publishing"], dependencies=[Depends(require_staff)])
 
 
 @router.post("/incidents", status_code=201, response_model=Published)
-def publish_incident(body: IncidentIn, request: Request, db: DbSession, user: StaffUser) -> Published:
+def publish_incident(body: IncidentIn, settings: SettingsDep, db: DbSession, user: StaffUser) -> Published:
     """Describe an incident in plain fields; the exchange builds, validates and stores the STIX."""
-    return service.publish_incident(db, body, actor=user.credential_id, settings=request.app.state.settings)
+    return service.publish_incident(db, body, actor=user.credential_id, settings=settings)
 
 
 @router.post(
@@ -26,10 +27,13 @@ def publish_incident(body: IncidentIn, request: Request, db: DbSession, user: St
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def publish_bundle(
-    request: Request, user: StaffUser, collection: str = Query("incidents")
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    user: StaffUser,
+    collection: str = Query("incidents"),
 ) -> dict[str, Any]:
     """Publish any STIX 2.1 bundle with TAXII POST's strict validation (per-object results)."""
-    settings = request.app.state.settings
     raw = await request.body()
     if len(raw) > settings.max_content_length:
         raise PayloadTooLargeError(
@@ -41,7 +45,7 @@ async def publish_bundle(
     from exchange.database.core import session_scope
 
     def store() -> dict[str, Any]:
-        with session_scope(request.app.state.session_factory, write=True) as db:
+        with session_scope(sessions, write=True) as db:
             return service.publish_bundle(
                 db, bundle, collection=collection, actor=user.credential_id, settings=settings
             )
@@ -51,20 +55,22 @@ async def publish_bundle(
 
 @router.post("/objects/{stix_id}/revoke")
 def revoke(
-    stix_id: str, request: Request, db: DbSession, user: StaffUser, body: dict[str, Any] | None = Body(None)
+    stix_id: str,
+    settings: SettingsDep,
+    db: DbSession,
+    user: StaffUser,
+    body: dict[str, Any] | None = Body(None),
 ) -> dict[str, Any]:
     """Revoke an object (a new version with revoked: true) in every collection holding it."""
     collection = (body or {}).get("collection")
-    versions = service.revoke(
-        db, stix_id, actor=user.credential_id, settings=request.app.state.settings, collection=collection
-    )
+    versions = service.revoke(db, stix_id, actor=user.credential_id, settings=settings, collection=collection)
     return {"id": stix_id, "revoked": versions}
 
 
 @router.post("/objects/{stix_id}/versions")
 def new_version(
     stix_id: str,
-    request: Request,
+    settings: SettingsDep,
     db: DbSession,
     user: StaffUser,
     changes: dict[str, Any] = Body(...),
@@ -76,13 +82,13 @@ def new_version(
         stix_id,
         changes,
         actor=user.credential_id,
-        settings=request.app.state.settings,
+        settings=settings,
         collection=collection,
     )
     return {"id": stix_id, "versions": versions}
 
 
 @router.get("/observables")
-def lookup(value: str, db: DbSession, user: StaffUser) -> dict[str, Any]:
+def lookup(value: str, db: DbSession) -> dict[str, Any]:
     """Have we seen this value? Indicators mentioning it, sightings of them, incidents they indicate."""
     return service.lookup(db, value)

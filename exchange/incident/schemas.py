@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policies.tlp import LEVELS, rank
+from policies.tlp import LEVELS, normalise
 
 
 class ObservableIn(BaseModel):
@@ -48,7 +48,7 @@ class IncidentIn(BaseModel):
     @field_validator("tlp")
     @classmethod
     def _tlp(cls, value: str) -> str:
-        return LEVELS[rank(value)]
+        return normalise(value)
 
     @model_validator(mode="after")
     def _window(self) -> "IncidentIn":

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from exchange.auth.deps import DbSession, StaffUser
+from exchange.auth.deps import DbSession, require_staff
 from exchange.errors import NotFoundError
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import us_to_text
 
-router = APIRouter(prefix="/api/v1/objects", tags=["objects"])
+router = APIRouter(prefix="/api/v1/objects", tags=["objects"], dependencies=[Depends(require_staff)])
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -38,7 +38,7 @@ _COLUMNS = (
 
 
 @router.get("/{stix_id}")
-def get_object(stix_id: str, db: DbSession, user: StaffUser) -> dict[str, Any]:
+def get_object(stix_id: str, db: DbSession) -> dict[str, Any]:
     """Every stored version of an object (all collections) and the latest sightings of it."""
     versions = db.execute(
         select(*_COLUMNS)
@@ -52,7 +52,7 @@ def get_object(stix_id: str, db: DbSession, user: StaffUser) -> dict[str, Any]:
 
 
 @router.get("/{stix_id}/sightings")
-def list_sightings(stix_id: str, db: DbSession, user: StaffUser) -> list[dict[str, Any]]:
+def list_sightings(stix_id: str, db: DbSession) -> list[dict[str, Any]]:
     """Sightings (latest versions) that point at the object, e.g. posted by partners over TAXII."""
     return sightings_of(db, stix_id)
 

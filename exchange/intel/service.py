@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from exchange.errors import BadRequestError, ConflictError, NotFoundError
 from exchange.intel.models import ApiRoot, Collection
+from policies.tlp import normalise
 
 _ALIAS = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
-TLP_DEFAULTS = ("clear", "green", "amber", "amber+strict", "red")
 
 
 def ensure_api_root(
@@ -51,8 +51,10 @@ def create_collection(
     """A new collection with a random UUIDv4 id and a human alias unique in its API root."""
     if not _ALIAS.match(alias):
         raise BadRequestError(f"collection alias {alias!r} must be 2-64 lowercase letters, digits or '-'")
-    if default_tlp not in TLP_DEFAULTS:
-        raise BadRequestError(f"default TLP {default_tlp!r} is not one of {', '.join(TLP_DEFAULTS)}")
+    try:
+        default_tlp = normalise(default_tlp)
+    except ValueError as exc:
+        raise BadRequestError(f"default TLP: {exc}") from None
     if get_collection(db, api_root_pk=api_root.pk, ref=alias, missing_ok=True):
         raise ConflictError(f"a collection {alias!r} already exists in {api_root.name!r}")
     collection = Collection(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 
 from exchange.auth import service as auth_service
-from exchange.auth.deps import AdminUser, DbSession
+from exchange.auth.deps import AdminUser, DbSession, require_admin
+from exchange.context import KeyCacheDep
 from exchange.partner import service
 from exchange.partner.schemas import (
     CredentialCreate,
@@ -20,7 +21,7 @@ from exchange.partner.schemas import (
     UserCreate,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["partners and credentials"])
+router = APIRouter(prefix="/api/v1", tags=["partners and credentials"], dependencies=[Depends(require_admin)])
 
 
 @router.post("/partners", status_code=201, response_model=PartnerCreated)
@@ -31,12 +32,12 @@ def create_partner(body: PartnerCreate, db: DbSession, user: AdminUser) -> Partn
 
 
 @router.get("/partners", response_model=list[PartnerRead])
-def list_partners(db: DbSession, user: AdminUser) -> list[PartnerRead]:
+def list_partners(db: DbSession) -> list[PartnerRead]:
     return [PartnerRead.model_validate(p) for p in service.list_(db)]
 
 
 @router.get("/partners/{slug}", response_model=PartnerRead)
-def get_partner(slug: str, db: DbSession, user: AdminUser) -> PartnerRead:
+def get_partner(slug: str, db: DbSession) -> PartnerRead:
     return PartnerRead.model_validate(service.get_by_slug(db, slug))
 
 
@@ -78,7 +79,7 @@ def create_credential(slug: str, body: CredentialCreate, db: DbSession, user: Ad
 
 
 @router.get("/partners/{slug}/credentials", response_model=list[CredentialRead])
-def list_credentials(slug: str, db: DbSession, user: AdminUser) -> list[CredentialRead]:
+def list_credentials(slug: str, db: DbSession) -> list[CredentialRead]:
     partner = service.get_by_slug(db, slug)
     return [CredentialRead.model_validate(c) for c in service.credentials(db, partner)]  # type: ignore[arg-type]
 
@@ -102,8 +103,8 @@ def create_user(body: UserCreate, db: DbSession, user: AdminUser) -> CredentialC
 
 
 @router.post("/credentials/{credential_id}/revoke", response_model=CredentialRead)
-def revoke_credential(credential_id: str, request: Request, db: DbSession, user: AdminUser) -> CredentialRead:
-    credential = auth_service.revoke(
-        db, credential_id, actor=user.credential_id, cache=request.app.state.key_cache
-    )
+def revoke_credential(
+    credential_id: str, cache: KeyCacheDep, db: DbSession, user: AdminUser
+) -> CredentialRead:
+    credential = auth_service.revoke(db, credential_id, actor=user.credential_id, cache=cache)
     return CredentialRead.model_validate(credential)

@@ -22,6 +22,7 @@ from exchange.feed import service as feed_service
 from exchange.feed.schemas import FeedCreate
 from exchange.intel import service as intel_service
 from exchange.intel.models import Collection
+from feeds.sources import check_options
 
 
 @dataclass
@@ -166,7 +167,10 @@ class Feeds:
                 default_tlp="amber",
             )
             feed_service.create(
-                db, FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, **fields), actor="test"
+                db,
+                FeedCreate(name=name, kind=kind, url=url, collection=coll.alias, **fields),
+                actor="test",
+                check_options=check_options,
             )
         return name, coll
 

@@ -15,7 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jwcrypto import jwk as jwcrypto_jwk
 
+from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings
+from exchange.context import AppContext
+from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ConflictError, NotFoundError
 from exchange.signing import CTY_STIX, KeyRing, sign_detached, verify_detached
 from exchange.signing.cli import cmd_signing_key_jwks, cmd_signing_key_rotate
@@ -226,7 +229,8 @@ def test_concurrent_ensure_from_several_processes_makes_one_current_key(tmp_path
 
 def _app(keyring: KeyRing) -> FastAPI:
     app = FastAPI()
-    app.state.keyring = keyring
+    engine = make_engine("sqlite://")
+    AppContext(Settings(), engine, make_session_factory(engine), keyring, VerifiedKeyCache(1)).install(app)
     app.include_router(router)
     return app
 

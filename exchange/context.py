@@ -1,0 +1,83 @@
+"""AppContext: what one app shares across its requests, built once by `create_app`; and the
+typed dependencies routes read it through (never `request.app.state` directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.auth.keys import VerifiedKeyCache
+from exchange.config import Settings
+from exchange.errors import ServiceUnavailableError
+from exchange.feed.launcher import FeedLauncher
+from exchange.signing import KeyRing
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """The settings, database, keys and feed launcher of one app instance."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keyring: KeyRing
+    key_cache: VerifiedKeyCache
+    feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
+
+    def install(self, app: FastAPI) -> None:
+        """Store the context on `app`, once."""
+        if getattr(app.state, "context", None) is not None:
+            raise RuntimeError("this app already has a context")
+        app.state.context = self
+
+
+def context_of(app: FastAPI) -> AppContext:
+    """The context `create_app` stored on `app`."""
+    ctx = getattr(app.state, "context", None)
+    if not isinstance(ctx, AppContext):
+        raise RuntimeError("this app was not built by create_app: it has no AppContext")
+    return ctx
+
+
+def get_context(request: Request) -> AppContext:
+    return context_of(request.app)
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+def _settings(ctx: Ctx) -> Settings:
+    return ctx.settings
+
+
+def _keyring(ctx: Ctx) -> KeyRing:
+    return ctx.keyring
+
+
+def _key_cache(ctx: Ctx) -> VerifiedKeyCache:
+    return ctx.key_cache
+
+
+def _sessions(ctx: Ctx) -> sessionmaker[Session]:
+    return ctx.sessions
+
+
+def get_feed_launcher(ctx: Ctx) -> FeedLauncher:
+    """The feed launcher, or 503: without one, feed options cannot be checked nor runs started."""
+    if ctx.feeds is None:
+        raise ServiceUnavailableError(
+            "feed and push management is not available in this process (no feed launcher is wired "
+            "in); nothing was changed"
+        )
+    return ctx.feeds
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+KeyRingDep = Annotated[KeyRing, Depends(_keyring)]
+KeyCacheDep = Annotated[VerifiedKeyCache, Depends(_key_cache)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
+FeedLauncherDep = Annotated[FeedLauncher, Depends(get_feed_launcher)]
