@@ -277,3 +277,36 @@ def test_the_console_script_and_python_m(tmp_path):
         [sys.executable, "-m", "exchange.cli", "partner", "list"], env=env, capture_output=True, text=True
     )
     assert module.returncode == 2 and "exchange init" in module.stderr
+
+
+_IMPORTED = """
+import contextlib, io, json, sys
+from exchange.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(json.dumps(sorted(m for m in sys.modules if "." not in m)))
+"""
+
+
+def test_help_loads_no_heavy_module_and_a_read_command_does_not_migrate(tmp_path):
+    # Not a timing: which modules a command loads decides what it costs, on any machine.
+    env = environment(tmp_path / "data")
+    assert run(env, "init").returncode == 0
+
+    def loaded(*args: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORTED, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return set(json.loads(done.stdout.splitlines()[-1]))
+
+    heavy = {"sqlalchemy", "pydantic", "pydantic_settings", "alembic", "fastapi", "uvicorn", "medallion"}
+    heavy |= {"stix2", "misp_stix", "flask", "yaml", "cryptography", "requests", "apscheduler"}
+    assert loaded("--help") & heavy == set()
+    assert loaded("partner", "--help") & heavy == set()
+    listing = loaded("partner", "list")
+    assert {"sqlalchemy", "pydantic_settings"} <= listing
+    assert listing & {"alembic", "fastapi", "uvicorn", "medallion", "stix2", "misp_stix", "flask"} == set()
