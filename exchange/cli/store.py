@@ -87,9 +87,12 @@ def require_database(settings: Settings) -> None:
             "one. Fix EXCHANGE_DATABASE_URL, or run `exchange init` to start a new exchange there."
         )
     data_dir = settings.data_dir.resolve()
-    found = f"has no database ({sqlite_file.name})" if data_dir.is_dir() else "does not exist"
+    if data_dir.is_dir():
+        found = f"that directory has no database ({sqlite_file.name})"
+    else:
+        found = "that is not a directory" if data_dir.exists() else "that directory does not exist"
     raise StoreError(
-        f"no exchange at {data_dir} ({data_dir_source(settings)}): that directory {found}, "
+        f"no exchange at {data_dir} ({data_dir_source(settings)}): {found}, "
         f"and this command does not create one.\n{WHERE_TO_POINT}"
     )
 
@@ -156,7 +159,13 @@ def migrated_engine(settings: Settings, *, create: bool) -> Engine:
     from exchange.database.core import make_engine
 
     if create:
-        settings.ensure_data_dir()
+        try:
+            settings.ensure_data_dir()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the data directory {settings.data_dir.resolve()} "
+                f"({data_dir_source(settings)}): {exc.strerror}"
+            ) from None
     else:
         require_database(settings)
     engine = make_engine(settings.sqlalchemy_url)

@@ -148,6 +148,17 @@ def test_an_existing_data_dir_without_a_database_is_refused_too(tmp_path):
     assert list((tmp_path / "data").iterdir()) == []
 
 
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "data").write_text("not a directory")
+    env = environment(tmp_path / "data")
+    listed = run(env, "partner", "list")
+    assert listed.returncode == 2 and f"no exchange at {tmp_path / 'data'}" in listed.stderr
+    assert "that is not a directory" in listed.stderr
+    made = run(env, "init")
+    assert made.returncode == 2
+    assert f"cannot create the data directory {tmp_path / 'data'} (from EXCHANGE_DATA_DIR)" in made.stderr
+
+
 def test_data_dir_flag_before_or_after_the_command(tmp_path):
     mine, other = tmp_path / "mine", tmp_path / "other"
     env = environment(other)  # EXCHANGE_DATA_DIR points elsewhere; the flag wins
