@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -13,8 +11,6 @@ from exchange.audit import service as audit
 from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
 from exchange.config import Settings
-from exchange.database.core import make_engine, make_session_factory, session_scope
-from exchange.database.migrate import upgrade
 from exchange.intel import service
 from exchange.intel.models import ApiRoot
 from exchange.signing import KeyRing, default_directory
@@ -40,21 +36,10 @@ class InitResult:
 
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema."""
+    # Imported here: Alembic costs a good part of a second, and only the commands that migrate need it.
+    from exchange.database.migrate import upgrade
+
     upgrade(engine)
-
-
-@contextmanager
-def command_session(settings: Settings, *, migrate_first: bool = True) -> Iterator[Session]:
-    """One write transaction for a CLI command, on an up-to-date schema."""
-    settings.ensure_data_dir()
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        if migrate_first:
-            migrate(engine)
-        with session_scope(make_session_factory(engine), write=True) as db:
-            yield db
-    finally:
-        engine.dispose()
 
 
 def initialise(db: Session, settings: Settings) -> InitResult:

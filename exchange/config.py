@@ -80,6 +80,9 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'exchange.db').resolve()}"
 
+    # Reading settings never writes a file. The two methods below create what a new exchange
+    # needs; only the paths allowed to create one call them (`init`, `demo`, `serve`, create_app).
+
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -88,16 +91,38 @@ class Settings(BaseSettings):
             pass
         return self.data_dir
 
-    def resolved_secret(self) -> bytes:
-        """The cursor/cookie secret: configured, else kept in the data dir (owner-only)."""
+    def ensure_secret(self) -> None:
+        """Generate the development secret into the data dir unless one is configured or kept."""
         if self.secret_key:
-            return self.secret_key.encode()
+            return
         path = self.ensure_data_dir() / SECRET_FILE
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if path.exists():
+            return
+        # Written aside, then linked into place: several workers starting at once all end up
+        # reading the one secret that won, never a half-written file.
+        draft = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
+
+    def resolved_secret(self) -> bytes:
+        """The cursor/cookie secret: configured, else the one kept in the data dir (owner-only)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / SECRET_FILE
+        try:
+            return path.read_text().strip().encode()
+        except FileNotFoundError:
+            raise ValueError(
+                f"no EXCHANGE_SECRET_KEY and no {path.resolve()}: set the variable, or let create_app "
+                "(`exchange serve`) generate the file"
+            ) from None
 
 
 @lru_cache

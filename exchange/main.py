@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     """
     settings = settings or get_settings()
     settings.ensure_data_dir()
+    settings.ensure_secret()
     engine = make_engine(settings.sqlalchemy_url)
     factory = make_session_factory(engine)
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)

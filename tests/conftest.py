@@ -190,11 +190,9 @@ def http(live_server, admin) -> Iterator[httpx.Client]:  # type: ignore[no-untyp
 @pytest.fixture
 def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
     """Environment for running the `exchange` command on the test database, with its own data dir."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    environ["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
-    if settings.database_url:
-        environ["EXCHANGE_DATABASE_URL"] = settings.database_url
-    return environ
+    from tests.support.cli import environment
+
+    return environment(tmp_path / "data", settings.database_url)
 
 
 @pytest.fixture

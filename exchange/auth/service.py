@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from exchange.audit import service as audit
 from exchange.auth.keys import VerifiedKeyCache, hash_key, new_credential_id, new_key
 from exchange.auth.models import Credential
+from exchange.auth.roles import INTERNAL_ROLES
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, NotFoundError
 from exchange.partner.models import Partner
 
 ROLES = ("admin", "analyst", "partner")
-INTERNAL_ROLES = ("admin", "analyst")
 
 
 class Caller(Protocol):

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-KINDS = ("taxii21", "stix-bundle", "csv", "text", "misp")
+from exchange.feed.kinds import KINDS as KINDS
+
 Kind = Literal["taxii21", "stix-bundle", "csv", "text", "misp"]
 
 

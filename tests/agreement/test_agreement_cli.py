@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +22,8 @@ from exchange.errors import NotFoundError
 from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from exchange.partner import service as partner_service
+from tests.support.cli import Result, environment, run
 
-EXE = str(Path(sys.executable).with_name("exchange"))
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
 RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
@@ -42,22 +38,12 @@ class Cli:
         self.engine = make_engine(url)
         self.keys: dict[str, tuple[str, str]] = {}
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([EXE, *args], env=self.env, capture_output=True, text=True, timeout=120)
+    def run(self, *args: str) -> Result:
+        return run(self.env, *args)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [EXE, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-    def run_together(self, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
-        """Independent commands at the same time (each one starts a Python; this keeps the tests quick)."""
-        procs = [self.start(*args) for args in commands]
-        done = []
-        for args, proc in zip(commands, procs, strict=True):
-            stdout, stderr = proc.communicate(timeout=120)
-            done.append(subprocess.CompletedProcess([EXE, *args], proc.returncode, stdout, stderr))
-        return done
+    def run_together(self, *commands: tuple[str, ...]) -> list[Result]:
+        """Independent commands, one after the other (in this process, each costs milliseconds)."""
+        return [self.run(*args) for args in commands]
 
     @contextmanager
     def db(self) -> Iterator[Session]:
@@ -90,10 +76,7 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli(settings, engine, tmp_path_factory) -> Iterator[Cli]:  # type: ignore[no-untyped-def]
     data_dir = tmp_path_factory.mktemp("cli-data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env["EXCHANGE_DATA_DIR"] = str(data_dir)
-    if settings.database_url:
-        env["EXCHANGE_DATABASE_URL"] = settings.database_url
+    env = environment(data_dir, settings.database_url)
     cli_settings = Settings(data_dir=data_dir, database_url=settings.database_url)
     tool = Cli(env, cli_settings.sqlalchemy_url)
     migrate(tool.engine)  # what `exchange init` does (tests/exchange/test_cli.py runs init itself)
@@ -218,10 +201,10 @@ def test_one_bad_file_applies_nothing_from_any_file(cli, tmp_path):
         good, bad = folder / "a.yaml", folder / "b.yaml"
         good.write_text(agreement_yaml(good_partner))
         bad.write_text(make(bad_partner))
-        runs[case] = (cli.start("agreement", "apply", str(good), str(bad)), bad, good_partner, bad_partner)
-    for case, (proc, bad, good_partner, bad_partner) in runs.items():
-        stdout, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 1, (case, stdout, stderr)
+        runs[case] = (cli.run("agreement", "apply", str(good), str(bad)), bad, good_partner, bad_partner)
+    for case, (done, bad, good_partner, bad_partner) in runs.items():
+        stdout, stderr = done.stdout, done.stderr
+        assert done.returncode == 1, (case, stdout, stderr)
         assert str(bad) in stderr, (case, stderr)
         for words in BAD_FILES[case][1]:
             assert words in stderr, (case, words, stderr)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +26,9 @@ from exchange.main import create_app
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import free_port, start_uvicorn
 from tests.stixgen import envelope, indicator
+from tests.support import cli
 from tests.taxii_server.conftest import TAXII, post
 
-EXE = str(Path(sys.executable).with_name("exchange"))
 COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")
 
 
@@ -305,12 +301,12 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
         pytest.skip(
             "edits the SQLite file of a fresh data dir directly; the chain checks above cover PostgreSQL"
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
+    env = cli.environment(tmp_path / "data")
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120)
+    def run(*args: str) -> cli.Result:
+        return cli.run(env, *args)
 
+    assert run("init").returncode == 0
     slug = "cert-xx"
     assert run("partner", "add", slug, "--name", "CERT-XX", "--country", "XX").returncode == 0
     doc = tmp_path / "xx.yaml"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-EXE = str(Path(sys.executable).with_name("exchange"))
+from tests.support import cli
+
 SECRET = "s3cret-feed-password-" + "z" * 8
 
 
@@ -129,8 +127,8 @@ def test_a_running_feed_is_not_started_twice(api, feed_server, coll) -> None:
 
 
 def test_feed_commands(env, feed_server) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120)
+    def run(*args: str) -> cli.Result:
+        return cli.run(env, *args)
 
     assert run("init").returncode == 0
     url = feed_server.serve("/cli.txt", b"# list\n198.51.100.40\nhttp://evil.example.org/a\n")

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.agreement.conftest import Partners, agreement_doc
 from tests.feeds.taxii_peer import start_medallion
+from tests.support.cli import environment, run
 from tests.taxii_server.conftest import TAXII
 
-EXE = str(Path(sys.executable).with_name("exchange"))
 PUSH_USER, PUSH_PASSWORD = "exchange-push", "pw-Admin-Push-" + "q" * 10
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 
@@ -98,15 +94,11 @@ def test_push_over_rest_and_cli(live_server, admin, coll, peer, tmp_path) -> Non
     refused = api.post(f"/api/v1/push/{stranger}/run")
     assert refused.status_code == 400 and "no push delivery" in refused.text
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env.update(
-        {
-            "EXCHANGE_DATA_DIR": str(live_server.settings.data_dir),
-            "EXCHANGE_SECRET_KEY": live_server.settings.secret_key or "",
-        }
+    env = environment(
+        live_server.settings.data_dir,
+        live_server.settings.database_url,
+        EXCHANGE_SECRET_KEY=live_server.settings.secret_key or "",
     )
-    if live_server.settings.database_url:
-        env["EXCHANGE_DATABASE_URL"] = live_server.settings.database_url
     more = _indicator()
     api.post(
         f"/taxii2/{live_server.settings.api_root}/collections/{coll.id}/objects/",
@@ -114,28 +106,18 @@ def test_push_over_rest_and_cli(live_server, admin, coll, peer, tmp_path) -> Non
         headers={"Content-Type": TAXII, "Accept": TAXII},
         auth=admin,
     )
-    ran = subprocess.run([EXE, "push", "run", slug], env=env, capture_output=True, text=True, timeout=120)
+    ran = run(env, "push", "run", slug)
     assert ran.returncode == 0, ran.stderr
     assert "1" in ran.stdout and slug in ran.stdout
-    status = subprocess.run(
-        [EXE, "push", "status", slug], env=env, capture_output=True, text=True, timeout=120
-    )
+    status = run(env, "push", "status", slug)
     assert "delivered 4" in status.stdout, status.stdout
     env["PUSH_PW"] = "another-" + PUSH_PASSWORD
-    changed = subprocess.run(
-        [EXE, "partner", "push-auth", slug, "--username", PUSH_USER, "--password-env", "PUSH_PW"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    changed = run(env, "partner", "push-auth", slug, "--username", PUSH_USER, "--password-env", "PUSH_PW")
     assert (
         changed.returncode == 0
         and "set" in changed.stdout
         and "another-" not in changed.stdout + changed.stderr
     )
-    cleared = subprocess.run(
-        [EXE, "partner", "push-auth", slug, "--clear"], env=env, capture_output=True, text=True, timeout=120
-    )
+    cleared = run(env, "partner", "push-auth", slug, "--clear")
     assert cleared.returncode == 0
     assert api.get(f"/api/v1/partners/{slug}").json()["has_push_auth"] is False

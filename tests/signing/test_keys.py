@@ -21,7 +21,7 @@ from exchange.context import AppContext
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ConflictError, NotFoundError
 from exchange.signing import CTY_STIX, KeyRing, sign_detached, verify_detached
-from exchange.signing.cli import cmd_signing_key_jwks, cmd_signing_key_rotate
+from exchange.cli.signing import cmd_signing_key_jwks, cmd_signing_key_rotate
 from exchange.signing.keys import InsecureKeyFileError, KeyRingError
 from exchange.signing.routes import router
 from exchange.signing.verify import load_jwks
@@ -275,9 +275,14 @@ def test_cli_rotate_rotates_and_records_an_audit_event(tmp_path, capsys):
     from exchange.audit import service as audit
     from exchange.database.core import make_engine, make_session_factory, session_scope
 
+    from exchange.bootstrap import migrate
+
     settings = _settings(tmp_path)
     keyring = KeyRing(settings.data_dir / "signing")
     first = keyring.ensure().kid
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)  # what `exchange init` does; rotate records its audit event in the database
+    engine.dispose()
     assert cmd_signing_key_rotate(Namespace(json=True), settings) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["retired"] == first and keyring.current().kid == printed["current"]

@@ -18,6 +18,7 @@ from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixt
 from tests.signing import joserfc_verify, jwcrypto_verify
 from tests.stixgen import envelope, indicator
 from tests.strict import bundle_problems
+from tests.support import cli
 from tests.taxii_server.conftest import TAXII, post
 
 pytestmark = pytest.mark.live
@@ -110,19 +111,9 @@ def test_staff_pages_are_not_signed(live_server, http, partner_setup):
 
 def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, partner_setup, tmp_path):
     coll, objs, slug, cred, jwks = partner_setup
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env["EXCHANGE_DATA_DIR"] = str(live_server.settings.data_dir)
-    if live_server.settings.database_url:
-        env["EXCHANGE_DATABASE_URL"] = live_server.settings.database_url
-    exe = str(Path(sys.executable).with_name("exchange"))
+    env = cli.environment(live_server.settings.data_dir, live_server.settings.database_url)
     out = tmp_path / "bundle.json"
-    done = subprocess.run(
-        [exe, "export", coll.alias, "--partner", slug, "-o", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli.run(env, "export", coll.alias, "--partner", slug, "-o", str(out))
     assert done.returncode == 0, done.stderr
     bundle = json.loads(out.read_bytes())
     assert bundle["type"] == "bundle" and {o["id"] for o in bundle["objects"]} == {o["id"] for o in objs}
@@ -130,10 +121,10 @@ def test_export_cli_writes_a_signed_bundle_and_sidecar_that_verify(live_server, 
     assert (tmp_path / "bundle.json.jws").read_text().strip() == token
     for verify in (jwcrypto_verify, joserfc_verify):
         assert verify(token, payload, jwks)["cty"] == "stix+json;version=2.1"
-    ok = subprocess.run([exe, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    ok = cli.run(env, "verify", str(out))
     assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
     out.write_bytes(out.read_bytes().replace(b"test indicator 1", b"test indicator X"))
-    bad = subprocess.run([exe, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    bad = cli.run(env, "verify", str(out))
     assert bad.returncode == 1 and "bad signature" in bad.stdout + bad.stderr
 
 

@@ -28,7 +28,7 @@ from exchange.signing import (
     verify_detached,
     verify_file,
 )
-from exchange.signing.cli import cmd_verify
+from exchange.cli.verify import cmd_verify
 from exchange.signing.verify import JwksError
 from tests.signing import ISS, indicator, joserfc_verify, jwcrypto_verify
 

@@ -1,22 +1,22 @@
-"""`exchange feed add|list|runs|enable|disable|remove` (running a feed lives in exchange/cli.py)."""
+"""`exchange feed add|set|list|runs|enable|disable|remove|run`: external feeds pulled on a schedule."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from exchange.bootstrap import command_session
-from exchange.config import Settings
+from exchange.cli import store
+from exchange.cli.common import CLI_ACTOR as ACTOR
+from exchange.cli.common import command, group
 from exchange.errors import BadRequestError
-from exchange.feed import service
-from exchange.feed.schemas import KINDS, FeedAuth, FeedCreate, FeedRead, FeedUpdate
+from exchange.feed.kinds import KINDS
 
-ACTOR = "cli"
-OptionsCheck = Callable[[str, dict[str, Any]], dict[str, Any]]
+if TYPE_CHECKING:
+    from exchange.config import Settings
+    from exchange.feed.schemas import FeedAuth, FeedRead
 
 
 def _option_value(text: str) -> Any:
@@ -52,6 +52,8 @@ def _secret_from_env(variable: str, what: str) -> str:
 
 def auth_from_args(args: argparse.Namespace) -> FeedAuth | None:
     """Credentials from --username/--password-env and --header-env (secrets only via the environment)."""
+    from exchange.feed.schemas import FeedAuth
+
     headers = {}
     for item in args.header_env or []:
         name, sep, variable = item.partition("=")
@@ -71,6 +73,8 @@ def auth_from_args(args: argparse.Namespace) -> FeedAuth | None:
 
 
 def _ca(path: str | None) -> str | None:
+    from pathlib import Path
+
     if path is None:
         return None
     try:
@@ -79,7 +83,11 @@ def _ca(path: str | None) -> str | None:
         raise BadRequestError(f"cannot read the CA bundle {path}: {exc.strerror}") from None
 
 
-def cmd_feed_add(args: argparse.Namespace, settings: Settings, check: OptionsCheck) -> int:
+def cmd_feed_add(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.feed import service
+    from exchange.feed.schemas import FeedCreate
+    from feeds.sources import check_options as check
+
     feed_in = FeedCreate(
         name=args.name,
         kind=args.kind,
@@ -96,7 +104,7 @@ def cmd_feed_add(args: argparse.Namespace, settings: Settings, check: OptionsChe
         auth=auth_from_args(args),
         enabled=not args.disabled,
     )
-    with command_session(settings) as db:
+    with store.session(settings) as db:
         view = service.read(db, service.create(db, feed_in, actor=ACTOR, check_options=check))
     _show(
         args,
@@ -109,7 +117,9 @@ def cmd_feed_add(args: argparse.Namespace, settings: Settings, check: OptionsChe
 
 
 def cmd_feed_list(args: argparse.Namespace, settings: Settings) -> int:
-    with command_session(settings) as db:
+    from exchange.feed import service
+
+    with store.session(settings) as db:
         views = [service.read(db, feed) for feed in service.list_(db)]
     if args.json:
         print(json.dumps([v.model_dump(mode="json") for v in views]))
@@ -130,7 +140,9 @@ def cmd_feed_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feed_runs(args: argparse.Namespace, settings: Settings) -> int:
-    with command_session(settings) as db:
+    from exchange.feed import service
+
+    with store.session(settings) as db:
         feed = service.get_by_name(db, args.name)
         runs = [service.run_read(r) for r in service.runs(db, feed, limit=args.limit)]
     if args.json:
@@ -148,13 +160,19 @@ def cmd_feed_runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feed_enable(args: argparse.Namespace, settings: Settings) -> int:
-    with command_session(settings) as db:
+    from exchange.feed import service
+
+    with store.session(settings) as db:
         feed = service.set_enabled(db, args.name, args.action == "enable", actor=ACTOR)
     print(f"feed {feed.name} {'enabled' if feed.enabled else 'disabled'}")
     return 0
 
 
-def cmd_feed_set(args: argparse.Namespace, settings: Settings, check: OptionsCheck) -> int:
+def cmd_feed_set(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.feed import service
+    from exchange.feed.schemas import FeedUpdate
+    from feeds.sources import check_options as check
+
     fields: dict[str, Any] = {}
     for name in ("url", "collection", "every", "cron", "tlp", "confidence", "timeout"):
         if getattr(args, name) is not None:
@@ -170,7 +188,7 @@ def cmd_feed_set(args: argparse.Namespace, settings: Settings, check: OptionsChe
         fields["auth"] = auth
     if not fields:
         raise BadRequestError("nothing to change; see exchange feed set --help")
-    with command_session(settings) as db:
+    with store.session(settings) as db:
         view = service.read(
             db, service.update_(db, args.name, FeedUpdate(**fields), actor=ACTOR, check_options=check)
         )
@@ -179,7 +197,9 @@ def cmd_feed_set(args: argparse.Namespace, settings: Settings, check: OptionsChe
 
 
 def cmd_feed_remove(args: argparse.Namespace, settings: Settings) -> int:
-    with command_session(settings) as db:
+    from exchange.feed import service
+
+    with store.session(settings) as db:
         service.delete(db, args.name, actor=ACTOR)
     print(f"feed {args.name} removed (what it brought in stays)")
     return 0
@@ -219,12 +239,59 @@ def _connection_arguments(p: argparse.ArgumentParser, *, adding: bool) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def register(sub: Any, add: Callable[..., argparse.ArgumentParser], check: OptionsCheck) -> Any:
-    """Add the `feed` commands to the CLI; returns the subparsers so `feed run` can join them."""
-    feed = sub.add_parser("feed", help="external feeds pulled on a schedule").add_subparsers(
-        dest="action", required=True
-    )
-    p = add("add", lambda a, s: cmd_feed_add(a, s, check), "add a feed", feed)
+def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from exchange.database.core import make_session_factory
+    from feeds.runner import RunSummary, run_feed
+
+    tty = sys.stderr.isatty()
+    shown = [0.0]
+
+    def progress(summary: RunSummary) -> None:
+        now = time.monotonic()
+        if not tty and now - shown[0] < 2.0:
+            return
+        shown[0] = now
+        c = summary.counts
+        rate = (c["new"] + c["updated"] + c["unchanged"]) / summary.seconds if summary.seconds else 0.0
+        line = (
+            f"{summary.feed}: fetched {c['fetched']:,}  new {c['new']:,}  updated {c['updated']:,}  "
+            f"unchanged {c['unchanged']:,}  dropped {c['dropped']:,}  failed {c['failed']:,}  {rate:,.0f}/s"
+        )
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    engine = store.open_engine(settings)
+    try:
+        summary = run_feed(
+            make_session_factory(engine), settings, args.name, trigger="manual", progress=progress
+        )
+    finally:
+        engine.dispose()
+    if tty:
+        print(file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "feed": summary.feed,
+                    "run": summary.run_id,
+                    "status": summary.status,
+                    "error": summary.error,
+                    "seconds": round(summary.seconds, 3),
+                    **summary.counts,
+                }
+            )
+        )
+    else:
+        print(summary.line())
+    return 1 if summary.status == "failed" else 0
+
+
+def register(sub: Any) -> None:
+    """Add the `feed` commands to the CLI."""
+    feed = group(sub, "feed", "external feeds pulled on a schedule")
+    p = command(feed, "add", cmd_feed_add, "add a feed")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=KINDS)
     p.add_argument("--url", required=True)
@@ -232,21 +299,23 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser], check: Optio
     p.add_argument("--warninglists", action="store_true", help="drop values on MISP warninglists")
     p.add_argument("--disabled", action="store_true", help="add it without scheduling it")
     _connection_arguments(p, adding=True)
-    p = add("set", lambda a, s: cmd_feed_set(a, s, check), "change a feed's settings", feed)
+    p = command(feed, "set", cmd_feed_set, "change a feed's settings")
     p.add_argument("name")
     p.add_argument("--url")
     p.add_argument("--collection")
     p.add_argument("--warninglists", choices=("on", "off"))
     _connection_arguments(p, adding=False)
-    p = add("list", cmd_feed_list, "feeds with health, last run and next run", feed)
+    p = command(feed, "list", cmd_feed_list, "feeds with health, last run and next run")
     p.add_argument("--json", action="store_true")
-    p = add("runs", cmd_feed_runs, "a feed's recent runs with counts and errors", feed)
+    p = command(feed, "runs", cmd_feed_runs, "a feed's recent runs with counts and errors")
     p.add_argument("name")
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--json", action="store_true")
     for action in ("enable", "disable"):
-        p = add(action, cmd_feed_enable, f"{action} a feed", feed)
+        p = command(feed, action, cmd_feed_enable, f"{action} a feed")
         p.add_argument("name")
-    p = add("remove", cmd_feed_remove, "remove a feed (its objects stay)", feed)
+    p = command(feed, "remove", cmd_feed_remove, "remove a feed (its objects stay)")
     p.add_argument("name")
-    return feed
+    p = command(feed, "run", cmd_feed_run, "run a feed now, with progress and a summary")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")

@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages (one of each kind)."""
