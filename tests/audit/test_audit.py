@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
 from exchange.audit.models import AuditEvent, AuditHead
+from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
@@ -197,7 +198,7 @@ def find_event(live_server, admin, action: str, match: Callable[[dict[str, Any]]
 
 @pytest.mark.live
 def test_failed_logins_are_audited(live_server, admin):
-    taxii_user = f"cred-{uuid.uuid4().hex[:16]}"
+    taxii_user = live_server.credential("analyst")[0]
     response = httpx.get(
         f"{live_server.api_root}collections/", auth=(taxii_user, "wrong"), headers={"Accept": TAXII}
     )
@@ -205,7 +206,7 @@ def test_failed_logins_are_audited(live_server, admin):
     event = find_event(live_server, admin, "login.failure", lambda e: e["actor"] == taxii_user)
     assert event["details"] == {"channel": "taxii"}
 
-    rest_user = f"cred-{uuid.uuid4().hex[:16]}"
+    rest_user = live_server.credential("analyst")[0]
     with rest(live_server, f"{rest_user}.wrong-key") as client:
         assert client.get("/partners").status_code == 401
     event = find_event(live_server, admin, "login.failure", lambda e: e["actor"] == rest_user)
@@ -229,7 +230,8 @@ def test_a_failed_login_on_a_write_request_is_answered_at_once_and_audited(live_
         url = f"http://127.0.0.1:{port}"
     else:
         engine, url = live_server.engine, live_server.url
-    who = f"cred-{uuid.uuid4().hex[:16]}"
+    with session_scope(make_session_factory(engine), write=True) as db:
+        who = auth_service.create_credential(db, name="tried", role="analyst")[0].id
     try:
         response = httpx.post(
             f"{url}/api/v1/partners",
@@ -334,9 +336,11 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     assert f"event {seq} was altered after it was written" in broken.stderr
 
 
-def test_a_key_pasted_as_user_name_is_not_recorded():
-    from exchange.auth.deps import safe_user_name
+def test_a_key_pasted_as_user_name_is_not_recorded(db):
+    from exchange.auth.service import failure_actor
 
-    assert safe_user_name("cred-0123456789abcdef.s3cr3tS3cr3tS3cr3t") == "cred-0123456789abcdef"
-    assert safe_user_name("") == "anonymous"
-    assert safe_user_name("cert-in") == "cert-in"
+    credential, key = auth_service.create_credential(db, name="pasted", role="analyst")
+    assert failure_actor(db, key) == credential.id
+    assert failure_actor(db, key.partition(".")[2]) == "unknown"
+    assert failure_actor(db, "") == "unknown"
+    assert failure_actor(db, "cred-0123456789abcdef.s3cr3tS3cr3tS3cr3t") == "unknown"
