@@ -6,6 +6,8 @@ import logging
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -77,6 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             media_type="application/problem+json",
             headers=headers,
         )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad field's input, and for a missing field the whole
+        # enclosing object: feed and push credentials would come back in the 422 body.
+        problems = [
+            {k: v for k, v in error.items() if k not in ("input", "ctx", "url")} for error in exc.errors()
+        ]
+        return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
 
     @app.exception_handler(AgreementError)
     def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:

@@ -152,7 +152,11 @@ def continue_run(
         prepared.http.close()
         with session_scope(factory, write=True) as db:
             done = feed_service.finish_run(
-                db, summary.run_id, error=error, unhealthy_after=settings.feed_unhealthy_after
+                db,
+                summary.run_id,
+                error=error,
+                unhealthy_after=settings.feed_unhealthy_after,
+                notes=prepared.http.notes,
             )
             feed_service.release(db, job.feed_pk, holder=holder)
             summary.status = done.status
