@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from exchange.audit import anchor
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
@@ -47,7 +48,7 @@ def migrate(engine: Engine) -> None:
 def command_session(settings: Settings, *, migrate_first: bool = True) -> Iterator[Session]:
     """One write transaction for a CLI command, on an up-to-date schema."""
     settings.ensure_data_dir()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = anchor.attach(make_engine(settings.sqlalchemy_url), KeyRing(default_directory(settings)))
     try:
         if migrate_first:
             migrate(engine)
@@ -69,8 +70,15 @@ def initialise(db: Session, settings: Settings) -> InitResult:
     )
     for alias, title, description, tlp in DEFAULT_COLLECTIONS:
         if service.get_collection(db, api_root_pk=root.pk, ref=alias, missing_ok=True) is None:
-            service.create_collection(
+            coll = service.create_collection(
                 db, api_root=root, alias=alias, title=title, description=description, default_tlp=tlp
+            )
+            audit.record(
+                db,
+                actor="init",
+                action="collection.create",
+                target=alias,
+                details={"id": coll.id, "default_tlp": tlp},
             )
     admin = db.scalars(
         select(Credential).where(Credential.role == "admin").order_by(Credential.created_at)

@@ -22,6 +22,14 @@ def _session(settings: Settings, *, migrate: bool = True):  # type: ignore[no-un
     return bootstrap.command_session(settings, migrate_first=migrate)
 
 
+def _anchored_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from exchange.audit import anchor
+    from exchange.database.core import make_engine
+    from exchange.signing import KeyRing, default_directory
+
+    return anchor.attach(make_engine(settings.sqlalchemy_url), KeyRing(default_directory(settings)))
+
+
 def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
     print(json.dumps(data) if getattr(args, "json", False) else text)
 
@@ -97,7 +105,7 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from exchange.database.core import make_engine, make_session_factory
+    from exchange.database.core import make_session_factory
     from feeds.runner import RunSummary, run_feed
 
     tty = sys.stderr.isatty()
@@ -118,10 +126,15 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
 
     with _session(settings):
         pass  # schema up to date
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = _anchored_engine(settings)
     try:
         summary = run_feed(
-            make_session_factory(engine), settings, args.name, trigger="manual", progress=progress
+            make_session_factory(engine),
+            settings,
+            args.name,
+            trigger="manual",
+            progress=progress,
+            actor=CLI_ACTOR,
         )
     finally:
         engine.dispose()
@@ -152,6 +165,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         result = bootstrap.initialise(db, settings)
         loaded = demo.load(db, result.api_root)
         analyst, analyst_key = auth_service.create_credential(db, name="demo analyst", role="analyst")
+        from exchange.audit import service as audit
+
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="demo.load",
+            target=result.api_root.name,
+            details={"new": {alias: r.created for alias, r in loaded.items()}, "analyst": analyst.id},
+        )
     data = {
         "urls": _urls(settings),
         "admin": {"id": result.admin_id, "key": result.admin_key},
@@ -196,6 +218,8 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collection_add(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
+
     with _session(settings) as db:
         root = bootstrap.initialise(db, settings).api_root
         coll = service.create_collection(
@@ -205,6 +229,13 @@ def cmd_collection_add(args: argparse.Namespace, settings: Settings) -> int:
             title=args.title or args.alias,
             description=args.description,
             default_tlp=args.default_tlp,
+        )
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="collection.create",
+            target=coll.alias,
+            details={"id": coll.id, "default_tlp": coll.default_tlp},
         )
     _emit(
         args, {"id": coll.id, "alias": coll.alias, "title": coll.title}, f"collection {coll.alias}: {coll.id}"
@@ -283,9 +314,11 @@ def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.database.core import make_engine, make_session_factory
+    from exchange.database.core import make_session_factory
     from exchange.signing.cli import keyring_for
     from feeds.push import push_partner, push_targets
+
+    from exchange.audit import service as audit
 
     with _session(settings) as db:
         partner_service.get_by_slug(db, args.slug)
@@ -294,7 +327,8 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
                 f"partner {args.slug!r} has no push delivery in force (an active agreement "
                 "with a push section, inside its validity window)"
             )
-    engine = make_engine(settings.sqlalchemy_url)
+        audit.record(db, actor=CLI_ACTOR, action="push.run", target=args.slug)
+    engine = _anchored_engine(settings)
     try:
         summary = push_partner(make_session_factory(engine), settings, keyring_for(settings), args.slug)
     finally:
@@ -449,15 +483,39 @@ def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from exchange.audit import service as audit
 
+    checkpoints = []
+    for path in args.checkpoint or []:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadRequestError(f"{path}: cannot read: {exc.strerror}") from None
+        checkpoints.append((path, audit.read_checkpoint(text, path)))
     with _session(settings) as db:
-        report = audit.verify(db)
+        report = audit.verify(db, checkpoints=checkpoints)
     if report.ok:
         print(f"audit trail intact: {report.events} events")
-        return 0
-    print(f"audit trail TAMPERED ({report.events} events):", file=sys.stderr)
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1
+        for line in report.proves:
+            print(f"  proves: {line}")
+    else:
+        print(f"audit trail TAMPERED ({report.events} events):", file=sys.stderr)
+        for problem in report.problems:
+            print(f"  {problem}", file=sys.stderr)
+    for line in report.cannot_prove:
+        print(f"  cannot prove: {line}", file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
+
+    with _session(settings) as db:
+        checkpoint = audit.export_checkpoint(db, issuer=settings.identity_id)
+    Path(args.file).write_text(json.dumps(checkpoint, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{args.file}: checkpoint of event {checkpoint['seq']}; keep it off this machine and give it to "
+        "`exchange audit verify --checkpoint` later"
+    )
+    return 0
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -604,7 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", dest="event_action")
     p.add_argument("--json", action="store_true")
-    add("verify", cmd_audit_verify, "check the hash chain; exit 1 if tampered", aud)
+    p = add("verify", cmd_audit_verify, "check the hash chain and its signatures; exit 1 if tampered", aud)
+    p.add_argument(
+        "--checkpoint", action="append", metavar="FILE", help="also check against an exported checkpoint"
+    )
+    p = add("checkpoint", cmd_audit_checkpoint, "write a signed checkpoint of the trail to FILE", aud)
+    p.add_argument("file", metavar="FILE")
 
     from exchange.signing import cli as signing_cli
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
+from exchange.audit import anchor as audit_anchor
 from exchange.audit.routes import router as audit_router
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
     keyring.ensure()
+    audit_anchor.attach(engine, keyring)
 
     app = FastAPI(
         title="National CERT information exchange",
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = key_cache
     app.state.keyring = keyring
     app.state.feed_options_check = check_feed_options
-    app.state.feed_starter = lambda name: start_in_background(factory, settings, name)
+    app.state.feed_starter = lambda name, actor=None: start_in_background(
+        factory, settings, name, actor=actor
+    )
     app.state.push_starter = lambda slug: push.start_in_background(factory, settings, keyring, slug)
 
     @app.get("/healthz", tags=["operations"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from exchange.audit import service
 from exchange.auth.deps import AdminUser, DbSession, StaffUser
@@ -40,9 +40,23 @@ def list_audit(
 
 @router.get("/audit/verify")
 def verify_audit(db: DbSession, user: AdminUser) -> dict[str, Any]:
-    """Walk the hash chain; `ok` is false with the problems found when anything was tampered with."""
+    """Walk the hash chain and check its signatures; `ok` is false with the problems found when
+    anything was tampered with; `proves` and `cannot_prove` say what the answer means."""
     report = service.verify(db)
-    return {"ok": report.ok, "events": report.events, "problems": report.problems}
+    return {
+        "ok": report.ok,
+        "events": report.events,
+        "problems": report.problems,
+        "proves": report.proves,
+        "cannot_prove": report.cannot_prove,
+    }
+
+
+@router.get("/audit/checkpoint")
+def audit_checkpoint(request: Request, db: DbSession, user: AdminUser) -> dict[str, Any]:
+    """A signed checkpoint of the trail's head, to keep outside the exchange (`exchange audit
+    verify --checkpoint FILE` checks the trail against it later)."""
+    return service.export_checkpoint(db, issuer=request.app.state.settings.identity_id)
 
 
 @router.get("/objects/{stix_id}/recipients")

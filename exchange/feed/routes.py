@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
+from exchange.audit import service as audit
 from exchange.auth.deps import AdminUser, DbSession
+from exchange.database.core import session_scope
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 
@@ -59,7 +61,7 @@ def run_now(name: str, request: Request, user: AdminUser) -> dict[str, object]:
     """Start a run now (409 while one is running); follow it at /feeds/{name}/runs."""
     # No request session here: the run opens its own write transactions at once.
     starter = request.app.state.feed_starter
-    run_id = starter(name)
+    run_id = starter(name, actor=user.credential_id)
     return {"feed": name, "run": run_id, "status": "running"}
 
 
@@ -79,4 +81,6 @@ def push_progress(slug: str, db: DbSession, user: AdminUser) -> list[dict[str, o
 def push_now(slug: str, request: Request, user: AdminUser) -> dict[str, object]:
     """Start a push delivery to the partner now; follow it at /push/{slug}."""
     request.app.state.push_starter(slug)
+    with session_scope(request.app.state.session_factory, write=True) as db:
+        audit.record(db, actor=user.credential_id, action="push.run", target=slug)
     return {"partner": slug, "status": "running"}
