@@ -204,7 +204,7 @@ def verify(db: Session, *, checkpoints: list[tuple[str, dict[str, Any]]] | None 
             )
     newest_checkpoint = 0
     for name, cp in checkpoints or []:
-        claims = {k: cp[k] for k in ("seq", "hash", "iat", "iss") if k in cp}
+        claims: dict[str, Any] = {k: cp[k] for k in ("seq", "hash", "iat", "iss") if k in cp}
         _, why = anchoring.check(cp["jws"], anchoring.CHECKPOINT, claims, keys)
         taken = utc_text(cp["iat"])
         if why is not None:
