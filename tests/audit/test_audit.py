@@ -582,3 +582,23 @@ def test_cli_collection_add_and_feed_run_are_audited(env, tmp_path):
     assert run("feed", "run", feed).returncode == 1  # nothing listens on port 9: the run fails, but ran
     listed = json.loads(run("audit", "list", "--action", "feed.run", "--json").stdout)
     assert [e["actor"] for e in listed if e["target"] == feed] == ["cli"]
+
+
+@pytest.mark.live
+def test_a_checkpoint_over_rest_verifies_and_verify_says_what_it_proves(live_server, admin):
+    with rest(live_server, admin[1]) as client:
+        taken = client.get("/audit/checkpoint")
+        assert taken.status_code == 200, taken.text
+        checkpoint = taken.json()
+        report = client.get("/audit/verify").json()
+    assert (
+        checkpoint["type"] == "exchange-audit-checkpoint"
+        and checkpoint["iss"] == live_server.settings.identity_id
+    )
+    assert report["ok"] is True, report["problems"]
+    assert report["proves"] and any("cannot" not in line for line in report["proves"])
+    assert any("roll the trail back" in line for line in report["cannot_prove"])
+    with live_server.session() as db:
+        checked = audit.verify(db, checkpoints=[("rest", audit.read_checkpoint(json.dumps(checkpoint)))])
+    assert checked.ok, checked.problems
+    assert any(line.startswith("rest (taken ") for line in checked.proves)
