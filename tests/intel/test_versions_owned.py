@@ -16,6 +16,7 @@ from exchange.intel.ingest import ingest
 from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
 from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
+from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
 from tests.stixgen import envelope, indicator, ts
 from tests.taxii_server.conftest import TAXII, post
 
@@ -160,7 +161,9 @@ def test_a_revoked_object_gets_no_new_version_from_anyone(db, settings):
     # A feed's own revoked object: a counted failure, for feeds as for everyone.
     fed = indicator(9)
     ingest(db, collection=other, objects=[dict(fed, revoked=True)], origin="feed", added_by="feed:x")
-    again = ingest(db, collection=other, objects=[dict(fed, modified=ts(8))], origin="feed", added_by="feed:x")
+    again = ingest(
+        db, collection=other, objects=[dict(fed, modified=ts(8))], origin="feed", added_by="feed:x"
+    )
     assert again.created == 0 and "a revoked object cannot get new versions" in again.failures[0]["message"]
     # An older version (history filled in later) un-revokes nothing and is kept.
     older = ingest(db, collection=coll, objects=[dict(obj, modified=ts(1))], origin="analyst")
@@ -171,7 +174,7 @@ def test_a_revoked_object_gets_no_new_version_from_anyone(db, settings):
 @pytest.mark.live
 def test_over_taxii_a_partner_cannot_version_the_certs_object_nor_its_own_revoked_one(live_server, partners):  # noqa: F811
     coll = live_server.collection()
-    slug, cred = partners.add(
+    _, cred = partners.add(
         lambda s: agreement_doc(
             s, read={"collections": [coll.alias], "max_tlp": "amber"}, write={"collections": [coll.alias]}
         )
@@ -225,3 +228,46 @@ def test_over_rest_revocation_is_final(live_server, admin):
             .order_by(ObjectVersion.version)
         ).all()
     assert versions == [False, True]
+
+
+def test_a_hostile_feed_neither_versions_the_certs_objects_nor_unrevokes_its_own(
+    feed_server,  # noqa: F811
+    feeds,  # noqa: F811
+    factory,  # noqa: F811
+    feed_settings,  # noqa: F811
+):
+    from exchange.database.core import session_scope
+    from feeds.runner import run_feed
+
+    cert_obj = indicator(1, created_by_ref=CERT)
+    fed = indicator(2)
+    with session_scope(factory, write=True) as db:
+        root = intel_service.get_api_root(db, feed_settings.api_root)
+        mine = intel_service.create_collection(
+            db, api_root=root, alias=f"c-{uuid.uuid4().hex[:12]}", title="t"
+        )
+        ingest(db, collection=mine, objects=[cert_obj], origin="analyst", added_by="cred-a")
+
+    def bundle(*objects: dict[str, Any]) -> bytes:
+        return json.dumps(
+            {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": list(objects)}
+        ).encode()
+
+    url = feed_server.serve(
+        "/hostile.json", bundle(dict(fed, modified=ts(1), revoked=True)), content_type="application/json"
+    )
+    name, _ = feeds.add("stix-bundle", url)
+    assert run_feed(factory, feed_settings, name).counts["new"] == 1
+    feed_server.routes["/hostile.json"].body = bundle(
+        dict(fed, modified=ts(2)), dict(cert_obj, modified=ts(9), revoked=True)
+    )
+    summary = run_feed(factory, feed_settings, name)
+    assert (summary.counts["new"], summary.counts["updated"], summary.counts["failed"]) == (0, 0, 2), (
+        summary.line()
+    )
+    messages = {f["id"]: f["message"] for f in feeds.runs(name)[0].failures}
+    assert "a revoked object cannot get new versions" in messages[fed["id"]]
+    assert "a feed may not publish new versions" in messages[cert_obj["id"]]
+    with session_scope(factory) as db:
+        assert _latest(db, cert_obj["id"]) == [cert_obj]
+        assert [o.get("revoked") for o in _latest(db, fed["id"])] == [True]
