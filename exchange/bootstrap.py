@@ -54,8 +54,15 @@ def initialise(db: Session, settings: Settings) -> InitResult:
     )
     for alias, title, description, tlp in DEFAULT_COLLECTIONS:
         if service.get_collection(db, api_root_pk=root.pk, ref=alias, missing_ok=True) is None:
-            service.create_collection(
+            coll = service.create_collection(
                 db, api_root=root, alias=alias, title=title, description=description, default_tlp=tlp
+            )
+            audit.record(
+                db,
+                actor="init",
+                action="collection.create",
+                target=alias,
+                details={"id": coll.id, "default_tlp": tlp},
             )
     admin = db.scalars(
         select(Credential).where(Credential.role == "admin").order_by(Credential.created_at)

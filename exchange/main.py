@@ -6,12 +6,15 @@ import logging
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
+from exchange.audit import anchor as audit_anchor
 from exchange.audit.routes import router as audit_router
 from exchange.context import AppContext
 from exchange.database.core import make_engine, make_session_factory
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
     keyring.ensure()
+    audit_anchor.attach(engine, keyring)
 
     app = FastAPI(
         title="National CERT information exchange",
@@ -75,6 +79,15 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
             media_type="application/problem+json",
             headers=headers,
         )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad field's input, and for a missing field the whole
+        # enclosing object: feed and push credentials would come back in the 422 body.
+        problems = [
+            {k: v for k, v in error.items() if k not in ("input", "ctx", "url")} for error in exc.errors()
+        ]
+        return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
 
     @app.exception_handler(AgreementError)
     def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:

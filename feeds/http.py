@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -28,6 +29,46 @@ class HttpError(Exception):
         self.status = status
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _FeedSession(requests.Session):
+    """A session that sends a feed's credentials only to the feed's own origin.
+
+    requests drops `Authorization` on a redirect to another host, but keeps every other header
+    (X-Api-Key, MISP's Authorization under another name, ...). Here a redirect to another origin
+    (scheme, host or port) drops the Authorization header and every configured auth header, for
+    that hop and all after it, and leaves a note for the run record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secret_headers: set[str] = set()
+        self.notes: list[str] = []
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        old, new = response.request.url or "", prepared_request.url or ""
+        if _origin(old) != _origin(new):
+            names = {"authorization", *(h.lower() for h in self.secret_headers)}
+            dropped = sorted(h for h in prepared_request.headers if h.lower() in names)
+            for header in dropped:
+                del prepared_request.headers[header]
+            if dropped:
+                note = (
+                    f"redirected from {safe_url(old)} to {safe_url(new)}, another origin: "
+                    f"the feed's credentials ({', '.join(dropped)}) were not sent there"
+                )
+                if note not in self.notes and len(self.notes) < 5:
+                    self.notes.append(note)
+        super().rebuild_auth(prepared_request, response)
+
+
 class HttpClient:
     """One feed run's HTTP session."""
 
@@ -44,7 +85,7 @@ class HttpClient:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.deadline = deadline  # time.monotonic() value after which reading stops
-        self.session = requests.Session()
+        self.session = _FeedSession()
         # Not from the environment: REQUESTS_CA_BUNDLE would silently replace the feed's own CA
         # bundle, and ~/.netrc or proxy variables would send credentials where nobody configured them.
         self.session.trust_env = False
@@ -61,6 +102,12 @@ class HttpClient:
         if auth.get("username") is not None:
             self.session.auth = HTTPBasicAuth(auth["username"], auth.get("password") or "")
         self.session.headers.update(auth.get("headers") or {})
+        self.session.secret_headers = set(auth.get("headers") or {})
+
+    @property
+    def notes(self) -> list[str]:
+        """What the run record should say about this session (credentials withheld from redirects)."""
+        return list(self.session.notes)
 
     @property
     def verify(self) -> bool | str:

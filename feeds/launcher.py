@@ -23,8 +23,8 @@ class Launcher:
     def check_options(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
         return sources.check_options(kind, options)
 
-    def start_feed(self, name: str) -> int:
-        return runner.start_in_background(self.sessions, self.settings, name)
+    def start_feed(self, name: str, *, actor: str | None = None) -> int:
+        return runner.start_in_background(self.sessions, self.settings, name, actor=actor)
 
-    def start_push(self, slug: str) -> None:
-        push.start_in_background(self.sessions, self.settings, self.keyring, slug)
+    def start_push(self, slug: str, *, actor: str | None = None) -> None:
+        push.start_in_background(self.sessions, self.settings, self.keyring, slug, requested_by=actor or "api")

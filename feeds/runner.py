@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
+from exchange.audit import service as audit
 from exchange.config import Settings
 from exchange.database.core import plan_for_current_size, session_scope
 from exchange.feed import service as feed_service
@@ -74,13 +75,20 @@ def begin_run(
     trigger: str = "manual",
     attempt: int = 1,
     holder: str | None = None,
+    actor: str | None = None,
 ) -> Prepared:
-    """Claim feed `name` and open its run record; FeedBusyError if a run holds it, NotFoundError if none."""
+    """Claim feed `name` and open its run record; FeedBusyError if a run holds it, NotFoundError if none.
+
+    A run someone started (`actor`: a credential id, or "cli") is an audit event; scheduled runs
+    are recorded as runs only.
+    """
     holder = holder or holder_name()
     lease = timedelta(seconds=max(60.0, settings.feed_max_run_seconds / 10))
     with session_scope(factory, write=True) as db:
         feed = feed_service.claim(db, name, holder=holder, lease=lease)
         run = feed_service.start_run(db, feed, trigger=trigger, attempt=attempt)
+        if actor is not None:
+            audit.record(db, actor=actor, action="feed.run", target=feed.name, details={"run": run.pk})
         spec = FeedSpec(
             name=feed.name,
             kind=feed.kind,
@@ -152,7 +160,11 @@ def continue_run(
         prepared.http.close()
         with session_scope(factory, write=True) as db:
             done = feed_service.finish_run(
-                db, summary.run_id, error=error, unhealthy_after=settings.feed_unhealthy_after
+                db,
+                summary.run_id,
+                error=error,
+                unhealthy_after=settings.feed_unhealthy_after,
+                notes=prepared.http.notes,
             )
             feed_service.release(db, job.feed_pk, holder=holder)
             summary.status = done.status
@@ -176,15 +188,20 @@ def run_feed(
     attempt: int = 1,
     holder: str | None = None,
     progress: Callable[[RunSummary], None] | None = None,
+    actor: str | None = None,
 ) -> RunSummary:
     """Run feed `name` once; FeedBusyError if a run holds it, NotFoundError if there is none."""
-    prepared = begin_run(factory, settings, name, trigger=trigger, attempt=attempt, holder=holder)
+    prepared = begin_run(
+        factory, settings, name, trigger=trigger, attempt=attempt, holder=holder, actor=actor
+    )
     return continue_run(factory, settings, prepared, progress=progress)
 
 
-def start_in_background(factory: sessionmaker[Session], settings: Settings, name: str) -> int:
+def start_in_background(
+    factory: sessionmaker[Session], settings: Settings, name: str, *, actor: str | None = None
+) -> int:
     """Claim the feed now (errors raised here), run it on a thread; the run record's id."""
-    prepared = begin_run(factory, settings, name, trigger="manual")
+    prepared = begin_run(factory, settings, name, trigger="manual", actor=actor)
     threading.Thread(
         target=continue_run, args=(factory, settings, prepared), daemon=True, name=f"feed-run-{name}"
     ).start()

@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
+from exchange.audit import anchor as audit_anchor
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.feed import service as feed_service
@@ -218,6 +219,7 @@ def run_forever(settings: Settings) -> int:
     engine = make_engine(settings.sqlalchemy_url)
     keyring = KeyRing(default_directory(settings))
     keyring.ensure()
+    audit_anchor.attach(engine, keyring)
     service = SchedulerService(settings, make_session_factory(engine), keyring)
     done = threading.Event()
 

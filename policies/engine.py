@@ -316,3 +316,59 @@ def references(obj: dict[str, Any]) -> set[str]:
     found: set[str] = set()
     _collect(obj, found, 0, top=True)
     return found
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who is storing objects, as `decide_version` needs to know them.
+
+    kind: "analyst" (internal staff), "partner" or "feed". `identity` is the partner's STIX
+    identity id; `added_by` the values the store records for this writer's rows (a partner's
+    credential ids, or "feed:<name>").
+    """
+
+    kind: str
+    name: str
+    identity: str | None = None
+    added_by: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class FirstVersion:
+    """Who first stored an object (in any collection) and whom the object names as its creator."""
+
+    origin: str  # analyst | partner | feed
+    added_by: str | None
+    created_by_ref: str | None
+
+
+def decide_version(writer: Writer, first: FirstVersion | None) -> Decision:
+    """May `writer` store a version of an object whose first stored version is `first`?
+
+    STIX 2.1 (section 3.6): only an object's creator may version it. A partner may version
+    objects it created (their `created_by_ref` is its identity) or first submitted; a feed,
+    objects that came from feeds (two feeds may mirror one upstream source); internal staff
+    anything. Objects never seen before are anyone's to create. Fail closed: an unknown writer
+    kind versions nothing. The reason never names the owner: the writer may not see it.
+    """
+    if first is None or writer.kind == "analyst":
+        return ALLOWED
+    if writer.kind == "partner":
+        if writer.identity is not None and first.created_by_ref == writer.identity:
+            return ALLOWED
+        if first.origin == "partner" and first.added_by is not None and first.added_by in writer.added_by:
+            return ALLOWED
+        return Decision(
+            False,
+            f"{writer.name} did not create this object (its created_by_ref is not {writer.name}'s "
+            "identity, nor did it first submit it): only an object's creator may publish new versions",
+        )
+    if writer.kind == "feed":
+        if first.origin == "feed":
+            return ALLOWED
+        return Decision(
+            False,
+            "the object was published by the national CERT or a partner, not a feed: "
+            "a feed may not publish new versions of it",
+        )
+    return Decision(False, f"unknown writer kind {writer.kind!r}")

@@ -236,3 +236,53 @@ def _instant(timestamp: Any) -> str | None:
     if match is None:
         return None
     return match[1] + "." + (match[2] or "").rstrip("0")
+
+
+_STATEMENT_TLP = re.compile(
+    r"\b(?:TLP|traffic\s+light\s+protocol)\s*(?:v?[12]\.0\s*)?[:_\-/=]?\s*"
+    r"(CLEAR|WHITE|GREEN|AMBER\s*\+\s*STRICT|AMBER|RED)\b",
+    re.IGNORECASE,
+)
+
+
+def statement_level(obj: Any) -> str | None:
+    """The TLP level a non-canonical marking definition reads as ("TLP:RED", "tlp: amber+strict"
+    in its statement or name), the most restrictive if it names several; None if it names none.
+
+    MISP and OpenCTI exports often carry TLP as such statements. Reading them as the level
+    they state, never as unmarked, fails closed.
+    """
+    if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
+        return None
+    marking_id = obj.get("id")
+    if marking_id in _CANONICAL_IDS or marking_id in ALIAS_IDS:
+        return None
+    texts = [obj.get("name")]
+    definition = obj.get("definition")
+    if isinstance(definition, dict):
+        texts.append(definition.get("statement"))
+    best = -1
+    for text in texts:
+        if isinstance(text, str):
+            for match in _STATEMENT_TLP.finditer(text):
+                word = re.sub(r"\s+", "", match[1]).lower()
+                best = max(best, _RANKS[word])
+    return LEVELS[best] if best >= 0 else None
+
+
+def marking_refs(obj: Any) -> set[str]:
+    """Every marking-definition id an object is marked with (object and granular markings)."""
+    found: set[str] = set()
+    if not isinstance(obj, dict):
+        return found
+    refs = obj.get("object_marking_refs")
+    if isinstance(refs, list):
+        found |= {ref for ref in refs if isinstance(ref, str)}
+    granular = obj.get("granular_markings")
+    if isinstance(granular, list):
+        found |= {
+            m["marking_ref"]
+            for m in granular
+            if isinstance(m, dict) and isinstance(m.get("marking_ref"), str)
+        }
+    return found

@@ -8,7 +8,7 @@ from flask import Response, current_app
 from medallion import auth
 
 from exchange.auth import service as auth_service
-from exchange.auth.deps import record_login_failure, safe_user_name
+from exchange.auth.deps import record_login_failure
 from exchange.auth.service import Principal
 from taxii_server import context
 from taxii_server.errors import error_response
@@ -47,8 +47,8 @@ def _verify(username: str, password: str) -> Principal | None:
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
     if principal is None:
-        log.warning("TAXII authentication failed for user %r", safe_user_name(username))
-        record_login_failure(ext.session_factory, username, "taxii")
+        actor = record_login_failure(ext.session_factory, username, "taxii")
+        log.warning("TAXII authentication failed for user %r", actor)
     return principal
 
 

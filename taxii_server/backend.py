@@ -418,6 +418,10 @@ class SqlBackend(Backend):
         if grant.write_grant is not None and grant.write_grant.require_signature:
             signature_problem = self._submission_signature_problem(objs)
         accepted, refused = _write_policy(objs["objects"], grant.write_grant, signature_problem)
+        writer = None
+        if not principal.is_internal:
+            partner = self._db().get(Partner, principal.partner_pk)
+            writer = partner_service.writer(self._db(), partner) if partner is not None else None
         self._end_read()
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
@@ -427,6 +431,7 @@ class SqlBackend(Backend):
                 objects=accepted,
                 origin="analyst" if principal.is_internal else "partner",
                 added_by=principal.credential_id,
+                writer=writer,
             )
             result.failures.extend(refused)
             audit.record(

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from exchange.audit import anchor as audit_anchor
 from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
@@ -26,6 +27,7 @@ from exchange.intel import service
 from exchange.intel.models import Collection
 from exchange.main import create_app
 from feeds.launcher import Launcher
+from exchange.signing import KeyRing, default_directory
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -90,6 +92,8 @@ def settings(
 def engine(settings: Settings) -> Iterator[Engine]:
     settings.ensure_data_dir()
     eng = make_engine(settings.sqlalchemy_url)
+    # Signed audit events, as every process of the exchange writes them.
+    audit_anchor.attach(eng, KeyRing(default_directory(settings)))
     migrate(eng)
     with session_scope(make_session_factory(eng), write=True) as db:
         initialise(db, settings)

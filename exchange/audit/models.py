@@ -22,6 +22,8 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # JWS by the exchange's signing key over (seq, hash); NULL only for events from before 0005.
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditHead(Base):
@@ -32,3 +34,6 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+    # JWS over (seq, hash) of a different kind than the events': a head cannot be forged by
+    # copying an older event's signature, only by replaying a head someone kept (see verify).
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)

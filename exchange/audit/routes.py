@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from exchange.audit import service
 from exchange.auth.deps import DbSession, require_admin, require_staff
+from exchange.context import SettingsDep
 from exchange.disclosure import service as disclosure
 
 router = APIRouter(prefix="/api/v1", tags=["audit and disclosure"], dependencies=[Depends(require_staff)])
@@ -39,9 +40,23 @@ def list_audit(
 
 @router.get("/audit/verify", dependencies=[Depends(require_admin)])
 def verify_audit(db: DbSession) -> dict[str, Any]:
-    """Walk the hash chain; `ok` is false with the problems found when anything was tampered with."""
+    """Walk the hash chain and check its signatures; `ok` is false with the problems found when
+    anything was tampered with; `proves` and `cannot_prove` say what the answer means."""
     report = service.verify(db)
-    return {"ok": report.ok, "events": report.events, "problems": report.problems}
+    return {
+        "ok": report.ok,
+        "events": report.events,
+        "problems": report.problems,
+        "proves": report.proves,
+        "cannot_prove": report.cannot_prove,
+    }
+
+
+@router.get("/audit/checkpoint", dependencies=[Depends(require_admin)])
+def audit_checkpoint(db: DbSession, settings: SettingsDep) -> dict[str, Any]:
+    """A signed checkpoint of the trail's head, to keep outside the exchange (`exchange audit
+    verify --checkpoint FILE` checks the trail against it later)."""
+    return service.export_checkpoint(db, issuer=settings.identity_id)
 
 
 @router.get("/objects/{stix_id}/recipients")

@@ -17,16 +17,17 @@ from exchange.database.core import session_scope
 from exchange.errors import ForbiddenError, UnauthorizedError
 
 
-def safe_user_name(who: str) -> str:
-    """The user name a failed login gave, fit for logs: a key pasted into it keeps only the
-    credential id before its dot, never the secret."""
-    return who.partition(".")[0][:64] or "anonymous"
+def record_login_failure(factory: sessionmaker[Session], who: str, channel: str) -> str:
+    """Audit a failed login in its own transaction (the request's own is rolled back).
 
-
-def record_login_failure(factory: sessionmaker[Session], who: str, channel: str) -> None:
-    """Audit a failed login in its own transaction (the request's own is rolled back)."""
+    The actor is the credential id or partner slug the caller named, if one exists, else
+    "unknown": what was presented may be a pasted secret, so no part of it is kept. Returns
+    the actor, fit for logs.
+    """
     with session_scope(factory, write=True) as db:
-        audit.record(db, actor=safe_user_name(who), action="login.failure", details={"channel": channel})
+        actor = auth_service.failure_actor(db, who)
+        audit.record(db, actor=actor, action="login.failure", details={"channel": channel})
+    return actor
 
 
 def _credentials(request: Request) -> tuple[str, str] | None:

@@ -48,6 +48,19 @@ def verify_key(key: str, stored: str) -> bool:
     return hmac.compare_digest(computed, _unb64(digest))
 
 
+_DUMMY_HASH: list[str] = []
+
+
+def dummy_check(key: str) -> None:
+    """Spend what checking `key` against a real stored hash would cost, for callers with none.
+
+    The dummy hash has the same scrypt parameters as real ones and matches no key.
+    """
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_key(secrets.token_urlsafe(32)))
+    verify_key(key, _DUMMY_HASH[0])
+
+
 class VerifiedKeyCache:
     """Remembers (credential id, key) pairs that matched a given stored hash, briefly.
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
-from exchange.auth.keys import VerifiedKeyCache, hash_key, new_credential_id, new_key
+from exchange.auth.keys import VerifiedKeyCache, dummy_check, hash_key, new_credential_id, new_key
 from exchange.auth.models import Credential
 from exchange.auth.roles import INTERNAL_ROLES
 from exchange.database.types import utcnow
@@ -112,18 +112,25 @@ def revoke(
 
 
 def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
-    """The caller for this id and key, or None when unknown, wrong, revoked or expired."""
+    """The caller for this id and key, or None when unknown, wrong, revoked or expired.
+
+    Every refusal after the length check costs one slow hash, so the time taken does not tell
+    whether a credential id exists, is revoked or has expired.
+    """
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
     credential = db.get(Credential, credential_id)
     if credential is None:
         # DESIGN: the Basic user name may be the partner's slug; the key names its credential.
         credential = _partner_credential(db, credential_id, key)
-    if credential is None or credential.revoked_at is not None:
-        return None
-    if credential.expires_at is not None and credential.expires_at <= utcnow():
+    if credential is None:
+        dummy_check(key)
         return None
     if not cache.matches(credential.id, key, credential.key_hash):
+        return None
+    if credential.revoked_at is not None:
+        return None
+    if credential.expires_at is not None and credential.expires_at <= utcnow():
         return None
     slug = None
     if credential.partner_pk is not None:
@@ -138,6 +145,19 @@ def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKe
         partner_pk=credential.partner_pk,
         partner_slug=slug,
     )
+
+
+def failure_actor(db: Session, given: str) -> str:
+    """What a failed login is recorded as: the credential id or partner slug it named, when one
+    exists, else "unknown". A presented name may be a pasted secret, so nothing else of it is kept."""
+    name = given.partition(".")[0]
+    if not name or len(name) > 64:
+        return "unknown"
+    if db.get(Credential, name) is not None:
+        return name
+    if db.scalars(select(Partner.slug).where(Partner.slug == name)).first() is not None:
+        return name
+    return "unknown"
 
 
 def _partner_credential(db: Session, slug: str, key: str) -> Credential | None:

@@ -40,17 +40,46 @@ def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from exchange.audit import service as audit
+    from exchange.errors import BadRequestError
+
+    checkpoints = []
+    for path in args.checkpoint or []:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadRequestError(f"{path}: cannot read: {exc.strerror}") from None
+        checkpoints.append((path, audit.read_checkpoint(text, path)))
+    with store.session(settings) as db:
+        report = audit.verify(db, checkpoints=checkpoints)
+    if report.ok:
+        print(f"audit trail intact: {report.events} events")
+        for line in report.proves:
+            print(f"  proves: {line}")
+    else:
+        print(f"audit trail TAMPERED ({report.events} events):", file=sys.stderr)
+        for problem in report.problems:
+            print(f"  {problem}", file=sys.stderr)
+    for line in report.cannot_prove:
+        print(f"  cannot prove: {line}", file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
     from exchange.audit import service as audit
 
     with store.session(settings) as db:
-        report = audit.verify(db)
-    if report.ok:
-        print(f"audit trail intact: {report.events} events")
-        return 0
-    print(f"audit trail TAMPERED ({report.events} events):", file=sys.stderr)
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1
+        checkpoint = audit.export_checkpoint(db, issuer=settings.identity_id)
+    Path(args.file).write_text(json.dumps(checkpoint, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"{args.file}: checkpoint of event {checkpoint['seq']}; keep it off this machine and give it to "
+        "`exchange audit verify --checkpoint` later"
+    )
+    return 0
 
 
 def register(sub: Any) -> None:
@@ -59,4 +88,9 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", dest="event_action")
     p.add_argument("--json", action="store_true")
-    command(aud, "verify", cmd_audit_verify, "check the hash chain; exit 1 if tampered")
+    p = command(aud, "verify", cmd_audit_verify, "check the hash chain and its signatures; exit 1 if tampered")
+    p.add_argument(
+        "--checkpoint", action="append", metavar="FILE", help="also check against an exported checkpoint"
+    )
+    p = command(aud, "checkpoint", cmd_audit_checkpoint, "write a signed checkpoint of the trail to FILE")
+    p.add_argument("file", metavar="FILE")

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from exchange.cli import store
-from exchange.cli.common import command, emit, group
+from exchange.cli.common import CLI_ACTOR, command, emit, group
 
 if TYPE_CHECKING:
     from exchange.config import Settings
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def cmd_collection_add(args: argparse.Namespace, settings: Settings) -> int:
     from exchange import bootstrap
+    from exchange.audit import service as audit
     from exchange.intel import service
 
     with store.session(settings) as db:
@@ -26,6 +27,13 @@ def cmd_collection_add(args: argparse.Namespace, settings: Settings) -> int:
             title=args.title or args.alias,
             description=args.description,
             default_tlp=args.default_tlp,
+        )
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="collection.create",
+            target=coll.alias,
+            details={"id": coll.id, "default_tlp": coll.default_tlp},
         )
     emit(
         args, {"id": coll.id, "alias": coll.alias, "title": coll.title}, f"collection {coll.alias}: {coll.id}"

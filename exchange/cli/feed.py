@@ -264,7 +264,12 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
     engine = store.open_engine(settings)
     try:
         summary = run_feed(
-            make_session_factory(engine), settings, args.name, trigger="manual", progress=progress
+            make_session_factory(engine),
+            settings,
+            args.name,
+            trigger="manual",
+            progress=progress,
+            actor=ACTOR,
         )
     finally:
         engine.dispose()

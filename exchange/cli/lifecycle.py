@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from exchange.cli import store
-from exchange.cli.common import command, urls
+from exchange.cli.common import CLI_ACTOR, command, urls
 
 if TYPE_CHECKING:
     from exchange.config import Settings
@@ -84,6 +84,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         loaded = demo.load(db, result.api_root)
         analyst, analyst_key = auth_service.create_credential(db, name="demo analyst", role="analyst")
         partner_id, partner_key, _ = demo.load_partner(db)
+        from exchange.audit import service as audit
+
+        audit.record(
+            db,
+            actor=CLI_ACTOR,
+            action="demo.load",
+            target=result.api_root.name,
+            details={"new": {alias: r.created for alias, r in loaded.items()}, "analyst": analyst.id},
+        )
     data = {
         "urls": urls(settings),
         "admin": {"id": result.admin_id, "key": result.admin_key},

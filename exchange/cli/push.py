@@ -7,13 +7,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from exchange.cli import store
-from exchange.cli.common import command, group
+from exchange.cli.common import CLI_ACTOR, command, group
 
 if TYPE_CHECKING:
     from exchange.config import Settings
 
 
 def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.audit import service as audit
     from exchange.database.core import make_session_factory, session_scope
     from exchange.errors import BadRequestError
     from exchange.partner import service as partner_service
@@ -29,6 +30,7 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
                     f"partner {args.slug!r} has no push delivery in force (an active agreement "
                     "with a push section, inside its validity window)"
                 )
+            audit.record(db, actor=CLI_ACTOR, action="push.run", target=args.slug)
         summary = push_partner(factory, settings, store.keyring(settings), args.slug, requested_by="cli")
     finally:
         engine.dispose()

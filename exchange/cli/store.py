@@ -126,12 +126,20 @@ def check_schema(engine: Engine, settings: Settings) -> None:
     )
 
 
+def anchored(engine: Engine, settings: Settings) -> Engine:
+    """`engine`, made to sign the audit events its sessions append (exchange.audit.anchor)."""
+    from exchange.audit import anchor
+    from exchange.signing.keys import KeyRing, default_directory
+
+    return anchor.attach(engine, KeyRing(default_directory(settings)))
+
+
 def open_engine(settings: Settings) -> Engine:
     """An engine on the existing, up-to-date database (StoreError otherwise)."""
     from exchange.database.core import make_engine
 
     require_database(settings)
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = anchored(make_engine(settings.sqlalchemy_url), settings)
     try:
         check_schema(engine, settings)
     except BaseException:
@@ -168,7 +176,7 @@ def migrated_engine(settings: Settings, *, create: bool) -> Engine:
             ) from None
     else:
         require_database(settings)
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = anchored(make_engine(settings.sqlalchemy_url), settings)
     try:
         migrate(engine)
     except BaseException:

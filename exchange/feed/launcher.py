@@ -22,11 +22,12 @@ class FeedLauncher(Protocol):
         """The kind-specific options, vetted (ValueError says why they are refused)."""
         ...
 
-    def start_feed(self, name: str) -> int:
-        """Start a run of feed `name` in the background; the run's id (FeedBusyError while one runs)."""
+    def start_feed(self, name: str, *, actor: str | None = None) -> int:
+        """Start a run of feed `name` in the background for `actor`; the run's id (FeedBusyError
+        while one runs)."""
         ...
 
-    def start_push(self, slug: str) -> None:
+    def start_push(self, slug: str, *, actor: str | None = None) -> None:
         """Start push delivery to partner `slug` in the background (domain error if none is in force)."""
         ...
 

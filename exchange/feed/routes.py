@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from exchange.audit import service as audit
 from exchange.auth.deps import AdminUser, DbSession, require_admin
-from exchange.context import FeedLauncherDep
+from exchange.context import FeedLauncherDep, SessionsDep
+from exchange.database.core import session_scope
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 
@@ -54,10 +56,10 @@ def list_runs(name: str, db: DbSession, limit: int = Query(20, ge=1, le=500)) ->
 
 
 @router.post("/feeds/{name}/run", status_code=202)
-def run_now(name: str, feeds: FeedLauncherDep) -> dict[str, object]:
+def run_now(name: str, feeds: FeedLauncherDep, user: AdminUser) -> dict[str, object]:
     """Start a run now (409 while one is running); follow it at /feeds/{name}/runs."""
     # No request session here: the run opens its own write transactions at once.
-    run_id = feeds.start_feed(name)
+    run_id = feeds.start_feed(name, actor=user.credential_id)
     return {"feed": name, "run": run_id, "status": "running"}
 
 
@@ -74,7 +76,11 @@ def push_progress(slug: str, db: DbSession) -> list[dict[str, object]]:
 
 
 @router.post("/push/{slug}/run", status_code=202)
-def push_now(slug: str, feeds: FeedLauncherDep) -> dict[str, object]:
+def push_now(
+    slug: str, feeds: FeedLauncherDep, sessions: SessionsDep, user: AdminUser
+) -> dict[str, object]:
     """Start a push delivery to the partner now; follow it at /push/{slug}."""
-    feeds.start_push(slug)
+    feeds.start_push(slug, actor=user.credential_id)
+    with session_scope(sessions, write=True) as db:
+        audit.record(db, actor=user.credential_id, action="push.run", target=slug)
     return {"partner": slug, "status": "running"}

@@ -29,7 +29,7 @@ from policies.tlp import normalise
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]", re.ASCII)
 MIN_EVERY = timedelta(minutes=1)
 DEFAULT_EVERY = timedelta(hours=1)
-_SECRET_QUERY = re.compile(r"(?i)(key|token|secret|pass|auth|sig)")
+_SECRET_QUERY = re.compile(r"(?i)(key|token|secret|pass|auth|sig|session|credential|code)")
 MAX_FAILURES_KEPT = 20
 
 
@@ -182,7 +182,8 @@ def update_(
     """Change a feed; a changed URL or kind starts over (its cursor is dropped)."""
     feed = get_by_name(db, name)
     given = feed_in.model_fields_set
-    if "url" in given and feed_in.url is not None and feed_in.url != feed.url:
+    # The masked URL that reads show, sent back unchanged, must not overwrite the real key.
+    if "url" in given and feed_in.url is not None and feed_in.url not in (feed.url, safe_url(feed.url)):
         feed.url = _check_url(feed_in.url)
         feed.cursor = "{}"
     if "collection" in given and feed_in.collection is not None:
@@ -324,10 +325,18 @@ def add_counts(
             run.failures = json.dumps(kept + failures[:room])
 
 
-def finish_run(db: Session, run_pk: int, *, error: str | None, unhealthy_after: int) -> FeedRun:
-    """Close the run and update the feed's health: ok, failing, or unhealthy after repeated failures."""
+def finish_run(
+    db: Session, run_pk: int, *, error: str | None, unhealthy_after: int, notes: list[str] | None = None
+) -> FeedRun:
+    """Close the run and update the feed's health: ok, failing, or unhealthy after repeated failures.
+
+    `notes` (such as credentials withheld from a redirect) join the run's kept failures list,
+    where `feed runs` and the REST API show them.
+    """
     run = db.get(FeedRun, run_pk)
     assert run is not None
+    if notes:
+        run.failures = json.dumps([{"id": "", "message": note} for note in notes] + json.loads(run.failures))
     feed = db.get(Feed, run.feed_pk)
     assert feed is not None
     run.finished_at = utcnow()
@@ -413,7 +422,7 @@ def read(db: Session, feed: Feed) -> FeedRead:
     return FeedRead(
         name=feed.name,
         kind=feed.kind,
-        url=feed.url,
+        url=safe_url(feed.url),
         collection=coll.alias if coll else "?",
         every=format_duration(timedelta(seconds=feed.every_seconds)) if feed.every_seconds else None,
         cron=feed.cron,

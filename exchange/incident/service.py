@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
 from exchange.config import Settings
-from exchange.errors import InvalidStixError, NotFoundError
+from exchange.errors import ConflictError, InvalidStixError, NotFoundError
 from exchange.incident.observables import ObservableError, detect, normalise
 from exchange.incident.schemas import IncidentIn, Published, PublishedObject
 from exchange.intel import service as intel_service
@@ -138,6 +138,8 @@ def _store(
     audience: list[str] | None = None,
 ) -> IngestResult:
     result = ingest(db, collection=coll, objects=objects, origin="analyst", added_by=actor, audience=audience)
+    if result.conflicts:
+        raise ConflictError(result.conflicts[0])
     if result.failures:
         first = result.failures[0]
         # The caller's transaction rolls back: nothing of this request is stored.
@@ -395,6 +397,11 @@ def new_version(
         audience = [slug for slug in (row.audience or "").split(",") if slug] or None
         if "modified" not in latest:
             raise InvalidStixError(f"{stix_id}: objects without 'modified' cannot be versioned")
+        if latest.get("revoked") is True:
+            raise ConflictError(
+                f"{stix_id} was revoked (version {latest['modified']}) in {coll.alias!r}; a revoked object "
+                "cannot get new versions (STIX 2.1 section 3.6): publish a new object instead"
+            )
         fresh = {k: v for k, v in (latest | changes).items() if v is not None}
         fresh["modified"] = _after(latest["modified"])
         _store(db, coll, [fresh, *_report_follows(db, coll, fresh)], actor=actor, audience=audience)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
@@ -24,8 +25,8 @@ from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.intel.validation import StixMeta, validate_object
-from policies.engine import references
-from policies.tlp import ALIAS_IDS, level_of_marking, rank
+from policies.engine import FirstVersion, Writer, decide_version, references
+from policies.tlp import ALIAS_IDS, level_of_marking, marking_refs, rank, statement_level
 
 ORIGINS = ("analyst", "partner", "feed")
 _CHUNK = 500
@@ -41,6 +42,17 @@ class IngestResult:
     updated: int = 0  # of `created`, how many are new versions of objects already stored
     duplicates: int = 0
     stored_ids: list[str] = field(default_factory=list)
+    # Failures that are conflicts with what is stored (a revoked object), for REST's 409.
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Known:
+    """What the whole store (every collection) says about one id before this batch."""
+
+    first: FirstVersion | None = None
+    first_us: int = 0
+    revoked_version: str | None = None  # the earliest revoked version, if any
 
 
 @dataclass
@@ -89,10 +101,16 @@ def ingest(
     origin: str,
     added_by: str | None = None,
     audience: Sequence[str] | None = None,
+    writer: Writer | None = None,
 ) -> IngestResult:
-    """Validate and store `objects` in `collection`; exact duplicates count as successes."""
+    """Validate and store `objects` in `collection`; exact duplicates count as successes.
+
+    Who may version what is `policies.engine.decide_version`'s call, over every collection;
+    a revoked object gets no new versions from anyone (STIX 2.1 section 3.6).
+    """
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
+    writer = writer or _writer_for(origin, added_by)
     result = IngestResult()
     audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
     valid: list[tuple[Any, _Candidate]] = []
@@ -113,6 +131,8 @@ def ingest(
         select(Collection.last_date_added_us).where(Collection.pk == collection.pk).with_for_update()
     ).scalar_one()
     stored = _stored_versions(db, collection.pk, {c.meta.stix_id for _, c in valid})
+    owners = _known_objects(db, {c.meta.stix_id for _, c in valid})
+    statements = _statement_levels(db, valid)
 
     # Whole, distinct milliseconds: clients that keep X-TAXII-Date-Added-Last to the millisecond
     # (OpenCTI does) then resume exactly after the last object they got, never inside a batch.
@@ -141,6 +161,17 @@ def ingest(
                     )
                 )
             continue
+        facts = owners.setdefault(cand.meta.stix_id, _Known())
+        refusal = _refusal(db, writer, facts, cand)
+        if refusal is not None:
+            result.failures.append(status_detail(obj, refusal))
+            if facts.revoked_version is not None and refusal.startswith(f"{cand.meta.stix_id} was revoked"):
+                result.conflicts.append(refusal)
+            continue
+        if facts.first is None:
+            facts.first = FirstVersion(origin, added_by, _created_by(obj))
+        if cand.meta.revoked and (facts.revoked_version is None or cand.version < facts.revoked_version):
+            facts.revoked_version = cand.version
         if versions:
             result.updated += 1
         date_added = next_us
@@ -153,7 +184,7 @@ def ingest(
             "version": cand.version,
             "version_text": cand.meta.modified or cand.meta.created or us_to_text(date_added),
             "date_added_us": date_added,
-            "tlp_rank": rank(cand.meta.tlp) if cand.meta.tlp else None,
+            "tlp_rank": _tlp_rank(obj, cand.meta.tlp, statements),
             "confidence": cand.meta.confidence,
             "revoked": cand.meta.revoked,
             "is_latest": False,
@@ -178,6 +209,9 @@ def ingest(
     for start in range(0, len(rows), _CHUNK):
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
     linked = _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
+    _mark_referrers(
+        db, {c.meta.stix_id: statements[c.meta.stix_id] for c in new_rows if c.meta.stix_id in statements}
+    )
     next_us = release.release_dependents(
         db,
         collection_pk=collection.pk,
@@ -195,6 +229,125 @@ def ingest(
     result.created = len(rows)
     metrics.OBJECTS_INGESTED.inc(result.created, origin=origin)
     return result
+
+
+def _writer_for(origin: str, added_by: str | None) -> Writer:
+    """The writer a caller that names none is taken to be (partners: only this credential)."""
+    return Writer(kind=origin, name=added_by or origin, added_by=frozenset({added_by} if added_by else ()))
+
+
+def _created_by(obj: Any) -> str | None:
+    value = obj.get("created_by_ref") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _refusal(db: Session, writer: Writer, facts: _Known, cand: _Candidate) -> str | None:
+    """Why this new version may not be stored, or None."""
+    stix_id = cand.meta.stix_id
+    decision = decide_version(writer, facts.first)
+    if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
+        return f"{stix_id}: {decision.reason}"
+    if facts.revoked_version is not None and cand.version >= facts.revoked_version:
+        return (
+            f"{stix_id} was revoked (version {facts.revoked_version}); a revoked object "
+            "cannot get new versions (STIX 2.1 section 3.6): publish a new object instead"
+        )
+    return None
+
+
+def _copy_stored_elsewhere(db: Session, stix_id: str, version: str, body: str) -> bool:
+    """Whether exactly this version is already stored in some collection (a copy changes nothing)."""
+    return (
+        db.scalars(
+            select(ObjectVersion.pk).where(
+                ObjectVersion.stix_id == stix_id, ObjectVersion.version == version, ObjectVersion.body == body
+            )
+        ).first()
+        is not None
+    )
+
+
+def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
+    """Per id of this batch already stored anywhere: who first stored it, and its first revocation."""
+    found: dict[str, _Known] = {}
+    ids = sorted(stix_ids)
+    for start in range(0, len(ids), _CHUNK):
+        rows = db.execute(
+            select(
+                ObjectVersion.stix_id,
+                ObjectVersion.version,
+                ObjectVersion.date_added_us,
+                ObjectVersion.origin,
+                ObjectVersion.added_by,
+                ObjectVersion.revoked,
+                ObjectVersion.is_first,
+                ObjectVersion.body,
+            ).where(
+                ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),
+                ObjectVersion.is_first.is_(True) | ObjectVersion.revoked.is_(True),
+            )
+        )
+        for row in rows:
+            facts = found.setdefault(row.stix_id, _Known())
+            if row.is_first and (facts.first is None or row.date_added_us < facts.first_us):
+                try:
+                    creator = _created_by(orjson.loads(row.body))
+                except orjson.JSONDecodeError:
+                    creator = None
+                facts.first = FirstVersion(row.origin, row.added_by, creator)
+                facts.first_us = row.date_added_us
+            if row.revoked and (facts.revoked_version is None or row.version < facts.revoked_version):
+                facts.revoked_version = row.version
+    return found
+
+
+def _statement_levels(db: Session, valid: list[tuple[Any, _Candidate]]) -> dict[str, str]:
+    """Marking-definition id -> TLP level, for the statement markings that read as a TLP level
+    ("TLP:RED") among those this batch defines or references (defined here or stored earlier)."""
+    levels: dict[str, str] = {}
+    wanted: set[str] = set()
+    for obj, cand in valid:
+        if cand.meta.type == "marking-definition":
+            level = statement_level(obj)
+            if level is not None:
+                levels[cand.meta.stix_id] = level
+        wanted |= {m for m in marking_refs(obj) if level_of_marking(m) is None and m not in ALIAS_IDS}
+    ids = sorted(wanted - set(levels))
+    for start in range(0, len(ids), _CHUNK):
+        for body in db.scalars(
+            select(ObjectVersion.body).where(
+                ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),
+                ObjectVersion.type == "marking-definition",
+            )
+        ):
+            marking = orjson.loads(body)
+            level = statement_level(marking)
+            if level is not None:
+                levels[marking["id"]] = max(level, levels.get(marking["id"], level), key=rank)
+    return levels
+
+
+def _tlp_rank(obj: Any, tlp: str | None, statements: dict[str, str]) -> int | None:
+    """The most restrictive of the object's TLP markings, statement markings read as TLP included."""
+    ranks = [rank(tlp)] if tlp else []
+    if statements:
+        ranks += [rank(statements[m]) for m in marking_refs(obj) if m in statements]
+    return max(ranks) if ranks else None
+
+
+def _mark_referrers(db: Session, levels: dict[str, str]) -> None:
+    """Objects stored before the statement marking they reference take its level now (never lower)."""
+    for marking_id, level in levels.items():
+        level_rank = rank(level)
+        referrers = select(ObjectRef.object_version_pk).where(ObjectRef.ref_id == marking_id)
+        db.execute(
+            update(ObjectVersion)
+            .where(
+                ObjectVersion.pk.in_(referrers),
+                (ObjectVersion.tlp_rank.is_(None)) | (ObjectVersion.tlp_rank < level_rank),
+            )
+            .values(tlp_rank=level_rank)
+        )
 
 
 def closure_refs(obj: dict[str, Any]) -> set[str]:

@@ -14,6 +14,7 @@ from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
 from exchange.errors import BadRequestError, ConflictError, NotFoundError
 from exchange.partner.models import Partner
+from policies.engine import Writer
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -124,6 +125,16 @@ def credentials(db: Session, partner: Partner) -> list[Credential]:
         db.scalars(
             select(Credential).where(Credential.partner_pk == partner.pk).order_by(Credential.created_at)
         )
+    )
+
+
+def writer(db: Session, partner: Partner) -> Writer:
+    """The partner as a writer of objects: its STIX identity and every credential it ever held."""
+    return Writer(
+        kind="partner",
+        name=partner.slug,
+        identity=partner.identity_id,
+        added_by=frozenset(c.id for c in credentials(db, partner)),
     )
 
 

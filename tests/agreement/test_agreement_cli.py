@@ -13,6 +13,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
+from exchange.audit import anchor as audit_anchor
 from exchange.auth import service as auth_service
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.bootstrap import initialise, migrate
@@ -23,6 +24,7 @@ from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from exchange.partner import service as partner_service
 from tests.support.cli import Result, environment, run
+from exchange.signing import KeyRing, default_directory
 
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
@@ -33,9 +35,11 @@ TS = "2026-01-01T00:00:00.000Z"
 class Cli:
     """The `exchange` command on one data dir (and database), plus a session on that database."""
 
-    def __init__(self, env: dict[str, str], url: str) -> None:
+    def __init__(self, env: dict[str, str], url: str, keyring: KeyRing | None = None) -> None:
         self.env = env
         self.engine = make_engine(url)
+        if keyring is not None:  # audit events it writes are signed, as the exchange's are
+            audit_anchor.attach(self.engine, keyring)
         self.keys: dict[str, tuple[str, str]] = {}
 
     def run(self, *args: str) -> Result:
@@ -78,7 +82,7 @@ def cli(settings, engine, tmp_path_factory) -> Iterator[Cli]:  # type: ignore[no
     data_dir = tmp_path_factory.mktemp("cli-data")
     env = environment(data_dir, settings.database_url)
     cli_settings = Settings(data_dir=data_dir, database_url=settings.database_url)
-    tool = Cli(env, cli_settings.sqlalchemy_url)
+    tool = Cli(env, cli_settings.sqlalchemy_url, KeyRing(default_directory(settings)))
     migrate(tool.engine)  # what `exchange init` does (tests/exchange/test_cli.py runs init itself)
     with tool.db() as db:
         initialise(db, cli_settings)

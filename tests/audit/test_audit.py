@@ -19,9 +19,12 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
 from exchange.audit.models import AuditEvent, AuditHead
+from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
+from exchange.database.types import utcnow
+from exchange.errors import ConflictError
 from exchange.main import create_app
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import free_port, start_uvicorn
@@ -130,6 +133,162 @@ def test_deleting_the_newest_events_and_the_head_is_detected(db):
     assert any("head" in problem for problem in report.problems), report.problems
 
 
+# --- someone with database access, without the signing key -------------------------------------
+
+
+def _rechain(db: Session, start: int) -> None:
+    """Recompute every hash from event `start` on and point the head at the end: what an attacker
+    who knows the (public) hashing scheme does after an edit."""
+    events = list(db.scalars(select(AuditEvent).where(AuditEvent.seq >= start).order_by(AuditEvent.seq)))
+    prev = db.get(AuditEvent, start - 1).hash if start > 1 else audit.GENESIS
+    for event in events:
+        event.prev_hash = prev
+        event.hash = audit._digest(prev, event)
+        prev = event.hash
+    db.flush()
+    db.execute(update(AuditHead).values(seq=events[-1].seq, hash=prev))
+
+
+def test_cutting_off_the_newest_events_and_moving_the_head_back_is_detected(db):
+    seqs = chain(db)
+    keep = db.get(AuditEvent, seqs[1])
+
+    def cut() -> None:
+        db.execute(delete(AuditEvent).where(AuditEvent.seq > keep.seq))
+        db.execute(update(AuditHead).values(seq=keep.seq, hash=keep.hash))
+
+    report = tampered(db, cut)
+    assert not report.ok, "the newest events were cut off and verify() reported nothing"
+    assert any("head" in p and "signature" in p for p in report.problems), report.problems
+
+    def cut_and_reuse_an_event_signature() -> None:
+        cut()
+        db.execute(update(AuditHead).values(signature=keep.signature))
+
+    report = tampered(db, cut_and_reuse_an_event_signature)
+    assert not report.ok, "an event's signature passed for the head's"
+
+
+def test_a_rollback_to_a_kept_head_is_caught_by_a_later_checkpoint(db):
+    seqs = chain(db, 3)
+    kept = db.get(AuditHead, 1)
+    old_head = {"seq": kept.seq, "hash": kept.hash, "signature": kept.signature}
+    chain(db, 3)
+    checkpoint = audit.export_checkpoint(db, issuer="identity--test")
+    assert audit.verify(db, checkpoints=[("cp.json", checkpoint)]).ok
+
+    def roll_back() -> None:
+        db.execute(delete(AuditEvent).where(AuditEvent.seq > seqs[-1]))
+        db.execute(update(AuditHead).values(**old_head))
+
+    # Without a checkpoint this rollback cannot be seen, and verify says so.
+    report = tampered(db, roll_back)
+    assert report.ok, report.problems
+    assert any("no events at the end of the trail were removed" in line for line in report.cannot_prove)
+    nested = db.begin_nested()
+    try:
+        roll_back()
+        db.expire_all()
+        report = audit.verify(db, checkpoints=[("cp.json", checkpoint)])
+    finally:
+        nested.rollback()
+        db.expire_all()
+    assert not report.ok
+    assert (
+        f"cp.json (taken {audit.utc_text(checkpoint['iat'])}) names event {checkpoint['seq']}, which is missing"
+        in report.problems[0]
+    )
+
+
+def test_deleting_every_event_and_the_head_is_detected(db):
+    chain(db)
+    checkpoint = audit.export_checkpoint(db)
+
+    def wipe() -> None:
+        db.execute(delete(AuditEvent))
+        db.execute(delete(AuditHead))
+
+    report = tampered(db, wipe)
+    assert not report.ok, "the whole trail was deleted and verify() reported nothing"
+    assert any("every event was deleted" in p for p in report.problems), report.problems
+    nested = db.begin_nested()
+    try:
+        wipe()
+        db.expire_all()
+        report = audit.verify(db, checkpoints=[("cp", checkpoint)])
+    finally:
+        nested.rollback()
+        db.expire_all()
+    assert any("which is missing" in p for p in report.problems), report.problems
+
+
+def test_editing_an_event_and_recomputing_the_chain_is_detected(db):
+    seqs = chain(db)
+
+    def rewrite() -> None:
+        db.execute(update(AuditEvent).where(AuditEvent.seq == seqs[2]).values(actor="someone-else"))
+        db.expire_all()
+        _rechain(db, seqs[2])
+
+    report = tampered(db, rewrite)
+    assert not report.ok, "an edited event with a recomputed chain went unnoticed"
+    assert any(f"event {seqs[2]} has a signature that does not match" in p for p in report.problems)
+
+
+def test_a_forged_event_with_a_valid_hash_is_detected_even_after_later_events(db):
+    chain(db)
+    head = db.get(AuditHead, 1)
+
+    def forge() -> None:
+        forged = AuditEvent(
+            seq=head.seq + 1,
+            at=utcnow(),
+            actor="admin",
+            action="user.create",
+            target="cred-forged",
+            details="{}",
+            prev_hash=head.hash,
+            hash="",
+            signature=head.signature,  # the best signature at hand
+        )
+        forged.hash = audit._digest(head.hash, forged)
+        db.add(forged)
+        db.flush()
+        db.execute(update(AuditHead).values(seq=forged.seq, hash=forged.hash))
+
+    report = tampered(db, forge)
+    assert not report.ok, "a forged event with a valid hash went unnoticed"
+    assert any(f"event {head.seq + 1}" in p for p in report.problems), report.problems
+
+    def forge_then_work_on() -> None:
+        forge()
+        db.expire_all()
+        audit.record(db, actor="tester", action="test.after", target="t")  # signs the head again
+
+    report = tampered(db, forge_then_work_on)
+    assert not report.ok, "a forged event passed once a genuine event was appended after it"
+    assert any(f"event {head.seq + 1} has a signature of another kind" in p for p in report.problems)
+
+
+def test_a_checkpoint_cannot_be_forged_or_taken_of_a_tampered_trail(db):
+    chain(db, 2)
+    checkpoint = audit.export_checkpoint(db)
+    for forged in (checkpoint | {"seq": checkpoint["seq"] - 1}, checkpoint | {"iat": checkpoint["iat"] + 1}):
+        report = audit.verify(db, checkpoints=[("forged", forged)])
+        assert not report.ok and "does not match" in report.problems[0], report.problems
+    head = db.get(AuditHead, 1)
+    nested = db.begin_nested()
+    try:
+        db.execute(update(AuditHead).values(signature=None))
+        db.expire_all()
+        with pytest.raises(ConflictError, match="does not verify"):
+            audit.export_checkpoint(db)
+    finally:
+        nested.rollback()
+        db.expire_all()
+    assert head.seq == checkpoint["seq"]
+
+
 def test_secrets_in_details_are_withheld(db):
     event = audit.record(
         db,
@@ -193,7 +352,7 @@ def find_event(live_server, admin, action: str, match: Callable[[dict[str, Any]]
 
 @pytest.mark.live
 def test_failed_logins_are_audited(live_server, admin):
-    taxii_user = f"cred-{uuid.uuid4().hex[:16]}"
+    taxii_user = live_server.credential("analyst")[0]
     response = httpx.get(
         f"{live_server.api_root}collections/", auth=(taxii_user, "wrong"), headers={"Accept": TAXII}
     )
@@ -201,7 +360,7 @@ def test_failed_logins_are_audited(live_server, admin):
     event = find_event(live_server, admin, "login.failure", lambda e: e["actor"] == taxii_user)
     assert event["details"] == {"channel": "taxii"}
 
-    rest_user = f"cred-{uuid.uuid4().hex[:16]}"
+    rest_user = live_server.credential("analyst")[0]
     with rest(live_server, f"{rest_user}.wrong-key") as client:
         assert client.get("/partners").status_code == 401
     event = find_event(live_server, admin, "login.failure", lambda e: e["actor"] == rest_user)
@@ -225,7 +384,8 @@ def test_a_failed_login_on_a_write_request_is_answered_at_once_and_audited(live_
         url = f"http://127.0.0.1:{port}"
     else:
         engine, url = live_server.engine, live_server.url
-    who = f"cred-{uuid.uuid4().hex[:16]}"
+    with session_scope(make_session_factory(engine), write=True) as db:
+        who = auth_service.create_credential(db, name="tried", role="analyst")[0].id
     try:
         response = httpx.post(
             f"{url}/api/v1/partners",
@@ -319,7 +479,7 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     with closing(sqlite3.connect(database)) as conn:
         (count,) = conn.execute("SELECT count(*) FROM audit_event").fetchone()
         (seq,) = conn.execute("SELECT seq FROM audit_event WHERE action = 'agreement.apply'").fetchone()
-    assert intact.stdout.strip() == f"audit trail intact: {count} events"
+    assert intact.stdout.splitlines()[0] == f"audit trail intact: {count} events"
     assert count >= 3  # partner.create, credential.create, agreement.apply
 
     with closing(sqlite3.connect(database)) as conn, conn:
@@ -330,9 +490,111 @@ def test_exchange_audit_verify_detects_an_edited_row(backend, tmp_path):
     assert f"event {seq} was altered after it was written" in broken.stderr
 
 
-def test_a_key_pasted_as_user_name_is_not_recorded():
-    from exchange.auth.deps import safe_user_name
+def test_a_key_pasted_as_user_name_is_not_recorded(db):
+    from exchange.auth.service import failure_actor
 
-    assert safe_user_name("cred-0123456789abcdef.s3cr3tS3cr3tS3cr3t") == "cred-0123456789abcdef"
-    assert safe_user_name("") == "anonymous"
-    assert safe_user_name("cert-in") == "cert-in"
+    credential, key = auth_service.create_credential(db, name="pasted", role="analyst")
+    assert failure_actor(db, key) == credential.id
+    assert failure_actor(db, key.partition(".")[2]) == "unknown"
+    assert failure_actor(db, "") == "unknown"
+    assert failure_actor(db, "cred-0123456789abcdef.s3cr3tS3cr3tS3cr3t") == "unknown"
+
+
+def test_exchange_audit_checkpoint_catches_a_rollback_that_verify_alone_cannot(backend, tmp_path):
+    if backend != "sqlite":
+        pytest.skip("edits the SQLite file of a fresh data dir directly; the checks above cover PostgreSQL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    env["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert run("init").returncode == 0
+    database = tmp_path / "data" / "exchange.db"
+    with closing(sqlite3.connect(database)) as conn:
+        kept = conn.execute("SELECT seq, hash, signature FROM audit_head").fetchone()
+    assert run("partner", "add", "cert-yy", "--name", "CERT-YY", "--country", "YY").returncode == 0
+    checkpoint = tmp_path / "cp.json"
+    made = run("audit", "checkpoint", str(checkpoint))
+    assert made.returncode == 0, made.stderr
+    assert json.loads(checkpoint.read_text())["seq"] > kept[0]
+    assert run("audit", "verify", "--checkpoint", str(checkpoint)).returncode == 0
+
+    # Roll back to the head kept earlier: the partner's creation disappears from the trail.
+    with closing(sqlite3.connect(database)) as conn, conn:
+        conn.execute("DELETE FROM audit_event WHERE seq > ?", (kept[0],))
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", kept)
+    alone = run("audit", "verify")
+    assert alone.returncode == 0, alone.stderr
+    assert "cannot prove: that no events at the end of the trail were removed" in alone.stdout
+    caught = run("audit", "verify", "--checkpoint", str(checkpoint))
+    assert caught.returncode == 1
+    assert "which is missing: the trail was cut back to event" in caught.stderr
+    refused = run("audit", "verify", "--checkpoint", str(tmp_path / "nope.json"))
+    assert refused.returncode == 1 and "cannot read" in refused.stderr
+
+
+# --- every state-changing action is audited ---------------------------------------------------
+
+
+@pytest.mark.live
+def test_running_a_feed_or_a_push_by_hand_over_rest_is_audited(live_server, admin):
+    with live_server.session() as db:
+        before = db.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq.desc())).first()
+    coll = live_server.collection()
+    name = f"hand-{uuid.uuid4().hex[:8]}"
+    with rest(live_server, admin[1]) as client:
+        created = client.post(
+            "/feeds",
+            json={"name": name, "kind": "text", "url": "http://127.0.0.1:9/x.txt", "collection": coll.alias},
+        )
+        assert created.status_code == 201, created.text
+        started = client.post(f"/feeds/{name}/run")
+        assert started.status_code == 202, started.text
+    event = find_event(live_server, admin, "feed.run", lambda e: e["target"] == name and e["seq"] > before)
+    assert event["actor"] == admin[0]
+    assert event["details"] == {"run": started.json()["run"]}
+
+
+def test_cli_collection_add_and_feed_run_are_audited(env, tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    alias = f"c-{uuid.uuid4().hex[:10]}"
+    added = run("collection", "add", alias, "--default-tlp", "green", "--json")
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(run("audit", "list", "--action", "collection.create", "--json").stdout)
+    event = next(e for e in listed if e["target"] == alias)
+    assert event["actor"] == "cli"
+    assert event["details"] == {"id": json.loads(added.stdout)["id"], "default_tlp": "green"}
+
+    feed = f"cli-{uuid.uuid4().hex[:8]}"
+    assert (
+        run(
+            "feed", "add", feed, "--kind", "text", "--url", "http://127.0.0.1:9/x.txt", "--collection", alias
+        ).returncode
+        == 0
+    )
+    assert run("feed", "run", feed).returncode == 1  # nothing listens on port 9: the run fails, but ran
+    listed = json.loads(run("audit", "list", "--action", "feed.run", "--json").stdout)
+    assert [e["actor"] for e in listed if e["target"] == feed] == ["cli"]
+
+
+@pytest.mark.live
+def test_a_checkpoint_over_rest_verifies_and_verify_says_what_it_proves(live_server, admin):
+    with rest(live_server, admin[1]) as client:
+        taken = client.get("/audit/checkpoint")
+        assert taken.status_code == 200, taken.text
+        checkpoint = taken.json()
+        report = client.get("/audit/verify").json()
+    assert (
+        checkpoint["type"] == "exchange-audit-checkpoint"
+        and checkpoint["iss"] == live_server.settings.identity_id
+    )
+    assert report["ok"] is True, report["problems"]
+    assert report["proves"] and any("cannot" not in line for line in report["proves"])
+    assert any("roll the trail back" in line for line in report["cannot_prove"])
+    with live_server.session() as db:
+        checked = audit.verify(db, checkpoints=[("rest", audit.read_checkpoint(json.dumps(checkpoint)))])
+    assert checked.ok, checked.problems
+    assert any(line.startswith("rest (taken ") for line in checked.proves)

@@ -38,11 +38,11 @@ class Recorder:
             raise ValueError("'bad' is not an option")
         return options | {"checked": True}
 
-    def start_feed(self, name: str) -> int:
+    def start_feed(self, name: str, *, actor: str | None = None) -> int:
         self.calls.append(("start_feed", name))
         return 4242
 
-    def start_push(self, slug: str) -> None:
+    def start_push(self, slug: str, *, actor: str | None = None) -> None:
         self.calls.append(("start_push", slug))
 
 

@@ -36,6 +36,7 @@ class Route:
     last_modified: str | None = None
     fail_first: int = 0  # answer 500 this many times first
     hang: float = 0.0  # sleep this long before answering
+    redirect: str | None = None  # answer 302 with this Location
     requests: int = 0
     conditional_hits: int = 0  # 304s answered
     seen_headers: list[dict[str, str]] = field(default_factory=list)
@@ -61,6 +62,9 @@ class FeedHttpServer:
                 route.seen_headers.append(dict(self.headers))
                 if route.hang:
                     time.sleep(route.hang)
+                if route.redirect:
+                    self._send(302, b"", "text/plain", {"Location": route.redirect})
+                    return
                 if route.fail_first > 0:
                     route.fail_first -= 1
                     self._send(500, b"internal error", "text/plain")
