@@ -28,8 +28,8 @@ from exchange.errors import ConflictError
 from exchange.main import create_app
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import free_port, start_uvicorn
-from tests.stixgen import envelope, indicator
 from tests.support import cli
+from tests.stixgen import envelope, indicator
 from tests.taxii_server.conftest import TAXII, post
 
 COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")
@@ -503,11 +503,10 @@ def test_a_key_pasted_as_user_name_is_not_recorded(db):
 def test_exchange_audit_checkpoint_catches_a_rollback_that_verify_alone_cannot(backend, tmp_path):
     if backend != "sqlite":
         pytest.skip("edits the SQLite file of a fresh data dir directly; the checks above cover PostgreSQL")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    env["EXCHANGE_DATA_DIR"] = str(tmp_path / "data")
+    env = cli.environment(tmp_path / "data")
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    def run(*args: str) -> cli.Result:
+        return cli.run(env, *args)
 
     assert run("init").returncode == 0
     database = tmp_path / "data" / "exchange.db"
@@ -557,9 +556,10 @@ def test_running_a_feed_or_a_push_by_hand_over_rest_is_audited(live_server, admi
 
 
 def test_cli_collection_add_and_feed_run_are_audited(env, tmp_path):
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    def run(*args: str) -> cli.Result:
+        return cli.run(env, *args)
 
+    assert run("init").returncode == 0  # the commands below open an existing exchange only
     alias = f"c-{uuid.uuid4().hex[:10]}"
     added = run("collection", "add", alias, "--default-tlp", "green", "--json")
     assert added.returncode == 0, added.stderr
