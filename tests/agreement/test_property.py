@@ -46,6 +46,12 @@ MARKINGS: dict[str, int] = {
     "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82": 2,  # 1.0 amber
     "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed": 4,  # 1.0 red
 }
+# Statement marking definitions that read as TLP levels (as MISP and OpenCTI exports write them):
+# stored once per example under fresh ids, they count as the level they state.
+STATEMENTS: dict[str, tuple[str, int]] = {
+    "statement:red": ("TLP:RED", 4),
+    "statement:amber+strict": ("tlp: amber+strict", 3),
+}
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 RED_ID = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
 TYPES = ["indicator", "malware", "relationship", "sighting", "identity", "observed-data", "ipv4-addr"]
@@ -70,7 +76,9 @@ class Spec:
 specs = st.builds(
     Spec,
     type=st.sampled_from(TYPES),
-    markings=st.lists(st.sampled_from(sorted(MARKINGS)), max_size=2, unique=True).map(tuple),
+    markings=st.lists(st.sampled_from(sorted(MARKINGS) + sorted(STATEMENTS)), max_size=2, unique=True).map(
+        tuple
+    ),
     confidence=st.none() | st.integers(min_value=0, max_value=100),
     audience=st.none()
     | st.lists(st.sampled_from(["me", "other"]), min_size=1, max_size=2, unique=True).map(tuple),
@@ -96,8 +104,26 @@ terms = st.builds(
 )
 
 
-def build_objects(items: list[Spec]) -> list[dict[str, Any]]:
+def statement_definitions() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Fresh ids for the statement markings, and their marking-definition objects."""
+    ids = {name: f"marking-definition--{uuid.uuid4()}" for name in STATEMENTS}
+    defs = [
+        {
+            "type": "marking-definition",
+            "spec_version": "2.1",
+            "id": ids[name],
+            "created": TS,
+            "definition_type": "statement",
+            "definition": {"statement": text},
+        }
+        for name, (text, _) in STATEMENTS.items()
+    ]
+    return ids, defs
+
+
+def build_objects(items: list[Spec], statements: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """STIX objects for the specs; SROs point at node objects (or at nothing, when dangling)."""
+    statements = statements or {}
     objects: list[dict[str, Any]] = []
     for spec in items:
         stix_id = f"{spec.type}--{uuid.uuid4()}"
@@ -150,7 +176,7 @@ def build_objects(items: list[Spec]) -> list[dict[str, Any]]:
                 if spec.dangling:
                     obj["where_sighted_refs"] = [f"identity--{uuid.uuid4()}"]
         if spec.markings:
-            obj["object_marking_refs"] = list(spec.markings)
+            obj["object_marking_refs"] = [statements.get(m, m) for m in spec.markings]
         if spec.confidence is not None and obj["type"] not in SCO_TYPES:
             obj["confidence"] = spec.confidence
     return objects
@@ -172,14 +198,42 @@ def expected_ids(
     grant: ReadGrant,
     default_rank: int,
     audience_of: dict[str, str],
+    statements: dict[str, str] | None = None,
 ) -> set[str]:
     """What `decide` allows, with facts built from the generated objects only."""
+    statements = statements or {}
+
+    def level(marking: str) -> int:
+        return MARKINGS[marking] if marking in MARKINGS else STATEMENTS[marking][1]
+
+    # A statement marking is referenced like any non-TLP marking: its definition (unmarked, so at
+    # the collection's default, and without confidence) must be visible too.
+    definition_visible = {
+        name: decide(
+            grant,
+            ObjectFacts(
+                stix_id=statements.get(name, name),
+                type="marking-definition",
+                tlp_rank=None,
+                default_tlp_rank=default_rank,
+                confidence=None,
+                date_added_us=0,
+                audience=None,
+                refs_visible=True,
+            ),
+            now_us=1,
+        ).allowed
+        for name in STATEMENTS
+    }
+
+    def markings_visible(spec: Spec) -> bool:
+        return all(definition_visible[m] for m in spec.markings if m in STATEMENTS)
 
     def facts(spec: Spec, obj: dict[str, Any], refs_visible: bool) -> ObjectFacts:
         return ObjectFacts(
             stix_id=obj["id"],
             type=obj["type"],
-            tlp_rank=max((MARKINGS[m] for m in spec.markings), default=None),
+            tlp_rank=max((level(m) for m in spec.markings), default=None),
             default_tlp_rank=default_rank,
             confidence=None if obj["type"] in SCO_TYPES else spec.confidence,
             date_added_us=0,
@@ -190,16 +244,19 @@ def expected_ids(
     nodes_allowed = {
         obj["id"]
         for spec, obj in zip(items, objects, strict=True)
-        if obj["type"] in NODE_TYPES and decide(grant, facts(spec, obj, True), now_us=1).allowed
+        if obj["type"] in NODE_TYPES
+        and decide(grant, facts(spec, obj, markings_visible(spec)), now_us=1).allowed
     }
     # Every generated id is stored once, so a node the partner wrote vouches for references to it
     # (no other party stored that id); hidden nodes never do, whoever wrote them.
     nodes_visible = set(nodes_allowed)
-    allowed = set(nodes_allowed)
+    allowed = set(nodes_allowed) | {
+        statements[n] for n, ok in definition_visible.items() if ok and n in statements
+    }
     for spec, obj in zip(items, objects, strict=True):
         if obj["type"] in NODE_TYPES:
             continue
-        refs_visible = all(end in nodes_visible for end in end_ids(obj))
+        refs_visible = all(end in nodes_visible for end in end_ids(obj)) and markings_visible(spec)
         if decide(grant, facts(spec, obj, refs_visible), now_us=1).allowed:
             allowed.add(obj["id"])
     return allowed
@@ -254,11 +311,29 @@ def pull_all(
     default_tlp="green",
     limit=2,
 )
+# Always tried too: statement markings read as red and amber+strict, an observed-data naming a
+# hidden SCO, a node the partner wrote and a node that arrives after the first pull.
+@example(
+    items=[
+        Spec("indicator", ("statement:red",), 80, None, (0, 0), False),
+        Spec("malware", ("statement:amber+strict", GREEN), 80, None, (0, 0), False),
+        Spec("indicator", (GREEN,), 80, None, (0, 0), False, mine=True),
+        Spec("relationship", (GREEN,), 80, None, (2, 0), False),
+        Spec("ipv4-addr", (RED_ID,), None, None, (0, 0), False),
+        Spec("ipv4-addr", (GREEN,), None, None, (0, 0), False, late=True),
+        Spec("observed-data", (GREEN,), 80, None, (0, 1), False),
+        Spec("relationship", (GREEN,), 80, None, (2, 2), False),
+    ],
+    agreement=Terms("amber", None, None),
+    default_tlp="green",
+    limit=2,
+)
 def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement, default_tlp, limit):
     coll = live_server.collection(default_tlp=default_tlp)
     slug = f"p-{uuid.uuid4().hex[:10]}"
     audience_of = {"me": slug, "other": OTHER}
-    objects = build_objects(items)
+    statement_ids, definitions = statement_definitions()
+    objects = build_objects(items, statement_ids)
     read: dict[str, Any] = {"collections": [coll.alias], "max_tlp": agreement.max_tlp}
     if agreement.types is not None:
         read["types"] = list(agreement.types)
@@ -288,6 +363,9 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
                 )
                 assert result.failures == [] and result.created == len(batch), result.failures
 
+    with live_server.session() as db:
+        stored = ingest(db, collection=db.get(Collection, coll.pk), objects=definitions, origin="analyst")
+        assert stored.failures == [], stored.failures
     store(late=False)
 
     grant = ReadGrant(
@@ -300,7 +378,7 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
         redact=(),
         anonymize_source=False,
     )
-    expected = expected_ids(items, objects, grant, RANK[default_tlp], audience_of)
+    expected = expected_ids(items, objects, grant, RANK[default_tlp], audience_of, statement_ids)
 
     url = live_server.collection_url(coll)
     first, pages, resume = pull_all(live_server, (credential.id, key), url, limit)
@@ -314,9 +392,15 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
 
     by_id = {o["id"]: (spec, o) for spec, o in zip(items, objects, strict=True)}
     for obj in served:
+        if obj["type"] == "marking-definition":
+            assert obj in definitions  # a statement definition, unmarked, served as stored
+            continue
         spec, sent = by_id[obj["id"]]
         assert obj == sent  # no redaction in these agreements: served as stored
-        level = max((MARKINGS[m] for m in spec.markings), default=RANK[default_tlp])
+        level = max(
+            (MARKINGS[m] if m in MARKINGS else STATEMENTS[m][1] for m in spec.markings),
+            default=RANK[default_tlp],
+        )
         assert level < RED, f"red object {obj['id']} left the exchange"
 
 
