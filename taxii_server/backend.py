@@ -430,13 +430,15 @@ class SqlBackend(Backend):
         if grant.write_grant is not None and grant.write_grant.require_signature:
             signature_problem = self._submission_signature_problem(objs)
         accepted, refused = _write_policy(objs["objects"], grant.write_grant, signature_problem)
+        # Validation is the slow part: do it before taking the write lock other writers wait on.
+        prepared = ingest_service.prepare(accepted)
         self._end_read()
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
             result = ingest_service.ingest(
                 db,
                 collection=target,
-                objects=accepted,
+                objects=prepared,
                 origin="analyst" if principal.is_internal else "partner",
                 added_by=principal.credential_id,
             )

@@ -41,9 +41,15 @@ async def publish_bundle(
     from exchange.database.core import session_scope
 
     def store() -> dict[str, Any]:
+        prepared = service.prepare_bundle(bundle)  # the slow part, before the write lock
         with session_scope(request.app.state.session_factory, write=True) as db:
             return service.publish_bundle(
-                db, bundle, collection=collection, actor=user.credential_id, settings=settings
+                db,
+                bundle,
+                collection=collection,
+                actor=user.credential_id,
+                settings=settings,
+                prepared=prepared,
             )
 
     return await run_in_threadpool(store)

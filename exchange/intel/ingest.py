@@ -68,29 +68,55 @@ def status_detail(obj: Any, message: str | None = None) -> dict[str, str]:
     return detail
 
 
-def ingest(
-    db: Session,
-    *,
-    collection: Collection,
-    objects: Sequence[Any],
-    origin: str,
-    added_by: str | None = None,
-    audience: Sequence[str] | None = None,
-) -> IngestResult:
-    """Validate and store `objects` in `collection`; exact duplicates count as successes."""
-    if origin not in ORIGINS:
-        raise ValueError(f"unknown origin {origin!r}")
-    result = IngestResult()
-    audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
-    valid: list[tuple[Any, _Candidate]] = []
+@dataclass
+class PreparedBatch:
+    """A batch validated and canonicalised, ready to store: the costly part of ingest, which
+    needs no database and so runs before the caller takes a write lock."""
+
+    failures: list[dict[str, str]] = field(default_factory=list)
+    valid: list[tuple[Any, _Candidate]] = field(default_factory=list)
+
+    def extend(self, other: PreparedBatch) -> None:
+        self.failures += other.failures
+        self.valid += other.valid
+
+
+def prepare(objects: Sequence[Any]) -> PreparedBatch:
+    """Validate and canonicalise each object; a bad one becomes a failure, never an exception."""
+    batch = PreparedBatch()
     for obj in objects:
         try:
             meta = validate_object(obj)
             body = canonical_text(obj)
         except (InvalidStixError, InvalidJsonError) as exc:
-            result.failures.append(status_detail(obj, exc.message))
+            batch.failures.append(status_detail(obj, exc.message))
             continue
-        valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj))))
+        except RecursionError:  # nesting that slipped past the bounds: this object alone fails
+            batch.failures.append(status_detail(obj, "the object is nested too deeply to validate"))
+            continue
+        batch.valid.append(
+            (obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj)))
+        )
+    return batch
+
+
+def ingest(
+    db: Session,
+    *,
+    collection: Collection,
+    objects: Sequence[Any] | PreparedBatch,
+    origin: str,
+    added_by: str | None = None,
+    audience: Sequence[str] | None = None,
+) -> IngestResult:
+    """Store `objects` (validated here unless already prepared) in `collection`; exact duplicates
+    count as successes."""
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown origin {origin!r}")
+    batch = objects if isinstance(objects, PreparedBatch) else prepare(objects)
+    result = IngestResult(failures=list(batch.failures))
+    audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
+    valid = batch.valid
     if not valid:
         return result
     plan_for_current_size(db)

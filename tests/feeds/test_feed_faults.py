@@ -12,6 +12,7 @@ import uuid
 from sqlalchemy import func, select
 
 from exchange.database.core import session_scope
+from exchange.feed import service as feed_service
 from exchange.intel.models import ObjectVersion
 from feeds.jsonstream import bundle_objects
 from feeds.runner import run_feed
@@ -160,3 +161,24 @@ def test_credentials_stay_out_of_errors_and_logs(feed_server, feeds, factory, fe
     stored_error = feeds.runs(name)[0].error or ""
     for secret in (password, key):
         assert secret not in (result.error or "") and secret not in stored_error and secret not in caplog.text
+
+
+def test_a_pattern_that_breaks_the_validator_fails_alone(feed_server, feeds, factory, feed_settings) -> None:
+    from tests.stixgen import indicator
+
+    good = [indicator(i) for i in range(50)]
+    hostile = indicator(99, pattern="(" * 5_000 + "[ipv4-addr:value = '1.2.3.4']" + ")" * 5_000)
+    text = json.dumps(
+        {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": [*good[:25], hostile, *good[25:]]}
+    )
+    url = feed_server.serve("/deep-pattern.json", text.encode(), etag=False)
+    name, coll = feeds.add("stix-bundle", url)
+    for _ in range(2):  # run after run, the same: the good ones stored, the bad one named
+        result = run_feed(factory, feed_settings, name)
+        assert result.status == "partial", result
+        assert result.counts["failed"] == 1 and count(factory, coll) == 50
+    assert result.counts["unchanged"] == 50
+    with session_scope(factory) as db:
+        run = feed_service.runs(db, feed_service.get_by_name(db, name), limit=1)[0]
+        named = json.loads(run.failures)
+    assert [f["id"] for f in named] == [hostile["id"]] and "pattern" in named[0]["message"]
