@@ -59,3 +59,11 @@ class PolicyDeniedError(ForbiddenError):
 class PayloadTooLargeError(ExchangeError):
     status = 413
     title = "Payload too large"
+
+
+class ServiceUnavailableError(ExchangeError):
+    """The database is busy (a lock held past the wait) or unreachable: worth retrying."""
+
+    status = 503
+    title = "Service unavailable"
+    retry_after_seconds = 5

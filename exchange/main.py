@@ -6,15 +6,17 @@ import logging
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
 from exchange.audit.routes import router as audit_router
-from exchange.database.core import make_engine, make_session_factory
-from exchange.errors import ExchangeError
+from exchange.database.core import as_domain_error, describe, make_engine, make_session_factory
+from exchange.errors import ExchangeError, ServiceUnavailableError
 from exchange.export.routes import router as export_router
 from exchange.feed.routes import router as feed_router
 from exchange.incident.routes import router as publish_router
@@ -36,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app bound to `settings` (read from the environment when omitted)."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
     factory = make_session_factory(engine)
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
@@ -71,12 +73,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ExchangeError)
     def _exchange_error(_request: Request, exc: ExchangeError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
+        if isinstance(exc, ServiceUnavailableError):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(
             {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.message},
             status_code=exc.status,
             media_type="application/problem+json",
             headers=headers,
         )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Never the offending input itself: it may be a secret (a header value, a password).
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:20]]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Invalid request",
+                "status": 422,
+                "detail": detail,
+                "errors": errors,
+            },
+            status_code=422,
+            media_type="application/problem+json",
+        )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OperationalError)
+    def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: database error %s", request.method, request.url.path[:200], describe(exc))  # type: ignore[arg-type]
+        return _exchange_error(request, as_domain_error(exc))  # type: ignore[arg-type]
 
     @app.exception_handler(AgreementError)
     def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:

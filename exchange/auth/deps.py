@@ -19,7 +19,9 @@ from exchange.errors import ForbiddenError, UnauthorizedError
 def safe_user_name(who: str) -> str:
     """The user name a failed login gave, fit for logs: a key pasted into it keeps only the
     credential id before its dot, never the secret."""
-    return who.partition(".")[0][:64] or "anonymous"
+    name = who.partition(".")[0][:64]
+    # Control characters (a NUL cannot even be stored in PostgreSQL text) are shown escaped.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)[:64] or "anonymous"
 
 
 def record_login_failure(factory, who: str, channel: str) -> None:  # type: ignore[no-untyped-def]

@@ -104,6 +104,8 @@ def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKe
     """The caller for this id and key, or None when unknown, wrong, revoked or expired."""
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
+    if "\x00" in credential_id or "\x00" in key:  # no credential holds one; PostgreSQL cannot compare it
+        return None
     credential = db.get(Credential, credential_id)
     if credential is None:
         # DESIGN: the Basic user name may be the partner's slug; the key names its credential.

@@ -299,7 +299,7 @@ def test_a_bad_agreement_is_a_422_naming_the_field_and_changes_nothing(rest, agr
         response = send_json(rest, method, path, make(doc, coll.alias))
         assert response.status_code == 422, (method, response.text)
         if field == "body":  # FastAPI's own check of the request body
-            assert response.json()["detail"][0]["loc"] == ["body"], response.text
+            assert response.json()["errors"][0]["loc"] == ["body"], response.text
             continue
         problems = response.json()["problems"]
         assert any(p["field"] == field and reason in p["reason"] for p in problems), problems
