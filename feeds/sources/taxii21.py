@@ -53,6 +53,11 @@ def _collection(ctx: FetchContext) -> tuple[Collection, list[str]]:
 
     def remember(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         seen.append(response.headers.get(DATE_ADDED_LAST, ""))
+        # taxii2-client reads each body whole itself, with no limit, and a gzip body can expand
+        # a thousandfold: read it here first, counting decoded bytes against the feed's cap.
+        # Hooks run before requests reads the content, and a body it holds is not read again.
+        if response._content is False:  # type: ignore[attr-defined]
+            response._content = ctx.http.read_all(response)  # type: ignore[attr-defined]
 
     session.hooks["response"].append(remember)
     url = ctx.spec.url if ctx.spec.url.endswith("/") else ctx.spec.url + "/"
