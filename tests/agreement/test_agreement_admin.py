@@ -462,3 +462,20 @@ def test_a_write_answered_200_is_stored(live_server, rest, admin):
         assert marker in stored, f"answered {response.status_code} {response.text} but never stored"
     else:
         assert marker not in stored
+
+
+def test_a_type_name_stix_does_not_define_is_applied_with_a_warning(live_server, rest):
+    coll = live_server.collection()
+    slug, _ = new_partner(rest)
+    doc = agreement_doc(
+        slug, read={"collections": [coll.alias], "max_tlp": "green", "types": ["indicator", "malwre"]}
+    )
+    response = send_json(rest, "PUT", "/agreements", doc)
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1
+    (warning,) = response.json()["warnings"]
+    assert warning.startswith(
+        "read.types[1]: 'malwre' is not a type STIX 2.1 defines; did you mean 'malware'?"
+    )
+    plain = send_json(rest, "PUT", "/agreements", doc | {"read": doc["read"] | {"types": ["indicator"]}})
+    assert plain.json()["warnings"] == []
