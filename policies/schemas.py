@@ -399,14 +399,14 @@ def load_agreement_yaml(text: str, *, source: str | None = None) -> Any:
     one (2024-13-45) into a ValueError from deep inside the parser. Dates are kept as the text
     written, so the schema checks them like any other field and names the field that is wrong.
     """
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     class _Loader(yaml.SafeLoader):
         pass
 
     _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_scalar)  # type: ignore[arg-type]
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
