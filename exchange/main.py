@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+
+import orjson
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -81,6 +85,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             media_type="application/problem+json",
             headers=headers,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Routing misses (a path no route matches, e.g. /taxii2/... with a newline, which the
+        # mount's pattern does not match) in the shape of the interface the path names.
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = "Error"
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        headers = dict(exc.headers or {})
+        if request.url.path.startswith("/taxii2"):
+            body = {"title": title, "description": detail, "http_status": str(exc.status_code)}
+            media = "application/taxii+json;version=2.1"
+        else:
+            body = {"type": "about:blank", "title": title, "status": exc.status_code, "detail": detail}
+            media = "application/problem+json"
+        return Response(orjson.dumps(body), status_code=exc.status_code, media_type=media, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

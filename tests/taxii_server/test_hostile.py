@@ -192,3 +192,13 @@ def test_a_valid_timestamp_with_nine_fraction_digits_is_kept(live_server, http, 
     obj = indicator(1, modified="2026-01-01T00:00:00.123456789Z")
     status = post(http, url, envelope([obj])).json()
     assert status["success_count"] == 1, status
+
+
+def test_a_path_no_route_matches_is_a_404_in_the_interfaces_shape(live_server, http):
+    # Found by the fuzzer: a newline in a /taxii2 path misses the mount and got FastAPI's own 404.
+    is_error_resource(http.get(f"{live_server.api_root}collections/%0A0/"), 404)
+    is_error_resource(http.get(f"{live_server.url}/taxii2%0A/"), 404)
+    problem(http.get(f"{live_server.url}/api/v1/no-such-thing"), 404)
+    response = http.delete(f"{live_server.url}/api/v1/audit")
+    problem(response, 405)
+    assert "GET" in response.headers["Allow"]
