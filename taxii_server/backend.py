@@ -424,6 +424,7 @@ class SqlBackend(Backend):
             )
         if not objs["objects"]:
             raise BadRequestError("the envelope holds no objects; there is nothing to add")
+        ingest_service.check_batch_size(len(objs["objects"]), self._settings.max_envelope_objects)
         principal = self._principal()
         timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         signature_problem = None

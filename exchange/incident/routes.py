@@ -41,7 +41,9 @@ async def publish_bundle(
     from exchange.database.core import session_scope
 
     def store() -> dict[str, Any]:
-        prepared = service.prepare_bundle(bundle)  # the slow part, before the write lock
+        prepared = service.prepare_bundle(
+            bundle, max_objects=settings.max_envelope_objects
+        )  # the slow part, before the write lock
         with session_scope(request.app.state.session_factory, write=True) as db:
             return service.publish_bundle(
                 db,

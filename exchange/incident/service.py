@@ -18,7 +18,7 @@ from exchange.incident.observables import ObservableError, detect, normalise
 from exchange.incident.schemas import IncidentIn, Published, PublishedObject
 from exchange.intel import service as intel_service
 from exchange.intel.ids import deterministic_id
-from exchange.intel.ingest import IngestResult, PreparedBatch, ingest, prepare
+from exchange.intel.ingest import IngestResult, PreparedBatch, check_batch_size, ingest, prepare
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import now_us, text_to_us
 from exchange.intel.validation import validate_object
@@ -259,7 +259,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     )
 
 
-def prepare_bundle(bundle: Any) -> PreparedBatch:
+def prepare_bundle(bundle: Any, *, max_objects: int) -> PreparedBatch:
     """Check a bundle's shape and validate its objects (no database, so before any write lock)."""
     if (
         not isinstance(bundle, dict)
@@ -274,6 +274,7 @@ def prepare_bundle(bundle: Any) -> PreparedBatch:
         raise InvalidStixError("id: a bundle needs an id of the form bundle--<uuid>")
     if not bundle["objects"]:
         raise InvalidStixError("objects: the bundle is empty")
+    check_batch_size(len(bundle["objects"]), max_objects)
     return prepare(bundle["objects"])
 
 
@@ -288,7 +289,7 @@ def publish_bundle(
 ) -> dict[str, Any]:
     """Store a STIX bundle with TAXII POST's validation; good objects kept, bad ones reported."""
     if prepared is None:
-        prepared = prepare_bundle(bundle)
+        prepared = prepare_bundle(bundle, max_objects=settings.max_envelope_objects)
     bundle_id = bundle["id"]
     coll = _collection(db, settings, collection)
     result = ingest(db, collection=coll, objects=prepared, origin="analyst", added_by=actor)

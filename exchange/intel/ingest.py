@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.database.core import plan_for_current_size
-from exchange.errors import InvalidJsonError, InvalidStixError
+from exchange.errors import InvalidJsonError, InvalidStixError, PayloadTooLargeError
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
@@ -79,6 +79,14 @@ class PreparedBatch:
     def extend(self, other: PreparedBatch) -> None:
         self.failures += other.failures
         self.valid += other.valid
+
+
+def check_batch_size(count: int, limit: int) -> None:
+    """PayloadTooLargeError when one request brings more objects than one transaction should store."""
+    if count > limit:
+        raise PayloadTooLargeError(
+            f"the request holds {count} objects; send at most {limit} per request (split the rest)"
+        )
 
 
 def prepare(objects: Sequence[Any]) -> PreparedBatch:

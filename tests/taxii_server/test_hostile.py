@@ -202,3 +202,32 @@ def test_a_path_no_route_matches_is_a_404_in_the_interfaces_shape(live_server, h
     response = http.delete(f"{live_server.url}/api/v1/audit")
     problem(response, 405)
     assert "GET" in response.headers["Allow"]
+
+
+def _tiny(n: int) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        {
+            "type": "ipv4-addr",
+            "spec_version": "2.1",
+            "id": f"ipv4-addr--{uuid.uuid4()}",
+            "value": f"10.9.{i // 256}.{i % 256}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_an_envelope_of_more_objects_than_one_transaction_should_hold_is_413(live_server, http, admin, coll):
+    limit = live_server.settings.max_envelope_objects
+    url = live_server.collection_url(coll)
+    error = is_error_resource(post(http, url, envelope(_tiny(limit + 1))), 413)
+    assert f"at most {limit}" in error["description"]
+    bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": _tiny(limit + 1)}
+    response = httpx.post(
+        f"{live_server.url}/api/v1/bundles",
+        params={"collection": coll.alias},
+        content=orjson.dumps(bundle),
+        headers={"Authorization": f"Bearer {admin[1]}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert f"at most {limit}" in problem(response, 413)["detail"]
+    assert http.get(url + "objects/").json().get("objects") is None
