@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             title = "Error"
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers or {})
+        body: dict[str, object]
         if request.url.path.startswith("/taxii2"):
             body = {"title": title, "description": detail, "http_status": str(exc.status_code)}
             media = "application/taxii+json;version=2.1"
