@@ -126,7 +126,7 @@ def test_apply_version_history_and_diff(live_server, rest, admin):
     assert first["version"] == 1 and first["changed"] is True
 
     again = rest.put("/agreements", json=doc)
-    assert again.json() == {"partner": slug, "version": 1, "changed": False, "changes": []}
+    assert again.json() == {"partner": slug, "version": 1, "changed": False, "changes": [], "warnings": []}
     # The same agreement spelt differently is not a change either.
     same = rest.put("/agreements", json=doc | {"read": doc["read"] | {"embargo": "PT24H"}})
     assert same.json()["changed"] is False
