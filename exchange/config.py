@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     key_cache_seconds: float = 60.0
     # How deeply JSON may nest in a request body.
     max_json_depth: int = 64
+    # Objects in one TAXII envelope or REST bundle: one transaction stores them all, holding the
+    # collection's write lock meanwhile (85,000 tiny objects held it for 20 s).
+    max_envelope_objects: int = 10_000
+    # How long a request waits for a database lock before it is answered 503 with Retry-After.
+    database_busy_seconds: float = 30.0
     log_level: str = "INFO"
     # Where the Ed25519 signing keys live (owner-only); default <data_dir>/signing.
     signing_key_dir: Path | None = None

@@ -62,5 +62,9 @@ class PayloadTooLargeError(ExchangeError):
 
 
 class ServiceUnavailableError(ExchangeError):
+    """Something the request needs is not available now (a busy or unreachable database, no feed
+    launcher wired): worth retrying later."""
+
     status = 503
     title = "Service unavailable"
+    retry_after_seconds = 5

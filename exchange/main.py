@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+
+import orjson
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
@@ -17,8 +21,8 @@ from exchange.agreement.routes import router as agreement_router
 from exchange.audit import anchor as audit_anchor
 from exchange.audit.routes import router as audit_router
 from exchange.context import AppContext
-from exchange.database.core import make_engine, make_session_factory
-from exchange.errors import ExchangeError
+from exchange.database.core import as_domain_error, describe, make_engine, make_session_factory
+from exchange.errors import ExchangeError, ServiceUnavailableError
 from exchange.export.routes import router as export_router
 from exchange.feed.launcher import FeedLauncherFactory
 from exchange.feed.routes import router as feed_router
@@ -43,7 +47,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     settings = settings or get_settings()
     settings.ensure_data_dir()
     settings.ensure_secret()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
     factory = make_session_factory(engine)
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
@@ -73,6 +77,8 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     @app.exception_handler(ExchangeError)
     def _exchange_error(_request: Request, exc: ExchangeError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
+        if isinstance(exc, ServiceUnavailableError):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(
             {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.message},
             status_code=exc.status,
@@ -80,14 +86,47 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
             headers=headers,
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Routing misses (a path no route matches, e.g. /taxii2/... with a newline, which the
+        # mount's pattern does not match) in the shape of the interface the path names.
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = "Error"
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        headers = dict(exc.headers or {})
+        body: dict[str, object]
+        if request.url.path.startswith("/taxii2"):
+            body = {"title": title, "description": detail, "http_status": str(exc.status_code)}
+            media = "application/taxii+json;version=2.1"
+        else:
+            body = {"type": "about:blank", "title": title, "status": exc.status_code, "detail": detail}
+            media = "application/problem+json"
+        return Response(orjson.dumps(body), status_code=exc.status_code, media_type=media, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes each bad field's input, and for a missing field the whole
-        # enclosing object: feed and push credentials would come back in the 422 body.
-        problems = [
-            {k: v for k, v in error.items() if k not in ("input", "ctx", "url")} for error in exc.errors()
-        ]
-        return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
+        # Never the offending input itself: it may be a secret (a header value, a password).
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:20]]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Invalid request",
+                "status": 422,
+                "detail": detail,
+                "errors": errors,
+            },
+            status_code=422,
+            media_type="application/problem+json",
+        )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OperationalError)
+    def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: database error %s", request.method, request.url.path[:200], describe(exc))  # type: ignore[arg-type]
+        return _exchange_error(request, as_domain_error(exc))  # type: ignore[arg-type]
 
     @app.exception_handler(AgreementError)
     def _agreement_error(_request: Request, exc: AgreementError) -> JSONResponse:

@@ -23,7 +23,7 @@ from exchange.config import Settings
 from exchange.database.core import plan_for_current_size, session_scope
 from exchange.feed import service as feed_service
 from exchange.incident.observables import ObservableError
-from exchange.intel.ingest import ingest
+from exchange.intel.ingest import PreparedBatch, ingest, prepare
 from exchange.intel.models import Collection, ObjectVersion
 from feeds import normalize, warninglist
 from feeds.base import Batch, FeedError, FeedSpec, FetchContext
@@ -140,8 +140,9 @@ def continue_run(
     log.info("feed %s: run %d started (%s)", name, summary.run_id, prepared.trigger)
     try:
         for batch in module_for(prepared.spec.kind).batches(prepared.ctx):
+            checked = _check(job, batch)  # validation needs no database: before the write lock
             with session_scope(factory, write=True) as db:
-                counts, failures = _store(db, job, batch)
+                counts, failures = _store(db, job, batch, checked)
                 if batch.cursor is not None:
                     feed_service.set_cursor(db, job.feed_pk, batch.cursor)
                 feed_service.add_counts(db, summary.run_id, counts, failures)
@@ -218,15 +219,16 @@ class _Job:
     name: str
 
 
-def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[dict[str, str]]]:
-    counts = dict.fromkeys(COUNTS, 0)
-    counts["fetched"] = batch.fetched
-    failures = list(batch.failures)
-    counts["failed"] += len(batch.failures)
-    now = datetime.now(timezone.utc)
+@dataclass
+class _Checked:
+    objects: PreparedBatch
+    dropped: int
+
+
+def _check(job: _Job, batch: Batch) -> _Checked:
+    """The batch's STIX objects with defaults applied, warninglisted ones dropped, validated."""
+    dropped = 0
     objects: list[Any] = []
-    if batch.iocs:
-        objects += _indicators(db, job, batch, counts, failures, now)
     for obj in batch.objects:
         if not isinstance(obj, dict):
             objects.append(obj)  # ingest reports it as invalid
@@ -234,10 +236,26 @@ def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[d
         if job.warninglists:
             value = normalize.checked_value(obj)
             if value is not None and warninglist.listed(value):
-                counts["dropped"] += 1
+                dropped += 1
                 continue
         objects.append(normalize.apply_defaults(obj, tlp=job.tlp, confidence=job.confidence))
-    if not objects:
+    return _Checked(prepare(objects), dropped)
+
+
+def _store(
+    db: Session, job: _Job, batch: Batch, checked: _Checked
+) -> tuple[dict[str, int], list[dict[str, str]]]:
+    counts = dict.fromkeys(COUNTS, 0)
+    counts["fetched"] = batch.fetched
+    failures = list(batch.failures)
+    counts["failed"] += len(batch.failures)
+    counts["dropped"] += checked.dropped
+    now = datetime.now(timezone.utc)
+    objects = PreparedBatch()
+    if batch.iocs:
+        objects = prepare(_indicators(db, job, batch, counts, failures, now))
+    objects.extend(checked.objects)
+    if not objects.valid and not objects.failures:
         return counts, failures
     collection = db.get(Collection, job.collection_pk)
     if collection is None:

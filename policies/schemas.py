@@ -356,3 +356,60 @@ def _diff(old: Any, new: Any, path: str, out: list[dict[str, Any]]) -> None:
         return
     if old != new or type(old) is not type(new):
         out.append({"path": path, "old": old, "new": new})
+
+
+# Every object type STIX 2.1 defines (sections 4-6 and 7.1-7.3); anything else is custom.
+STIX_TYPES = frozenset(
+    {
+        "attack-pattern", "campaign", "course-of-action", "grouping", "identity", "incident",
+        "indicator", "infrastructure", "intrusion-set", "location", "malware", "malware-analysis",
+        "note", "observed-data", "opinion", "report", "threat-actor", "tool", "vulnerability",
+        "relationship", "sighting",
+        "artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message",
+        "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process",
+        "software", "url", "user-account", "windows-registry-key", "x509-certificate",
+        "extension-definition", "language-content", "marking-definition",
+    }
+)  # fmt: skip
+
+
+def type_warnings(doc: AgreementDoc) -> list[str]:
+    """Type names STIX does not define, with the nearest one it does: likely typos, but legal
+    (custom types are allowed), so a warning rather than a refusal."""
+    import difflib
+
+    warnings = []
+    for name, section in (("read", doc.read), ("write", doc.write)):
+        for index, typ in enumerate(getattr(section, "types", None) or ()):
+            if typ in STIX_TYPES:
+                continue
+            near = difflib.get_close_matches(typ, sorted(STIX_TYPES), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            warnings.append(
+                f"{name}.types[{index}]: {typ!r} is not a type STIX 2.1 defines{hint} "
+                "(kept: it matches only custom objects of that type)"
+            )
+    return warnings
+
+
+def load_agreement_yaml(text: str, *, source: str | None = None) -> Any:
+    """Parse one agreement file; any YAML problem is an AgreementError naming line and column.
+
+    YAML would turn an unquoted `valid_from: 2024-03-05` into a date itself, and an impossible
+    one (2024-13-45) into a ValueError from deep inside the parser. Dates are kept as the text
+    written, so the schema checks them like any other field and names the field that is wrong.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_scalar)  # type: ignore[arg-type]
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AgreementError([("", f"not valid YAML{where}: {exc.problem or exc}")], source=source) from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise AgreementError([("", f"not valid YAML: {exc}")], source=source) from None

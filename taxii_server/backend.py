@@ -412,6 +412,7 @@ class SqlBackend(Backend):
             )
         if not objs["objects"]:
             raise BadRequestError("the envelope holds no objects; there is nothing to add")
+        ingest_service.check_batch_size(len(objs["objects"]), self._settings.max_envelope_objects)
         principal = self._principal()
         timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         signature_problem = None
@@ -422,13 +423,15 @@ class SqlBackend(Backend):
         if not principal.is_internal:
             partner = self._db().get(Partner, principal.partner_pk)
             writer = partner_service.writer(self._db(), partner) if partner is not None else None
+        # Validation is the slow part: do it before taking the write lock other writers wait on.
+        prepared = ingest_service.prepare(accepted)
         self._end_read()
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
             result = ingest_service.ingest(
                 db,
                 collection=target,
-                objects=accepted,
+                objects=prepared,
                 origin="analyst" if principal.is_internal else "partner",
                 added_by=principal.credential_id,
                 writer=writer,

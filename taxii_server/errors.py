@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from medallion.exceptions import BackendError, ProcessingError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from exchange.errors import ExchangeError
+from exchange.database.core import as_domain_error, describe
+from exchange.errors import ExchangeError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 TAXII_MEDIA = "application/taxii+json;version=2.1"
@@ -41,7 +43,16 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ExchangeError)
     def _exchange(error: ExchangeError) -> Response:
-        return error_response(error.status, error.title, error.message)
+        response = error_response(error.status, error.title, error.message)
+        if isinstance(error, ServiceUnavailableError):
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OperationalError)
+    def _database(error: DataError | OperationalError) -> Response:
+        log.warning("TAXII %s %s: database error %s", request.method, request.path[:200], describe(error))
+        return _exchange(as_domain_error(error))
 
     @app.errorhandler(BackendError)
     def _backend(error: BackendError) -> Response:

@@ -15,12 +15,18 @@ _TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}$")
 _SPEC_VERSION = re.compile(r"^\d\.\d$")
 FILTER_KEYS = ("added_after", "match[id]", "match[type]", "match[version]", "match[spec_version]")
+# Each value becomes an SQL parameter and a part of every `next` cursor: a page's worth is
+# plenty for a client, and thousands made SQLite and PostgreSQL statements fail.
+MAX_LIST_VALUES = 1000
 
 
 def _values(args: MultiDict[str, str], key: str) -> list[str] | None:
     raw = _single(args, key)
     if raw is None:
         return None
+    count = raw.count(",") + 1
+    if count > MAX_LIST_VALUES:
+        raise BadRequestError(f"'{key}' has {count} values; give at most {MAX_LIST_VALUES} per request")
     values = [v.strip() for v in raw.split(",")]
     if any(not v for v in values):
         raise BadRequestError(f"'{key}' has an empty value")

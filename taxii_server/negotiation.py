@@ -104,6 +104,10 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
         # and cannot make us read a body.
         if auth.authenticate_request() is None:
             return auth.unauthorized()
+        if "\x00" in request.path:
+            # No API root, collection, object or status has a NUL in its name (PostgreSQL text
+            # cannot even hold one), so the resource does not exist.
+            return error_response(404, "Not found", "no resource has a NUL character in its name")
         if request.method == "HEAD":
             # medallion's views only answer GET; serve HEAD as GET without the body.
             context.current().head = True

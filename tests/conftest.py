@@ -155,7 +155,11 @@ def free_port() -> int:
 
 
 def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  # type: ignore[no-untyped-def]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from exchange.httpserver import HTTP_PROTOCOL  # as `exchange serve` runs it
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

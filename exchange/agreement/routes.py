@@ -20,6 +20,7 @@ class AppliedRead(BaseModel):
     version: int
     changed: bool
     changes: list[dict[str, Any]]
+    warnings: list[str] = []  # e.g. a type name STIX does not define, with the nearest that it does
 
 
 class StatusIn(BaseModel):

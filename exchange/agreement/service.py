@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from exchange.intel.models import Collection
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 from policies.engine import ReadGrant, WriteGrant, read_grant, write_grant
-from policies.schemas import AgreementDoc, AgreementError, diff_documents, validate_agreement
+from policies.schemas import AgreementDoc, AgreementError, diff_documents, type_warnings, validate_agreement
 
 STATUSES = ("draft", "active", "suspended")
 
@@ -29,6 +29,7 @@ class Applied:
     version: int
     changed: bool
     changes: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
 
 
 def known_collections(db: Session) -> set[str]:
@@ -76,7 +77,7 @@ def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> A
         agreement, current = found
         old = orjson.loads(current.document)
         if old == document:
-            return Applied(partner.slug, current.version, False, [])
+            return Applied(partner.slug, current.version, False, [], type_warnings(doc))
     changes = diff_documents(old, document)
     agreement.current_version += 1
     db.add(
@@ -114,7 +115,7 @@ def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> A
         },
     )
     db.flush()
-    return Applied(partner.slug, agreement.current_version, True, changes)
+    return Applied(partner.slug, agreement.current_version, True, changes, type_warnings(doc))
 
 
 def set_status(db: Session, slug: str, status: str, *, actor: str) -> Applied:

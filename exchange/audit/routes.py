@@ -19,7 +19,7 @@ def list_audit(
     db: DbSession,
     limit: int = Query(100, ge=1, le=1000),
     action: str | None = None,
-    before: int | None = None,
+    before: int | None = Query(None, ge=1, le=2**63 - 1),
 ) -> list[dict[str, Any]]:
     """Audit events, newest first (page with `before` = the last seq seen)."""
     import orjson

@@ -119,6 +119,8 @@ def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKe
     """
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
+    if "\x00" in credential_id or "\x00" in key:  # no credential holds one; PostgreSQL cannot compare it
+        return None
     credential = db.get(Credential, credential_id)
     if credential is None:
         # DESIGN: the Basic user name may be the partner's slug; the key names its credential.
@@ -151,7 +153,7 @@ def failure_actor(db: Session, given: str) -> str:
     """What a failed login is recorded as: the credential id or partner slug it named, when one
     exists, else "unknown". A presented name may be a pasted secret, so nothing else of it is kept."""
     name = given.partition(".")[0]
-    if not name or len(name) > 64:
+    if not name or len(name) > 64 or "\x00" in name:  # PostgreSQL cannot even compare a NUL
         return "unknown"
     if db.get(Credential, name) is not None:
         return name

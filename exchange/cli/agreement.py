@@ -14,17 +14,15 @@ if TYPE_CHECKING:
 
 
 def _load_agreement_file(path: str) -> object:
-    import yaml
-
     from exchange.errors import BadRequestError
+    from policies.schemas import load_agreement_yaml
 
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except OSError as exc:
-        raise BadRequestError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise BadRequestError(f"{path}: not valid YAML: {exc}") from None
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return load_agreement_yaml(text, source=path)
 
 
 def cmd_agreement_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,6 +39,8 @@ def cmd_agreement_apply(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{path}: agreement with {applied.partner}: {state}")
         for change in applied.changes:
             print(f"    {change['path']}: {change.get('old')!r} -> {change.get('new')!r}")
+        for warning in applied.warnings:
+            print(f"    warning: {warning}")
     return 0
 
 

@@ -60,7 +60,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     sys.stdout.flush()
     try:
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+        from exchange.httpserver import HTTP_PROTOCOL
+
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            http=HTTP_PROTOCOL,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
     finally:
         if scheduler is not None:
             scheduler.stop()

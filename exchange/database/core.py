@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from exchange.errors import BadRequestError, ExchangeError, ServiceUnavailableError
 
 IMMEDIATE = "exchange_sqlite_immediate"
 
@@ -14,13 +18,25 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions."""
+def make_engine(url: str, *, busy_seconds: float = 30.0, **kwargs: object) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
+
+    A statement that waits `busy_seconds` for a lock fails with OperationalError (SQLite's
+    busy timeout, PostgreSQL's lock_timeout), which the API answers as 503 with Retry-After.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": busy_seconds}, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    lock_timeout = f"-c lock_timeout={int(busy_seconds * 1000)}"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"options": lock_timeout},
+        **kwargs,
+    )
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -90,3 +106,27 @@ def plan_for_current_size(db: Session) -> None:
     """
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
+    """The client-facing error for a database failure the request did not cause by a bug.
+
+    DataError: a value the database cannot hold or compare (PostgreSQL text refuses NUL, an
+    integer out of range): the client's input. OperationalError: locked past the busy wait,
+    unreachable, or missing: worth retrying. Neither message repeats the driver's text, which
+    may quote the input or name the server.
+    """
+    if isinstance(exc, DataError):
+        return BadRequestError(
+            "the request holds a value the database cannot store or compare "
+            "(such as a NUL character or a number out of range)"
+        )
+    retry = ServiceUnavailableError.retry_after_seconds
+    return ServiceUnavailableError(f"the database is busy or unreachable; try again in {retry} s")
+
+
+def describe(exc: DataError | OperationalError) -> str:
+    """The driver's error class and SQLSTATE, for logs: never its text, which may quote parameters."""
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    return f"{type(orig).__name__}" + (f" ({state})" if state else "")

@@ -44,8 +44,12 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number: shown as given
+        port = parts.netloc.rpartition(":")[2]
+    if port:
+        host = f"{host}:{port}"
     query = "&".join(
         f"{k}=***" if _SECRET_QUERY.search(k) else f"{k}={v}" if sep else k
         for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)

@@ -69,8 +69,13 @@ def _domain(value: str) -> str:
 
 
 def _url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme.lower() not in ("http", "https", "ftp", "ftps") or not parts.hostname:
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises on a port that is not a number in 0-65535)
+        hostname = parts.hostname
+    except ValueError as exc:  # "http://[::1", "http://h:99999"
+        raise ObservableError(f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https", "ftp", "ftps") or not hostname:
         raise ObservableError(f"{value!r} is not an absolute http(s) or ftp URL")
     netloc = parts.netloc.rsplit("@", 1)
     host = netloc[-1].lower()

@@ -45,9 +45,17 @@ async def publish_bundle(
     from exchange.database.core import session_scope
 
     def store() -> dict[str, Any]:
+        prepared = service.prepare_bundle(
+            bundle, max_objects=settings.max_envelope_objects
+        )  # the slow part, before the write lock
         with session_scope(sessions, write=True) as db:
             return service.publish_bundle(
-                db, bundle, collection=collection, actor=user.credential_id, settings=settings
+                db,
+                bundle,
+                collection=collection,
+                actor=user.credential_id,
+                settings=settings,
+                prepared=prepared,
             )
 
     return await run_in_threadpool(store)

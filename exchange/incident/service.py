@@ -18,7 +18,7 @@ from exchange.incident.observables import ObservableError, detect, normalise
 from exchange.incident.schemas import IncidentIn, Published, PublishedObject
 from exchange.intel import service as intel_service
 from exchange.intel.ids import deterministic_id
-from exchange.intel.ingest import IngestResult, ingest
+from exchange.intel.ingest import IngestResult, PreparedBatch, check_batch_size, ingest, prepare
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import now_us, text_to_us
 from exchange.intel.validation import validate_object
@@ -322,10 +322,8 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     )
 
 
-def publish_bundle(
-    db: Session, bundle: Any, *, collection: str, actor: str, settings: Settings
-) -> dict[str, Any]:
-    """Store a STIX bundle with TAXII POST's validation; good objects kept, bad ones reported."""
+def prepare_bundle(bundle: Any, *, max_objects: int) -> PreparedBatch:
+    """Check a bundle's shape and validate its objects (no database, so before any write lock)."""
     if (
         not isinstance(bundle, dict)
         or bundle.get("type") != "bundle"
@@ -339,8 +337,25 @@ def publish_bundle(
         raise InvalidStixError("id: a bundle needs an id of the form bundle--<uuid>")
     if not bundle["objects"]:
         raise InvalidStixError("objects: the bundle is empty")
+    check_batch_size(len(bundle["objects"]), max_objects)
+    return prepare(bundle["objects"])
+
+
+def publish_bundle(
+    db: Session,
+    bundle: Any,
+    *,
+    collection: str,
+    actor: str,
+    settings: Settings,
+    prepared: PreparedBatch | None = None,
+) -> dict[str, Any]:
+    """Store a STIX bundle with TAXII POST's validation; good objects kept, bad ones reported."""
+    if prepared is None:
+        prepared = prepare_bundle(bundle, max_objects=settings.max_envelope_objects)
+    bundle_id = bundle["id"]
     coll = _collection(db, settings, collection)
-    result = ingest(db, collection=coll, objects=bundle["objects"], origin="analyst", added_by=actor)
+    result = ingest(db, collection=coll, objects=prepared, origin="analyst", added_by=actor)
     audit.record(
         db,
         actor=actor,

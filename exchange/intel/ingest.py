@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.database.core import plan_for_current_size
-from exchange.errors import InvalidJsonError, InvalidStixError
+from exchange.errors import InvalidJsonError, InvalidStixError, PayloadTooLargeError
 from exchange.intel import release
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
@@ -93,17 +93,58 @@ def status_detail(obj: Any, message: str | None = None) -> dict[str, str]:
     return detail
 
 
+@dataclass
+class PreparedBatch:
+    """A batch validated and canonicalised, ready to store: the costly part of ingest, which
+    needs no database and so runs before the caller takes a write lock."""
+
+    failures: list[dict[str, str]] = field(default_factory=list)
+    valid: list[tuple[Any, _Candidate]] = field(default_factory=list)
+
+    def extend(self, other: PreparedBatch) -> None:
+        self.failures += other.failures
+        self.valid += other.valid
+
+
+def check_batch_size(count: int, limit: int) -> None:
+    """PayloadTooLargeError when one request brings more objects than one transaction should store."""
+    if count > limit:
+        raise PayloadTooLargeError(
+            f"the request holds {count} objects; send at most {limit} per request (split the rest)"
+        )
+
+
+def prepare(objects: Sequence[Any]) -> PreparedBatch:
+    """Validate and canonicalise each object; a bad one becomes a failure, never an exception."""
+    batch = PreparedBatch()
+    for obj in objects:
+        try:
+            meta = validate_object(obj)
+            body = canonical_text(obj)
+        except (InvalidStixError, InvalidJsonError) as exc:
+            batch.failures.append(status_detail(obj, exc.message))
+            continue
+        except RecursionError:  # nesting that slipped past the bounds: this object alone fails
+            batch.failures.append(status_detail(obj, "the object is nested too deeply to validate"))
+            continue
+        batch.valid.append(
+            (obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj)))
+        )
+    return batch
+
+
 def ingest(
     db: Session,
     *,
     collection: Collection,
-    objects: Sequence[Any],
+    objects: Sequence[Any] | PreparedBatch,
     origin: str,
     added_by: str | None = None,
     audience: Sequence[str] | None = None,
     writer: Writer | None = None,
 ) -> IngestResult:
-    """Validate and store `objects` in `collection`; exact duplicates count as successes.
+    """Store `objects` (validated here unless already prepared) in `collection`; exact duplicates
+    count as successes.
 
     Who may version what is `policies.engine.decide_version`'s call, over every collection;
     a revoked object gets no new versions from anyone (STIX 2.1 section 3.6).
@@ -111,17 +152,10 @@ def ingest(
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
     writer = writer or _writer_for(origin, added_by)
-    result = IngestResult()
+    batch = objects if isinstance(objects, PreparedBatch) else prepare(objects)
+    result = IngestResult(failures=list(batch.failures))
     audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
-    valid: list[tuple[Any, _Candidate]] = []
-    for obj in objects:
-        try:
-            meta = validate_object(obj)
-            body = canonical_text(obj)
-        except (InvalidStixError, InvalidJsonError) as exc:
-            result.failures.append(status_detail(obj, exc.message))
-            continue
-        valid.append((obj, _Candidate(meta=meta, body=body, version=meta.version, refs=closure_refs(obj))))
+    valid = batch.valid
     if not valid:
         return result
     plan_for_current_size(db)

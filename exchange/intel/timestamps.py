@@ -48,6 +48,7 @@ def text_to_us(text: str) -> int:
     return base + int(fraction)
 
 
+MAX_FRACTION_DIGITS = 9
 _STIX_TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?Z"
 )
@@ -58,7 +59,9 @@ def stix_version_key(value: str) -> str | None:
     """A STIX timestamp as fixed-width text (9 fractional digits) whose string order is time
     order, or None when it is not a real UTC timestamp."""
     match = _STIX_TIMESTAMP.fullmatch(value)
-    if match is None:
+    # Versions are compared to the nanosecond; two that differ only further down would be one
+    # version in the store, so more digits than that are refused rather than cut.
+    if match is None or len(match[7] or "") > MAX_FRACTION_DIGITS:
         return None
     try:
         datetime(*(int(part) for part in match.groups()[:6]))

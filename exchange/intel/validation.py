@@ -27,7 +27,7 @@ from stix2patterns.v21.pattern import Pattern
 from stix2patterns.v21.validator import DuplicateQualifierTypeError, ValidationListener
 
 from exchange.errors import InvalidStixError
-from exchange.intel.timestamps import stix_version_key
+from exchange.intel.timestamps import MAX_FRACTION_DIGITS, stix_version_key
 from policies.tlp import TLP_1_0, check_marking_definition, object_tlp
 
 
@@ -271,11 +271,51 @@ def simple_pattern(pattern: str) -> bool:
     return _SIMPLE_PATTERN.fullmatch(pattern) is not None
 
 
+# ANTLR's parser and tree walker recurse once per nesting level and per chained operator, and
+# their cost grows faster than linearly: 1,000 ORs exhaust Python's recursion limit and 500 take
+# a third of a second. Patterns in real use have a handful of each, so bound them before parsing.
+MAX_PATTERN_LENGTH = 32_768
+MAX_PATTERN_DEPTH = 32
+MAX_PATTERN_BRACKETS = 128
+MAX_PATTERN_OPERATORS = 64
+_PATTERN_STRING = re.compile(r"'(?:[^'\\]|\\.)*'", re.DOTALL)
+_PATTERN_OPERATOR = re.compile(r"\b(?:AND|OR|FOLLOWEDBY)\b")
+
+
+def _pattern_size_problem(pattern: str) -> str | None:
+    """What makes a pattern too big to parse, counted outside its string literals; never recurses."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"it has {len(pattern)} characters; the exchange takes at most {MAX_PATTERN_LENGTH}"
+    skeleton = _PATTERN_STRING.sub("''", pattern)
+    operators = len(_PATTERN_OPERATOR.findall(skeleton))
+    if operators > MAX_PATTERN_OPERATORS:
+        return (
+            f"it chains {operators} AND/OR/FOLLOWEDBY operators; "
+            f"the exchange takes at most {MAX_PATTERN_OPERATORS}"
+        )
+    depth = deepest = opened = 0
+    for char in skeleton:
+        if char in "([":
+            depth += 1
+            opened += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth -= 1
+    if deepest > MAX_PATTERN_DEPTH:
+        return f"it nests brackets {deepest} deep; the exchange takes at most {MAX_PATTERN_DEPTH}"
+    if opened > MAX_PATTERN_BRACKETS:
+        return f"it opens {opened} brackets; the exchange takes at most {MAX_PATTERN_BRACKETS}"
+    return None
+
+
 @functools.lru_cache(maxsize=8192)
 def _pattern_problem(pattern: str) -> str | None:
     """Parse with ANTLR's fast SLL mode; only on failure ask the full parser for a verdict."""
     if simple_pattern(pattern):
         return None
+    too_big = _pattern_size_problem(pattern)
+    if too_big is not None:
+        return too_big
     listener = _PatternRules()
     try:
         try:
@@ -284,6 +324,8 @@ def _pattern_problem(pattern: str) -> str | None:
             Pattern(pattern).walk(listener)
     except (ParseException, _PatternRuleError, DuplicateQualifierTypeError) as exc:
         return str(exc)
+    except RecursionError:  # a shape the bounds above did not foresee
+        return "it is nested too deeply to parse"
     return None
 
 
@@ -340,7 +382,10 @@ def _is_bool(value: Any) -> str | None:
 def _is_timestamp(value: Any) -> str | None:
     if _version_key(value) is not None:
         return None
-    return f"must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z), got {_show(value)}"
+    return (
+        "must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z, at most "
+        f"{MAX_FRACTION_DIGITS} fraction digits), got {_show(value)}"
+    )
 
 
 def _is_object(value: Any) -> str | None:

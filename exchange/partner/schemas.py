@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class PartnerCreate(BaseModel):
@@ -46,7 +46,7 @@ class PushAuthIn(BaseModel):
 class CredentialCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None  # a time without a zone names no moment
 
 
 class CredentialRead(BaseModel):
@@ -81,4 +81,4 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     role: Literal["admin", "analyst"]
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None

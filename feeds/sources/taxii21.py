@@ -1,6 +1,7 @@
 """`taxii21` feeds: a TAXII 2.1 collection pulled with taxii2-client, page by page.
 
-The feed URL is the collection's URL (`.../collections/<id>/`). Each page's
+The feed URL is the collection's URL (`.../collections/<id>/`; an alias in place of the id is
+looked up in the API root's collection list, since taxii2-client refuses such URLs). Each page's
 `X-TAXII-Date-Added-Last` becomes the cursor stored with that page, so the next run asks only
 for what was added after it (`added_after`), and a run that fails part-way resumes after the
 last page it stored. A server that sends no such header is asked for everything each run;
@@ -11,6 +12,8 @@ deduplication keeps that from adding anything twice. Options: `page_size` (defau
 from __future__ import annotations
 
 import functools
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +26,8 @@ from feeds.base import Batch, FeedError, FetchContext
 
 KNOWN = ("page_size", "types")
 DATE_ADDED_LAST = "X-TAXII-Date-Added-Last"
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -53,12 +58,39 @@ def _collection(ctx: FetchContext) -> tuple[Collection, list[str]]:
 
     def remember(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         seen.append(response.headers.get(DATE_ADDED_LAST, ""))
+        # taxii2-client reads each body whole itself, with no limit, and a gzip body can expand
+        # a thousandfold: read it here first, counting decoded bytes against the feed's cap.
+        # Hooks run before requests reads the content, and a body it holds is not read again.
+        if response._content is False:  # type: ignore[attr-defined]
+            response._content = ctx.http.read_all(response)  # type: ignore[attr-defined]
 
+    url = _id_url(ctx, ctx.spec.url if ctx.spec.url.endswith("/") else ctx.spec.url + "/")
     session.hooks["response"].append(remember)
-    url = ctx.spec.url if ctx.spec.url.endswith("/") else ctx.spec.url + "/"
     collection = Collection(url, verify=ctx.http.verify)
     collection._conn.session = session  # the run's session: its TLS trust, credentials and timeouts
     return collection, seen
+
+
+def _id_url(ctx: FetchContext, url: str) -> str:
+    """The collection's id URL for `url`, which may name it by alias (`.../collections/indicators/`).
+
+    taxii2-client checks that a collection's id is the last part of its URL and refuses
+    anything else, though servers such as this exchange also answer at the alias. TAXII ids
+    are UUIDs, so only a URL ending in something else costs the one look-up in the list.
+    """
+    base, _, ref = url.rstrip("/").rpartition("/")
+    if _UUID.fullmatch(ref) or not base.endswith("/collections"):
+        return url
+    response = ctx.http.get(base + "/", headers={"Accept": TAXII_MEDIA})
+    try:
+        listing = json.loads(ctx.http.read_all(response))
+    except ValueError:
+        return url  # the collection request itself will say what is wrong
+    found = listing.get("collections") if isinstance(listing, dict) else None
+    for entry in found if isinstance(found, list) else []:
+        if isinstance(entry, dict) and entry.get("alias") == ref and isinstance(entry.get("id"), str):
+            return f"{base}/{entry['id']}/"
+    return url
 
 
 def batches(ctx: FetchContext) -> Iterator[Batch]:

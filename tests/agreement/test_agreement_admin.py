@@ -126,7 +126,7 @@ def test_apply_version_history_and_diff(live_server, rest, admin):
     assert first["version"] == 1 and first["changed"] is True
 
     again = rest.put("/agreements", json=doc)
-    assert again.json() == {"partner": slug, "version": 1, "changed": False, "changes": []}
+    assert again.json() == {"partner": slug, "version": 1, "changed": False, "changes": [], "warnings": []}
     # The same agreement spelt differently is not a change either.
     same = rest.put("/agreements", json=doc | {"read": doc["read"] | {"embargo": "PT24H"}})
     assert same.json()["changed"] is False
@@ -299,7 +299,7 @@ def test_a_bad_agreement_is_a_422_naming_the_field_and_changes_nothing(rest, agr
         response = send_json(rest, method, path, make(doc, coll.alias))
         assert response.status_code == 422, (method, response.text)
         if field == "body":  # FastAPI's own check of the request body
-            assert response.json()["detail"][0]["loc"] == ["body"], response.text
+            assert response.json()["errors"][0]["loc"] == ["body"], response.text
             continue
         problems = response.json()["problems"]
         assert any(p["field"] == field and reason in p["reason"] for p in problems), problems
@@ -462,3 +462,20 @@ def test_a_write_answered_200_is_stored(live_server, rest, admin):
         assert marker in stored, f"answered {response.status_code} {response.text} but never stored"
     else:
         assert marker not in stored
+
+
+def test_a_type_name_stix_does_not_define_is_applied_with_a_warning(live_server, rest):
+    coll = live_server.collection()
+    slug, _ = new_partner(rest)
+    doc = agreement_doc(
+        slug, read={"collections": [coll.alias], "max_tlp": "green", "types": ["indicator", "malwre"]}
+    )
+    response = send_json(rest, "PUT", "/agreements", doc)
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1
+    (warning,) = response.json()["warnings"]
+    assert warning.startswith(
+        "read.types[1]: 'malwre' is not a type STIX 2.1 defines; did you mean 'malware'?"
+    )
+    plain = send_json(rest, "PUT", "/agreements", doc | {"read": doc["read"] | {"types": ["indicator"]}})
+    assert plain.json()["warnings"] == []

@@ -193,6 +193,18 @@ BAD_FILES = {
         lambda s: agreement_yaml(s).replace("max_tlp: amber", "max_tlp: [amber"),
         ["not valid YAML", "line"],
     ),
+    "impossible date, unquoted": (
+        lambda s: agreement_yaml(s).replace("valid_from: 2024-03-05", "valid_from: 2024-13-45"),
+        ["valid_from", "month"],
+    ),
+    "impossible day, unquoted": (
+        lambda s: agreement_yaml(s).replace("valid_until: 2029-03-04", "valid_until: 2029-02-30"),
+        ["valid_until", "day"],
+    ),
+    "a time where a date goes": (
+        lambda s: agreement_yaml(s).replace("valid_from: 2024-03-05", "valid_from: 2024-03-05 10:00:00"),
+        ["valid_from", "YYYY-MM-DD"],
+    ),
 }
 
 
@@ -303,3 +315,24 @@ def test_preview_suspend_and_credentials(cli, tmp_path):
             if c.revoked_at is not None
         ] == [credential["credential_id"]]
     assert cli.authenticates(*cli.keys[slug]) is None  # its other credentials stop working too
+
+
+def test_a_type_name_stix_does_not_define_is_applied_with_a_warning_naming_the_nearest(cli, tmp_path):
+    slug = cli.partner()
+    path = tmp_path / "typo.yaml"
+    path.write_text(agreement_yaml(slug).replace("types: [indicator, malware,", "types: [indicator, malwre,"))
+    applied = cli.run("agreement", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    assert (
+        "warning: read.types[1]: 'malwre' is not a type STIX 2.1 defines; did you mean 'malware'?"
+        in applied.stdout
+    )
+    assert cli.versions(slug) == [(1, "cli")]
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(
+        agreement_yaml(slug).replace("types: [indicator, malware,", "types: [indicator, x-acme-widget,")
+    )
+    applied = cli.run("agreement", "apply", str(custom))
+    assert (
+        applied.returncode == 0 and "x-acme-widget" in applied.stdout and "did you mean" not in applied.stdout
+    )

@@ -40,6 +40,7 @@ class Route:
     requests: int = 0
     conditional_hits: int = 0  # 304s answered
     seen_headers: list[dict[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with a 200 (e.g. Content-Encoding)
 
 
 class FeedHttpServer:
@@ -94,6 +95,7 @@ class FeedHttpServer:
                     self.end_headers()
                     return
                 extra = {"ETag": etag} if etag else {}
+                extra |= route.headers
                 if route.last_modified:
                     extra["Last-Modified"] = route.last_modified
                 self._send(200, route.body, route.content_type, extra)

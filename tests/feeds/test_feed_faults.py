@@ -9,9 +9,11 @@ import os
 import tracemalloc
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from exchange.database.core import session_scope
+from exchange.feed import service as feed_service
 from exchange.intel.models import ObjectVersion
 from feeds.jsonstream import bundle_objects
 from feeds.runner import run_feed
@@ -160,3 +162,67 @@ def test_credentials_stay_out_of_errors_and_logs(feed_server, feeds, factory, fe
     stored_error = feeds.runs(name)[0].error or ""
     for secret in (password, key):
         assert secret not in (result.error or "") and secret not in stored_error and secret not in caplog.text
+
+
+def test_a_pattern_that_breaks_the_validator_fails_alone(feed_server, feeds, factory, feed_settings) -> None:
+    from tests.stixgen import indicator
+
+    good = [indicator(i) for i in range(50)]
+    hostile = indicator(99, pattern="(" * 5_000 + "[ipv4-addr:value = '1.2.3.4']" + ")" * 5_000)
+    text = json.dumps(
+        {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": [*good[:25], hostile, *good[25:]]}
+    )
+    url = feed_server.serve("/deep-pattern.json", text.encode(), etag=False)
+    name, coll = feeds.add("stix-bundle", url)
+    for _ in range(2):  # run after run, the same: the good ones stored, the bad one named
+        result = run_feed(factory, feed_settings, name)
+        assert result.status == "partial", result
+        assert result.counts["failed"] == 1 and count(factory, coll) == 50
+    assert result.counts["unchanged"] == 50
+    with session_scope(factory) as db:
+        run = feed_service.runs(db, feed_service.get_by_name(db, name), limit=1)[0]
+        named = json.loads(run.failures)
+    assert [f["id"] for f in named] == [hostile["id"]] and "pattern" in named[0]["message"]
+
+
+def _gzip_bomb(head: bytes, filler: bytes, tail: bytes, size: int) -> bytes:
+    import gzip
+
+    return gzip.compress(head + filler * (size // len(filler)) + tail, compresslevel=6)
+
+
+@pytest.mark.parametrize("kind", ["text", "csv", "stix-bundle", "taxii21"])
+def test_every_feed_kind_counts_decoded_bytes_against_its_limit(
+    feed_server, feeds, factory, feed_settings, kind
+) -> None:
+    expanded = 40 * 1024 * 1024
+    gzip = {"Content-Encoding": "gzip"}
+    if kind in ("text", "csv"):
+        url = feed_server.serve(
+            f"/bomb-{kind}", _gzip_bomb(b"198.51.100.9\n#", b" ", b"\n", expanded), headers=gzip
+        )
+    elif kind == "stix-bundle":
+        head = b'{"type": "bundle", "id": "bundle--' + str(uuid.uuid4()).encode() + b'", "objects": ['
+        url = feed_server.serve("/bomb.json", _gzip_bomb(head, b" ", b"]}", expanded), headers=gzip)
+    else:
+        taxii = "application/taxii+json;version=2.1"
+        coll_id = str(uuid.uuid4())
+        base = f"/taxii2/root/collections/{coll_id}/"
+        info = {"id": coll_id, "title": "bomb", "can_read": True, "can_write": False}
+        feed_server.serve(base, json.dumps(info).encode(), content_type=taxii)
+        envelope = _gzip_bomb(b'{"more": false, "objects": [', b" ", b"]}", expanded)
+        feed_server.serve(base + "objects/", envelope, content_type=taxii, headers=gzip)
+        url = feed_server.base + base
+    name, coll = feeds.add(kind, url)
+    limited = feed_settings.model_copy(update={"feed_max_bytes": 1024 * 1024})
+    tracemalloc.start()
+    try:
+        result = run_feed(factory, limited, name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.status == "failed" and "more than the limit of 1,048,576 bytes" in (result.error or ""), (
+        result
+    )
+    assert peak < 16 * 1024 * 1024, f"{peak:,} bytes at peak for a 1 MB limit"
+    assert count(factory, coll) == 0 or kind != "taxii21"

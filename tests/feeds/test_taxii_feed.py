@@ -3,7 +3,10 @@ next only what was added since, nothing is duplicated, and outages and bad crede
 
 from __future__ import annotations
 
+import json
 import uuid
+
+import httpx
 
 import pytest
 from sqlalchemy import func, select
@@ -102,3 +105,33 @@ def test_an_outage_fails_the_run_and_the_next_run_picks_up(peer, feeds, factory,
     assert back.status == "ok", back.line()
     assert back.counts["new"] == 2 and _stored(factory, coll) == 25
     assert feeds.get(name).health == "ok"
+
+
+def test_an_alias_url_is_resolved_to_the_collections_id_url(
+    live_server, admin, feeds, factory, feed_settings
+) -> None:
+    """taxii2-client refuses `/collections/<alias>/`; the feed looks the alias up in the API root."""
+    from taxii2client.v21 import Collection as TaxiiCollection
+
+    from tests.stixgen import envelope
+    from tests.taxii_server.conftest import TAXII
+
+    source = live_server.collection()
+    posted = httpx.post(
+        live_server.collection_url(source) + "objects/",
+        content=json.dumps(envelope([indicator(i) for i in range(4)])),
+        headers={"Content-Type": TAXII, "Accept": TAXII},
+        auth=admin,
+    )
+    assert posted.status_code == 202, posted.text
+    alias_url = f"{live_server.api_root}collections/{source.alias}/"
+    with pytest.raises(Exception, match="does not match the url"):  # the stock client's refusal
+        TaxiiCollection(alias_url, user=admin[0], password=admin[1]).get_objects()
+    name, coll = feeds.add("taxii21", alias_url, auth={"username": admin[0], "password": admin[1]})
+    result = run_feed(factory, feed_settings, name)
+    assert result.status == "ok", result.line()
+    assert (result.counts["new"], _stored(factory, coll)) == (4, 4)
+    unknown = f"{live_server.api_root}collections/no-such-alias/"
+    name, _ = feeds.add("taxii21", unknown, auth={"username": admin[0], "password": admin[1]})
+    result = run_feed(factory, feed_settings, name)
+    assert result.status == "failed" and "404" in (result.error or ""), result.line()

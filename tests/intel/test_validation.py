@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -385,7 +386,7 @@ def test_non_stix_patterns_are_not_parsed() -> None:
     [
         ({"modified": "2024-03-06T10:00:00.123Z"}, "2024-03-06T10:00:00.123000000Z"),
         ({"modified": "2024-03-06T10:00:00Z"}, "2024-03-06T10:00:00.000000000Z"),
-        ({"modified": "2024-03-06T10:00:00.123456789123Z"}, "2024-03-06T10:00:00.123456789Z"),
+        ({"modified": "2024-03-06T10:00:00.123456789Z"}, "2024-03-06T10:00:00.123456789Z"),
     ],
 )
 def test_meta_carries_original_timestamps_and_a_fixed_width_version(
@@ -403,6 +404,13 @@ def test_meta_carries_original_timestamps_and_a_fixed_width_version(
         revoked=False,
         tlp=None,
     )
+
+
+@pytest.mark.parametrize("digits", [10, 12, 30])
+def test_timestamps_finer_than_a_nanosecond_are_refused(digits: int) -> None:
+    # Versions are compared to the nanosecond: two differing further down would be one version.
+    with pytest.raises(InvalidStixError, match="modified.*at most 9 fraction digits"):
+        validate_object(sample("malware", modified="2024-03-06T10:00:00." + "1" * digits + "Z"))
 
 
 def test_version_falls_back_to_created() -> None:
@@ -695,3 +703,44 @@ def test_message_shape_for_modified_before_created() -> None:
     assert refused(obj) == (
         f"{obj['id']}: 'modified' (2020-01-01T00:00:00Z) is before 'created' (2021-06-01T00:00:00Z)"
     )
+
+
+_COMPARISON = "[ipv4-addr:value = '198.51.100.1']"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [
+        ("(" * 3_000 + _COMPARISON + ")" * 3_000, "nests brackets 3001 deep"),
+        ("(" * 20_000 + _COMPARISON + ")" * 20_000, "at most 32"),
+        ("[" * 3_000 + "ipv4-addr:value = '1'" + "]" * 3_000, "deep"),
+        (" OR ".join([_COMPARISON] * 3_000), "characters"),
+        (" OR ".join([_COMPARISON] * 500), "499 AND/OR/FOLLOWEDBY operators"),
+        ("[" + " AND ".join(["ipv4-addr:value = '1'"] * 200) + "]", "at most 64"),
+        (" OR ".join(["(" * 8 + _COMPARISON + ")" * 8] * 20), "brackets"),
+    ],
+)
+def test_patterns_too_big_to_parse_are_refused_quickly(pattern: str, says: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(InvalidStixError, match="'pattern' is not a valid STIX 2.1 pattern") as raised:
+        validate_object(sample("indicator", pattern=pattern))
+    assert says in raised.value.message
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_pattern_at_every_bound_parses_in_well_under_a_second() -> None:
+    inner = "ipv4-addr:value = '1'"
+    for pattern in (
+        " OR ".join([_COMPARISON] * 65),
+        "(" * 31 + _COMPARISON + ")" * 31,
+        "[" + " AND ".join(["(" + inner + ")"] * 65) + "]",
+        " OR ".join([_COMPARISON + " REPEATS 5 TIMES WITHIN 10 SECONDS"] * 65),
+    ):
+        started = time.perf_counter()
+        validate_object(sample("indicator", pattern=pattern))
+        assert time.perf_counter() - started < 0.5
+
+
+def test_a_string_literal_may_hold_anything_the_bounds_count() -> None:
+    literal = "(" * 100 + " OR " * 100
+    validate_object(sample("indicator", pattern=f"[url:value = '{literal}' AND url:value = 'x']"))

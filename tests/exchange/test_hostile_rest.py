@@ -1,0 +1,111 @@
+"""Hostile input to the REST API (issue 10): a clear problem+json 4xx, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import httpx
+import pytest
+
+from tests.taxii_server.test_hostile import problem
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def api(live_server, admin):  # type: ignore[no-untyped-def]
+    with httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {admin[1]}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "value", ["http://[::1", "http://example.org:99999/x", "https://[fe80::1%zz/", "http://h:port/"]
+)
+def test_a_malformed_url_to_look_up_is_not_a_500(api, value):
+    response = api.get("/api/v1/observables", params={"value": value})
+    assert response.status_code == 200, response.text  # not a URL, so looked up as text
+    assert response.json()["seen"] is False
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "http://example.org:99999/x"])
+def test_a_malformed_url_among_an_incidents_observables_is_422(live_server, api, value):
+    coll = live_server.collection()
+    body = {
+        "title": "t",
+        "description": "d",
+        "incident_types": ["phishing"],
+        "severity": "high",
+        "first_seen": "2026-11-20T08:00:00Z",
+        "tlp": "amber",
+        "collection": coll.alias,
+        "observables": [{"type": "url", "value": value}],
+    }
+    error = problem(api.post("/api/v1/incidents", json=body), 422)
+    assert "observables[0]" in error["detail"] and "not a URL" in error["detail"]
+
+
+def test_a_credential_expiry_without_a_time_zone_is_422(api):
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/v1/partners", json={"slug": slug, "name": "P", "country": "IN"}).status_code == 201
+    for path, body in (
+        (f"/api/v1/partners/{slug}/credentials", {"expires_at": "2030-01-01T00:00:00"}),
+        ("/api/v1/users", {"name": "u", "role": "analyst", "expires_at": "2030-01-01T00:00:00"}),
+    ):
+        error = problem(api.post(path, json=body), 422)
+        assert "expires_at" in error["detail"] and "timezone" in error["detail"], error
+    made = api.post(f"/api/v1/partners/{slug}/credentials", json={"expires_at": "2030-01-01T00:00:00+06:00"})
+    assert made.status_code == 201, made.text
+
+
+@pytest.mark.parametrize("before", ["9" * 31, "-1", "0", "x"])
+def test_an_audit_position_out_of_range_is_422(api, before):
+    error = problem(api.get("/api/v1/audit", params={"before": before}), 422)
+    assert "before" in error["detail"]
+
+
+def test_a_feed_url_with_port_99999_is_400(live_server, api):
+    coll = live_server.collection()
+    body = {"name": f"f-{uuid.uuid4().hex[:8]}", "kind": "text", "collection": coll.alias}
+    error = problem(api.post("/api/v1/feeds", json=body | {"url": "http://127.0.0.1:99999/x.txt"}), 400)
+    assert "99999" in error["detail"] and "port" in error["detail"].lower()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/objects/indicator--%00",
+        "/api/v1/objects/a%00b/sightings",
+        "/api/v1/objects/a%00b/recipients",
+        "/api/v1/partners/a%00b/credentials",
+        "/api/v1/feeds/a%00b",
+        "/api/v1/agreements/a%00b",
+        "/api/v1/observables?value=a%00b",
+        "/api/v1/audit?action=a%00b",
+    ],
+)
+def test_a_nul_anywhere_in_a_rest_request_is_a_clear_4xx(api, path):
+    answered_as_data_or_refused(api.get(path))
+
+
+def answered_as_data_or_refused(response: httpx.Response) -> None:
+    """SQLite stores and compares a NUL like any character; PostgreSQL text cannot hold one,
+    so there it is a 400. Either way, never a 500."""
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/problem+json"), response.text
+
+
+def test_a_nul_in_a_rest_body_string_is_a_clear_4xx(api):
+    slug = f"n-{uuid.uuid4().hex[:8]}"
+    answered_as_data_or_refused(
+        api.post("/api/v1/partners", json={"slug": slug, "name": "a\x00b", "country": "IN"})
+    )
+
+
+def test_a_nul_in_a_password_is_401(live_server, admin):
+    raw = base64.b64encode(f"{admin[0]}:{admin[1]}\x00".encode()).decode()
+    response = httpx.get(f"{live_server.url}/api/v1/partners", headers={"Authorization": f"Basic {raw}"})
+    problem(response, 401)

@@ -1,0 +1,233 @@
+"""Hostile input found by sending it (issue 10): a clear error resource, never a 500 or a stall."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from tests.stixgen import envelope, indicator
+from tests.taxii_server.conftest import TAXII, post
+from tests.taxii_server.test_conformance import is_error_resource
+
+pytestmark = pytest.mark.live
+
+
+def ids(n: int) -> str:
+    return ",".join(f"indicator--{uuid.UUID(int=i)}" for i in range(n))
+
+
+def problem(response: httpx.Response, status: int) -> dict:  # type: ignore[type-arg]
+    """A REST error: RFC 9457 problem+json with this status."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+# --- list parameters are bounded ------------------------------------------------------------
+
+
+LISTS = [
+    ("match[id]", ids, 1_001),
+    ("match[type]", lambda n: ",".join(f"x-custom-type-{i:05d}" for i in range(n)), 2_000),
+    ("match[version]", lambda n: ",".join(f"2020-01-01T00:00:00.{i:06d}Z" for i in range(n)), 1_500),
+]
+
+
+@pytest.mark.parametrize(("key", "make", "n"), LISTS)
+def test_long_match_lists_are_400_naming_the_limit(live_server, http, coll, key, make, n):
+    url = live_server.collection_url(coll) + "objects/"
+    error = is_error_resource(http.get(url, params={key: make(n)}), 400)
+    assert key in error["description"] and "at most 1000" in error["description"], error
+
+
+@pytest.mark.parametrize("n", [5_000, 40_000])
+@pytest.mark.parametrize(("key", "make", "_"), LISTS)
+def test_match_lists_past_the_url_limit_are_414_error_resources(live_server, coll, key, make, n, _):
+    from urllib.parse import quote
+
+    target = f"/taxii2/{live_server.settings.api_root}/collections/{coll.id}/objects/?{quote(key)}={make(n)}"
+    status, headers, body = _raw_get(_port(live_server), target)
+    assert status == 414 and headers["content-type"].startswith("application/taxii+json"), body[:200]
+    assert orjson.loads(body)["http_status"] == "414"
+
+
+def test_a_match_list_at_the_limit_is_answered(live_server, http, coll):
+    from taxii_server.filters import MAX_LIST_VALUES
+
+    url = live_server.collection_url(coll) + "objects/"
+    response = http.get(url, params={"match[id]": ids(MAX_LIST_VALUES)})
+    assert response.status_code == 200, response.text[:300]
+
+
+def _raw_get(port: int, target: str, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """One GET over a plain socket (httpx refuses some of what we send)."""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def _port(live_server) -> int:  # type: ignore[no-untyped-def]
+    return int(live_server.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("size", [30_000, 60_000])
+def test_a_long_collection_path_is_a_404_error_resource(live_server, admin, size):
+    url = f"{live_server.api_root}collections/{'a' * size}/objects/"
+    with httpx.Client(auth=admin, headers={"Accept": TAXII}, timeout=30) as client:
+        is_error_resource(client.get(url), 404)
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [("/taxii2/", 70_000), ("/taxii2/root/collections/", 100_000), ("/api/v1/partners", 70_000)],
+)
+def test_a_url_over_64_kb_gets_an_error_resource(live_server, path, size):
+    status, headers, body = _raw_get(_port(live_server), path + "a" * size)
+    assert status == 414, body[:200]
+    if path.startswith("/taxii2"):
+        assert headers["content-type"].startswith("application/taxii+json"), body[:200]
+        assert orjson.loads(body)["http_status"] == str(status)
+    else:
+        assert headers["content-type"].startswith("application/problem+json"), body[:200]
+        assert orjson.loads(body)["status"] == status
+
+
+# --- NUL bytes and other bytes a client can send are data ------------------------------------
+
+
+def _basic(user: str, password: str = "x") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_a_nul_in_a_basic_user_name_is_401_on_taxii(live_server):
+    response = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII, **_basic("ab\x00cd")})
+    is_error_resource(response, 401)
+
+
+def test_a_nul_in_a_basic_user_name_is_401_on_rest(live_server):
+    response = httpx.get(f"{live_server.url}/api/v1/partners", headers=_basic("ab\x00cd"))
+    problem(response, 401)
+
+
+def test_a_nul_in_an_object_id_collection_or_status_id_is_404(live_server, http, coll):
+    url = live_server.collection_url(coll)
+    is_error_resource(http.get(url + "objects/indicator--%00/"), 404)
+    is_error_resource(http.get(url + "objects/indicator--%00/versions/"), 404)
+    is_error_resource(http.get(f"{live_server.api_root}collections/a%00b/"), 404)
+    is_error_resource(http.get(f"{live_server.api_root}collections/a%00b/objects/"), 404)
+    is_error_resource(http.get(f"{live_server.api_root}status/a%00b/"), 404)
+    is_error_resource(http.get(f"{live_server.url}/taxii2/ro%00ot/"), 404)
+
+
+def test_a_nul_in_a_query_value_is_400(live_server, http, coll):
+    url = live_server.collection_url(coll) + "objects/"
+    is_error_resource(http.get(url, params={"match[id]": "indicator--\x00"}), 400)
+    is_error_resource(http.get(url, params={"next": "a\x00b"}), 400)
+
+
+def test_a_nul_in_any_string_of_an_object_is_stored_verbatim_or_refused(live_server, http, coll):
+    url = live_server.collection_url(coll)
+    objs = [
+        indicator(1, name="nul \x00 inside"),
+        indicator(2, x_note="\x00"),
+        indicator(3, x_k={"a\x00b": "v"}),
+        indicator(4),
+    ]
+    response = post(http, url, envelope(objs))
+    assert response.status_code == 202, response.text[:500]
+    status = response.json()
+    assert status["total_count"] == 4
+    assert {s["id"] for s in status.get("successes", [])} >= {objs[3]["id"]}
+    served = {o["id"]: o for o in http.get(url + "objects/").json()["objects"]}
+    for obj in objs:
+        if obj["id"] in {s["id"] for s in status.get("successes", [])}:
+            assert served[obj["id"]] == obj  # kept byte for byte, NUL included
+
+
+# --- one bad object is a per-object failure, its neighbours are kept -------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ({"modified": "2026-01-01T00:00:00." + "1" * 30 + "Z"}, "modified"),
+        ({"pattern": "[" * 3_000 + "ipv4-addr:value = '1.2.3.4'" + "]" * 3_000}, "pattern"),
+        ({"pattern": "(" * 3_000 + "[ipv4-addr:value = '1.2.3.4']" + ")" * 3_000}, "pattern"),
+        ({"pattern": "(" * 20_000 + "[ipv4-addr:value = '1.2.3.4']" + ")" * 20_000}, "pattern"),
+        ({"pattern": " OR ".join(["[ipv4-addr:value = '1.2.3.4']"] * 3_000)}, "pattern"),
+        ({"pattern": "[" + " OR ".join(["ipv4-addr:value = '1.2.3.4'"] * 3_000) + "]"}, "pattern"),
+    ],
+    ids=["modified-30-digits", "3000-brackets", "3000-parens", "20000-parens", "3000-ors", "3000-inner-ors"],
+)
+def test_a_hostile_object_fails_alone(live_server, http, coll, bad, says):
+    url = live_server.collection_url(coll)
+    good = [indicator(i) for i in range(5)]
+    hostile = indicator(99, **bad)
+    response = post(http, url, envelope([good[0], hostile, *good[1:]]))
+    assert response.status_code == 202, response.text[:500]
+    status = response.json()
+    assert status["success_count"] == 5 and status["failure_count"] == 1, status
+    failure = status["failures"][0]
+    assert failure["id"] == hostile["id"] and says in failure["message"], failure
+    stored = {o["id"] for o in http.get(url + "objects/").json()["objects"]}
+    assert stored == {g["id"] for g in good}
+
+
+def test_a_valid_timestamp_with_nine_fraction_digits_is_kept(live_server, http, coll):
+    url = live_server.collection_url(coll)
+    obj = indicator(1, modified="2026-01-01T00:00:00.123456789Z")
+    status = post(http, url, envelope([obj])).json()
+    assert status["success_count"] == 1, status
+
+
+def test_a_path_no_route_matches_is_a_404_in_the_interfaces_shape(live_server, http):
+    # Found by the fuzzer: a newline in a /taxii2 path misses the mount and got FastAPI's own 404.
+    is_error_resource(http.get(f"{live_server.api_root}collections/%0A0/"), 404)
+    is_error_resource(http.get(f"{live_server.url}/taxii2%0A/"), 404)
+    problem(http.get(f"{live_server.url}/api/v1/no-such-thing"), 404)
+    response = http.delete(f"{live_server.url}/api/v1/audit")
+    problem(response, 405)
+    assert "GET" in response.headers["Allow"]
+
+
+def _tiny(n: int) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        {
+            "type": "ipv4-addr",
+            "spec_version": "2.1",
+            "id": f"ipv4-addr--{uuid.uuid4()}",
+            "value": f"10.9.{i // 256}.{i % 256}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_an_envelope_of_more_objects_than_one_transaction_should_hold_is_413(live_server, http, admin, coll):
+    limit = live_server.settings.max_envelope_objects
+    url = live_server.collection_url(coll)
+    error = is_error_resource(post(http, url, envelope(_tiny(limit + 1))), 413)
+    assert f"at most {limit}" in error["description"]
+    bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": _tiny(limit + 1)}
+    response = httpx.post(
+        f"{live_server.url}/api/v1/bundles",
+        params={"collection": coll.alias},
+        content=orjson.dumps(bundle),
+        headers={"Authorization": f"Bearer {admin[1]}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert f"at most {limit}" in problem(response, 413)["detail"]
+    assert http.get(url + "objects/").json().get("objects") is None
