@@ -172,7 +172,7 @@ class SchedulerService:
                 log.info("scheduler: job %s now %s", job_id, signature)
 
     def _wanted(self) -> dict[str, tuple[str, list[Any], str, Any]]:
-        from feeds.push import push_targets
+        from feeds.delivery import push_targets
 
         wanted: dict[str, tuple[str, list[Any], str, Any]] = {}
         with session_scope(self.factory) as db:

@@ -18,7 +18,7 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
     from exchange.database.core import make_session_factory, session_scope
     from exchange.errors import BadRequestError
     from exchange.partner import service as partner_service
-    from feeds.push import push_partner, push_targets
+    from feeds.delivery import push_partner, push_targets
 
     engine = store.open_engine(settings)
     try:

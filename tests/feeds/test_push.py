@@ -24,7 +24,7 @@ from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
 from exchange.feed.service import push_status
-from feeds.push import push_partner, push_targets
+from feeds.delivery import push_partner, push_targets
 from tests.agreement.conftest import Partners, agreement_doc
 from tests.feeds.taxii_peer import Medallion, start_medallion
 from tests.signing import joserfc_verify, jwcrypto_verify
@@ -392,7 +392,7 @@ def test_a_refused_push_credential_fails_clearly_without_revealing_it(setup: Set
     with s.live.session() as db:
         partner_service.set_push_auth(db, s.slug, {"username": PUSH_USER, "password": wrong}, actor="test")
     s.publish([indicator("green")])
-    with caplog.at_level(logging.INFO, logger="feeds.push"):
+    with caplog.at_level(logging.INFO, logger="feeds.delivery"):
         summary = s.push()
     assert summary.status == "failed"
     assert "HTTP 401" in summary.error and "credentials" in summary.error  # type: ignore[operator]
