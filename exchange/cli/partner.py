@@ -62,13 +62,13 @@ def cmd_partner_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
     from exchange.cli.feed import auth_from_args
     from exchange.errors import BadRequestError
-    from exchange.partner import service as partner_service
+    from exchange.push import service as push_service
 
     auth = None if args.clear else auth_from_args(args)
     if auth is None and not args.clear:
         raise BadRequestError("give --username with --password-env, or --header-env, or --clear")
     with store.session(settings) as db:
-        partner_service.set_push_auth(
+        push_service.set_push_auth(
             db, args.slug, None if auth is None else auth.model_dump(exclude_none=True), actor=CLI_ACTOR
         )
     print(f"push credentials for {args.slug} {'cleared' if auth is None else 'set'}")

@@ -39,7 +39,7 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_push_status(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.feed.service import push_status
+    from exchange.push.service import push_status
 
     with store.session(settings) as db:
         rows = push_status(db, args.slug)

@@ -18,11 +18,9 @@ from sqlalchemy.orm import Session
 from exchange.audit import service as audit
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
-from exchange.feed.models import Feed, FeedRun, PushState, SchedulerLease
+from exchange.feed.models import Feed, FeedRun, SchedulerLease
 from exchange.feed.schemas import FeedAuth, FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 from exchange.intel.models import Collection
-from exchange.intel.timestamps import us_to_text
-from exchange.partner import service as partner_service
 from policies.duration import format_duration, parse_duration
 from policies.tlp import normalise
 
@@ -457,34 +455,6 @@ def _audit_view(feed: Feed) -> dict[str, Any]:
         "enabled": feed.enabled,
         "has_auth": feed.auth is not None,
     }
-
-
-def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
-    """Push progress per collection for partner `slug` (for the REST API and the CLI)."""
-    partner = partner_service.get_by_slug(db, slug)
-    assert partner is not None
-    rows = db.execute(
-        select(PushState, Collection.alias)
-        .join(Collection, Collection.pk == PushState.collection_pk)
-        .where(PushState.partner_pk == partner.pk)
-        .order_by(Collection.alias)
-    ).all()
-    return [
-        {
-            "collection": alias,
-            "delivered_us": us_to_text(state.delivered_us) if state.delivered_us else None,
-            "delivered_total": state.delivered_total,
-            "last_success_at": _iso(state.last_success_at),
-            "last_attempt_at": _iso(state.last_attempt_at),
-            "consecutive_failures": state.consecutive_failures,
-            "last_error": state.last_error,
-        }
-        for state, alias in rows
-    ]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
