@@ -1,4 +1,4 @@
-"""Tables for scheduled work: feeds and their runs, the scheduler's lease."""
+"""Tables for feeds: feeds and their runs, and the marks housekeeping leaves."""
 
 from __future__ import annotations
 
@@ -70,17 +70,6 @@ class FeedRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Up to a few object-level failures, as JSON [{"id","message"}], to say what was refused.
     failures: Mapped[str] = mapped_column(Text, default="[]")
-
-
-class SchedulerLease(Base):
-    """The single scheduler leader: whoever holds an unexpired lease schedules."""
-
-    __tablename__ = "scheduler_lease"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(120))
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class JobMark(Base):
