@@ -1,4 +1,4 @@
-"""Tables for feeds: feeds and their runs, and the marks housekeeping leaves."""
+"""Tables for feeds: the feeds and their runs."""
 
 from __future__ import annotations
 
@@ -70,12 +70,3 @@ class FeedRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Up to a few object-level failures, as JSON [{"id","message"}], to say what was refused.
     failures: Mapped[str] = mapped_column(Text, default="[]")
-
-
-class JobMark(Base):
-    """Things housekeeping has already announced (an agreement's end, a key due), once each."""
-
-    __tablename__ = "job_mark"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
