@@ -30,6 +30,7 @@ from exchange.incident.routes import router as publish_router
 from exchange.intel.routes import router as objects_router
 from exchange.monitoring import router as monitoring_router
 from exchange.partner.routes import router as partner_router
+from exchange.push.routes import router as push_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
 from policies.schemas import AgreementError
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         monitoring_router,
         objects_router,
         publish_router,
+        push_router,
     ):
         app.include_router(router)
 

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.auth.deps import DbSession, require_staff
-from exchange.feed.models import Feed, FeedRun, PushState
+from exchange.feed.models import Feed, FeedRun
 from exchange.partner.models import Partner
+from exchange.push.models import PushState
 
 router = APIRouter(tags=["operations"])
 HEALTH = ("new", "ok", "failing", "unhealthy")

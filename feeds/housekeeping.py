@@ -6,19 +6,29 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from exchange.agreement.models import Agreement, AgreementVersion
 from exchange.audit import service as audit
-from exchange.database.types import utcnow
-from exchange.feed.models import JobMark
+from exchange.database.core import Base
+from exchange.database.types import UtcDateTime, utcnow
 from exchange.intel.models import TaxiiStatus
 from exchange.partner.models import Partner
 from exchange.signing import KeyRing
 
 log = logging.getLogger(__name__)
 ACTOR = "scheduler"
+
+
+# Housekeeping's own table, declared beside it like the scheduler lease (feeds/lease.py).
+class JobMark(Base):
+    """Things housekeeping has already announced (an agreement's end, a key due), once each."""
+
+    __tablename__ = "job_mark"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 def _mark_once(db: Session, key: str) -> bool:

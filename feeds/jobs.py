@@ -109,7 +109,7 @@ def feed_job(name: str, attempt: int = 1) -> None:
 
 def push_job(slug: str) -> None:
     """Push to partner `slug` what its agreement allows and it has not received."""
-    from feeds.push import push_partner
+    from feeds.delivery import push_partner
 
     ctx = _ctx()
     try:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.config import Settings
 from exchange.signing import KeyRing
-from feeds import push, runner, sources
+from feeds import delivery, runner, sources
 
 
 @dataclass(frozen=True)
@@ -27,4 +27,6 @@ class Launcher:
         return runner.start_in_background(self.sessions, self.settings, name, actor=actor)
 
     def start_push(self, slug: str, *, actor: str | None = None) -> None:
-        push.start_in_background(self.sessions, self.settings, self.keyring, slug, requested_by=actor or "api")
+        delivery.start_in_background(
+            self.sessions, self.settings, self.keyring, slug, requested_by=actor or "api"
+        )

@@ -26,7 +26,7 @@ from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.feed import service as feed_service
 from exchange.signing import KeyRing, default_directory
-from feeds import jobs
+from feeds import jobs, lease
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -73,7 +73,7 @@ class SchedulerService:
         self._step_down("stopping")
         try:
             with session_scope(self.factory, write=True) as db:
-                feed_service.drop_lease(db, LEASE, holder=self.holder)
+                lease.drop_lease(db, LEASE, holder=self.holder)
         except Exception:
             log.warning("scheduler %s: could not release the lease; it expires by itself", self.holder)
 
@@ -87,7 +87,7 @@ class SchedulerService:
         while not self._stop.is_set():
             try:
                 with session_scope(self.factory, write=True) as db:
-                    ours = feed_service.hold_lease(db, LEASE, holder=self.holder, ttl=self.ttl)
+                    ours = lease.hold_lease(db, LEASE, holder=self.holder, ttl=self.ttl)
             except Exception as exc:
                 # Without a renewed lease another process may lead soon: stop scheduling to be safe.
                 log.warning("scheduler %s: lease renewal failed (%s)", self.holder, type(exc).__name__)
@@ -172,7 +172,7 @@ class SchedulerService:
                 log.info("scheduler: job %s now %s", job_id, signature)
 
     def _wanted(self) -> dict[str, tuple[str, list[Any], str, Any]]:
-        from feeds.push import push_targets
+        from feeds.delivery import push_targets
 
         wanted: dict[str, tuple[str, list[Any], str, Any]] = {}
         with session_scope(self.factory) as db:

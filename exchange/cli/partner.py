@@ -1,4 +1,5 @@
-"""`exchange partner add|list|suspend|activate|push-auth`: partner organisations."""
+"""`exchange partner add|list|suspend|activate|push-auth`: partner organisations (push-auth is
+in exchange/cli/push.py with the rest of push delivery)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from exchange.cli import store
+from exchange.cli import push, store
 from exchange.cli.common import CLI_ACTOR, command, emit, group
 
 if TYPE_CHECKING:
@@ -59,22 +60,6 @@ def cmd_partner_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.cli.feed import auth_from_args
-    from exchange.errors import BadRequestError
-    from exchange.partner import service as partner_service
-
-    auth = None if args.clear else auth_from_args(args)
-    if auth is None and not args.clear:
-        raise BadRequestError("give --username with --password-env, or --header-env, or --clear")
-    with store.session(settings) as db:
-        partner_service.set_push_auth(
-            db, args.slug, None if auth is None else auth.model_dump(exclude_none=True), actor=CLI_ACTOR
-        )
-    print(f"push credentials for {args.slug} {'cleared' if auth is None else 'set'}")
-    return 0
-
-
 def register(sub: Any) -> None:
     partner = group(sub, "partner", "partner organisations")
     p = command(partner, "add", cmd_partner_add, "add a partner and print its first credential's key once")
@@ -92,15 +77,4 @@ def register(sub: Any) -> None:
     p = command(partner, "activate", cmd_partner_status, "reactivate a suspended partner")
     p.add_argument("slug")
     p.set_defaults(status="active")
-
-    p = command(
-        partner,
-        "push-auth",
-        cmd_partner_push_auth,
-        "credentials for push delivery to the partner's own TAXII server",
-    )
-    p.add_argument("slug")
-    p.add_argument("--username")
-    p.add_argument("--password-env", help="environment variable holding the password")
-    p.add_argument("--header-env", action="append", metavar="HEADER=VARIABLE")
-    p.add_argument("--clear", action="store_true", help="remove the stored credentials")
+    push.register_push_auth(partner)

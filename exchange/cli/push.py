@@ -1,4 +1,5 @@
-"""`exchange push run|status`: push delivery to partners' own TAXII servers."""
+"""`exchange push run|status` and `exchange partner push-auth`: push delivery to partners' own
+TAXII servers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
     from exchange.database.core import make_session_factory, session_scope
     from exchange.errors import BadRequestError
     from exchange.partner import service as partner_service
-    from feeds.push import push_partner, push_targets
+    from feeds.delivery import push_partner, push_targets
 
     engine = store.open_engine(settings)
     try:
@@ -39,7 +40,7 @@ def cmd_push_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_push_status(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.feed.service import push_status
+    from exchange.push.service import push_status
 
     with store.session(settings) as db:
         rows = push_status(db, args.slug)
@@ -57,6 +58,22 @@ def cmd_push_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_partner_push_auth(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.cli.feed import auth_from_args
+    from exchange.errors import BadRequestError
+    from exchange.push import service as push_service
+
+    auth = None if args.clear else auth_from_args(args)
+    if auth is None and not args.clear:
+        raise BadRequestError("give --username with --password-env, or --header-env, or --clear")
+    with store.session(settings) as db:
+        push_service.set_push_auth(
+            db, args.slug, None if auth is None else auth.model_dump(exclude_none=True), actor=CLI_ACTOR
+        )
+    print(f"push credentials for {args.slug} {'cleared' if auth is None else 'set'}")
+    return 0
+
+
 def register(sub: Any) -> None:
     push = group(sub, "push", "push delivery to partners' own TAXII servers")
     p = command(
@@ -66,3 +83,18 @@ def register(sub: Any) -> None:
     p = command(push, "status", cmd_push_status, "how far push delivery to a partner has got, per collection")
     p.add_argument("slug")
     p.add_argument("--json", action="store_true")
+
+
+def register_push_auth(partner: Any) -> None:
+    """`exchange partner push-auth`, a command of the partner group."""
+    p = command(
+        partner,
+        "push-auth",
+        cmd_partner_push_auth,
+        "credentials for push delivery to the partner's own TAXII server",
+    )
+    p.add_argument("slug")
+    p.add_argument("--username")
+    p.add_argument("--password-env", help="environment variable holding the password")
+    p.add_argument("--header-env", action="append", metavar="HEADER=VARIABLE")
+    p.add_argument("--clear", action="store_true", help="remove the stored credentials")

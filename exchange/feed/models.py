@@ -1,10 +1,10 @@
-"""Tables for scheduled work: feeds and their runs, push progress, the scheduler's lease."""
+"""Tables for feeds: the feeds and their runs."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.database.core import Base
@@ -70,41 +70,3 @@ class FeedRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Up to a few object-level failures, as JSON [{"id","message"}], to say what was refused.
     failures: Mapped[str] = mapped_column(Text, default="[]")
-
-
-class PushState(Base):
-    """How far push delivery to one partner has got in one collection."""
-
-    __tablename__ = "push_state"
-    __table_args__ = (UniqueConstraint("partner_pk", "collection_pk"),)
-
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
-    partner_pk: Mapped[int] = mapped_column(ForeignKey("partner.pk", ondelete="CASCADE"))
-    collection_pk: Mapped[int] = mapped_column(ForeignKey("collection.pk", ondelete="CASCADE"))
-    # date_added (us) of the last object version the partner's server accepted.
-    delivered_us: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    delivered_total: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class SchedulerLease(Base):
-    """The single scheduler leader: whoever holds an unexpired lease schedules."""
-
-    __tablename__ = "scheduler_lease"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(120))
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class JobMark(Base):
-    """Things housekeeping has already announced (an agreement's end, a key due), once each."""
-
-    __tablename__ = "job_mark"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

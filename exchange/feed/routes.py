@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from exchange.audit import service as audit
 from exchange.auth.deps import AdminUser, DbSession, require_admin
-from exchange.context import FeedLauncherDep, SessionsDep
-from exchange.database.core import session_scope
+from exchange.context import FeedLauncherDep
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 
@@ -67,20 +65,3 @@ def run_now(name: str, feeds: FeedLauncherDep, user: AdminUser) -> dict[str, obj
 def scheduler_state(db: DbSession) -> dict[str, object]:
     """The leading scheduler process (None when no process leads) and the jobs with their next runs."""
     return service.scheduler_state(db)
-
-
-@router.get("/push/{slug}")
-def push_progress(slug: str, db: DbSession) -> list[dict[str, object]]:
-    """Push delivery to one partner, per collection: how far it got, failures in a row, the last error."""
-    return service.push_status(db, slug)
-
-
-@router.post("/push/{slug}/run", status_code=202)
-def push_now(
-    slug: str, feeds: FeedLauncherDep, sessions: SessionsDep, user: AdminUser
-) -> dict[str, object]:
-    """Start a push delivery to the partner now; follow it at /push/{slug}."""
-    feeds.start_push(slug, actor=user.credential_id)
-    with session_scope(sessions, write=True) as db:
-        audit.record(db, actor=user.credential_id, action="push.run", target=slug)
-    return {"partner": slug, "status": "running"}

@@ -10,19 +10,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from sqlalchemy import delete as sql_delete
-from sqlalchemy import or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, column, or_, select, table, text, update
 from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
-from exchange.database.types import utcnow
+from exchange.database.types import UtcDateTime, utcnow
 from exchange.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
-from exchange.feed.models import Feed, FeedRun, PushState, SchedulerLease
+from exchange.feed.models import Feed, FeedRun
 from exchange.feed.schemas import FeedAuth, FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 from exchange.intel.models import Collection
-from exchange.intel.timestamps import us_to_text
-from exchange.partner import service as partner_service
 from policies.duration import format_duration, parse_duration
 from policies.tlp import normalise
 
@@ -31,6 +27,13 @@ MIN_EVERY = timedelta(minutes=1)
 DEFAULT_EVERY = timedelta(hours=1)
 _SECRET_QUERY = re.compile(r"(?i)(key|token|secret|pass|auth|sig|session|credential|code)")
 MAX_FAILURES_KEPT = 20
+
+
+# The scheduler's lease is the scheduler's table (feeds/lease.py, which the exchange may not
+# import); the exchange only reads who holds it.
+_LEASE = table(
+    "scheduler_lease", column("name", String), column("holder", String), column("expires_at", UtcDateTime)
+)
 
 
 class FeedBusyError(ConflictError):
@@ -381,7 +384,9 @@ def next_run_at(db: Session, job_id: str) -> datetime | None:
 
 def scheduler_state(db: Session) -> dict[str, Any]:
     """Who leads the scheduler (and until when), and every stored job with its next run."""
-    lease = db.get(SchedulerLease, "scheduler")
+    lease = db.execute(
+        select(_LEASE.c.holder, _LEASE.c.expires_at).where(_LEASE.c.name == "scheduler")
+    ).first()
     leading = lease is not None and lease.expires_at > utcnow()
     try:
         jobs = [
@@ -461,59 +466,3 @@ def _audit_view(feed: Feed) -> dict[str, Any]:
         "enabled": feed.enabled,
         "has_auth": feed.auth is not None,
     }
-
-
-def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
-    """Push progress per collection for partner `slug` (for the REST API and the CLI)."""
-    partner = partner_service.get_by_slug(db, slug)
-    assert partner is not None
-    rows = db.execute(
-        select(PushState, Collection.alias)
-        .join(Collection, Collection.pk == PushState.collection_pk)
-        .where(PushState.partner_pk == partner.pk)
-        .order_by(Collection.alias)
-    ).all()
-    return [
-        {
-            "collection": alias,
-            "delivered_us": us_to_text(state.delivered_us) if state.delivered_us else None,
-            "delivered_total": state.delivered_total,
-            "last_success_at": _iso(state.last_success_at),
-            "last_attempt_at": _iso(state.last_attempt_at),
-            "consecutive_failures": state.consecutive_failures,
-            "last_error": state.last_error,
-        }
-        for state, alias in rows
-    ]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
-    """Take or renew lease `name` for `holder`: True while it is ours, False while another holds it."""
-    now = utcnow()
-    done = db.execute(
-        update(SchedulerLease)
-        .where(
-            SchedulerLease.name == name, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now)
-        )
-        .values(holder=holder, expires_at=now + ttl)
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount == 1:
-        return True
-    if db.get(SchedulerLease, name) is not None:
-        return False
-    try:
-        with db.begin_nested():
-            db.add(SchedulerLease(name=name, holder=holder, expires_at=now + ttl, acquired_at=now))
-    except IntegrityError:  # another process inserted it first: it leads
-        return False
-    return True
-
-
-def drop_lease(db: Session, name: str, *, holder: str) -> None:
-    """Give the lease up (if ours) so another process may take it at once."""
-    db.execute(sql_delete(SchedulerLease).where(SchedulerLease.name == name, SchedulerLease.holder == holder))

@@ -17,7 +17,6 @@ from exchange.partner.schemas import (
     PartnerRead,
     PartnerUpdate,
     PublicKeyIn,
-    PushAuthIn,
     UserCreate,
 )
 
@@ -51,18 +50,6 @@ def update_partner(slug: str, body: PartnerUpdate, db: DbSession, user: AdminUse
 def add_key(slug: str, body: PublicKeyIn, db: DbSession, user: AdminUser) -> PartnerRead:
     """Register a partner's Ed25519 public JWK for signed submissions."""
     return PartnerRead.model_validate(service.add_public_key(db, slug, body.jwk, actor=user.credential_id))
-
-
-@router.put("/partners/{slug}/push-auth", response_model=PartnerRead)
-def set_push_auth(slug: str, body: PushAuthIn, db: DbSession, user: AdminUser) -> PartnerRead:
-    """Credentials push delivery uses on the partner's own TAXII server (write-only)."""
-    auth = body.model_dump(exclude_none=True)
-    return PartnerRead.model_validate(service.set_push_auth(db, slug, auth, actor=user.credential_id))
-
-
-@router.delete("/partners/{slug}/push-auth", response_model=PartnerRead)
-def clear_push_auth(slug: str, db: DbSession, user: AdminUser) -> PartnerRead:
-    return PartnerRead.model_validate(service.set_push_auth(db, slug, None, actor=user.credential_id))
 
 
 @router.post("/partners/{slug}/credentials", status_code=201, response_model=CredentialCreated)

@@ -34,15 +34,6 @@ class PartnerRead(BaseModel):
     created_at: datetime
 
 
-class PushAuthIn(BaseModel):
-    """Credentials for the partner's own TAXII server: Basic, or headers such as Authorization."""
-
-    model_config = ConfigDict(extra="forbid")
-    username: str | None = None
-    password: str | None = Field(default=None, repr=False)
-    headers: dict[str, str] | None = Field(default=None, repr=False)
-
-
 class CredentialCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None

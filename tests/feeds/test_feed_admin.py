@@ -192,7 +192,7 @@ def test_scheduler_state_is_visible_to_administrators(api, factory) -> None:
 
     from exchange.database.core import session_scope
     from exchange.database.types import utcnow
-    from exchange.feed.models import SchedulerLease
+    from feeds.lease import SchedulerLease
 
     with session_scope(factory, write=True) as db:
         lease = db.get(SchedulerLease, "scheduler")

@@ -22,9 +22,10 @@ from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
+from exchange.push import service as push_service
+from exchange.push.service import push_status
 from exchange.signing import KeyRing, default_directory
-from exchange.feed.service import push_status
-from feeds.push import push_partner, push_targets
+from feeds.delivery import push_partner, push_targets
 from tests.agreement.conftest import Partners, agreement_doc
 from tests.feeds.taxii_peer import Medallion, start_medallion
 from tests.signing import joserfc_verify, jwcrypto_verify
@@ -208,7 +209,7 @@ def setup(live_server, factory, settings, peer, http) -> Setup:  # type: ignore[
     )
     s.slug, s.credential = Partners(live_server).add(lambda slug: s.doc(slug))
     with live_server.session() as db:
-        partner_service.set_push_auth(
+        push_service.set_push_auth(
             db, s.slug, {"username": PUSH_USER, "password": PUSH_PASSWORD}, actor="test"
         )
     return s
@@ -390,9 +391,9 @@ def test_a_refused_push_credential_fails_clearly_without_revealing_it(setup: Set
     s = setup
     wrong = "Wrong-Password-0815"
     with s.live.session() as db:
-        partner_service.set_push_auth(db, s.slug, {"username": PUSH_USER, "password": wrong}, actor="test")
+        push_service.set_push_auth(db, s.slug, {"username": PUSH_USER, "password": wrong}, actor="test")
     s.publish([indicator("green")])
-    with caplog.at_level(logging.INFO, logger="feeds.push"):
+    with caplog.at_level(logging.INFO, logger="feeds.delivery"):
         summary = s.push()
     assert summary.status == "failed"
     assert "HTTP 401" in summary.error and "credentials" in summary.error  # type: ignore[operator]
@@ -433,7 +434,7 @@ def test_push_credentials_of_the_wrong_shape_are_refused_without_echoing_them(db
         db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t"
     )
     with pytest.raises(BadRequestError) as refused:
-        partner_service.set_push_auth(db, partner.slug, auth, actor="t")
+        push_service.set_push_auth(db, partner.slug, auth, actor="t")
     assert "Bearer" not in refused.value.message and "pw" not in refused.value.message
     assert partner.push_auth is None
 
@@ -443,10 +444,10 @@ def test_push_credentials_are_stored_and_cleared(db) -> None:  # type: ignore[no
         db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="t"
     )
     headers = {"headers": {"Authorization": "Bearer abc.def"}}
-    partner_service.set_push_auth(db, partner.slug, headers, actor="t")
-    assert partner_service.push_auth(partner) == headers
-    partner_service.set_push_auth(db, partner.slug, None, actor="t")
-    assert partner.push_auth is None and partner_service.push_auth(partner) == {}
+    push_service.set_push_auth(db, partner.slug, headers, actor="t")
+    assert push_service.push_auth(partner) == headers
+    push_service.set_push_auth(db, partner.slug, None, actor="t")
+    assert partner.push_auth is None and push_service.push_auth(partner) == {}
     details = list(
         db.scalars(
             select(AuditEvent.details).where(

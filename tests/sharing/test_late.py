@@ -11,7 +11,7 @@ import orjson
 
 from exchange.database.core import make_session_factory
 from exchange.signing import KeyRing, default_directory
-from feeds.push import push_partner
+from feeds.delivery import push_partner
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
 

@@ -16,7 +16,7 @@ from exchange.disclosure.models import Disclosure
 from exchange.export.service import export_bundle, signer
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory, verify_detached
-from feeds.push import push_partner
+from feeds.delivery import push_partner
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
 

@@ -31,11 +31,12 @@ from exchange.database.core import session_scope
 from exchange.database.types import utcnow
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError, ExchangeError
-from exchange.feed.models import PushState
 from exchange.feed.service import safe_url
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
+from exchange.push import service as push_service
+from exchange.push.models import PushState
 from exchange.signing import CTY_TAXII, KeyRing
 from policies.engine import push_grant
 from policies.schemas import AgreementDoc
@@ -404,7 +405,7 @@ def _push(
             summary.error = f"no push delivery in force for partner {slug!r}"
             return
         collections = _scope(db, doc)
-        auth = partner_service.push_auth(partner)
+        auth = push_service.push_auth(partner)
         partner_pk = partner.pk
     url = _objects_url(grant.url)
     recipient = outbound.Recipient.for_partner(partner_pk, slug, channel="push", requested_by=requested_by)
