@@ -278,8 +278,15 @@ def _created_by(obj: Any) -> str | None:
 def _refusal(db: Session, writer: Writer, facts: _Known, cand: _Candidate) -> str | None:
     """Why this new version may not be stored, or None."""
     stix_id = cand.meta.stix_id
+    # Only objects with created/modified are versioned (STIX 2.1 section 3.6); an SCO's id is
+    # derived from its value, so every source that saw the value writes the same id.
+    versioned = bool(cand.meta.version)
     decision = decide_version(writer, facts.first)
-    if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
+    if (
+        versioned
+        and not decision.allowed
+        and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body)
+    ):
         return f"{stix_id}: {decision.reason}"
     if facts.revoked_version is not None and cand.version >= facts.revoked_version:
         return (

@@ -79,3 +79,32 @@ def test_page_query_is_keyset_paged(db, coll):
         seen += [r.date_added_us for r in page]
         after = page[-1].date_added_us
     assert seen == [r.date_added_us for r in rows(db, coll)]
+
+
+def test_an_sco_any_source_saw_is_stored_by_each_of_them(db, coll, engine):
+    """SCOs are not versioned (their id derives from their value): the same observable from the
+    CERT, a feed and a partner is no one's "new version" of another's object."""
+    from exchange.intel import service
+    from exchange.intel.models import Collection
+
+    sco = {
+        "type": "domain-name",
+        "spec_version": "2.1",
+        "id": f"domain-name--{uuid.uuid4()}",
+        "value": f"shared-{uuid.uuid4().hex[:8]}.example",
+    }
+    root = db.get(Collection, coll.pk)
+    assert root is not None
+    others = [
+        service.create_collection(
+            db, api_root=service.get_api_root(db, "root"), alias=f"c-{uuid.uuid4().hex[:8]}", title="t"
+        )
+        for _ in range(2)
+    ]
+    first = ingest_service.ingest(db, collection=root, objects=[sco], origin="analyst", added_by="cred-analyst")
+    by_feed = ingest_service.ingest(db, collection=others[0], objects=[sco], origin="feed")
+    by_partner = ingest_service.ingest(
+        db, collection=others[1], objects=[sco | {"x_seen_by": "partner"}], origin="partner", added_by="cred-p"
+    )
+    assert first.failures == [] and by_feed.failures == [] and by_partner.failures == []
+    assert first.created == by_feed.created == by_partner.created == 1

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from exchange.context import context_of
 from exchange.database.core import make_session_factory, session_scope
 from exchange.intel.models import Collection
 from exchange.main import create_app
@@ -26,7 +27,7 @@ def impatient(settings, engine, live_server, admin) -> Iterator[TestClient]:  # 
     app = create_app(settings.model_copy(update={"database_busy_seconds": 1.0}))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-    app.state.engine.dispose()
+    context_of(app).engine.dispose()
 
 
 def _hold_write_lock(engine, coll):  # type: ignore[no-untyped-def]
@@ -91,7 +92,7 @@ def missing_database(backend, settings, tmp_path) -> Iterator[TestClient]:  # ty
     app = create_app(settings.model_copy(update={"database_url": url, "data_dir": tmp_path}))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-    app.state.engine.dispose()
+    context_of(app).engine.dispose()
 
 
 def test_a_missing_database_is_503_with_retry_after(missing_database):
