@@ -336,18 +336,30 @@ def _tlp_rank(obj: Any, tlp: str | None, statements: dict[str, str]) -> int | No
 
 
 def _mark_referrers(db: Session, levels: dict[str, str]) -> None:
-    """Objects stored before the statement marking they reference take its level now (never lower)."""
+    """Objects stored before the statement marking they reference take its level now, never one
+    below what they had (their TLP marking, else their collection's default): a definition that
+    arrives later, perhaps from another party, may only make its referrers stricter."""
     for marking_id, level in levels.items():
         level_rank = rank(level)
         referrers = select(ObjectRef.object_version_pk).where(ObjectRef.ref_id == marking_id)
-        db.execute(
-            update(ObjectVersion)
-            .where(
-                ObjectVersion.pk.in_(referrers),
-                (ObjectVersion.tlp_rank.is_(None)) | (ObjectVersion.tlp_rank < level_rank),
-            )
-            .values(tlp_rank=level_rank)
+        rows = db.execute(
+            select(ObjectVersion.pk, ObjectVersion.tlp_rank, Collection.default_tlp)
+            .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+            .where(ObjectVersion.pk.in_(referrers))
         )
+        stricter: dict[int, list[int]] = {}
+        for row in rows:
+            had = row.tlp_rank if row.tlp_rank is not None else rank(row.default_tlp)
+            now = max(had, level_rank)
+            if now != row.tlp_rank:
+                stricter.setdefault(now, []).append(row.pk)
+        for value, pks in stricter.items():
+            for start in range(0, len(pks), _CHUNK):
+                db.execute(
+                    update(ObjectVersion)
+                    .where(ObjectVersion.pk.in_(pks[start : start + _CHUNK]))
+                    .values(tlp_rank=value)
+                )
 
 
 def closure_refs(obj: dict[str, Any]) -> set[str]:
