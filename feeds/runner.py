@@ -104,6 +104,7 @@ def begin_run(
             confidence=feed.default_confidence,
             warninglists=feed.warninglists,
             name=feed.name,
+            exchange_identity=settings.identity_id,
         )
         http = HttpClient(
             timeout=feed.timeout_seconds,
@@ -216,6 +217,7 @@ class _Job:
     confidence: int | None
     warninglists: bool
     name: str
+    exchange_identity: str
 
 
 def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[dict[str, str]]]:
@@ -242,7 +244,14 @@ def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[d
     collection = db.get(Collection, job.collection_pk)
     if collection is None:
         raise FeedError("the feed's target collection no longer exists")
-    result = ingest(db, collection=collection, objects=objects, origin="feed", added_by=f"feed:{job.name}")
+    result = ingest(
+        db,
+        collection=collection,
+        objects=objects,
+        origin="feed",
+        added_by=f"feed:{job.name}",
+        exchange_identity=job.exchange_identity,
+    )
     counts["updated"] += result.updated
     counts["new"] += result.created - result.updated
     counts["unchanged"] += result.duplicates

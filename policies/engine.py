@@ -372,3 +372,23 @@ def decide_version(writer: Writer, first: FirstVersion | None) -> Decision:
             "a feed may not publish new versions of it",
         )
     return Decision(False, f"unknown writer kind {writer.kind!r}")
+
+
+def decide_authorship(
+    writer: Writer, *, stix_id: str, created_by_ref: str | None, exchange_identity: str | None
+) -> Decision:
+    """May `writer` store a new object that is, or claims to be created by, the exchange itself?
+
+    Only internal staff publish as the national CERT: a partner or feed storing the CERT's
+    identity first would own it (and could revoke it, which blocks every later publication), and
+    one naming the CERT as `created_by_ref` would show other partners a forgery as the CERT's.
+    """
+    if writer.kind == "analyst" or exchange_identity is None:
+        return ALLOWED
+    if stix_id == exchange_identity:
+        return Decision(False, "this is the national CERT's identity: only the CERT publishes it")
+    if created_by_ref == exchange_identity:
+        return Decision(
+            False, "created_by_ref names the national CERT: only the CERT publishes objects as its own"
+        )
+    return ALLOWED

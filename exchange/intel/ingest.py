@@ -25,7 +25,7 @@ from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.intel.validation import StixMeta, validate_object
-from policies.engine import FirstVersion, Writer, decide_version, references
+from policies.engine import FirstVersion, Writer, decide_authorship, decide_version, references
 from policies.tlp import ALIAS_IDS, level_of_marking, marking_refs, rank, statement_level
 
 ORIGINS = ("analyst", "partner", "feed")
@@ -102,11 +102,13 @@ def ingest(
     added_by: str | None = None,
     audience: Sequence[str] | None = None,
     writer: Writer | None = None,
+    exchange_identity: str | None = None,
 ) -> IngestResult:
     """Validate and store `objects` in `collection`; exact duplicates count as successes.
 
     Who may version what is `policies.engine.decide_version`'s call, over every collection;
-    a revoked object gets no new versions from anyone (STIX 2.1 section 3.6).
+    a revoked object gets no new versions from anyone (STIX 2.1 section 3.6). With
+    `exchange_identity`, partners and feeds may not publish as the CERT (`decide_authorship`).
     """
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
@@ -162,7 +164,7 @@ def ingest(
                 )
             continue
         facts = owners.setdefault(cand.meta.stix_id, _Known())
-        refusal = _refusal(db, writer, facts, cand)
+        refusal = _refusal(db, writer, facts, cand, obj, exchange_identity)
         if refusal is not None:
             result.failures.append(status_detail(obj, refusal))
             if facts.revoked_version is not None and refusal.startswith(f"{cand.meta.stix_id} was revoked"):
@@ -241,12 +243,19 @@ def _created_by(obj: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _refusal(db: Session, writer: Writer, facts: _Known, cand: _Candidate) -> str | None:
+def _refusal(
+    db: Session, writer: Writer, facts: _Known, cand: _Candidate, obj: Any, exchange_identity: str | None
+) -> str | None:
     """Why this new version may not be stored, or None."""
     stix_id = cand.meta.stix_id
-    decision = decide_version(writer, facts.first)
-    if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
-        return f"{stix_id}: {decision.reason}"
+    for decision in (
+        decide_version(writer, facts.first),
+        decide_authorship(
+            writer, stix_id=stix_id, created_by_ref=_created_by(obj), exchange_identity=exchange_identity
+        ),
+    ):
+        if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
+            return f"{stix_id}: {decision.reason}"
     if facts.revoked_version is not None and cand.version >= facts.revoked_version:
         return (
             f"{stix_id} was revoked (version {facts.revoked_version}); a revoked object "
