@@ -159,3 +159,30 @@ def test_a_hidden_object_is_hidden_through_every_endpoint_and_filter(live_server
     future = get("objects/", added_after="2999-01-01T00:00:00Z")
     assert future.status_code == 200 and "objects" not in future.json()
     assert future.headers["X-TAXII-Date-Added-Last"].startswith("2999-01-01")
+
+
+def test_anonymised_sources_are_not_named_by_other_references(live_server, http, partners):
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    source = f"identity--{uuid.uuid4()}"
+    seen = indicator("192.0.2.150")
+    source_identity = sdo("identity", GREEN, name="the source CERT", identity_class="organization")
+    source_identity["id"] = source
+    sighting = sdo(
+        "sighting",
+        GREEN,
+        created_by_ref=source,
+        sighting_of_ref=seen["id"],
+        where_sighted_refs=[source],
+        observed_data_refs=[],
+    )
+    sighting.pop("observed_data_refs")
+    post(http, url, [seen, source_identity, sighting])
+    read = {"collections": [coll.alias], "max_tlp": "green", "anonymize_source": True}
+    _, cred = partners.add(lambda s: agreement_doc(s, read=read))
+    served = httpx.get(
+        url + "objects/", params={"match[type]": "sighting"}, auth=cred, headers={"Accept": TAXII}
+    )
+    (got,) = served.json()["objects"]
+    assert got["created_by_ref"] == live_server.settings.identity_id
+    assert source not in served.text
