@@ -186,3 +186,23 @@ def test_anonymised_sources_are_not_named_by_other_references(live_server, http,
     (got,) = served.json()["objects"]
     assert got["created_by_ref"] == live_server.settings.identity_id
     assert source not in served.text
+
+
+@pytest.mark.parametrize("embargo", [None, "1h"])
+def test_resume_points_at_the_ends_of_time_are_answers_not_errors(live_server, http, partners, embargo):
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    obj = indicator("192.0.2.160")
+    post(http, url, [obj])
+    read = {"collections": [coll.alias], "max_tlp": "green"} | ({"embargo": embargo} if embargo else {})
+    _, cred = partners.add(lambda s: agreement_doc(s, read=read))
+    problems = []
+    for stamp in ("0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"):
+        for path in ("objects/", "manifest/", f"objects/{obj['id']}/", f"objects/{obj['id']}/versions/"):
+            for method in ("GET", "HEAD"):
+                response = httpx.request(
+                    method, url + path, params={"added_after": stamp}, auth=cred, headers={"Accept": TAXII}
+                )
+                if response.status_code >= 500:
+                    problems.append((method, path, stamp, response.status_code))
+    assert problems == []

@@ -116,3 +116,25 @@ def test_a_hostile_feed_neither_impersonates_the_cert_nor_forges_a_tlp_definitio
     name, _ = feeds.add("stix-bundle", url)
     summary = run_feed(factory, feed_settings, name)
     assert (summary.counts["new"], summary.counts["failed"]) == (1, 3), summary.line()
+
+
+def test_a_hostile_feed_with_absurdly_nested_and_huge_objects_costs_only_those_objects(
+    feed_server,  # noqa: F811
+    feeds,  # noqa: F811
+    factory,  # noqa: F811
+    feed_settings,  # noqa: F811
+):
+    from feeds.runner import run_feed
+
+    # Nested deeper than any JSON encoder would write it: spliced in as text.
+    deep = indicator("192.0.2.80", x_deep="DEEP")
+    wide = indicator("192.0.2.81", x_refs_like=[f"identity--{uuid.uuid4()}" for _ in range(20000)])
+    fine = indicator("192.0.2.82")
+    text = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": [deep, wide, fine]})
+    bundle = text.replace('"DEEP"', '{"x_down":' * 5000 + '"bottom"' + "}" * 5000).encode()
+    url = feed_server.serve("/absurd.json", bundle, content_type="application/json")
+    name, _ = feeds.add("stix-bundle", url)
+    summary = run_feed(factory, feed_settings, name)
+    assert summary.counts["new"] >= 1 and summary.counts["new"] + summary.counts["failed"] == 3, (
+        summary.line()
+    )
