@@ -23,6 +23,7 @@ from exchange.config import Settings
 from exchange.database.core import plan_for_current_size, session_scope
 from exchange.feed import service as feed_service
 from exchange.incident.observables import ObservableError
+from exchange.intel.ids import id_key
 from exchange.intel.ingest import ingest
 from exchange.intel.models import Collection, ObjectVersion
 from feeds import normalize, warninglist
@@ -105,6 +106,7 @@ def begin_run(
             warninglists=feed.warninglists,
             name=feed.name,
             exchange_identity=settings.identity_id,
+            id_key=id_key(settings.resolved_secret()),
         )
         http = HttpClient(
             timeout=feed.timeout_seconds,
@@ -218,6 +220,7 @@ class _Job:
     warninglists: bool
     name: str
     exchange_identity: str
+    id_key: bytes
 
 
 def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[dict[str, str]]]:
@@ -280,7 +283,7 @@ def _indicators(
             counts["dropped"] += 1
             continue
         # A value listed twice in one feed is one indicator; the later line wins.
-        wanted[normalize.indicator_id(job.name, observable)] = (observable, ioc)
+        wanted[normalize.indicator_id(job.name, observable, key=job.id_key)] = (observable, ioc)
     plan_for_current_size(db)
     stored = _latest_bodies(db, job.collection_pk, list(wanted))
     out = []
@@ -295,6 +298,7 @@ def _indicators(
             first_seen=ioc.first_seen,
             stored=stored.get(stix_id),
             now=now,
+            id_key=job.id_key,
         )
         if body is None:
             counts["unchanged"] += 1

@@ -13,6 +13,7 @@ import pytest
 
 from tests.adversarial.test_hostile_partner import indicator
 from tests.agreement.conftest import agreement_doc
+from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
 from tests.sharing.test_closure import post
 
 pytestmark = pytest.mark.live
@@ -108,3 +109,32 @@ def test_a_partner_posting_an_sco_does_not_learn_whether_the_cert_holds_it(live_
         status = post(None, live_server.collection_url(inbox), [sco(value)], auth=cred)
         answers.append((status["success_count"], status["failure_count"]))
     assert answers[0] == answers[1] == (1, 0)
+
+
+def test_a_partner_cannot_squat_the_id_a_feed_will_store_a_value_under(
+    feed_server,  # noqa: F811
+    feeds,  # noqa: F811
+    factory,  # noqa: F811
+    feed_settings,  # noqa: F811
+):
+    from exchange.database.core import session_scope
+    from exchange.intel.ingest import ingest
+    from exchange.intel.models import Collection
+    from feeds.runner import run_feed
+
+    ip = f"203.0.113.{uuid.uuid4().int % 200 + 1}"
+    url = feed_server.serve("/list.txt", f"{ip}\n".encode(), content_type="text/plain")
+    # Served objects carry the feed's name (x_exchange_feed), so a partner knows it.
+    name, coll = feeds.add("text", url, tlp="green")
+    guess = public_formula_id("indicator", "feed", name, f"[ipv4-addr:value = '{ip}']")
+    with session_scope(factory, write=True) as db:
+        squatted = ingest(
+            db,
+            collection=db.get(Collection, coll.pk),
+            objects=[indicator(ip, revoked=True) | {"id": guess}],
+            origin="partner",
+            added_by="cred-squatter",
+        )
+        assert squatted.created == 1
+    summary = run_feed(factory, feed_settings, name)
+    assert (summary.counts["new"], summary.counts["failed"]) == (1, 0), summary.line()
