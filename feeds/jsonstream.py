@@ -96,6 +96,19 @@ class _Reader:
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                # Nested too deep for the decoder: find where the element ends without
+                # recursing, and hand back its text (the strict parse refuses just that one).
+                found = _container_end(self.buf, self.pos)
+                if found is None:
+                    if len(self.buf) - self.pos > self.max:
+                        raise StreamError(f"an element is larger than {self.max:,} bytes") from None
+                    if not self.more():
+                        raise StreamError("the data ends inside a value") from None
+                    continue
+                text = self.buf[self.pos : found]
+                self.pos = found
+                return None, text
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos > self.max:
                     raise StreamError(
@@ -110,6 +123,29 @@ class _Reader:
             text = self.buf[self.pos : end]
             self.pos = end
             return value, text
+
+
+def _container_end(buf: str, start: int) -> int | None:
+    """The index just after the array or object opening at `start`, or None if `buf` ends first."""
+    depth, in_string, escaped = 0, False, False
+    for index in range(start, len(buf)):
+        char = buf[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
 
 
 def bundle_objects(

@@ -65,9 +65,9 @@ def observable_of(value: str, kind: str | None) -> Observable:
     return found
 
 
-def indicator_id(feed_name: str, observable: Observable) -> str:
-    """The same value from the same feed is always the same indicator."""
-    return deterministic_id("indicator", "feed", feed_name, observable.pattern)
+def indicator_id(feed_name: str, observable: Observable, *, key: bytes | None = None) -> str:
+    """The same value from the same feed is always the same indicator (keyed: see exchange.intel.ids)."""
+    return deterministic_id("indicator", "feed", feed_name, observable.pattern, key=key)
 
 
 def indicator(
@@ -81,12 +81,13 @@ def indicator(
     first_seen: str | None = None,
     stored: dict[str, Any] | None = None,
     now: datetime,
+    id_key: bytes | None = None,
 ) -> dict[str, Any] | None:
     """The indicator to store for `observable`, or None when `stored` (its latest version) says the same."""
     body: dict[str, Any] = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": indicator_id(feed_name, observable),
+        "id": indicator_id(feed_name, observable, key=id_key),
         "name": observable.value,
         "pattern": observable.pattern,
         "pattern_type": "stix",

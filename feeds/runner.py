@@ -23,6 +23,7 @@ from exchange.config import Settings
 from exchange.database.core import plan_for_current_size, session_scope
 from exchange.feed import service as feed_service
 from exchange.incident.observables import ObservableError
+from exchange.intel.ids import id_key
 from exchange.intel.ingest import PreparedBatch, ingest, prepare
 from exchange.intel.models import Collection, ObjectVersion
 from feeds import normalize, warninglist
@@ -104,6 +105,8 @@ def begin_run(
             confidence=feed.default_confidence,
             warninglists=feed.warninglists,
             name=feed.name,
+            exchange_identity=settings.identity_id,
+            id_key=id_key(settings.resolved_secret()),
         )
         http = HttpClient(
             timeout=feed.timeout_seconds,
@@ -217,6 +220,8 @@ class _Job:
     confidence: int | None
     warninglists: bool
     name: str
+    exchange_identity: str
+    id_key: bytes
 
 
 @dataclass
@@ -260,7 +265,14 @@ def _store(
     collection = db.get(Collection, job.collection_pk)
     if collection is None:
         raise FeedError("the feed's target collection no longer exists")
-    result = ingest(db, collection=collection, objects=objects, origin="feed", added_by=f"feed:{job.name}")
+    result = ingest(
+        db,
+        collection=collection,
+        objects=objects,
+        origin="feed",
+        added_by=f"feed:{job.name}",
+        exchange_identity=job.exchange_identity,
+    )
     counts["updated"] += result.updated
     counts["new"] += result.created - result.updated
     counts["unchanged"] += result.duplicates
@@ -289,7 +301,7 @@ def _indicators(
             counts["dropped"] += 1
             continue
         # A value listed twice in one feed is one indicator; the later line wins.
-        wanted[normalize.indicator_id(job.name, observable)] = (observable, ioc)
+        wanted[normalize.indicator_id(job.name, observable, key=job.id_key)] = (observable, ioc)
     plan_for_current_size(db)
     stored = _latest_bodies(db, job.collection_pk, list(wanted))
     out = []
@@ -304,6 +316,7 @@ def _indicators(
             first_seen=ioc.first_seen,
             stored=stored.get(stix_id),
             now=now,
+            id_key=job.id_key,
         )
         if body is None:
             counts["unchanged"] += 1

@@ -268,13 +268,47 @@ def redact(
             continue
         changed = _remove(out, steps) or changed
     if grant.anonymize_source and "created_by_ref" in out:
+        source = out["created_by_ref"]
         if exchange_identity is None:
             del out["created_by_ref"]
             changed = True
-        elif out["created_by_ref"] != exchange_identity:
+        elif source != exchange_identity:
             out["created_by_ref"] = exchange_identity
             changed = True
+        # The source must not be named elsewhere either (a sighting's where_sighted_refs, ...).
+        if isinstance(source, str) and source != exchange_identity:
+            changed = _rename_refs(out, source, exchange_identity, 0) or changed
     return out if changed else None
+
+
+def _rename_refs(node: Any, old: str, new: str | None, depth: int) -> bool:
+    """Replace the id `old` in every `*_ref`/`*_refs` value below `node` (drop it when `new` is None)."""
+    if depth > _MAX_DEPTH:
+        return False
+    changed = False
+    if isinstance(node, list):
+        for item in node:
+            changed = _rename_refs(item, old, new, depth + 1) or changed
+        return changed
+    if not isinstance(node, dict):
+        return False
+    for name in list(node):
+        value = node[name]
+        if isinstance(name, str) and _is_reference(name):
+            if value == old:
+                if new is None:
+                    del node[name]
+                else:
+                    node[name] = new
+                changed = True
+            elif isinstance(value, list) and old in value:
+                node[name] = [
+                    new if item == old else item for item in value if new is not None or item != old
+                ]
+                changed = True
+        elif isinstance(value, (dict, list)):
+            changed = _rename_refs(value, old, new, depth + 1) or changed
+    return changed
 
 
 # The creator is not closure: whether a partner learns it is `anonymize_source`'s decision.
@@ -372,3 +406,23 @@ def decide_version(writer: Writer, first: FirstVersion | None) -> Decision:
             "a feed may not publish new versions of it",
         )
     return Decision(False, f"unknown writer kind {writer.kind!r}")
+
+
+def decide_authorship(
+    writer: Writer, *, stix_id: str, created_by_ref: str | None, exchange_identity: str | None
+) -> Decision:
+    """May `writer` store a new object that is, or claims to be created by, the exchange itself?
+
+    Only internal staff publish as the national CERT: a partner or feed storing the CERT's
+    identity first would own it (and could revoke it, which blocks every later publication), and
+    one naming the CERT as `created_by_ref` would show other partners a forgery as the CERT's.
+    """
+    if writer.kind == "analyst" or exchange_identity is None:
+        return ALLOWED
+    if stix_id == exchange_identity:
+        return Decision(False, "this is the national CERT's identity: only the CERT publishes it")
+    if created_by_ref == exchange_identity:
+        return Decision(
+            False, "created_by_ref names the national CERT: only the CERT publishes objects as its own"
+        )
+    return ALLOWED

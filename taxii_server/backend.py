@@ -435,6 +435,7 @@ class SqlBackend(Backend):
                 origin="analyst" if principal.is_internal else "partner",
                 added_by=principal.credential_id,
                 writer=writer,
+                exchange_identity=self._settings.identity_id,
             )
             result.failures.extend(refused)
             audit.record(

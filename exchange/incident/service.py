@@ -17,7 +17,7 @@ from exchange.errors import ConflictError, InvalidStixError, NotFoundError
 from exchange.incident.observables import ObservableError, detect, normalise
 from exchange.incident.schemas import IncidentIn, Published, PublishedObject
 from exchange.intel import service as intel_service
-from exchange.intel.ids import deterministic_id
+from exchange.intel.ids import deterministic_id, id_key
 from exchange.intel.ingest import IngestResult, PreparedBatch, check_batch_size, ingest, prepare
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import now_us, text_to_us
@@ -66,7 +66,9 @@ def extension_definition(settings: Settings) -> dict[str, Any]:
     return {
         "type": "extension-definition",
         "spec_version": "2.1",
-        "id": deterministic_id("extension-definition", EXTENSION_NAME),
+        "id": deterministic_id(
+            "extension-definition", EXTENSION_NAME, key=id_key(settings.resolved_secret())
+        ),
         "created_by_ref": settings.identity_id,
         "created": "2026-01-01T00:00:00.000Z",
         "modified": "2026-01-01T00:00:00.000Z",
@@ -251,6 +253,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     if body.description:
         incident["description"] = body.description
 
+    ids_key = id_key(settings.resolved_secret())
     indicators, relationships = [], []
     for position, item in enumerate(body.observables):
         try:
@@ -264,7 +267,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
         name = item.name or (item.value.strip() if item.value else pattern)
         indicator = {
             "type": "indicator",
-            "id": deterministic_id("indicator", pattern),
+            "id": deterministic_id("indicator", pattern, key=ids_key),
             "created": now,
             "modified": now,
             "name": name,

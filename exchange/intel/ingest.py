@@ -25,7 +25,7 @@ from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.intel.validation import StixMeta, validate_object
-from policies.engine import FirstVersion, Writer, decide_version, references
+from policies.engine import FirstVersion, Writer, decide_authorship, decide_version, references
 from policies.tlp import ALIAS_IDS, level_of_marking, marking_refs, rank, statement_level
 
 ORIGINS = ("analyst", "partner", "feed")
@@ -142,12 +142,14 @@ def ingest(
     added_by: str | None = None,
     audience: Sequence[str] | None = None,
     writer: Writer | None = None,
+    exchange_identity: str | None = None,
 ) -> IngestResult:
     """Store `objects` (validated here unless already prepared) in `collection`; exact duplicates
     count as successes.
 
     Who may version what is `policies.engine.decide_version`'s call, over every collection;
-    a revoked object gets no new versions from anyone (STIX 2.1 section 3.6).
+    a revoked object gets no new versions from anyone (STIX 2.1 section 3.6). With
+    `exchange_identity`, partners and feeds may not publish as the CERT (`decide_authorship`).
     """
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
@@ -196,7 +198,7 @@ def ingest(
                 )
             continue
         facts = owners.setdefault(cand.meta.stix_id, _Known())
-        refusal = _refusal(db, writer, facts, cand)
+        refusal = _refusal(db, writer, facts, cand, obj, exchange_identity)
         if refusal is not None:
             result.failures.append(status_detail(obj, refusal))
             if facts.revoked_version is not None and refusal.startswith(f"{cand.meta.stix_id} was revoked"):
@@ -275,19 +277,24 @@ def _created_by(obj: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _refusal(db: Session, writer: Writer, facts: _Known, cand: _Candidate) -> str | None:
+def _refusal(
+    db: Session, writer: Writer, facts: _Known, cand: _Candidate, obj: Any, exchange_identity: str | None
+) -> str | None:
     """Why this new version may not be stored, or None."""
     stix_id = cand.meta.stix_id
     # Only objects with created/modified are versioned (STIX 2.1 section 3.6); an SCO's id is
     # derived from its value, so every source that saw the value writes the same id.
     versioned = bool(cand.meta.version)
-    decision = decide_version(writer, facts.first)
-    if (
-        versioned
-        and not decision.allowed
-        and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body)
-    ):
-        return f"{stix_id}: {decision.reason}"
+    checks = [
+        decide_authorship(
+            writer, stix_id=stix_id, created_by_ref=_created_by(obj), exchange_identity=exchange_identity
+        )
+    ]
+    if versioned:
+        checks.insert(0, decide_version(writer, facts.first))
+    for decision in checks:
+        if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
+            return f"{stix_id}: {decision.reason}"
     if facts.revoked_version is not None and cand.version >= facts.revoked_version:
         return (
             f"{stix_id} was revoked (version {facts.revoked_version}); a revoked object "
@@ -377,18 +384,30 @@ def _tlp_rank(obj: Any, tlp: str | None, statements: dict[str, str]) -> int | No
 
 
 def _mark_referrers(db: Session, levels: dict[str, str]) -> None:
-    """Objects stored before the statement marking they reference take its level now (never lower)."""
+    """Objects stored before the statement marking they reference take its level now, never one
+    below what they had (their TLP marking, else their collection's default): a definition that
+    arrives later, perhaps from another party, may only make its referrers stricter."""
     for marking_id, level in levels.items():
         level_rank = rank(level)
         referrers = select(ObjectRef.object_version_pk).where(ObjectRef.ref_id == marking_id)
-        db.execute(
-            update(ObjectVersion)
-            .where(
-                ObjectVersion.pk.in_(referrers),
-                (ObjectVersion.tlp_rank.is_(None)) | (ObjectVersion.tlp_rank < level_rank),
-            )
-            .values(tlp_rank=level_rank)
+        rows = db.execute(
+            select(ObjectVersion.pk, ObjectVersion.tlp_rank, Collection.default_tlp)
+            .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+            .where(ObjectVersion.pk.in_(referrers))
         )
+        stricter: dict[int, list[int]] = {}
+        for row in rows:
+            had = row.tlp_rank if row.tlp_rank is not None else rank(row.default_tlp)
+            now = max(had, level_rank)
+            if now != row.tlp_rank:
+                stricter.setdefault(now, []).append(row.pk)
+        for value, pks in stricter.items():
+            for start in range(0, len(pks), _CHUNK):
+                db.execute(
+                    update(ObjectVersion)
+                    .where(ObjectVersion.pk.in_(pks[start : start + _CHUNK]))
+                    .values(tlp_rank=value)
+                )
 
 
 def closure_refs(obj: dict[str, Any]) -> set[str]:

@@ -662,3 +662,47 @@ STATEMENT = "marking-definition--d81f86b9-975b-4c0b-875e-810c5ad45a4f"
 )
 def test_references(obj: dict[str, Any], expected: set[str]) -> None:
     assert references(obj) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "stix_id", "created_by", "allowed"),
+    [
+        ("partner", "identity--cert", None, False),
+        ("feed", "identity--cert", None, False),
+        ("partner", "indicator--1", "identity--cert", False),
+        ("feed", "indicator--1", "identity--cert", False),
+        ("partner", "indicator--1", "identity--partner", True),
+        ("partner", "indicator--1", None, True),
+        ("analyst", "identity--cert", "identity--cert", True),
+    ],
+)
+def test_only_staff_publish_as_the_exchange(
+    kind: str, stix_id: str, created_by: str | None, allowed: bool
+) -> None:
+    from policies.engine import Writer, decide_authorship
+
+    decision = decide_authorship(
+        Writer(kind=kind, name="w"),
+        stix_id=stix_id,
+        created_by_ref=created_by,
+        exchange_identity="identity--cert",
+    )
+    assert decision.allowed is allowed
+
+
+def test_anonymisation_renames_the_source_wherever_it_is_referenced() -> None:
+    from policies.engine import ReadGrant, redact
+
+    grant = ReadGrant("cert-in", "c", 2, None, None, 0, (), True)
+    sighting = {
+        "type": "sighting",
+        "id": "sighting--1",
+        "created_by_ref": "identity--src",
+        "where_sighted_refs": ["identity--src", "identity--other"],
+        "extensions": {"x": {"x_reporter_ref": "identity--src"}},
+    }
+    out = redact(sighting, grant, exchange_identity="identity--cert")
+    assert out is not None and "identity--src" not in str(out)
+    assert out["where_sighted_refs"] == ["identity--cert", "identity--other"]
+    dropped = redact(sighting, grant)
+    assert dropped is not None and "identity--src" not in str(dropped)

@@ -1,0 +1,137 @@
+"""A hostile partner against the exchange's own ids: the ids the CERT derives for what it
+publishes must be neither guessable (a partner posting a guessed id would learn what the CERT
+holds) nor squattable (a partner storing one first would own, or revoke, the CERT's object)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import httpx
+import pytest
+
+from tests.adversarial.test_hostile_partner import indicator
+from tests.agreement.conftest import agreement_doc
+from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
+from tests.sharing.test_closure import post
+
+pytestmark = pytest.mark.live
+
+
+def public_formula_id(stix_type: str, *parts: str) -> str:
+    """What anyone reading the exchange's source computes for a 'deterministic' id."""
+    digest = hashlib.sha256("\x1f".join(("national-cert-exchange", stix_type, *parts)).encode()).digest()
+    return f"{stix_type}--{uuid.UUID(bytes=digest[:16], version=4)}"
+
+
+ANALYST_BODY = {
+    "title": "C2 seen",
+    "incident_types": ["malware"],
+    "severity": "high",
+    "first_seen": "2026-11-20T08:00:00Z",
+    "tlp": "red",
+    "collection": "incidents",
+    "confidence": 80,
+}
+
+
+def publish(live_server, analyst, ip: str) -> httpx.Response:  # type: ignore[no-untyped-def]
+    return httpx.post(
+        f"{live_server.url}/api/v1/incidents",
+        headers={"Authorization": f"Bearer {analyst[1]}"},
+        json=ANALYST_BODY | {"observables": [{"type": "ipv4-addr", "value": ip}]},
+        timeout=30,
+    )
+
+
+def test_a_partner_cannot_squat_the_id_the_cert_will_publish_an_observable_under(live_server, partners):
+    inbox = live_server.collection(default_tlp="green")
+    _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
+    ip = f"203.0.113.{uuid.uuid4().int % 200 + 1}"
+    guess = public_formula_id("indicator", f"[ipv4-addr:value = '{ip}']")
+    squat = indicator(ip, revoked=True) | {"id": guess}
+    post(None, live_server.collection_url(inbox), [squat], auth=cred)
+
+    analyst = live_server.credential("analyst")
+    published = publish(live_server, analyst, ip)
+    assert published.status_code == 201, published.text
+    # The CERT's indicator is its own: the partner can neither revoke nor rename it.
+    mine = next(o for o in published.json()["objects"] if o["type"] == "indicator")
+    change = indicator(ip, revoked=True) | {"id": mine["id"], "modified": "2099-01-01T00:00:00.000Z"}
+    status = post(None, live_server.collection_url(inbox), [change], auth=cred)
+    assert status["failure_count"] == 1
+
+
+def test_a_partners_write_does_not_tell_it_whether_the_cert_holds_an_indicator(live_server, partners):
+    inbox = live_server.collection(default_tlp="green")
+    _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
+    held, unknown = (f"198.18.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
+    analyst = live_server.credential("analyst")
+    assert publish(live_server, analyst, held).status_code == 201
+
+    answers = []
+    for ip in (held, unknown):
+        guess = public_formula_id("indicator", f"[ipv4-addr:value = '{ip}']")
+        status = post(None, live_server.collection_url(inbox), [indicator(ip) | {"id": guess}], auth=cred)
+        answers.append((status["success_count"], status["failure_count"]))
+    assert answers[0] == answers[1] == (1, 0)
+
+
+RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
+
+
+def sco(value: str, **extra: object) -> dict[str, object]:
+    # STIX 2.1's own rule: an SCO's id is a UUIDv5 of its value, the same for everyone.
+    return {
+        "type": "ipv4-addr",
+        "spec_version": "2.1",
+        "id": f"ipv4-addr--{uuid.uuid5(uuid.UUID('00abedb4-aa42-466c-9c01-fed23315a9b7'), json.dumps({'value': value}))}",
+        "value": value,
+        **extra,
+    }
+
+
+def test_a_partner_posting_an_sco_does_not_learn_whether_the_cert_holds_it(live_server, http, partners):
+    # SCOs are not versioned objects, so any source may store the value it saw: no oracle. Another
+    # partner's copy then resolves references to that id for third partners who may read it,
+    # which is what referential closure asks (the id names an object they may see).
+    cert = live_server.collection(default_tlp="amber")
+    inbox = live_server.collection(default_tlp="green")
+    _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
+    held, unknown = (f"198.19.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
+    post(http, live_server.collection_url(cert), [sco(held, object_marking_refs=[RED])])
+    answers = []
+    for value in (held, unknown):
+        status = post(None, live_server.collection_url(inbox), [sco(value)], auth=cred)
+        answers.append((status["success_count"], status["failure_count"]))
+    assert answers[0] == answers[1] == (1, 0)
+
+
+def test_a_partner_cannot_squat_the_id_a_feed_will_store_a_value_under(
+    feed_server,  # noqa: F811
+    feeds,  # noqa: F811
+    factory,  # noqa: F811
+    feed_settings,  # noqa: F811
+):
+    from exchange.database.core import session_scope
+    from exchange.intel.ingest import ingest
+    from exchange.intel.models import Collection
+    from feeds.runner import run_feed
+
+    ip = f"203.0.113.{uuid.uuid4().int % 200 + 1}"
+    url = feed_server.serve("/list.txt", f"{ip}\n".encode(), content_type="text/plain")
+    # Served objects carry the feed's name (x_exchange_feed), so a partner knows it.
+    name, coll = feeds.add("text", url, tlp="green")
+    guess = public_formula_id("indicator", "feed", name, f"[ipv4-addr:value = '{ip}']")
+    with session_scope(factory, write=True) as db:
+        squatted = ingest(
+            db,
+            collection=db.get(Collection, coll.pk),
+            objects=[indicator(ip, revoked=True) | {"id": guess}],
+            origin="partner",
+            added_by="cred-squatter",
+        )
+        assert squatted.created == 1
+    summary = run_feed(factory, feed_settings, name)
+    assert (summary.counts["new"], summary.counts["failed"]) == (1, 0), summary.line()
