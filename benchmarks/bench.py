@@ -52,14 +52,14 @@ from benchmarks import feeds as feed_bench
 from benchmarks.instance import Instance, postgres_problem, postgres_version
 from benchmarks.report import Report, count, machine_facts, ms, secs, verdict
 from benchmarks.servers import ServerProcess, ServerStartError
-from exchange.sharing import access as agreement_access
-from exchange.sharing import gate as agreement_gate
 from exchange.agreement import service as agreement_service
 from exchange.auth.service import Principal
 from exchange.database.core import session_scope
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.query import ObjectFilter, page_by_date_added
 from exchange.partner import service as partner_service
+from exchange.sharing import access as agreement_access
+from exchange.sharing import gate as agreement_gate
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MEDALLION_API_ROOT = "bench"

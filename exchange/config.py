@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     signing_key_rotate_days: int = 365
 
     @model_validator(mode="after")
-    def _production_needs_secrets(self) -> "Settings":
+    def _production_needs_secrets(self) -> Settings:
         if self.environment == "production":
             if not self.secret_key or len(self.secret_key) < 32:
                 raise ValueError("EXCHANGE_SECRET_KEY must be set to at least 32 characters in production")

@@ -11,11 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from exchange.auth.keys import VerifiedKeyCache
-from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
 from exchange.audit import anchor as audit_anchor
 from exchange.audit.routes import router as audit_router
+from exchange.auth.keys import VerifiedKeyCache
+from exchange.config import Settings, get_settings
 from exchange.context import AppContext
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ExchangeError

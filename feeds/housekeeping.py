@@ -4,7 +4,7 @@ resources, flag a signing key that is due for rotation."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -77,7 +77,7 @@ def flag_key_rotation(
     db: Session, keyring: KeyRing, *, max_age_days: int, now: datetime | None = None
 ) -> str | None:
     """The current signing key's kid when it is older than `max_age_days` (audited once per key)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     current = next((k for k in keyring.keys() if k.state == "current"), None)
     if current is None:
         return None

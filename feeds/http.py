@@ -121,7 +121,7 @@ class HttpClient:
             except OSError:
                 pass
 
-    def __enter__(self) -> "HttpClient":
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

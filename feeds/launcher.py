@@ -27,4 +27,6 @@ class Launcher:
         return runner.start_in_background(self.sessions, self.settings, name, actor=actor)
 
     def start_push(self, slug: str, *, actor: str | None = None) -> None:
-        push.start_in_background(self.sessions, self.settings, self.keyring, slug, requested_by=actor or "api")
+        push.start_in_background(
+            self.sessions, self.settings, self.keyring, slug, requested_by=actor or "api"
+        )

@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
-from exchange.sharing import access, outbound
 from exchange.agreement import service as agreement_service
 from exchange.config import Settings
 from exchange.database.core import session_scope
@@ -36,6 +35,7 @@ from exchange.feed.service import safe_url
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
+from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, KeyRing
 from policies.engine import push_grant
 from policies.schemas import AgreementDoc

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ def holder_name() -> str:
 class Prepared:
     """A claimed feed with its run record, ready to read."""
 
-    job: "_Job"
+    job: _Job
     spec: FeedSpec
     ctx: FetchContext
     http: HttpClient
@@ -223,7 +223,7 @@ def _store(db: Session, job: _Job, batch: Batch) -> tuple[dict[str, int], list[d
     counts["fetched"] = batch.fetched
     failures = list(batch.failures)
     counts["failed"] += len(batch.failures)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     objects: list[Any] = []
     if batch.iocs:
         objects += _indicators(db, job, batch, counts, failures, now)

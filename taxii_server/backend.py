@@ -13,7 +13,6 @@ from medallion import auth
 from medallion.backends.base import Backend
 from sqlalchemy.orm import Session, sessionmaker
 
-from exchange.sharing import access, outbound
 from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings
@@ -32,6 +31,7 @@ from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
+from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
 from policies.engine import WriteGrant, decide_write
 from taxii_server import context

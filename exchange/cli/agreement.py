@@ -66,9 +66,9 @@ def cmd_agreement_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.sharing import preview as preview_service
     from exchange.agreement import service as agreement_service
     from exchange.database.types import utcnow
+    from exchange.sharing import preview as preview_service
 
     with store.session(settings) as db:
         if args.file:

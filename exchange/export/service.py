@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from exchange.sharing import outbound
 from exchange.audit import service as audit
 from exchange.errors import NotFoundError
 from exchange.intel import query
 from exchange.intel.models import ObjectVersion
 from exchange.intel.service import get_api_root, get_collection
 from exchange.partner import service as partner_service
+from exchange.sharing import outbound
 from exchange.signing import CTY_STIX, KeyRing, attach_signature, canonical_envelope, sign_canonical
 
 PAGE = 1000

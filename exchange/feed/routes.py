@@ -76,9 +76,7 @@ def push_progress(slug: str, db: DbSession) -> list[dict[str, object]]:
 
 
 @router.post("/push/{slug}/run", status_code=202)
-def push_now(
-    slug: str, feeds: FeedLauncherDep, sessions: SessionsDep, user: AdminUser
-) -> dict[str, object]:
+def push_now(slug: str, feeds: FeedLauncherDep, sessions: SessionsDep, user: AdminUser) -> dict[str, object]:
     """Start a push delivery to the partner now; follow it at /push/{slug}."""
     feeds.start_push(slug, actor=user.credential_id)
     with session_scope(sessions, write=True) as db:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,7 +87,7 @@ def _check_schedule(every: str | None, cron: str | None) -> tuple[int | None, st
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(cron, timezone=timezone.utc)
+            CronTrigger.from_crontab(cron, timezone=UTC)
         except ValueError as exc:
             raise BadRequestError(f"bad cron expression {cron!r}: {exc}") from None
         return None, cron.strip()
@@ -372,7 +372,7 @@ def next_run_at(db: Session, job_id: str) -> datetime | None:
         ).scalar()
     except Exception:  # the job store table may not exist on an old schema
         return None
-    return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return None if value is None else datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def scheduler_state(db: Session) -> dict[str, Any]:
@@ -383,7 +383,7 @@ def scheduler_state(db: Session) -> dict[str, Any]:
         jobs = [
             {
                 "id": job_id,
-                "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=timezone.utc),
+                "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=UTC),
             }
             for job_id, at in db.execute(text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY id"))
         ]
@@ -484,7 +484,7 @@ def push_status(db: Session, slug: str) -> list[dict[str, Any]]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:

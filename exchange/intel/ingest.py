@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any

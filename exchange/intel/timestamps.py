@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
@@ -35,7 +35,7 @@ def text_to_us(text: str) -> int:
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction = (match.group(7) or "").ljust(6, "0")[:6]
     try:
-        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)
+        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date and time: {exc}") from None
     if match.group(9):

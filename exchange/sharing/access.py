@@ -14,12 +14,12 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
-from exchange.sharing import visibility
 from exchange.auth.models import Credential
 from exchange.auth.service import Caller, Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
+from exchange.sharing import visibility
 from policies.engine import ReadGrant, WriteGrant
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+
 import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from exchange.sharing.visibility import visible_anywhere, written_by
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
-from policies.engine import ObjectFacts, decide, redact
 from exchange.sharing.access import CollectionAccess
+from exchange.sharing.visibility import visible_anywhere, written_by
+from policies.engine import ObjectFacts, decide, redact
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
-from exchange.intel import query
 from exchange.disclosure.models import Disclosure
+from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion, StreamRelease
 from exchange.sharing import access, gate
 from exchange.signing import KeyRing, attach_signature, canonical_bytes, canonical_envelope, sign_canonical

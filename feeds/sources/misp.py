@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 
 from exchange.errors import InvalidJsonError
-from exchange.intel.strictjson import loads_strict
 from exchange.feed.service import safe_url
+from exchange.intel.strictjson import loads_strict
 from feeds.base import Batch, FeedError, FetchContext
-from feeds.http import HttpError
 from feeds.conditional import conditional_get
+from feeds.http import HttpError
 from policies.tlp import level_of_marking
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -28,8 +28,8 @@ from exchange.errors import ConflictError
 from exchange.main import create_app
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import free_port, start_uvicorn
-from tests.support import cli
 from tests.stixgen import envelope, indicator
+from tests.support import cli
 from tests.taxii_server.conftest import TAXII, post
 
 COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")

@@ -20,10 +20,10 @@ from sqlalchemy import select
 from exchange.audit.models import AuditEvent
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError
+from exchange.feed.service import push_status
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
-from exchange.feed.service import push_status
 from feeds.push import push_partner, push_targets
 from tests.agreement.conftest import Partners, agreement_doc
 from tests.feeds.taxii_peer import Medallion, start_medallion

@@ -43,9 +43,7 @@ def test_push_over_rest_and_cli(live_server, admin, coll, peer, tmp_path) -> Non
     partners = Partners(live_server)
     doc = lambda slug: (
         agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green"})
-        | {  # noqa: E731
-            "push": {"url": peer.collection_url("inbox"), "every": "1h"}
-        }
+        | {"push": {"url": peer.collection_url("inbox"), "every": "1h"}}
     )
     slug, _ = partners.add(doc)
     api = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin[1]}"}, timeout=60)

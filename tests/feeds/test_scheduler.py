@@ -9,11 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from exchange.database.core import session_scope
 from exchange.feed import service as feed_service

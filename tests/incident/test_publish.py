@@ -194,7 +194,7 @@ def test_republishing_with_a_narrower_audience_applies_it(live_server, api, part
     api.post("/api/v1/incidents", json=incident_body(coll.alias, id=published["incident"], audience=[first]))
     ids = lambda cred: {
         o["id"]
-        for o in httpx.get(  # noqa: E731
+        for o in httpx.get(
             live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
         )
         .json()

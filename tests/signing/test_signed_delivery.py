@@ -197,6 +197,7 @@ def test_export_over_rest_matches_the_agreement(live_server, partner_setup, admi
 
 
 def test_require_signature_rejects_unsigned_and_badly_signed_submissions(live_server, partners, http):
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from sqlalchemy import func, select
 
@@ -204,7 +205,6 @@ def test_require_signature_rejects_unsigned_and_badly_signed_submissions(live_se
     from exchange.partner import service as partner_service
     from exchange.signing import CTY_TAXII, SigningKey, canonical_bytes, sign_canonical
     from exchange.signing.keys import b64url, thumbprint
-    from cryptography.hazmat.primitives import serialization
 
     def keypair() -> SigningKey:
         private = Ed25519PrivateKey.generate()

@@ -13,6 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exchange.cli.verify import cmd_verify
 from exchange.config import Settings
 from exchange.signing import (
     CTY_STIX,
@@ -28,7 +29,6 @@ from exchange.signing import (
     verify_detached,
     verify_file,
 )
-from exchange.cli.verify import cmd_verify
 from exchange.signing.verify import JwksError
 from tests.signing import ISS, indicator, joserfc_verify, jwcrypto_verify
 
