@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+import contextlib
 
 SECRET_FILE = "secret.key"
 
@@ -85,10 +86,8 @@ class Settings(BaseSettings):
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
-        except OSError:
-            pass
         return self.data_dir
 
     def ensure_secret(self) -> None:

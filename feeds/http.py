@@ -15,6 +15,7 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from exchange.feed.service import safe_url
+import contextlib
 
 _CHUNK = 64 * 1024
 # urllib3 logs every request line, query string included (where feeds put API keys), at DEBUG.
@@ -116,10 +117,8 @@ class HttpClient:
     def close(self) -> None:
         self.session.close()
         if self._ca_path:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._ca_path)
-            except OSError:
-                pass
 
     def __enter__(self) -> HttpClient:
         return self

@@ -232,7 +232,7 @@ def _auth_parts(auth: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str,
 
 
 def _secrets(auth: dict[str, Any]) -> list[str]:
-    values = [auth.get("password") or ""] + list((auth.get("headers") or {}).values())
+    values = [auth.get("password") or "", *(auth.get("headers") or {}).values()]
     return [v for v in values if isinstance(v, str) and len(v) >= 4]
 
 

@@ -283,7 +283,7 @@ _MAX_DEPTH = 64
 
 
 def _is_reference(name: str) -> bool:
-    return name.endswith("_ref") or name.endswith("_refs")
+    return name.endswith(("_ref", "_refs"))
 
 
 def _collect(node: Any, found: set[str], depth: int, *, top: bool) -> None:

@@ -252,7 +252,7 @@ def test_referential_closure(live_server, partners, http):
 def test_partner_writes_are_limited_to_granted_types_and_recorded(live_server, partners, http):
     coll = live_server.collection()
     write = {"collections": [coll.alias], "types": ["indicator"]}
-    slug, cred = partners.add(lambda s: agreement_doc(s, write=write))
+    _slug, cred = partners.add(lambda s: agreement_doc(s, write=write))
     client = httpx.Client(auth=cred, headers={"Accept": TAXII})
     malware = {
         "type": "malware",

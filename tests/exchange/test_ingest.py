@@ -11,6 +11,7 @@ from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import Collection, ObjectVersion
 from tests.stixgen import indicator
+import itertools
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_duplicates_add_no_rows_and_date_added_strictly_increases(db, coll):
     again = ingest_service.ingest(db, collection=coll, objects=objs, origin="feed")
     assert (first.created, again.created, again.duplicates) == (50, 0, 50)
     added = [r.date_added_us for r in rows(db, coll)]
-    assert len(added) == 50 and all(a < b for a, b in zip(added, added[1:]))
+    assert len(added) == 50 and all(a < b for a, b in itertools.pairwise(added))
     db.refresh(coll)
     assert coll.last_date_added_us == added[-1]
 

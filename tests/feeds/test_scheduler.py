@@ -20,6 +20,7 @@ from exchange.feed.models import Feed, FeedRun
 from exchange.signing import KeyRing, default_directory
 from feeds import jobs
 from feeds.scheduler import SchedulerService
+import itertools
 
 EXE = str(Path(sys.executable).with_name("exchange"))
 
@@ -214,5 +215,5 @@ def test_two_scheduler_processes_never_run_a_feed_at_once(
         feed_service.set_enabled(db, name, False, actor="test")
     runs = [r for r in _runs(factory, name) if r.finished_at is not None and r.status != "abandoned"]
     spans = sorted((r.started_at, r.finished_at) for r in runs)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two runs of the same feed overlapped"
