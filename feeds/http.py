@@ -3,6 +3,7 @@ an overall deadline, a size cap, and no credentials in errors or logs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -15,7 +16,6 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from exchange.feed.service import safe_url
-import contextlib
 
 _CHUNK = 64 * 1024
 # urllib3 logs every request line, query string included (where feeds put API keys), at DEBUG.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -11,7 +12,6 @@ from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import Collection, ObjectVersion
 from tests.stixgen import indicator
-import itertools
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ retries with backoff, unhealthy feeds, and two `exchange scheduler` processes ne
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -20,7 +21,6 @@ from exchange.feed.models import Feed, FeedRun
 from exchange.signing import KeyRing, default_directory
 from feeds import jobs
 from feeds.scheduler import SchedulerService
-import itertools
 
 EXE = str(Path(sys.executable).with_name("exchange"))
 
