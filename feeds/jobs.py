@@ -4,6 +4,7 @@ scheduler that leads."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,10 +80,8 @@ def feed_job(name: str, attempt: int = 1) -> None:
     except NotFoundError:
         log.info("feed %s no longer exists; dropping its job", name)
         for job_id in (f"feed:{name}", f"feed:{name}:retry"):
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ctx.scheduler.remove_job(job_id)
-            except Exception:  # already gone
-                pass
         return
     except Exception:
         log.exception("feed %s: the run could not start", name)

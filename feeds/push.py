@@ -11,6 +11,7 @@ version as already present, so the partner ends up with each version once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -120,10 +121,8 @@ def start_in_background(
             )
 
     def run() -> None:
-        try:
+        with contextlib.suppress(Exception):  # already logged and counted by push_partner
             push_partner(factory, settings, keyring, slug, requested_by=requested_by)
-        except Exception:  # already logged and counted by push_partner
-            pass
 
     threading.Thread(target=run, daemon=True, name=f"push-{slug}").start()
 

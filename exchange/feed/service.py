@@ -188,9 +188,8 @@ def update_(
         feed.cursor = "{}"
     if "collection" in given and feed_in.collection is not None:
         feed.collection_pk = _collection(db, feed_in.collection).pk
-    if "every" in given or "cron" in given:
-        if feed_in.every or feed_in.cron:
-            feed.every_seconds, feed.cron = _check_schedule(feed_in.every, feed_in.cron)
+    if ("every" in given or "cron" in given) and (feed_in.every or feed_in.cron):
+        feed.every_seconds, feed.cron = _check_schedule(feed_in.every, feed_in.cron)
     if "tlp" in given and feed_in.tlp is not None:
         feed.default_tlp = _check_tlp(feed_in.tlp)
     if "confidence" in given:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Row, and_, delete, false, or_, select
 from sqlalchemy.orm import Session
 
-from exchange.intel.models import ObjectVersion as OV
+from exchange.intel.models import ObjectVersion as OV  # noqa: N817 (short: it is in every SQL expression here)
 
 VERSION_KEYWORDS = ("last", "first", "all")
 

@@ -93,7 +93,7 @@ def test_editing_any_column_of_any_event_is_detected_and_named(db, column):
         event = db.get(AuditEvent, seq)
         value = _new_value(column, event)
 
-        def edit() -> None:
+        def edit(seq: int = seq, value: object = value) -> None:
             db.execute(update(AuditEvent).where(AuditEvent.seq == seq).values({column: value}))
 
         report = tampered(db, edit)

@@ -354,8 +354,10 @@ def test_everything_stix2_generates_passes(stix_object: Any) -> None:
         "[url:value IN ('http://a.example/', 'http://b.example/')]",
         "[artifact:payload_bin = b'aGVsbG8='] AND [file:magic_number_hex = h'ffd8']",
         "[x-acme-widget:x_size = 3] START t'2024-01-01T00:00:00Z' STOP t'2024-02-01T00:00:00Z'",
-        "([domain-name:value = 'a.example'] OR [domain-name:value = 'b.example']) AND "
-        "[windows-registry-key:key = 'HKEY_LOCAL_MACHINE\\\\Foo']",
+        (
+            "([domain-name:value = 'a.example'] OR [domain-name:value = 'b.example']) AND "
+            "[windows-registry-key:key = 'HKEY_LOCAL_MACHINE\\\\Foo']"
+        ),
         "[user-account:id = 'x']",
         "[file:'name' = 'quoted property']",
     ],

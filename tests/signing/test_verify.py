@@ -98,7 +98,7 @@ def test_an_untouched_bundle_verifies_with_its_header(ring):
 def test_changing_one_character_of_any_object_breaks_the_signature(ring):
     doc = signed(ring, make_bundle())
     token = doc["x_exchange_jws"]
-    for index, obj in enumerate(doc["objects"]):
+    for index, _obj in enumerate(doc["objects"]):
         for prop in ("id", "name", "pattern", "modified"):
             tampered = copy.deepcopy(doc)
             value = tampered["objects"][index][prop]
