@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from exchange.agreement.models import Agreement, AgreementVersion
 from exchange.audit import service as audit
+from exchange.database.core import rowcount
 from exchange.database.types import utcnow
 from exchange.feed.models import JobMark
 from exchange.intel.models import TaxiiStatus
@@ -67,7 +68,7 @@ def purge_statuses(db: Session, *, older_than: timedelta) -> int:
     """Delete TAXII status resources created more than `older_than` ago."""
     cutoff = utcnow() - older_than
     done = db.execute(delete(TaxiiStatus).where(TaxiiStatus.created_at < cutoff))
-    count = done.rowcount or 0
+    count = rowcount(done) or 0
     if count:
         log.info("removed %d TAXII status resources older than %s", count, older_than)
     return count

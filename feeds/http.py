@@ -112,7 +112,7 @@ class HttpClient:
 
     @property
     def verify(self) -> bool | str:
-        return self.session.verify  # type: ignore[return-value]
+        return self.session.verify
 
     def close(self) -> None:
         self.session.close()

@@ -132,5 +132,6 @@ def checked_value(obj: dict[str, Any]) -> str | None:
             return match.group(3).replace("\\'", "'").replace("\\\\", "\\")
         return None
     if kind in ("ipv4-addr", "ipv6-addr", "domain-name", "url") and isinstance(obj.get("value"), str):
-        return obj["value"]
+        value: str = obj["value"]
+        return value
     return None

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
 from exchange.agreement import service as agreement_service
 from exchange.config import Settings
-from exchange.database.core import session_scope
+from exchange.database.core import rowcount, session_scope
 from exchange.database.types import utcnow
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError, ExchangeError
@@ -35,6 +35,7 @@ from exchange.feed.models import PushState
 from exchange.feed.service import safe_url
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.query import AnyRow
 from exchange.partner import service as partner_service
 from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, KeyRing
@@ -89,7 +90,7 @@ class _Overtaken(Exception):
 
 @dataclass
 class _Envelope:
-    rows: list[Row]  # what goes out, in date_added order
+    rows: list[AnyRow]  # what goes out, in date_added order
     bodies: list[str]  # canonical texts as the partner receives them (redacted)
     advance_to: int  # the cursor once this envelope is accepted
     done: bool  # nothing visible after advance_to (as of this read)
@@ -164,7 +165,7 @@ def _state(factory: sessionmaker[Session], partner_pk: int, collection_pk: int) 
         return _state(factory, partner_pk, collection_pk)
 
 
-def _already_received(db: Session, partner_pk: int, rows: Sequence[Row]) -> set[int]:
+def _already_received(db: Session, partner_pk: int, rows: Sequence[AnyRow]) -> set[int]:
     """Object version pks among `rows` that the partner received before, through any channel."""
     if not rows:
         return set()
@@ -191,6 +192,7 @@ def _next_envelope(
     identity: str,
 ) -> _Envelope:
     """Up to `size` objects after `after_us` that the grant allows now and the partner lacks."""
+    assert recipient.partner_pk is not None  # a push always goes to a partner
     out = _Envelope([], [], after_us, False)
     cursor = after_us
     while True:
@@ -352,7 +354,7 @@ def _commit_envelope(
                 last_error=None,
             )
         )
-        if moved.rowcount != 1:
+        if rowcount(moved) != 1:
             raise _Overtaken()
         outbound.record(db, recipient, collection_pk=collection_pk, rows=accepted)
     return len(accepted)

@@ -26,7 +26,7 @@ def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
             partner=partner,
             actor=CLI_ACTOR,
             name=args.name,
-            expires_at=expires,  # type: ignore[arg-type]
+            expires_at=expires,
         )
     emit(
         args,

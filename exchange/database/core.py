@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 IMMEDIATE = "exchange_sqlite_immediate"
@@ -91,3 +92,8 @@ def plan_for_current_size(db: Session) -> None:
     """
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (typed as a Result, it is a CursorResult at run time)."""
+    return cast(CursorResult[Any], result).rowcount

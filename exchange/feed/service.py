@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
+from exchange.database.core import rowcount
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
 from exchange.feed.models import Feed, FeedRun, PushState, SchedulerLease
@@ -255,15 +256,18 @@ def runs(db: Session, feed: Feed, *, limit: int = 20) -> list[FeedRun]:
 
 
 def options(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.options or "{}")
+    found: dict[str, Any] = json.loads(feed.options or "{}")
+    return found
 
 
 def auth(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.auth) if feed.auth else {}
+    found: dict[str, Any] = json.loads(feed.auth) if feed.auth else {}
+    return found
 
 
 def cursor(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.cursor or "{}")
+    found: dict[str, Any] = json.loads(feed.cursor or "{}")
+    return found
 
 
 def set_cursor(db: Session, feed_pk: int, value: dict[str, Any]) -> None:
@@ -279,7 +283,7 @@ def claim(db: Session, name: str, *, holder: str, lease: timedelta) -> Feed:
         .where(Feed.name == name, or_(Feed.running_until.is_(None), Feed.running_until < now))
         .values(running_until=now + lease, running_by=holder[:120])
     )
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         feed = get_by_name(db, name)
         raise FeedBusyError(f"feed {name!r} is already running (held by {feed.running_by})")
     return get_by_name(db, name)
@@ -360,7 +364,7 @@ def abandon_stale_runs(db: Session, *, older_than: timedelta) -> int:
         .where(FeedRun.status == "running", FeedRun.started_at < cutoff)
         .values(status="abandoned", finished_at=utcnow(), error="the process running it stopped")
     )
-    return done.rowcount or 0
+    return rowcount(done) or 0
 
 
 def next_run_at(db: Session, job_id: str) -> datetime | None:
@@ -376,8 +380,8 @@ def next_run_at(db: Session, job_id: str) -> datetime | None:
 
 def scheduler_state(db: Session) -> dict[str, Any]:
     """Who leads the scheduler (and until when), and every stored job with its next run."""
-    lease = db.get(SchedulerLease, "scheduler")
-    leading = lease is not None and lease.expires_at > utcnow()
+    found = db.get(SchedulerLease, "scheduler")
+    lease = found if found is not None and found.expires_at > utcnow() else None
     try:
         jobs = [
             {
@@ -389,8 +393,8 @@ def scheduler_state(db: Session) -> dict[str, Any]:
     except Exception:  # no job store table on an old schema
         jobs = []
     return {
-        "leader": lease.holder if leading else None,
-        "lease_expires_at": lease.expires_at if leading else None,
+        "leader": lease.holder if lease else None,
+        "lease_expires_at": lease.expires_at if lease else None,
         "jobs": jobs,
     }
 
@@ -497,7 +501,7 @@ def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
         .values(holder=holder, expires_at=now + ttl)
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount == 1:
+    if rowcount(done) == 1:
         return True
     if db.get(SchedulerLease, name) is not None:
         return False

@@ -152,7 +152,9 @@ def report_labels(incident: dict[str, Any]) -> list[str]:
     """Severity and incident types as labels, which MISP imports as event tags."""
     extensions = incident.get("extensions", {})
     core = extensions.get(INCIDENT_CORE, {})
-    own = next((e for k, e in extensions.items() if k != INCIDENT_CORE and "severity" in e), {})
+    own: dict[str, Any] = next(
+        (e for k, e in extensions.items() if k != INCIDENT_CORE and "severity" in e), {}
+    )
     labels = [f"incident-type:{kind}" for kind in core.get("incident_types", [])]
     if own.get("severity"):
         labels.append(f"severity:{own['severity']}")
@@ -207,7 +209,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
             raise InvalidStixError(f"audience: no partner {', '.join(map(repr, unknown))}")
     marking = TLP_2_0[body.tlp]
     now = _stamp(datetime.now(UTC))
-    common = {
+    common: dict[str, Any] = {
         "spec_version": "2.1",
         "created_by_ref": settings.identity_id,
         "object_marking_refs": [marking["id"]],

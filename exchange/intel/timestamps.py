@@ -41,8 +41,7 @@ def text_to_us(text: str) -> int:
     if match.group(9):
         sign = 1 if match.group(9) == "+" else -1
         offset = (int(match.group(10)) * 60 + int(match.group(11))) * 60
-        moment = moment.timestamp() - sign * offset
-        base = int(moment) * 1_000_000
+        base = int(moment.timestamp() - sign * offset) * 1_000_000
     else:
         base = int((moment - _EPOCH).total_seconds()) * 1_000_000
     return base + int(fraction)
@@ -61,7 +60,8 @@ def stix_version_key(value: str) -> str | None:
     if match is None:
         return None
     try:
-        datetime(*(int(part) for part in match.groups()[:6]))
+        year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+        datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     return f"{value[:19]}.{(match[7] or '')[:9].ljust(9, '0')}Z"

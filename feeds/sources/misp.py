@@ -55,7 +55,7 @@ def convert(event: Any) -> list[dict[str, Any]]:
         raise ValueError('not a MISP event (no "Event" object)')
     parser = MISPtoSTIX21Parser()
     parser.parse_misp_event(event)
-    objects = orjson.loads(parser.bundle.serialize())["objects"]
+    objects: list[dict[str, Any]] = orjson.loads(parser.bundle.serialize())["objects"]
     by_id = {o["id"]: o for o in objects}
     for container in objects:
         if container["type"] not in ("report", "grouping"):
