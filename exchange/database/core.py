@@ -44,10 +44,6 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
@@ -70,16 +66,6 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
         raise
     finally:
         session.close()
-
-
-def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
-    """A FastAPI dependency yielding one session per request."""
-
-    def get_db() -> Iterator[Session]:
-        with session_scope(factory, write=True) as session:
-            yield session
-
-    return get_db
 
 
 def plan_for_current_size(db: Session) -> None:
