@@ -52,14 +52,14 @@ from benchmarks import feeds as feed_bench
 from benchmarks.instance import Instance, postgres_problem, postgres_version
 from benchmarks.report import Report, count, machine_facts, ms, secs, verdict
 from benchmarks.servers import ServerProcess, ServerStartError
-from exchange.sharing import access as agreement_access
-from exchange.sharing import gate as agreement_gate
 from exchange.agreement import service as agreement_service
 from exchange.auth.service import Principal
 from exchange.database.core import session_scope
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.query import ObjectFilter, page_by_date_added
 from exchange.partner import service as partner_service
+from exchange.sharing import access as agreement_access
+from exchange.sharing import gate as agreement_gate
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MEDALLION_API_ROOT = "bench"
@@ -342,7 +342,7 @@ def run_medallion(
                 on_timeout=server.kill,
             )
             results[n] = result
-            log(f"medallion: {n:,} objects: {'%.2f s' % result.seconds if result.finished else result.error}")
+            log(f"medallion: {n:,} objects: {f'{result.seconds:.2f} s' if result.finished else result.error}")
         finally:
             server.stop()
     return results, time.monotonic() - started
@@ -359,7 +359,7 @@ def _extrapolate(points: list[tuple[int, float]], n: int) -> tuple[float, float]
     var = sum((x - mx) ** 2 for x in xs)
     if var == 0:
         return None
-    k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var
+    k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / var
     return math.exp(my + k * (math.log(n) - mx)), k
 
 
@@ -848,7 +848,9 @@ def section_partner(inst: Instance, opts: Options, report: Report) -> None:
     report.add(
         "6", f"partner pulls {half:,}, all visible to it", inst.label, _pulls_text(results["unfiltered"])
     )
-    per_round = [f.seconds / u.seconds for f, u in zip(results["filtered"], results["unfiltered"])]
+    per_round = [
+        f.seconds / u.seconds for f, u in zip(results["filtered"], results["unfiltered"], strict=False)
+    ]
     ratio = filtered / unfiltered
     report.add(
         "6",
@@ -1004,10 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     if "postgresql" in opts.backends:
         pg = postgres_version(opts.pg_url) if problem is None else f"unreachable ({problem})"
     shown = sys.argv[1:] if argv is None else argv
-    if __package__ in (None, ""):
-        command = [sys.argv[0], *shown]
-    else:
-        command = ["-m", "benchmarks.bench", *shown]
+    command = [sys.argv[0], *shown] if __package__ in (None, "") else ["-m", "benchmarks.bench", *shown]
     report.facts = machine_facts(command, pg)
     report.facts["mode"] = (
         f"{'quick' if opts.quick else 'full'}: big collection {opts.objects:,}, small {opts.small:,}, "

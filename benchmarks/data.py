@@ -14,7 +14,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -79,7 +79,7 @@ _WORDS = (
     "support",
     "billing",
 )
-_BASE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_BASE = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def stix_time(moment: datetime) -> str:
@@ -334,7 +334,7 @@ def medallion_data(
     objects: list[dict[str, Any]], *, api_root: str, collection_id: str, base_url: str
 ) -> dict[str, Any]:
     """A MemoryBackend data file holding `objects` in one collection, with their manifest."""
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     manifest = [
         {
             "id": obj["id"],

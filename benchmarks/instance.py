@@ -12,12 +12,12 @@ import psycopg
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from benchmarks.servers import ServerProcess
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.intel import service
 from exchange.intel.models import Collection
-from benchmarks.servers import ServerProcess
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 

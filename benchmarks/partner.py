@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, not_, select
@@ -134,7 +134,7 @@ def mixed_collection(n: int, seed: int) -> Mix:
 
 def agreement(collections: list[str], *, now: datetime | None = None) -> dict[str, Any]:
     """An active agreement in force now (window from a month ago to a year ahead)."""
-    today = (now or datetime.now(timezone.utc)).date()
+    today = (now or datetime.now(UTC)).date()
     return {
         "partner": PARTNER_SLUG,
         "title": "Benchmark partner: TLP ceiling amber, minimum confidence 50",

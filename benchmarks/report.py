@@ -56,7 +56,7 @@ class Report:
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
         def line(cells: tuple[str, ...]) -> str:
-            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
 
         out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(cells) for cells in table[1:]]

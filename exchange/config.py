@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from functools import lru_cache
@@ -71,7 +72,7 @@ class Settings(BaseSettings):
     signing_key_rotate_days: int = 365
 
     @model_validator(mode="after")
-    def _production_needs_secrets(self) -> "Settings":
+    def _production_needs_secrets(self) -> Settings:
         if self.environment == "production":
             if not self.secret_key or len(self.secret_key) < 32:
                 raise ValueError("EXCHANGE_SECRET_KEY must be set to at least 32 characters in production")
@@ -90,10 +91,8 @@ class Settings(BaseSettings):
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
-        except OSError:
-            pass
         return self.data_dir
 
     def ensure_secret(self) -> None:

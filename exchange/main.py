@@ -6,20 +6,19 @@ import logging
 from http import HTTPStatus
 
 import orjson
-
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange.auth.keys import VerifiedKeyCache
-from exchange.config import Settings, get_settings
 from exchange.agreement.routes import router as agreement_router
 from exchange.audit import anchor as audit_anchor
 from exchange.audit.routes import router as audit_router
+from exchange.auth.keys import VerifiedKeyCache
+from exchange.config import Settings, get_settings
 from exchange.context import AppContext
 from exchange.database.core import as_domain_error, describe, make_engine, make_session_factory
 from exchange.errors import ExchangeError, ServiceUnavailableError

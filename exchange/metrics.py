@@ -41,7 +41,10 @@ class Counter:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
         with self._lock:
             items = sorted(self._values.items())
-        lines += [f"{self.name}{_labels(zip(self.label_names, key))} {value:g}" for key, value in items]
+        lines += [
+            f"{self.name}{_labels(zip(self.label_names, key, strict=False))} {value:g}"
+            for key, value in items
+        ]
         return lines
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from feeds.http import HttpClient
 
@@ -58,9 +58,3 @@ class FetchContext:
     http: HttpClient
     cursor: dict[str, Any]  # as saved by the last batch that set one (empty on the first run)
     log: Callable[[str], None] = print
-
-
-class Source(Protocol):
-    def batches(self, ctx: FetchContext) -> Iterator[Batch]:
-        """Read the feed from ctx.cursor on, in slices of about ctx.spec.batch_size records."""
-        ...

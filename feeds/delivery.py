@@ -11,6 +11,7 @@ version as already present, so the partner ends up with each version once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,24 +20,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
-from exchange.sharing import access, outbound
 from exchange.agreement import service as agreement_service
 from exchange.config import Settings
-from exchange.database.core import session_scope
+from exchange.database.core import rowcount, session_scope
 from exchange.database.types import utcnow
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.service import safe_url
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.query import AnyRow
 from exchange.partner import service as partner_service
 from exchange.push import service as push_service
 from exchange.push.models import PushState
+from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, KeyRing
 from policies.engine import push_grant
 from policies.schemas import AgreementDoc
@@ -89,7 +91,7 @@ class _Overtaken(Exception):
 
 @dataclass
 class _Envelope:
-    rows: list[Row]  # what goes out, in date_added order
+    rows: list[AnyRow]  # what goes out, in date_added order
     bodies: list[str]  # canonical texts as the partner receives them (redacted)
     advance_to: int  # the cursor once this envelope is accepted
     done: bool  # nothing visible after advance_to (as of this read)
@@ -121,10 +123,8 @@ def start_in_background(
             )
 
     def run() -> None:
-        try:
+        with contextlib.suppress(Exception):  # already logged and counted by push_partner
             push_partner(factory, settings, keyring, slug, requested_by=requested_by)
-        except Exception:  # already logged and counted by push_partner
-            pass
 
     threading.Thread(target=run, daemon=True, name=f"push-{slug}").start()
 
@@ -166,7 +166,7 @@ def _state(factory: sessionmaker[Session], partner_pk: int, collection_pk: int) 
         return _state(factory, partner_pk, collection_pk)
 
 
-def _already_received(db: Session, partner_pk: int, rows: Sequence[Row]) -> set[int]:
+def _already_received(db: Session, partner_pk: int, rows: Sequence[AnyRow]) -> set[int]:
     """Object version pks among `rows` that the partner received before, through any channel."""
     if not rows:
         return set()
@@ -193,6 +193,7 @@ def _next_envelope(
     identity: str,
 ) -> _Envelope:
     """Up to `size` objects after `after_us` that the grant allows now and the partner lacks."""
+    assert recipient.partner_pk is not None  # a push always goes to a partner
     out = _Envelope([], [], after_us, False)
     cursor = after_us
     while True:
@@ -233,7 +234,7 @@ def _auth_parts(auth: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str,
 
 
 def _secrets(auth: dict[str, Any]) -> list[str]:
-    values = [auth.get("password") or ""] + list((auth.get("headers") or {}).values())
+    values = [auth.get("password") or "", *(auth.get("headers") or {}).values()]
     return [v for v in values if isinstance(v, str) and len(v) >= 4]
 
 
@@ -354,7 +355,7 @@ def _commit_envelope(
                 last_error=None,
             )
         )
-        if moved.rowcount != 1:
+        if rowcount(moved) != 1:
             raise _Overtaken()
         outbound.record(db, recipient, collection_pk=collection_pk, rows=accepted)
     return len(accepted)

@@ -4,14 +4,14 @@ resources, flag a signing key that is due for rotation."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from exchange.agreement.models import Agreement, AgreementVersion
 from exchange.audit import service as audit
-from exchange.database.core import Base
+from exchange.database.core import Base, rowcount
 from exchange.database.types import UtcDateTime, utcnow
 from exchange.intel.models import TaxiiStatus
 from exchange.partner.models import Partner
@@ -77,7 +77,7 @@ def purge_statuses(db: Session, *, older_than: timedelta) -> int:
     """Delete TAXII status resources created more than `older_than` ago."""
     cutoff = utcnow() - older_than
     done = db.execute(delete(TaxiiStatus).where(TaxiiStatus.created_at < cutoff))
-    count = done.rowcount or 0
+    count = rowcount(done) or 0
     if count:
         log.info("removed %d TAXII status resources older than %s", count, older_than)
     return count
@@ -87,7 +87,7 @@ def flag_key_rotation(
     db: Session, keyring: KeyRing, *, max_age_days: int, now: datetime | None = None
 ) -> str | None:
     """The current signing key's kid when it is older than `max_age_days` (audited once per key)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     current = next((k for k in keyring.keys() if k.state == "current"), None)
     if current is None:
         return None

@@ -3,6 +3,7 @@ an overall deadline, a size cap, and no credentials in errors or logs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -111,17 +112,15 @@ class HttpClient:
 
     @property
     def verify(self) -> bool | str:
-        return self.session.verify  # type: ignore[return-value]
+        return self.session.verify
 
     def close(self) -> None:
         self.session.close()
         if self._ca_path:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._ca_path)
-            except OSError:
-                pass
 
-    def __enter__(self) -> "HttpClient":
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,9 +4,10 @@ scheduler that leads."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -79,10 +80,8 @@ def feed_job(name: str, attempt: int = 1) -> None:
     except NotFoundError:
         log.info("feed %s no longer exists; dropping its job", name)
         for job_id in (f"feed:{name}", f"feed:{name}:retry"):
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ctx.scheduler.remove_job(job_id)
-            except Exception:  # already gone
-                pass
         return
     except Exception:
         log.exception("feed %s: the run could not start", name)
@@ -92,7 +91,7 @@ def feed_job(name: str, attempt: int = 1) -> None:
         ctx.scheduler.add_job(
             FEED_JOB,
             "date",
-            run_date=datetime.now(timezone.utc) + delay,
+            run_date=datetime.now(UTC) + delay,
             args=[name, attempt + 1],
             id=f"feed:{name}:retry",
             name=f"retry {attempt}",
@@ -124,7 +123,7 @@ def housekeeping_job(kind: str) -> None:
     try:
         with session_scope(ctx.factory, write=True) as db:
             if kind == "agreements":
-                housekeeping.announce_ended_agreements(db, today=datetime.now(timezone.utc).date())
+                housekeeping.announce_ended_agreements(db, today=datetime.now(UTC).date())
             elif kind == "statuses":
                 housekeeping.purge_statuses(db, older_than=timedelta(days=ctx.settings.status_ttl_days))
             elif kind == "keys":

@@ -14,7 +14,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from exchange.database.core import Base
+from exchange.database.core import Base, rowcount
 from exchange.database.types import UtcDateTime, utcnow
 
 
@@ -40,7 +40,7 @@ def hold_lease(db: Session, name: str, *, holder: str, ttl: timedelta) -> bool:
         .values(holder=holder, expires_at=now + ttl)
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount == 1:
+    if rowcount(done) == 1:
         return True
     if db.get(SchedulerLease, name) is not None:
         return False

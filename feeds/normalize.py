@@ -4,7 +4,7 @@ deterministic ids, and feed defaults (TLP, confidence) onto objects that lack th
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exchange.incident.observables import Observable, ObservableError, detect, normalise
@@ -44,13 +44,11 @@ _SIMPLE_PATTERN = re.compile(r"^\[([a-z0-9-]+):(value|hashes\.'?[A-Za-z0-9-]+'?)
 
 def stix_time(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as STIX timestamps are usually written."""
-    return (
-        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def observable_of(value: str, kind: str | None) -> Observable:
@@ -135,5 +133,6 @@ def checked_value(obj: dict[str, Any]) -> str | None:
             return match.group(3).replace("\\'", "'").replace("\\\\", "\\")
         return None
     if kind in ("ipv4-addr", "ipv6-addr", "domain-name", "url") and isinstance(obj.get("value"), str):
-        return obj["value"]
+        value: str = obj["value"]
+        return value
     return None

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -58,7 +58,7 @@ def holder_name() -> str:
 class Prepared:
     """A claimed feed with its run record, ready to read."""
 
-    job: "_Job"
+    job: _Job
     spec: FeedSpec
     ctx: FetchContext
     http: HttpClient
@@ -255,7 +255,7 @@ def _store(
     failures = list(batch.failures)
     counts["failed"] += len(batch.failures)
     counts["dropped"] += checked.dropped
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     objects = PreparedBatch()
     if batch.iocs:
         objects = prepare(_indicators(db, job, batch, counts, failures, now))

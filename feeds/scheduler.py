@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -127,7 +127,7 @@ class SchedulerService:
                 "max_instances": 1,
                 "misfire_grace_time": self.settings.scheduler_misfire_grace_seconds,
             },
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         jobs.set_context(jobs.JobContext(self.factory, self.settings, self.keyring, self.holder, scheduler))
         # Paused until the stored jobs match the database, so a disabled feed does not run once more.
@@ -158,7 +158,7 @@ class SchedulerService:
             if base not in wanted:
                 scheduler.remove_job(job_id)
                 log.info("scheduler: job %s removed", job_id)
-        soon = datetime.now(timezone.utc) + FIRST_RUN_DELAY
+        soon = datetime.now(UTC) + FIRST_RUN_DELAY
         for job_id, (func, args, signature, trigger) in wanted.items():
             job = existing.get(job_id)
             if job is None:
@@ -184,7 +184,7 @@ class SchedulerService:
                         jobs.FEED_JOB,
                         [feed.name],
                         f"cron {feed.cron}",
-                        lambda _soon, c=feed.cron: CronTrigger.from_crontab(c, timezone=timezone.utc),
+                        lambda _soon, c=feed.cron: CronTrigger.from_crontab(c, timezone=UTC),
                     )
                 else:
                     wanted[f"feed:{feed.name}"] = (
@@ -211,7 +211,7 @@ class SchedulerService:
 
 
 def _interval(seconds: int) -> Any:
-    return lambda soon: IntervalTrigger(seconds=seconds, start_date=soon, timezone=timezone.utc)
+    return lambda soon: IntervalTrigger(seconds=seconds, start_date=soon, timezone=UTC)
 
 
 def run_forever(settings: Settings) -> int:

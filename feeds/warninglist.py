@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported on first use: loading the lists is slow
+    from pymispwarninglists.api import WarningLists
 
 _lock = threading.Lock()
-_lists = None
+_lists: WarningLists | None = None
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> WarningLists:
     global _lists
     with _lock:
         if _lists is None:
-            from pymispwarninglists import WarningLists
+            from pymispwarninglists.api import WarningLists
 
             _lists = WarningLists(slow_search=False)
     return _lists

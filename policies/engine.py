@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from policies.schemas import PROTECTED_PROPERTIES, AgreementDoc
@@ -17,7 +17,7 @@ from policies.tlp import LEVELS, rank
 
 RED = rank("red")
 HIGHEST_SHAREABLE = RED - 1  # amber+strict: red never leaves the exchange
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def in_force(doc: AgreementDoc, partner_status: str, today: date) -> bool:
 def _today(now: datetime) -> date:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware; agreement windows are UTC dates")
-    return now.astimezone(timezone.utc).date()
+    return now.astimezone(UTC).date()
 
 
 def _status(partner_active: bool) -> str:
@@ -317,7 +317,7 @@ _MAX_DEPTH = 64
 
 
 def _is_reference(name: str) -> bool:
-    return name.endswith("_ref") or name.endswith("_refs")
+    return name.endswith(("_ref", "_refs"))
 
 
 def _collect(node: Any, found: set[str], depth: int, *, top: bool) -> None:

@@ -399,12 +399,12 @@ def load_agreement_yaml(text: str, *, source: str | None = None) -> Any:
     one (2024-13-45) into a ValueError from deep inside the parser. Dates are kept as the text
     written, so the schema checks them like any other field and names the field that is wrong.
     """
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
-    class _Loader(yaml.SafeLoader):
+    class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types here
         pass
 
-    _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_scalar)  # type: ignore[arg-type]
+    _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_scalar)
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as exc:

@@ -13,7 +13,6 @@ from medallion import auth
 from medallion.backends.base import Backend
 from sqlalchemy.orm import Session, sessionmaker
 
-from exchange.sharing import access, outbound
 from exchange.audit import service as audit
 from exchange.auth.service import Principal
 from exchange.config import Settings
@@ -32,6 +31,7 @@ from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
+from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
 from policies.engine import WriteGrant, decide_write
 from taxii_server import context
@@ -47,7 +47,7 @@ DELETE_FILTERS = ("match[version]", "match[spec_version]")
 DEFAULT_VERSIONS = ("last",)
 
 
-class SqlBackend(Backend):
+class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
     def __init__(
         self,
         *,
@@ -119,7 +119,8 @@ class SqlBackend(Backend):
                     if grant is not None:
                         found = (root, coll, grant)
             cache[key] = found
-        return cache[key]
+        entry: tuple[ApiRoot, Collection, access.CollectionAccess] | None = cache[key]
+        return entry
 
     @staticmethod
     def _policy_cache() -> dict[str, Any]:
@@ -224,9 +225,9 @@ class SqlBackend(Backend):
         endpoint: str,
         filter_args: dict[str, str],
         limit: int,
-        columns: tuple,  # type: ignore[type-arg]
+        columns: tuple[Any, ...],
         extra_filter: dict[str, Any] | None = None,
-    ):  # type: ignore[no-untyped-def]
+    ) -> tuple[outbound.Page, dict[str, Any], dict[str, str]]:
         filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
         context.current().high_water = coll.last_date_added_us
@@ -243,8 +244,9 @@ class SqlBackend(Backend):
         body: dict[str, Any] = {"more": page.more}
         if page.more:
             body["next"] = self._next_token(coll, endpoint, filters, page.next_after)
-        if page.rows:
-            headers = self._date_headers(page.first_us, page.last_us)
+        first_us, last_us = page.first_us, page.last_us
+        if first_us is not None and last_us is not None:  # the page has rows
+            headers = self._date_headers(first_us, last_us)
         else:
             headers = self._empty_headers(coll, grant, filters, position)
         return page, body, headers
@@ -428,6 +430,8 @@ class SqlBackend(Backend):
         self._end_read()
         with session_scope(self._factory, write=True) as db:
             target = db.get(Collection, coll.pk)
+            if target is None:  # deleted while the request was read
+                raise NotFoundError(f"no collection {coll.id!r}")
             result = ingest_service.ingest(
                 db,
                 collection=target,

@@ -36,7 +36,7 @@ class RequestContext:
 
 def current() -> RequestContext:
     """The context of the request being handled (made on first use)."""
-    ctx = g.get(_KEY)
+    ctx: RequestContext | None = g.get(_KEY)
     if ctx is None:
         ctx = RequestContext()
         setattr(g, _KEY, ctx)

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,8 +25,8 @@ from exchange.database.core import make_engine, make_session_factory, session_sc
 from exchange.intel import service
 from exchange.intel.models import Collection
 from exchange.main import create_app
-from feeds.launcher import Launcher
 from exchange.signing import KeyRing, default_directory
+from feeds.launcher import Launcher
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

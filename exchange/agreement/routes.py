@@ -7,10 +7,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel
 
-from exchange.sharing import preview as preview_service
 from exchange.agreement import service
 from exchange.auth.deps import AdminUser, DbSession, require_admin
 from exchange.database.types import utcnow
+from exchange.sharing import preview as preview_service
 
 router = APIRouter(prefix="/api/v1/agreements", tags=["agreements"], dependencies=[Depends(require_admin)])
 

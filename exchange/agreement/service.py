@@ -41,7 +41,7 @@ def validate(db: Session, data: Any, *, source: str | None = None) -> AgreementD
     """Check an agreement document against the schema and what exists; raises AgreementError."""
     if not isinstance(data, dict):
         where = f"{source}: " if source else ""
-        raise AgreementError([("", f"{where}an agreement must be a mapping of fields")])  # type: ignore[call-arg]
+        raise AgreementError([("", f"{where}an agreement must be a mapping of fields")])
     partners = {p.slug for p in partner_service.list_(db)}
     return validate_agreement(
         data, known_collections=known_collections(db), known_partners=partners, source=source
@@ -133,7 +133,8 @@ def current_document(db: Session, slug: str) -> dict[str, Any]:
     found = _current(db, partner)
     if found is None:
         raise NotFoundError(f"partner {slug!r} has no agreement")
-    return orjson.loads(found[1].document)
+    document: dict[str, Any] = orjson.loads(found[1].document)
+    return document
 
 
 def history(db: Session, slug: str) -> list[AgreementVersion]:

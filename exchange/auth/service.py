@@ -168,11 +168,3 @@ def _partner_credential(db: Session, slug: str, key: str) -> Credential | None:
         return None
     credential = db.get(Credential, key.partition(".")[0])
     return credential if credential is not None and credential.partner_pk == owner.pk else None
-
-
-def authenticate_key(db: Session, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
-    """The caller for a bare key (Bearer); keys carry their credential id before the dot."""
-    credential_id, dot, _ = key.partition(".")
-    if not dot:
-        return None
-    return authenticate(db, credential_id, key, cache=cache)

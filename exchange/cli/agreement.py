@@ -34,7 +34,7 @@ def cmd_agreement_apply(args: argparse.Namespace, settings: Settings) -> int:
             agreement_service.apply(db, _load_agreement_file(path), actor=CLI_ACTOR, source=path)
             for path in args.files
         ]
-    for path, applied in zip(args.files, results):
+    for path, applied in zip(args.files, results, strict=False):
         state = f"version {applied.version}" if applied.changed else f"unchanged (version {applied.version})"
         print(f"{path}: agreement with {applied.partner}: {state}")
         for change in applied.changes:
@@ -66,9 +66,9 @@ def cmd_agreement_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
-    from exchange.sharing import preview as preview_service
     from exchange.agreement import service as agreement_service
     from exchange.database.types import utcnow
+    from exchange.sharing import preview as preview_service
 
     with store.session(settings) as db:
         if args.file:

@@ -88,7 +88,9 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", dest="event_action")
     p.add_argument("--json", action="store_true")
-    p = command(aud, "verify", cmd_audit_verify, "check the hash chain and its signatures; exit 1 if tampered")
+    p = command(
+        aud, "verify", cmd_audit_verify, "check the hash chain and its signatures; exit 1 if tampered"
+    )
     p.add_argument(
         "--checkpoint", action="append", metavar="FILE", help="also check against an exported checkpoint"
     )

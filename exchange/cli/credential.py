@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from exchange.cli import store
@@ -13,11 +14,11 @@ if TYPE_CHECKING:
 
 
 def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from exchange.partner import service as partner_service
 
-    expires = datetime.now(timezone.utc) + timedelta(days=args.days) if args.days else None
+    expires = datetime.now(UTC) + timedelta(days=args.days) if args.days else None
     with store.session(settings) as db:
         partner = partner_service.get_by_slug(db, args.partner)
         credential, key = partner_service.create_credential(
@@ -25,7 +26,7 @@ def cmd_credential_create(args: argparse.Namespace, settings: Settings) -> int:
             partner=partner,
             actor=CLI_ACTOR,
             name=args.name,
-            expires_at=expires,  # type: ignore[arg-type]
+            expires_at=expires,
         )
     emit(
         args,

@@ -102,7 +102,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             target=result.api_root.name,
             details={"new": {alias: r.created for alias, r in loaded.items()}, "analyst": analyst.id},
         )
-    data = {
+    data: dict[str, Any] = {
         "urls": urls(settings),
         "admin": {"id": result.admin_id, "key": result.admin_key},
         "analyst": {"id": analyst.id, "key": analyst_key},

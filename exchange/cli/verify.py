@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from exchange.cli import store
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Verify args.file against args.jwks (URL or file), else the local keyring's published keys."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from exchange.signing.verify import SignatureError, load_jwks, verify_file
 
@@ -41,9 +42,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     iat = result.iat
     when = (
-        datetime.fromtimestamp(iat, timezone.utc).isoformat().replace("+00:00", "Z")
-        if isinstance(iat, int)
-        else "-"
+        datetime.fromtimestamp(iat, UTC).isoformat().replace("+00:00", "Z") if isinstance(iat, int) else "-"
     )
     print(
         f"OK: signed by kid {result.kid} ({result.alg}), iat {when}, aud {result.aud or '-'}, "

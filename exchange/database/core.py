@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -58,10 +59,6 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
@@ -84,16 +81,6 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
         raise
     finally:
         session.close()
-
-
-def get_db_factory(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
-    """A FastAPI dependency yielding one session per request."""
-
-    def get_db() -> Iterator[Session]:
-        with session_scope(factory, write=True) as session:
-            yield session
-
-    return get_db
 
 
 def plan_for_current_size(db: Session) -> None:
@@ -130,3 +117,8 @@ def describe(exc: DataError | OperationalError) -> str:
     orig = exc.orig
     state = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
     return f"{type(orig).__name__}" + (f" ({state})" if state else "")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (typed as a Result, it is a CursorResult at run time)."""
+    return cast(CursorResult[Any], result).rowcount

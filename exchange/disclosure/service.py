@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from exchange import metrics
@@ -54,7 +55,7 @@ def record(
     ]
     if rows:
         # Core executemany: the ORM bulk path costs several times more for a 1,000-row page.
-        db.execute(insert(Disclosure.__table__), rows)
+        db.execute(insert(cast(Table, Disclosure.__table__)), rows)
         metrics.OBJECTS_SERVED.inc(len(rows), channel=channel)
     return len(rows)
 

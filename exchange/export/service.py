@@ -5,18 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from exchange.sharing import outbound
 from exchange.audit import service as audit
 from exchange.errors import NotFoundError
 from exchange.intel import query
 from exchange.intel.models import ObjectVersion
+from exchange.intel.query import AnyRow
 from exchange.intel.service import get_api_root, get_collection
 from exchange.partner import service as partner_service
+from exchange.sharing import outbound
 from exchange.signing import CTY_STIX, KeyRing, attach_signature, canonical_envelope, sign_canonical
 
 PAGE = 1000
@@ -57,7 +56,7 @@ def export_bundle(
         raise NotFoundError(f"partner {partner_slug!r} may not read {collection.alias!r} now")
     flt = query.ObjectFilter(added_after_us=added_after_us)
     bodies: list[str] = []
-    served: list[Row[Any]] = []
+    served: list[AnyRow] = []
     seen: set[int] = set()
     after = None
     while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +14,7 @@ from sqlalchemy import String, column, or_, select, table, text, update
 from sqlalchemy.orm import Session
 
 from exchange.audit import service as audit
+from exchange.database.core import rowcount
 from exchange.database.types import UtcDateTime, utcnow
 from exchange.errors import BadRequestError, ConflictError, NotFoundError, ServiceUnavailableError
 from exchange.feed.models import Feed, FeedRun
@@ -47,6 +48,7 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     host = parts.hostname or ""
+    port: int | str | None
     try:
         port = parts.port
     except ValueError:  # out of range or not a number: shown as given
@@ -94,7 +96,7 @@ def _check_schedule(every: str | None, cron: str | None) -> tuple[int | None, st
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(cron, timezone=timezone.utc)
+            CronTrigger.from_crontab(cron, timezone=UTC)
         except ValueError as exc:
             raise BadRequestError(f"bad cron expression {cron!r}: {exc}") from None
         return None, cron.strip()
@@ -195,9 +197,8 @@ def update_(
         feed.cursor = "{}"
     if "collection" in given and feed_in.collection is not None:
         feed.collection_pk = _collection(db, feed_in.collection).pk
-    if "every" in given or "cron" in given:
-        if feed_in.every or feed_in.cron:
-            feed.every_seconds, feed.cron = _check_schedule(feed_in.every, feed_in.cron)
+    if ("every" in given or "cron" in given) and (feed_in.every or feed_in.cron):
+        feed.every_seconds, feed.cron = _check_schedule(feed_in.every, feed_in.cron)
     if "tlp" in given and feed_in.tlp is not None:
         feed.default_tlp = _check_tlp(feed_in.tlp)
     if "confidence" in given:
@@ -263,15 +264,18 @@ def runs(db: Session, feed: Feed, *, limit: int = 20) -> list[FeedRun]:
 
 
 def options(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.options or "{}")
+    found: dict[str, Any] = json.loads(feed.options or "{}")
+    return found
 
 
 def auth(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.auth) if feed.auth else {}
+    found: dict[str, Any] = json.loads(feed.auth) if feed.auth else {}
+    return found
 
 
 def cursor(feed: Feed) -> dict[str, Any]:
-    return json.loads(feed.cursor or "{}")
+    found: dict[str, Any] = json.loads(feed.cursor or "{}")
+    return found
 
 
 def set_cursor(db: Session, feed_pk: int, value: dict[str, Any]) -> None:
@@ -287,7 +291,7 @@ def claim(db: Session, name: str, *, holder: str, lease: timedelta) -> Feed:
         .where(Feed.name == name, or_(Feed.running_until.is_(None), Feed.running_until < now))
         .values(running_until=now + lease, running_by=holder[:120])
     )
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         feed = get_by_name(db, name)
         raise FeedBusyError(f"feed {name!r} is already running (held by {feed.running_by})")
     return get_by_name(db, name)
@@ -368,7 +372,7 @@ def abandon_stale_runs(db: Session, *, older_than: timedelta) -> int:
         .where(FeedRun.status == "running", FeedRun.started_at < cutoff)
         .values(status="abandoned", finished_at=utcnow(), error="the process running it stopped")
     )
-    return done.rowcount or 0
+    return rowcount(done) or 0
 
 
 def next_run_at(db: Session, job_id: str) -> datetime | None:
@@ -379,7 +383,7 @@ def next_run_at(db: Session, job_id: str) -> datetime | None:
         ).scalar()
     except Exception:  # the job store table may not exist on an old schema
         return None
-    return None if value is None else datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return None if value is None else datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def scheduler_state(db: Session) -> dict[str, Any]:
@@ -392,15 +396,15 @@ def scheduler_state(db: Session) -> dict[str, Any]:
         jobs = [
             {
                 "id": job_id,
-                "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=timezone.utc),
+                "next_run_at": None if at is None else datetime.fromtimestamp(float(at), tz=UTC),
             }
             for job_id, at in db.execute(text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY id"))
         ]
     except Exception:  # no job store table on an old schema
         jobs = []
     return {
-        "leader": lease.holder if leading else None,
-        "lease_expires_at": lease.expires_at if leading else None,
+        "leader": lease.holder if lease is not None and leading else None,
+        "lease_expires_at": lease.expires_at if lease is not None and leading else None,
         "jobs": jobs,
     }
 

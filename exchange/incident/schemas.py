@@ -20,7 +20,7 @@ class ObservableIn(BaseModel):
     name: str | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> "ObservableIn":
+    def _one_form(self) -> ObservableIn:
         if self.pattern is None and (self.type is None or self.value is None):
             raise ValueError("an observable needs 'type' and 'value', or a 'pattern'")
         if self.pattern is not None and (self.type is not None or self.value is not None):
@@ -51,7 +51,7 @@ class IncidentIn(BaseModel):
         return normalise(value)
 
     @model_validator(mode="after")
-    def _window(self) -> "IncidentIn":
+    def _window(self) -> IncidentIn:
         for stamp in (self.first_seen, self.last_seen):
             if stamp is not None and stamp.tzinfo is None:
                 raise ValueError("first_seen and last_seen need a time zone, e.g. 2026-11-20T08:00:00Z")

@@ -4,7 +4,7 @@ and "have we seen this value?"."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,9 +35,7 @@ EXTENSION_NAME = "national-cert-incident"
 
 
 def _stamp(moment: datetime) -> str:
-    return (
-        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _after(previous: str | None) -> str:
@@ -45,9 +43,7 @@ def _after(previous: str | None) -> str:
     now_ms = now_us() // 1000
     if previous:
         now_ms = max(now_ms, text_to_us(previous) // 1000 + 1)
-    return _stamp(
-        datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).replace(microsecond=(now_ms % 1000) * 1000)
-    )
+    return _stamp(datetime.fromtimestamp(now_ms / 1000, tz=UTC).replace(microsecond=(now_ms % 1000) * 1000))
 
 
 def identity(settings: Settings) -> dict[str, Any]:
@@ -158,7 +154,9 @@ def report_labels(incident: dict[str, Any]) -> list[str]:
     """Severity and incident types as labels, which MISP imports as event tags."""
     extensions = incident.get("extensions", {})
     core = extensions.get(INCIDENT_CORE, {})
-    own = next((e for k, e in extensions.items() if k != INCIDENT_CORE and "severity" in e), {})
+    own: dict[str, Any] = next(
+        (e for k, e in extensions.items() if k != INCIDENT_CORE and "severity" in e), {}
+    )
     labels = [f"incident-type:{kind}" for kind in core.get("incident_types", [])]
     if own.get("severity"):
         labels.append(f"severity:{own['severity']}")
@@ -212,8 +210,8 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
         if unknown:
             raise InvalidStixError(f"audience: no partner {', '.join(map(repr, unknown))}")
     marking = TLP_2_0[body.tlp]
-    now = _stamp(datetime.now(timezone.utc))
-    common = {
+    now = _stamp(datetime.now(UTC))
+    common: dict[str, Any] = {
         "spec_version": "2.1",
         "created_by_ref": settings.identity_id,
         "object_marking_refs": [marking["id"]],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,7 +238,7 @@ def ingest(
     if not new_rows:
         return result
     _set_version_flags(db, stored, {c.meta.stix_id for c in new_rows})
-    rows = [c.row for c in new_rows]
+    rows = [c.row for c in new_rows if c.row is not None]  # every new candidate got its row above
     for row in rows:
         del row["pk"]
     for start in range(0, len(rows), _CHUNK):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, delete, false, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from exchange.intel.models import ObjectVersion as OV
+from exchange.intel.models import ObjectVersion as OV  # noqa: N817 (short: it is in every SQL expression here)
+
+# A result row of any width: the columns each caller selects differ.
+AnyRow = Row[*tuple[Any, ...]]
 
 VERSION_KEYWORDS = ("last", "first", "all")
 
@@ -62,9 +66,9 @@ def page_by_date_added(
     flt: ObjectFilter,
     after_us: int | None,
     limit: int,
-    columns: Sequence[ColumnElement] | None = None,
+    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]] | None = None,
     extra: Sequence[ColumnElement[bool]] = (),
-) -> tuple[list[Row], bool]:
+) -> tuple[list[AnyRow], bool]:
     """Up to `limit` rows in date_added order after `after_us`, and whether more follow."""
     cols = columns or (OV.date_added_us, OV.body)
     query = select(*cols).where(OV.collection_pk == collection_pk, *_predicates(flt), *extra)
@@ -83,7 +87,7 @@ def page_versions(
     after_version: str | None,
     limit: int,
     extra: Sequence[ColumnElement[bool]] = (),
-) -> tuple[list[Row], bool]:
+) -> tuple[list[AnyRow], bool]:
     """One object's versions, oldest first, after `after_version`."""
     all_versions = ObjectFilter(
         added_after_us=flt.added_after_us, spec_versions=flt.spec_versions, versions=("all",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Literal, overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,6 +72,12 @@ def create_collection(
     return collection
 
 
+@overload
+def get_collection(
+    db: Session, *, api_root_pk: int, ref: str, missing_ok: Literal[False] = False
+) -> Collection: ...
+@overload
+def get_collection(db: Session, *, api_root_pk: int, ref: str, missing_ok: bool) -> Collection | None: ...
 def get_collection(db: Session, *, api_root_pk: int, ref: str, missing_ok: bool = False) -> Collection | None:
     """A collection of this API root by id or alias."""
     found = db.scalars(

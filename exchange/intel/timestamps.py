@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
@@ -35,14 +35,13 @@ def text_to_us(text: str) -> int:
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction = (match.group(7) or "").ljust(6, "0")[:6]
     try:
-        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)
+        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date and time: {exc}") from None
     if match.group(9):
         sign = 1 if match.group(9) == "+" else -1
         offset = (int(match.group(10)) * 60 + int(match.group(11))) * 60
-        moment = moment.timestamp() - sign * offset
-        base = int(moment) * 1_000_000
+        base = int(moment.timestamp() - sign * offset) * 1_000_000
     else:
         base = int((moment - _EPOCH).total_seconds()) * 1_000_000
     return base + int(fraction)
@@ -64,7 +63,8 @@ def stix_version_key(value: str) -> str | None:
     if match is None or len(match[7] or "") > MAX_FRACTION_DIGITS:
         return None
     try:
-        datetime(*(int(part) for part in match.groups()[:6]))
+        year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+        datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     return f"{value[:19]}.{(match[7] or '')[:9].ljust(9, '0')}Z"

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import antlr4
 from antlr4.atn.PredictionMode import PredictionMode
@@ -144,7 +144,7 @@ def validate_object(obj: Any) -> StixMeta:
     created, modified = obj.get("created"), obj.get("modified")
     version = _version_key(modified) or _version_key(created) or ""
     return StixMeta(
-        stix_id=stix_id,
+        stix_id=cast(str, stix_id),  # `_id_type` accepted it, so it is a string
         type=typ,
         spec_version="2.1",
         created=created,
@@ -177,6 +177,8 @@ def _time_order_problem(obj: dict[str, Any], checks: dict[str, Check]) -> str | 
     for earlier, later, may_equal in _TIME_ORDER:
         if earlier in obj and later in obj and earlier in checks and later in checks:
             first, second = _version_key(obj[earlier]), _version_key(obj[later])
+            if first is None or second is None:  # not timestamps: their own checks said so
+                continue
             if second < first:
                 return f"'{later}' ({obj[later]}) is before '{earlier}' ({obj[earlier]})"
             if second == first and not may_equal:
@@ -228,7 +230,7 @@ _AT_LEAST_ONE = {
 # ---- patterns -------------------------------------------------------------------------------
 
 
-class _PatternRules(ValidationListener):
+class _PatternRules(ValidationListener):  # type: ignore[misc]  # stix2patterns is untyped
     """What the grammar lets through: object types and first path components must be STIX
     names, timestamps real dates; the base class refuses a repeated qualifier."""
 
@@ -567,14 +569,14 @@ def _compile(prop: Any) -> Check | None:
     return None  # TypeProperty, IDProperty, MarkingProperty, ...: checked elsewhere
 
 
-def _property_checks(cls: type) -> dict[str, Check]:
+def _property_checks(cls: type[Any]) -> dict[str, Check]:
     checks = {name: _compile(prop) for name, prop in cls._properties.items()}
     checks |= {name: check for name, check in _OVERRIDES.items() if name in checks}
     return {name: check for name, check in checks.items() if check is not None}
 
 
 @functools.cache
-def _embedded(cls: type) -> Check:
+def _embedded(cls: type[Any]) -> Check:
     required = tuple(name for name, prop in cls._properties.items() if prop.required)
     inner = _object_with(_property_checks(cls), required)
     if cls is not ExternalReference:

@@ -58,7 +58,7 @@ def create_credential(slug: str, body: CredentialCreate, db: DbSession, user: Ad
     credential, key = service.create_credential(
         db,
         partner=partner,
-        actor=user.credential_id,  # type: ignore[arg-type]
+        actor=user.credential_id,
         name=body.name,
         expires_at=body.expires_at,
     )
@@ -68,7 +68,7 @@ def create_credential(slug: str, body: CredentialCreate, db: DbSession, user: Ad
 @router.get("/partners/{slug}/credentials", response_model=list[CredentialRead])
 def list_credentials(slug: str, db: DbSession) -> list[CredentialRead]:
     partner = service.get_by_slug(db, slug)
-    return [CredentialRead.model_validate(c) for c in service.credentials(db, partner)]  # type: ignore[arg-type]
+    return [CredentialRead.model_validate(c) for c in service.credentials(db, partner)]
 
 
 @router.post("/users", status_code=201, response_model=CredentialCreated)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any, Literal, overload
 
 import orjson
 from sqlalchemy import select
@@ -66,6 +67,10 @@ def create(
     return partner, credential, key
 
 
+@overload
+def get_by_slug(db: Session, slug: str, *, missing_ok: Literal[False] = False) -> Partner: ...
+@overload
+def get_by_slug(db: Session, slug: str, *, missing_ok: bool) -> Partner | None: ...
 def get_by_slug(db: Session, slug: str, *, missing_ok: bool = False) -> Partner | None:
     """The partner called `slug`."""
     partner = db.scalars(select(Partner).where(Partner.slug == slug)).first()
@@ -138,7 +143,7 @@ def writer(db: Session, partner: Partner) -> Writer:
     )
 
 
-def add_public_key(db: Session, slug: str, jwk: dict, *, actor: str) -> Partner:
+def add_public_key(db: Session, slug: str, jwk: dict[str, Any], *, actor: str) -> Partner:
     """Register a public signing key (an Ed25519 JWK) for a partner's submissions."""
     if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
         raise BadRequestError(

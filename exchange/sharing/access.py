@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
-from exchange.sharing import visibility
 from exchange.auth.models import Credential
 from exchange.auth.service import Caller, Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
+from exchange.sharing import visibility
 from policies.engine import ReadGrant, WriteGrant
 
 
@@ -43,7 +44,7 @@ def collection_access(
     principal: Caller,
     collection: Collection,
     *,
-    cache: dict | None = None,  # type: ignore[type-arg]
+    cache: dict[Any, Any] | None = None,
 ) -> CollectionAccess | None:
     """The caller's access to `collection`, or None when it must not even know it exists."""
     if principal.is_internal:
@@ -56,16 +57,19 @@ def collection_access(
     key = ("access", collection.pk)
     if key not in cache:
         cache[key] = _partner_access(db, principal, collection, cache)
-    return cache[key]
+    found: CollectionAccess | None = cache[key]
+    return found
 
 
 def _partner_access(
     db: Session,
     principal: Caller,
     collection: Collection,
-    cache: dict,  # type: ignore[type-arg]
+    cache: dict[Any, Any],
 ) -> CollectionAccess | None:
     now = utcnow()
+    if principal.partner_pk is None:
+        return None
     if "doc" not in cache:
         cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
     doc = cache["doc"]

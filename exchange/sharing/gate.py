@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+
 import orjson
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exchange.sharing.visibility import visible_anywhere, written_by
 from exchange.intel.models import ObjectRef, ObjectVersion
+from exchange.intel.query import AnyRow
 from exchange.intel.strictjson import canonical_text
-from policies.engine import ObjectFacts, decide, redact
 from exchange.sharing.access import CollectionAccess
+from exchange.sharing.visibility import visible_anywhere, written_by
+from policies.engine import ObjectFacts, decide, redact
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,11 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
         elif visible:
             visible_own.add(stix_id)
     # The partner's own writes vouch for an id only when no other party stored it (see visibility).
-    visible = visible_by_others | (visible_own - stored_by_others)
-    return {pk: ids <= visible for pk, ids in refs.items()}
+    vouched = visible_by_others | (visible_own - stored_by_others)
+    return {pk: ids <= vouched for pk, ids in refs.items()}
 
 
-def check(db: Session, rows: Sequence[Row], access: CollectionAccess) -> list[Row]:
+def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
     """The rows `decide` also allows; a disagreement withholds the row and is logged."""
     grant, own = access.read_grant, access.collection_grant
     if grant is None or own is None:
@@ -99,11 +101,12 @@ def check(db: Session, rows: Sequence[Row], access: CollectionAccess) -> list[Ro
     return allowed
 
 
-def body_text(row: Row, access: CollectionAccess, *, exchange_identity: str) -> str:
+def body_text(row: AnyRow, access: CollectionAccess, *, exchange_identity: str) -> str:
     """The object's canonical text as this partner may receive it: the stored text unless a
     redaction applies (only then is it parsed and re-serialised)."""
     grant = access.read_grant
+    stored: str = row.body
     if grant is None or not (grant.redact or grant.anonymize_source):
-        return row.body
+        return stored
     changed = redact(orjson.loads(row.body), grant, exchange_identity=exchange_identity)
-    return row.body if changed is None else canonical_text(changed)
+    return stored if changed is None else canonical_text(changed)

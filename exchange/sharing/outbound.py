@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, not_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, not_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
-from exchange.intel import query
 from exchange.disclosure.models import Disclosure
+from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion, StreamRelease
+from exchange.intel.query import AnyRow
 from exchange.sharing import access, gate
 from exchange.signing import KeyRing, attach_signature, canonical_bytes, canonical_envelope, sign_canonical
 
@@ -94,7 +95,7 @@ class Page:
     headers and manifests all speak of positions.
     """
 
-    rows: list[Row[Any]]
+    rows: list[AnyRow]
     more: bool
     positions: list[int] = field(default_factory=list)  # one per row served
     # Position of the last entry read, served or withheld: the next page starts after it.
@@ -125,7 +126,7 @@ class _Entry:
     position: int
     branch: int  # 0 stored version, 1 release for every partner, 2 release for this partner
     pk: int
-    row: Row[Any] = field(compare=False)
+    row: AnyRow = field(compare=False)
 
 
 def next_page(
@@ -136,7 +137,7 @@ def next_page(
     flt: query.ObjectFilter,
     after_us: int | None,
     limit: int,
-    columns: Sequence[ColumnElement[Any]],
+    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     recipient: Recipient | None = None,
 ) -> Page:
     """Up to `limit` entries after position `after_us` (and `flt.added_after_us`) that the grant
@@ -196,7 +197,7 @@ def _partner_page(
     flt: query.ObjectFilter,
     after: int | None,
     limit: int,
-    columns: Sequence[ColumnElement[Any]],
+    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     recipient: Recipient,
 ) -> Page:
     cols = _merge(gate.GATE_COLUMNS, columns)
@@ -267,14 +268,14 @@ def _partner_page(
     return page
 
 
-def bodies(rows: Sequence[Row[Any]], grant: access.CollectionAccess, *, exchange_identity: str) -> list[str]:
+def bodies(rows: Sequence[AnyRow], grant: access.CollectionAccess, *, exchange_identity: str) -> list[str]:
     """The canonical texts of `rows` as the recipient may receive them (redactions applied)."""
     if grant.read_grant is None:
         return [r.body for r in rows]
     return [gate.body_text(r, grant, exchange_identity=exchange_identity) for r in rows]
 
 
-def record(db: Session, recipient: Recipient, *, collection_pk: int, rows: Sequence[Row[Any]]) -> int:
+def record(db: Session, recipient: Recipient, *, collection_pk: int, rows: Sequence[AnyRow]) -> int:
     """Ledger rows for what a partner recipient receives (staff reads are not disclosures)."""
     if recipient.is_internal or not rows:
         return 0

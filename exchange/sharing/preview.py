@@ -9,11 +9,11 @@ import orjson
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from exchange.sharing import visibility
-from exchange.sharing.access import own_writers
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
+from exchange.sharing import visibility
+from exchange.sharing.access import own_writers
 from policies.engine import read_grant
 from policies.schemas import AgreementDoc
 from policies.tlp import LEVELS

@@ -70,19 +70,19 @@ def release_revealed(
             else None
         )
         revealed: list[int] = []
-        after = None
+        after_us = None
         while True:
             # Keyset chunks, and the two grants asked separately: both closures in one
             # statement nest deeper than SQLite's parser allows.
             query = select(ObjectVersion.pk, ObjectVersion.date_added_us).where(
                 ObjectVersion.collection_pk == coll.pk, ObjectVersion.is_latest.is_(True), *now_visible
             )
-            if after is not None:
-                query = query.where(ObjectVersion.date_added_us > after)
+            if after_us is not None:
+                query = query.where(ObjectVersion.date_added_us > after_us)
             chunk = db.execute(query.order_by(ObjectVersion.date_added_us).limit(_CHUNK)).all()
             if not chunk:
                 break
-            after = chunk[-1].date_added_us
+            after_us = chunk[-1].date_added_us
             pks = [r.pk for r in chunk]
             seen: set[int] = set()
             if before_visible is not None:

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, or_, select
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from policies.engine import ReadGrant
 from policies.tlp import rank
 
 RED = rank("red")
+
+# The version table itself, or an alias of it inside the reference closure.
+Versions: TypeAlias = type[ObjectVersion] | AliasedClass[ObjectVersion]
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,9 @@ def collection_grant(collection: Collection, grant: ReadGrant) -> CollectionGran
     return CollectionGrant(collection.pk, rank(collection.default_tlp), grant)
 
 
-def row_predicates(cg: CollectionGrant, *, now_us: int, table=ObjectVersion) -> list[ColumnElement[bool]]:  # type: ignore[no-untyped-def]
+def row_predicates(
+    cg: CollectionGrant, *, now_us: int, table: Versions = ObjectVersion
+) -> list[ColumnElement[bool]]:
     """The per-row rules (TLP, type, confidence, embargo, audience) for one collection."""
     grant = cg.grant
     ceiling = min(grant.max_tlp_rank, RED - 1)
@@ -54,7 +61,7 @@ def visible_anywhere(
     grants: Sequence[CollectionGrant],
     *,
     now_us: int,
-    table=ObjectVersion,  # type: ignore[no-untyped-def]
+    table: Versions = ObjectVersion,
 ) -> ColumnElement[bool]:
     """`table`'s row is visible to the partner in one of the collections it may read."""
     if not grants:
@@ -70,7 +77,7 @@ def visible_anywhere(
 CLOSURE_DEPTH = 3
 
 
-def written_by(own_writers: Sequence[str], *, table=ObjectVersion) -> ColumnElement[bool]:  # type: ignore[no-untyped-def]
+def written_by(own_writers: Sequence[str], *, table: Versions = ObjectVersion) -> ColumnElement[bool]:
     """`table`'s row was stored by one of the partner's own credentials (never NULL)."""
     if not own_writers:
         return false()
@@ -81,7 +88,7 @@ def closure_predicate(
     grants: Sequence[CollectionGrant],
     *,
     now_us: int,
-    table=ObjectVersion,  # type: ignore[no-untyped-def]
+    table: Versions = ObjectVersion,
     depth: int = CLOSURE_DEPTH,
     own_writers: Sequence[str] = (),
 ) -> ColumnElement[bool]:

@@ -20,9 +20,9 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ def b64url_decode(text: str) -> bytes:
 def thumbprint(x: str) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url) of an Ed25519 public key given by its `x`."""
     # Required members only, sorted, no whitespace (RFC 7638 section 3.2; RFC 8037 section 2).
-    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % x
+    canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'
     return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
@@ -109,7 +109,7 @@ class KeyInfo:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def default_directory(settings: Settings) -> Path:
@@ -199,10 +199,8 @@ class KeyRing:
             if info.state != "retired":
                 raise ConflictError(f"signing key {kid!r} is {info.state}; only retired keys can be removed")
             self._write_meta([k for k in keys if k.kid != kid])
-            try:
+            with suppress(FileNotFoundError):
                 self._key_path(kid).unlink()
-            except FileNotFoundError:
-                pass
             self._private.pop(kid, None)
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -353,10 +351,8 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -25,4 +25,5 @@ def module_for(kind: str) -> ModuleType:
 
 def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The kind's options, checked (ValueError says which is wrong and why)."""
-    return module_for(kind).check_options(options)
+    checked: dict[str, Any] = module_for(kind).check_options(options)
+    return checked

@@ -13,13 +13,13 @@ from __future__ import annotations
 import csv as csvlib
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from exchange.incident.observables import TYPES
 from feeds.base import Batch, FeedError, FetchContext, Ioc
-from feeds.normalize import stix_time
 from feeds.conditional import conditional_get
+from feeds.normalize import stix_time
 
 FIELDS = ("value", "kind", "description", "labels", "first_seen")
 KNOWN = ("columns", "delimiter", "header", "comment_prefixes", "kind")
@@ -94,13 +94,13 @@ def first_seen(text: str) -> str:
     """RFC 3339 from an ISO date, an ISO date-time or epoch seconds; ValueError if none of them."""
     text = text.strip()
     if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-        return stix_time(datetime.fromtimestamp(float(text), tz=timezone.utc))
+        return stix_time(datetime.fromtimestamp(float(text), tz=UTC))
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         day = date.fromisoformat(text)
-        return stix_time(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+        return stix_time(datetime(day.year, day.month, day.day, tzinfo=UTC))
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return stix_time(moment)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 
 from exchange.errors import InvalidJsonError
-from exchange.intel.strictjson import loads_strict
 from exchange.feed.service import safe_url
+from exchange.intel.strictjson import loads_strict
 from feeds.base import Batch, FeedError, FetchContext
-from feeds.http import HttpError
 from feeds.conditional import conditional_get
+from feeds.http import HttpError
 from policies.tlp import level_of_marking
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -55,7 +55,7 @@ def convert(event: Any) -> list[dict[str, Any]]:
         raise ValueError('not a MISP event (no "Event" object)')
     parser = MISPtoSTIX21Parser()
     parser.parse_misp_event(event)
-    objects = orjson.loads(parser.bundle.serialize())["objects"]
+    objects: list[dict[str, Any]] = orjson.loads(parser.bundle.serialize())["objects"]
     by_id = {o["id"]: o for o in objects}
     for container in objects:
         if container["type"] not in ("report", "grouping"):

@@ -14,8 +14,8 @@ from typing import Any
 
 from exchange.feed.service import safe_url
 from feeds.base import Batch, FeedError, FetchContext
-from feeds.jsonstream import BundleHeader, StreamError, bundle_objects
 from feeds.conditional import conditional_get
+from feeds.jsonstream import BundleHeader, StreamError, bundle_objects
 
 MAX_OBJECT_BYTES = 16 * 1024 * 1024
 

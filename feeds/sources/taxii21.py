@@ -61,8 +61,8 @@ def _collection(ctx: FetchContext) -> tuple[Collection, list[str]]:
         # taxii2-client reads each body whole itself, with no limit, and a gzip body can expand
         # a thousandfold: read it here first, counting decoded bytes against the feed's cap.
         # Hooks run before requests reads the content, and a body it holds is not read again.
-        if response._content is False:  # type: ignore[attr-defined]
-            response._content = ctx.http.read_all(response)  # type: ignore[attr-defined]
+        if response._content is False:
+            response._content = ctx.http.read_all(response)
 
     url = _id_url(ctx, ctx.spec.url if ctx.spec.url.endswith("/") else ctx.spec.url + "/")
     session.hooks["response"].append(remember)

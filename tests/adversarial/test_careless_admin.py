@@ -33,7 +33,10 @@ def paging(live_server, http, partners):  # type: ignore[no-untyped-def]
         if obj["object_marking_refs"] == [None]:
             obj.pop("object_marking_refs")
     post(http, url, objs)
-    doc = lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+
+    def doc(s: str) -> dict:  # type: ignore[type-arg]
+        return agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+
     slug, cred = partners.add(doc)
     first = page(url, cred, limit=2)
     assert first.status_code == 200 and first.json()["more"]

@@ -141,7 +141,10 @@ def test_a_hidden_object_is_hidden_through_every_endpoint_and_filter(live_server
     newer = shifting | {"modified": "2026-03-01T00:00:00.000Z", "object_marking_refs": [AMBER]}
     post(http, url, [hidden, shifting, newer])
     _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
-    get = lambda path, **params: httpx.get(url + path, params=params, auth=cred, headers={"Accept": TAXII})
+
+    def get(path: str, **params: str) -> httpx.Response:
+        return httpx.get(url + path, params=params, auth=cred, headers={"Accept": TAXII})
+
     oid = hidden["id"]
     assert get(f"objects/{oid}/").status_code == 404
     assert get(f"objects/{oid}/versions/").status_code == 404

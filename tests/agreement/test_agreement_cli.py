@@ -23,8 +23,8 @@ from exchange.errors import NotFoundError
 from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from exchange.partner import service as partner_service
-from tests.support.cli import Result, environment, run
 from exchange.signing import KeyRing, default_directory
+from tests.support.cli import Result, environment, run
 
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"

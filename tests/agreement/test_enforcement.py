@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 import httpx
-import orjson
 import pytest
 from taxii2client.v21 import Server, as_pages
 
@@ -129,7 +129,7 @@ def test_expired_future_draft_and_suspended_grant_nothing(live_server, partners,
 
 
 def test_suspended_partner_and_revoked_or_expired_credentials_get_401(live_server, partners, shared):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from exchange.auth import service as auth_service
     from exchange.partner import service as partner_service
@@ -143,7 +143,7 @@ def test_suspended_partner_and_revoked_or_expired_credentials_get_401(live_serve
     with live_server.session() as db:
         partner = partner_service.get_by_slug(db, slug)
         second, key = partner_service.create_credential(
-            db, partner=partner, actor="test", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)
+            db, partner=partner, actor="test", expires_at=datetime.now(UTC) - timedelta(seconds=1)
         )
     is_error_resource(httpx.get(url, auth=(second.id, key), headers={"Accept": TAXII}), 401)
     with live_server.session() as db:
@@ -252,7 +252,7 @@ def test_referential_closure(live_server, partners, http):
 def test_partner_writes_are_limited_to_granted_types_and_recorded(live_server, partners, http):
     coll = live_server.collection()
     write = {"collections": [coll.alias], "types": ["indicator"]}
-    slug, cred = partners.add(lambda s: agreement_doc(s, write=write))
+    _slug, cred = partners.add(lambda s: agreement_doc(s, write=write))
     client = httpx.Client(auth=cred, headers={"Accept": TAXII})
     malware = {
         "type": "malware",

@@ -28,8 +28,8 @@ from exchange.errors import ConflictError
 from exchange.main import create_app
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import free_port, start_uvicorn
-from tests.support import cli
 from tests.stixgen import envelope, indicator
+from tests.support import cli
 from tests.taxii_server.conftest import TAXII, post
 
 COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")
@@ -93,7 +93,7 @@ def test_editing_any_column_of_any_event_is_detected_and_named(db, column):
         event = db.get(AuditEvent, seq)
         value = _new_value(column, event)
 
-        def edit() -> None:
+        def edit(seq: int = seq, value: object = value) -> None:
             db.execute(update(AuditEvent).where(AuditEvent.seq == seq).values({column: value}))
 
         report = tampered(db, edit)

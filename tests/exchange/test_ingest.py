@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -44,7 +45,7 @@ def test_duplicates_add_no_rows_and_date_added_strictly_increases(db, coll):
     again = ingest_service.ingest(db, collection=coll, objects=objs, origin="feed")
     assert (first.created, again.created, again.duplicates) == (50, 0, 50)
     added = [r.date_added_us for r in rows(db, coll)]
-    assert len(added) == 50 and all(a < b for a, b in zip(added, added[1:]))
+    assert len(added) == 50 and all(a < b for a, b in itertools.pairwise(added))
     db.refresh(coll)
     assert coll.last_date_added_us == added[-1]
 
@@ -101,10 +102,16 @@ def test_an_sco_any_source_saw_is_stored_by_each_of_them(db, coll, engine):
         )
         for _ in range(2)
     ]
-    first = ingest_service.ingest(db, collection=root, objects=[sco], origin="analyst", added_by="cred-analyst")
+    first = ingest_service.ingest(
+        db, collection=root, objects=[sco], origin="analyst", added_by="cred-analyst"
+    )
     by_feed = ingest_service.ingest(db, collection=others[0], objects=[sco], origin="feed")
     by_partner = ingest_service.ingest(
-        db, collection=others[1], objects=[sco | {"x_seen_by": "partner"}], origin="partner", added_by="cred-p"
+        db,
+        collection=others[1],
+        objects=[sco | {"x_seen_by": "partner"}],
+        origin="partner",
+        added_by="cred-p",
     )
     assert first.failures == [] and by_feed.failures == [] and by_partner.failures == []
     assert first.created == by_feed.created == by_partner.created == 1

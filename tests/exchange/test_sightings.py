@@ -19,7 +19,7 @@ def test_partner_sighting_appears_on_the_indicator(live_server, http, admin, par
     submissions = live_server.collection()
     ind = indicator(1)
     post(http, live_server.collection_url(published), envelope([ind]))
-    slug, cred = partners.add(
+    _slug, cred = partners.add(
         lambda s: agreement_doc(
             s, write={"collections": [submissions.alias], "types": ["sighting", "identity"]}
         )

@@ -54,7 +54,7 @@ class FeedHttpServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 route = server.routes.get(self.path.split("?", 1)[0])
                 if route is None:
                     self._send(404, b"not found", "text/plain")

@@ -13,9 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from werkzeug.serving import make_server
-
 from medallion import application_instance, register_blueprints, set_config
+from werkzeug.serving import make_server
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def test_add_run_inspect_disable_remove_over_rest(api, live_server, feed_server,
 
 
 @pytest.mark.parametrize(
-    "change, status, words",
+    ("change", "status", "words"),
     [
         ({"kind": "rss"}, 422, "kind"),
         ({"url": "ftp://127.0.0.1/x"}, 400, "http"),

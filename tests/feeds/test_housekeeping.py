@@ -4,7 +4,7 @@ rotation flagged once."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -81,7 +81,7 @@ def test_old_status_resources_are_removed_and_recent_ones_kept(factory, settings
 def test_a_key_due_for_rotation_is_flagged_once(factory, tmp_path) -> None:
     keyring = KeyRing(tmp_path / "keys")
     kid = keyring.ensure().kid
-    later = datetime.now(timezone.utc) + timedelta(days=400)
+    later = datetime.now(UTC) + timedelta(days=400)
     with session_scope(factory, write=True) as db:
         assert housekeeping.flag_key_rotation(db, keyring, max_age_days=365) is None  # brand new
         assert housekeeping.flag_key_rotation(db, keyring, max_age_days=365, now=later) == kid

@@ -41,12 +41,12 @@ def peer(tmp_path):  # type: ignore[no-untyped-def]
 
 def test_push_over_rest_and_cli(live_server, admin, coll, peer, tmp_path) -> None:
     partners = Partners(live_server)
-    doc = lambda slug: (
-        agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green"})
-        | {  # noqa: E731
+
+    def doc(slug):
+        return agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green"}) | {
             "push": {"url": peer.collection_url("inbox"), "every": "1h"}
         }
-    )
+
     slug, _ = partners.add(doc)
     api = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {admin[1]}"}, timeout=60)
     objects = [_indicator() for _ in range(3)]

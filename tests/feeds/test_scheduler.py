@@ -3,17 +3,17 @@ retries with backoff, unhealthy feeds, and two `exchange scheduler` processes ne
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from exchange.database.core import session_scope
 from exchange.feed import service as feed_service
@@ -215,5 +215,5 @@ def test_two_scheduler_processes_never_run_a_feed_at_once(
         feed_service.set_enabled(db, name, False, actor="test")
     runs = [r for r in _runs(factory, name) if r.finished_at is not None and r.status != "abandoned"]
     spans = sorted((r.started_at, r.finished_at) for r in runs)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two runs of the same feed overlapped"

@@ -7,7 +7,6 @@ import json
 import uuid
 
 import httpx
-
 import pytest
 from sqlalchemy import func, select
 

@@ -192,13 +192,16 @@ def test_republishing_with_a_narrower_audience_applies_it(live_server, api, part
     second, second_cred = partners.add(lambda s: agreement_doc(s, read=read))
     published = api.post("/api/v1/incidents", json=incident_body(coll.alias, audience=[first, second])).json()
     api.post("/api/v1/incidents", json=incident_body(coll.alias, id=published["incident"], audience=[first]))
-    ids = lambda cred: {
-        o["id"]
-        for o in httpx.get(  # noqa: E731
-            live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
-        )
-        .json()
-        .get("objects", [])
-    }
+
+    def ids(cred):
+        return {
+            o["id"]
+            for o in httpx.get(
+                live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII}
+            )
+            .json()
+            .get("objects", [])
+        }
+
     assert published["incident"] in ids(first_cred)
     assert published["incident"] not in ids(second_cred)

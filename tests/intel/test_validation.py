@@ -355,8 +355,10 @@ def test_everything_stix2_generates_passes(stix_object: Any) -> None:
         "[url:value IN ('http://a.example/', 'http://b.example/')]",
         "[artifact:payload_bin = b'aGVsbG8='] AND [file:magic_number_hex = h'ffd8']",
         "[x-acme-widget:x_size = 3] START t'2024-01-01T00:00:00Z' STOP t'2024-02-01T00:00:00Z'",
-        "([domain-name:value = 'a.example'] OR [domain-name:value = 'b.example']) AND "
-        "[windows-registry-key:key = 'HKEY_LOCAL_MACHINE\\\\Foo']",
+        (
+            "([domain-name:value = 'a.example'] OR [domain-name:value = 'b.example']) AND "
+            "[windows-registry-key:key = 'HKEY_LOCAL_MACHINE\\\\Foo']"
+        ),
         "[user-account:id = 'x']",
         "[file:'name' = 'quoted property']",
     ],
@@ -409,7 +411,7 @@ def test_meta_carries_original_timestamps_and_a_fixed_width_version(
 @pytest.mark.parametrize("digits", [10, 12, 30])
 def test_timestamps_finer_than_a_nanosecond_are_refused(digits: int) -> None:
     # Versions are compared to the nanosecond: two differing further down would be one version.
-    with pytest.raises(InvalidStixError, match="modified.*at most 9 fraction digits"):
+    with pytest.raises(InvalidStixError, match=r"modified.*at most 9 fraction digits"):
         validate_object(sample("malware", modified="2024-03-06T10:00:00." + "1" * digits + "Z"))
 
 
@@ -722,7 +724,7 @@ _COMPARISON = "[ipv4-addr:value = '198.51.100.1']"
 )
 def test_patterns_too_big_to_parse_are_refused_quickly(pattern: str, says: str) -> None:
     started = time.perf_counter()
-    with pytest.raises(InvalidStixError, match="'pattern' is not a valid STIX 2.1 pattern") as raised:
+    with pytest.raises(InvalidStixError, match=r"'pattern' is not a valid STIX 2\.1 pattern") as raised:
         validate_object(sample("indicator", pattern=pattern))
     assert says in raised.value.message
     assert time.perf_counter() - started < 0.5

@@ -5,7 +5,7 @@ Table-driven, no database, no HTTP.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -55,7 +55,7 @@ def test_in_force(changes: dict[str, Any], partner_status: str, today: date, exp
 
 def test_in_force_wants_a_calendar_day_not_an_instant() -> None:
     with pytest.raises(TypeError, match="date"):
-        in_force(doc(), "active", datetime(2026, 6, 1, 12, tzinfo=timezone.utc))
+        in_force(doc(), "active", datetime(2026, 6, 1, 12, tzinfo=UTC))
 
 
 URL = "https://taxii.partner.example/taxii2/root/collections/c1/"

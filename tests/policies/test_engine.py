@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from policies.engine import (
 from policies.schemas import AgreementDoc
 from policies.tlp import LEVELS, TLP_1_0, TLP_2_0, object_tlp, rank
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NOW_US = int(NOW.timestamp()) * 1_000_000
 HOUR_US = 3600 * 1_000_000
 EXCHANGE = "identity--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061"
@@ -147,11 +147,11 @@ def test_no_grant_outside_an_active_window(
 @pytest.mark.parametrize(
     ("valid_from", "valid_until", "now", "granted"),
     [
-        ("2026-06-01", "2026-06-30", datetime(2026, 6, 1, 0, 0, 0, tzinfo=timezone.utc), True),
-        ("2026-06-01", "2026-06-30", datetime(2026, 5, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), False),
-        ("2026-05-01", "2026-06-01", datetime(2026, 6, 1, 23, 59, 59, 999999, tzinfo=timezone.utc), True),
-        ("2026-05-01", "2026-06-01", datetime(2026, 6, 2, 0, 0, 0, tzinfo=timezone.utc), False),
-        ("2026-06-01", "2026-06-01", datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc), True),
+        ("2026-06-01", "2026-06-30", datetime(2026, 6, 1, 0, 0, 0, tzinfo=UTC), True),
+        ("2026-06-01", "2026-06-30", datetime(2026, 5, 31, 23, 59, 59, 999999, tzinfo=UTC), False),
+        ("2026-05-01", "2026-06-01", datetime(2026, 6, 1, 23, 59, 59, 999999, tzinfo=UTC), True),
+        ("2026-05-01", "2026-06-01", datetime(2026, 6, 2, 0, 0, 0, tzinfo=UTC), False),
+        ("2026-06-01", "2026-06-01", datetime(2026, 6, 1, 12, 0, tzinfo=UTC), True),
         ("2026-06-01", "2026-06-01", datetime(2026, 6, 2, 1, 0, tzinfo=timezone(timedelta(hours=2))), True),
         ("2026-06-01", "2026-06-01", datetime(2026, 6, 1, 1, 0, tzinfo=timezone(timedelta(hours=2))), False),
     ],

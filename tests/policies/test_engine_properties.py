@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
@@ -111,7 +111,7 @@ def test_red_never_leaves_whatever_the_agreement_says(
             "read": {"collections": ["indicators"], "max_tlp": max_tlp},
         }
     )
-    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc) + timedelta(days=days_into)
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(days=days_into)
     grant = read_grant(doc, collection="indicators", now=now, partner_active=partner_active)
     in_force = status == "active" and partner_active and 0 <= days_into <= 9
     assert (grant is not None) is in_force

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,7 +282,7 @@ def test_other_markings_are_not_forgeries(obj: dict[str, Any]) -> None:
 
 
 def test_module_is_pure() -> None:
-    source = open(tlp.__file__, encoding="utf-8").read()
+    source = Path(tlp.__file__).read_text(encoding="utf-8")
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert all(line.split()[1] in {"__future__", "re", "typing"} for line in imports), imports
 

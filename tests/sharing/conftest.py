@@ -25,7 +25,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     bodies: list[bytes]
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.bodies.append(body)  # type: ignore[attr-defined]
         count = len(orjson.loads(body).get("objects", []))

@@ -109,7 +109,7 @@ def test_what_a_partner_writes_never_unlocks_a_hidden_reference(live_server, htt
     post(http, shared_url, [indicator, secret, link])
     read = {"collections": [shared.alias, inbox.alias], "max_tlp": "green"}
     write = {"collections": [inbox.alias]}
-    slug, cred = partners.add(lambda s: agreement_doc(s, read=read, write=write))
+    _slug, cred = partners.add(lambda s: agreement_doc(s, read=read, write=write))
     assert ids(shared_url, cred) == {indicator["id"]}
 
     # The partner stores, where it may read, an object carrying the hidden target's id ...

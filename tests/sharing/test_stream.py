@@ -60,7 +60,7 @@ def millis(text: str) -> str:
 def test_a_client_that_keeps_milliseconds_gets_every_object_once(live_server, http, partners):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    slug, cred = partners.add(
+    _slug, cred = partners.add(
         lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
     )
     sent = []
@@ -83,7 +83,7 @@ def test_an_embargoed_object_reaches_a_poller_resuming_from_an_empty_page(live_s
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
     read = {"collections": [coll.alias], "max_tlp": "green", "embargo": 2}
-    slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
+    _slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
     obj = indicator()
     publish(http, url, [obj])
     objs, headers = poll(url, cred)
@@ -105,7 +105,7 @@ def test_an_embargoed_object_reaches_a_poller_that_uses_its_own_clock(live_serve
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
     read = {"collections": [coll.alias], "max_tlp": "green", "embargo": 2}
-    slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
+    _slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
     obj = indicator()
     publish(http, url, [obj])
     time.sleep(0.2)
@@ -119,7 +119,7 @@ def test_an_embargoed_object_reaches_a_poller_that_uses_its_own_clock(live_serve
 def test_an_empty_page_does_not_reveal_when_a_hidden_object_was_added(live_server, http, partners):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    slug, cred = partners.add(
+    _slug, cred = partners.add(
         lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
     )
     seen = indicator()

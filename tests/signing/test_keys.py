@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from jwcrypto import jwk as jwcrypto_jwk
 
 from exchange.auth.keys import VerifiedKeyCache
+from exchange.cli.signing import cmd_signing_key_jwks, cmd_signing_key_rotate
 from exchange.config import Settings
 from exchange.context import AppContext
 from exchange.database.core import make_engine, make_session_factory
 from exchange.errors import ConflictError, NotFoundError
 from exchange.signing import CTY_STIX, KeyRing, sign_detached, verify_detached
-from exchange.cli.signing import cmd_signing_key_jwks, cmd_signing_key_rotate
 from exchange.signing.keys import InsecureKeyFileError, KeyRingError
 from exchange.signing.routes import router
 from exchange.signing.verify import load_jwks
@@ -273,9 +273,8 @@ def test_cli_rotate_rotates_and_records_an_audit_event(tmp_path, capsys):
     from argparse import Namespace
 
     from exchange.audit import service as audit
-    from exchange.database.core import make_engine, make_session_factory, session_scope
-
     from exchange.bootstrap import migrate
+    from exchange.database.core import make_engine, make_session_factory, session_scope
 
     settings = _settings(tmp_path)
     keyring = KeyRing(settings.data_dir / "signing")

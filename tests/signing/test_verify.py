@@ -13,6 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exchange.cli.verify import cmd_verify
 from exchange.config import Settings
 from exchange.signing import (
     CTY_STIX,
@@ -28,7 +29,6 @@ from exchange.signing import (
     verify_detached,
     verify_file,
 )
-from exchange.cli.verify import cmd_verify
 from exchange.signing.verify import JwksError
 from tests.signing import ISS, indicator, joserfc_verify, jwcrypto_verify
 
@@ -98,7 +98,7 @@ def test_an_untouched_bundle_verifies_with_its_header(ring):
 def test_changing_one_character_of_any_object_breaks_the_signature(ring):
     doc = signed(ring, make_bundle())
     token = doc["x_exchange_jws"]
-    for index, obj in enumerate(doc["objects"]):
+    for index, _obj in enumerate(doc["objects"]):
         for prop in ("id", "name", "pattern", "modified"):
             tampered = copy.deepcopy(doc)
             value = tampered["objects"][index][prop]

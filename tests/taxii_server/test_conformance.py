@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC
 
 import httpx
 import orjson
@@ -80,11 +80,11 @@ def test_wrong_key_for_a_real_credential_is_401(live_server, admin):
 
 
 def test_expired_and_revoked_credentials_are_401(live_server):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from exchange.auth import service as auth_service
 
-    expired = live_server.credential("analyst", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    expired = live_server.credential("analyst", expires_at=datetime.now(UTC) - timedelta(seconds=1))
     is_error_resource(httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=expired), 401)
     revoked = live_server.credential("analyst")
     assert httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": TAXII}, auth=revoked).status_code == 200
@@ -279,7 +279,7 @@ def test_match_version_last_first_all_exact(live_server, http, coll):
     assert names({"match[version]": "first"}) == ["v0"]
     assert sorted(names({"match[version]": "all"})) == ["v0", "v1", "v2"]
     assert names({"match[version]": stamps[1]}) == ["v1"]
-    assert sorted(names({"match[version]": f"first,last"})) == ["v0", "v2"]
+    assert sorted(names({"match[version]": "first,last"})) == ["v0", "v2"]
     assert names({"match[version]": "2026-02-01T00:00:00Z"}) == ["v1"]  # same instant, other spelling
     one = http.get(f"{url}objects/{v1['id']}/").json()["objects"]
     assert [o["name"] for o in one] == ["v2"]
