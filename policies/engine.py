@@ -409,15 +409,35 @@ def decide_version(writer: Writer, first: FirstVersion | None) -> Decision:
 
 
 def decide_authorship(
-    writer: Writer, *, stix_id: str, created_by_ref: str | None, exchange_identity: str | None
+    writer: Writer,
+    *,
+    stix_id: str,
+    created_by_ref: str | None,
+    exchange_identity: str | None,
+    partner_identities: frozenset[str] = frozenset(),
 ) -> Decision:
-    """May `writer` store a new object that is, or claims to be created by, the exchange itself?
+    """May `writer` store a new object that is, or claims to be created by, the exchange itself
+    or another registered partner?
 
     Only internal staff publish as the national CERT: a partner or feed storing the CERT's
     identity first would own it (and could revoke it, which blocks every later publication), and
     one naming the CERT as `created_by_ref` would show other partners a forgery as the CERT's.
+    Likewise a partner never publishes as another partner (`partner_identities`: the registered
+    partners' identities); the named partner could otherwise also version the forgery. Feeds
+    may carry a partner's objects (a partner's own TAXII server mirrored), so this part is for
+    partners only.
     """
-    if writer.kind == "analyst" or exchange_identity is None:
+    if writer.kind == "analyst":
+        return ALLOWED
+    if writer.kind == "partner":
+        others = partner_identities - ({writer.identity} if writer.identity else set())
+        if stix_id in others:
+            return Decision(False, "this is another partner's identity: only that partner publishes it")
+        if created_by_ref is not None and created_by_ref in others:
+            return Decision(
+                False, "created_by_ref names another partner: a partner publishes objects only as itself"
+            )
+    if exchange_identity is None:
         return ALLOWED
     if stix_id == exchange_identity:
         return Decision(False, "this is the national CERT's identity: only the CERT publishes it")

@@ -167,6 +167,7 @@ def ingest(
     ).scalar_one()
     stored = _stored_versions(db, collection.pk, {c.meta.stix_id for _, c in valid})
     owners = _known_objects(db, {c.meta.stix_id for _, c in valid})
+    partner_identities = _partner_identities(db) if writer.kind == "partner" else frozenset()
     statements = _statement_levels(db, valid)
 
     # Whole, distinct milliseconds: clients that keep X-TAXII-Date-Added-Last to the millisecond
@@ -197,7 +198,7 @@ def ingest(
                 )
             continue
         facts = owners.setdefault(cand.meta.stix_id, _Known())
-        refusal = _refusal(db, writer, facts, cand, obj, exchange_identity)
+        refusal = _refusal(db, writer, facts, cand, obj, exchange_identity, partner_identities)
         if refusal is not None:
             result.failures.append(status_detail(obj, refusal))
             if facts.revoked_version is not None and refusal.startswith(f"{cand.meta.stix_id} was revoked"):
@@ -277,7 +278,13 @@ def _created_by(obj: Any) -> str | None:
 
 
 def _refusal(
-    db: Session, writer: Writer, facts: _Known, cand: _Candidate, obj: Any, exchange_identity: str | None
+    db: Session,
+    writer: Writer,
+    facts: _Known,
+    cand: _Candidate,
+    obj: Any,
+    exchange_identity: str | None,
+    partner_identities: frozenset[str],
 ) -> str | None:
     """Why this new version may not be stored, or None."""
     stix_id = cand.meta.stix_id
@@ -286,7 +293,11 @@ def _refusal(
     versioned = bool(cand.meta.version)
     checks = [
         decide_authorship(
-            writer, stix_id=stix_id, created_by_ref=_created_by(obj), exchange_identity=exchange_identity
+            writer,
+            stix_id=stix_id,
+            created_by_ref=_created_by(obj),
+            exchange_identity=exchange_identity,
+            partner_identities=partner_identities,
         )
     ]
     if versioned:
@@ -300,6 +311,13 @@ def _refusal(
             "cannot get new versions (STIX 2.1 section 3.6): publish a new object instead"
         )
     return None
+
+
+def _partner_identities(db: Session) -> frozenset[str]:
+    """The STIX identities of every registered partner (none may be forged by another)."""
+    from exchange.partner.models import Partner
+
+    return frozenset(db.scalars(select(Partner.identity_id).where(Partner.identity_id.is_not(None))))
 
 
 def _copy_stored_elsewhere(db: Session, stix_id: str, version: str, body: str) -> bool:

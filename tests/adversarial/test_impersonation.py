@@ -141,3 +141,33 @@ def test_a_hostile_feed_with_absurdly_nested_and_huge_objects_costs_only_those_o
     assert summary.counts["new"] >= 1 and summary.counts["new"] + summary.counts["failed"] == 3, (
         summary.line()
     )
+
+
+@pytest.mark.live
+def test_a_partner_cannot_publish_as_another_partner(live_server, http, partners):
+    from exchange.partner import service as partner_service
+
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    read = {"collections": [coll.alias], "max_tlp": "green"}
+    victim_identity = f"identity--{uuid.uuid4()}"
+    with live_server.session() as db:
+        partner_service.create(
+            db,
+            slug=f"p-{uuid.uuid4().hex[:8]}",
+            name="Victim CERT",
+            country="LK",
+            identity_id=victim_identity,
+            actor="test",
+        )
+    _, forger = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias]}))
+    _, reader = partners.add(lambda s: agreement_doc(s, read=read))
+    forged = indicator("192.0.2.77", created_by_ref=victim_identity)
+    fake_identity = cert_identity(victim_identity, name="Victim CERT (now at evil@example.org)")
+    honest = indicator("192.0.2.78")
+    status = post(None, url, [forged, fake_identity, honest], auth=forger)
+    assert (status["success_count"], status["failure_count"]) == (1, 2)
+    messages = {f["id"]: f["message"] for f in status["failures"]}
+    assert "created_by_ref names another partner" in messages[forged["id"]]
+    assert "another partner's identity" in messages[victim_identity]
+    assert ids(url, reader) == {honest["id"]}

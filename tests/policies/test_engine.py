@@ -674,6 +674,12 @@ def test_references(obj: dict[str, Any], expected: set[str]) -> None:
         ("partner", "indicator--1", "identity--partner", True),
         ("partner", "indicator--1", None, True),
         ("analyst", "identity--cert", "identity--cert", True),
+        # Registered partners: identity--partner is the writer's own, identity--other another's.
+        ("partner", "indicator--1", "identity--other", False),
+        ("partner", "identity--other", None, False),
+        ("partner", "identity--partner", None, True),
+        ("feed", "indicator--1", "identity--other", True),  # a partner's server mirrored
+        ("analyst", "indicator--1", "identity--other", True),
     ],
 )
 def test_only_staff_publish_as_the_exchange(
@@ -682,10 +688,11 @@ def test_only_staff_publish_as_the_exchange(
     from policies.engine import Writer, decide_authorship
 
     decision = decide_authorship(
-        Writer(kind=kind, name="w"),
+        Writer(kind=kind, name="w", identity="identity--partner" if kind == "partner" else None),
         stix_id=stix_id,
         created_by_ref=created_by,
         exchange_identity="identity--cert",
+        partner_identities=frozenset({"identity--partner", "identity--other"}),
     )
     assert decision.allowed is allowed
 
