@@ -27,21 +27,14 @@ from exchange.intel.models import Collection
 from exchange.main import create_app
 from exchange.signing import KeyRing, default_directory
 from feeds.launcher import Launcher
+from tests.support.databases import postgres_admin_url
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def _postgres_admin_url() -> str | None:
-    """The PostgreSQL server to make throw-away databases on, or None to skip (with reason)."""
-    url = os.environ.get("EXCHANGE_TEST_POSTGRES_URL")
-    if url:
-        return url
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return DEFAULT_PG
-    except OSError:
-        return None
+    return postgres_admin_url()
 
 
 @pytest.fixture(scope="session")

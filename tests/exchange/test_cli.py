@@ -8,12 +8,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import closing
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 from taxii2client.v21 import Server
 
@@ -21,8 +20,9 @@ from exchange.config import Settings
 from exchange.database import revision
 from exchange.database.core import make_engine
 from exchange.database.migrate import upgrade
-from tests.conftest import _postgres_admin_url, free_port
+from tests.conftest import free_port
 from tests.support.cli import EXE, environment, run, run_process
+from tests.support.databases import throwaway_postgres
 
 
 def test_init_is_idempotent_and_prints_the_admin_key_once(env, settings):
@@ -185,17 +185,8 @@ def empty_database(request, tmp_path):  # type: ignore[no-untyped-def]
         sqlite3.connect(path).close()
         yield f"sqlite:///{path}"
         return
-    admin_url = _postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 and EXCHANGE_TEST_POSTGRES_URL unset")
-    name = f"exchange_empty_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres("exchange_empty") as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:

@@ -8,16 +8,14 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import _postgres_admin_url, free_port
+from tests.conftest import free_port
+from tests.support.databases import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -53,17 +51,8 @@ def database_url(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    admin_url = _postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 and EXCHANGE_TEST_POSTGRES_URL unset")
-    name = f"exchange_readme_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres("exchange_readme") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
