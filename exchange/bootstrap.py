@@ -45,6 +45,8 @@ def migrate(engine: Engine) -> None:
 def initialise(db: Session, settings: Settings) -> InitResult:
     """Idempotent: creates only what is missing; the admin key is returned once."""
     KeyRing(default_directory(settings)).ensure()
+    # The secret keys cursors and deterministic ids: every later command of this exchange needs it.
+    settings.ensure_secret()
     root = service.ensure_api_root(
         db,
         name=settings.api_root,

@@ -190,13 +190,16 @@ def http(live_server, admin) -> Iterator[httpx.Client]:  # type: ignore[no-untyp
 @pytest.fixture
 def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
     """Environment for running the `exchange` command on the test database, with its own data dir
-    but the test exchange's signing keys (as a real CLI shares the server's): audit events the
+    but the test exchange's signing keys and secret (as a real CLI shares the server's): audit events the
     command appends are then signed by a key the live server's audit check knows."""
     from exchange.signing import default_directory
     from tests.support.cli import environment
 
     return environment(
-        tmp_path / "data", settings.database_url, EXCHANGE_SIGNING_KEY_DIR=str(default_directory(settings))
+        tmp_path / "data",
+        settings.database_url,
+        EXCHANGE_SIGNING_KEY_DIR=str(default_directory(settings)),
+        EXCHANGE_SECRET_KEY=settings.resolved_secret().decode(),
     )
 
 

@@ -56,7 +56,8 @@ def test_user_add_and_collection_add(env):
 
 
 def test_production_mode_refuses_a_missing_secret(env):
-    result = run_process({**env, "EXCHANGE_ENVIRONMENT": "production"}, "init")
+    without = {k: v for k, v in env.items() if k != "EXCHANGE_SECRET_KEY"}
+    result = run_process({**without, "EXCHANGE_ENVIRONMENT": "production"}, "init")
     assert result.returncode == 2 and "EXCHANGE_SECRET_KEY" in result.stderr
 
 
@@ -312,3 +313,15 @@ def test_help_loads_no_heavy_module_and_a_read_command_does_not_migrate(tmp_path
     listing = loaded("partner", "list")
     assert {"sqlalchemy", "pydantic_settings"} <= listing
     assert listing & {"alembic", "fastapi", "uvicorn", "medallion", "stix2", "misp_stix", "flask"} == set()
+
+
+def test_init_keeps_the_secret_later_commands_need(tmp_path):
+    """Cursors and deterministic ids are keyed with the secret: `init` makes it, once, owner-only."""
+    env = environment(tmp_path / "data")
+    env.pop("EXCHANGE_SECRET_KEY", None)
+    assert run(env, "init").returncode == 0
+    secret = tmp_path / "data" / "secret.key"
+    first = secret.read_text()
+    assert len(first.strip()) >= 32 and secret.stat().st_mode & 0o077 == 0
+    assert run(env, "init").returncode == 0
+    assert secret.read_text() == first
