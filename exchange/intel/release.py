@@ -75,21 +75,9 @@ def release_dependents(
                 released.setdefault(pk, collection_pk)
     if not released:
         return next_us
-    rows = []
-    for pk in sorted(released):
-        rows.append(
-            {
-                "collection_pk": released[pk],
-                "object_version_pk": pk,
-                "partner_pk": None,
-                "at_us": next_us,
-                "reason": "reference",
-            }
-        )
-        next_us += step_us
-    for start in range(0, len(rows), _CHUNK):
-        db.execute(insert(StreamRelease), rows[start : start + _CHUNK])
-    return next_us
+    return _insert(
+        db, sorted(released.items()), partner_pk=None, reason="reference", at_us=next_us, step_us=step_us
+    )
 
 
 def release_for_partner(
@@ -111,18 +99,37 @@ def release_for_partner(
         )
     )
     at = max(from_us, (last or 0) + step_us)
-    rows = []
-    for pk in version_pks:
-        rows.append(
-            {
-                "collection_pk": collection_pk,
-                "object_version_pk": pk,
-                "partner_pk": partner_pk,
-                "at_us": at,
-                "reason": "agreement",
-            }
-        )
-        at += step_us
+    _insert(
+        db,
+        [(pk, collection_pk) for pk in version_pks],
+        partner_pk=partner_pk,
+        reason="agreement",
+        at_us=at,
+        step_us=step_us,
+    )
+    return len(version_pks)
+
+
+def _insert(
+    db: Session,
+    entries: Sequence[tuple[int, int]],
+    *,
+    partner_pk: int | None,
+    reason: str,
+    at_us: int,
+    step_us: int,
+) -> int:
+    """Store (version pk, collection pk) releases one step apart from `at_us`; the next free time."""
+    rows = [
+        {
+            "collection_pk": coll_pk,
+            "object_version_pk": pk,
+            "partner_pk": partner_pk,
+            "at_us": at_us + index * step_us,
+            "reason": reason,
+        }
+        for index, (pk, coll_pk) in enumerate(entries)
+    ]
     for start in range(0, len(rows), _CHUNK):
         db.execute(insert(StreamRelease), rows[start : start + _CHUNK])
-    return len(rows)
+    return at_us + len(rows) * step_us

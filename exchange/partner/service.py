@@ -133,13 +133,20 @@ def credentials(db: Session, partner: Partner) -> list[Credential]:
     )
 
 
+def credential_ids(db: Session, partner_pk: int) -> tuple[str, ...]:
+    """Every credential id the partner ever held (revoked ones too: what they stored stays theirs)."""
+    return tuple(
+        db.scalars(select(Credential.id).where(Credential.partner_pk == partner_pk).order_by(Credential.id))
+    )
+
+
 def writer(db: Session, partner: Partner) -> Writer:
     """The partner as a writer of objects: its STIX identity and every credential it ever held."""
     return Writer(
         kind="partner",
         name=partner.slug,
         identity=partner.identity_id,
-        added_by=frozenset(c.id for c in credentials(db, partner)),
+        added_by=frozenset(credential_ids(db, partner.pk)),
     )
 
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from exchange.agreement import service as agreement_service
-from exchange.auth.models import Credential
 from exchange.auth.service import Caller, Principal
 from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
+from exchange.partner import service as partner_service
 from exchange.sharing import visibility
-from policies.engine import ReadGrant, WriteGrant
+from policies.engine import ReadGrant, WriteGrant, read_grant
+from policies.schemas import AgreementDoc
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,22 @@ def _all_read_grants(db: Session, principal: Caller, doc, now) -> list[visibilit
     return grants
 
 
+def doc_grants(
+    db: Session, doc: AgreementDoc, *, now: datetime, partner_active: bool = True
+) -> dict[str, tuple[Collection, visibility.CollectionGrant]]:
+    """alias -> (collection, grant) for every collection `doc` lets the partner read at `now`."""
+    aliases = doc.read.collections if doc.read else []
+    found = {}
+    for coll in db.scalars(select(Collection).where(Collection.alias.in_(aliases)).order_by(Collection.pk)):
+        grant = read_grant(doc, collection=coll.alias, now=now, partner_active=partner_active)
+        if grant is not None:
+            found[coll.alias] = (coll, visibility.collection_grant(coll, grant))
+    return found
+
+
 def own_writers(db: Session, partner_pk: int | None) -> tuple[str, ...]:
     """Every credential id the partner ever held (revoked ones too: what they stored stays theirs)."""
-    if partner_pk is None:
-        return ()
-    return tuple(
-        db.scalars(select(Credential.id).where(Credential.partner_pk == partner_pk).order_by(Credential.id))
-    )
+    return () if partner_pk is None else partner_service.credential_ids(db, partner_pk)
 
 
 def may_delete(principal: Principal) -> bool:

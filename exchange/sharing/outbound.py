@@ -100,7 +100,6 @@ class Page:
     positions: list[int] = field(default_factory=list)  # one per row served
     # Position of the last entry read, served or withheld: the next page starts after it.
     scanned_to: int | None = None
-    withheld: int = 0  # rows SQL chose that the second gate refused
 
     @property
     def next_after(self) -> int | None:
@@ -264,7 +263,6 @@ def _partner_page(
         if id(entry.row) in allowed:
             page.rows.append(entry.row)
             page.positions.append(entry.position)
-    page.withheld = len(chosen) - len(page.rows)
     return page
 
 
@@ -307,12 +305,3 @@ def signed_envelope(
         canonical, key=keyring.current(), cty=cty, aud=recipient.partner_slug or "", iss=issuer
     )
     return attach_signature(canonical, token)
-
-
-def detached_signature(
-    canonical: bytes, *, recipient: Recipient, keyring: KeyRing, cty: str, issuer: str
-) -> str:
-    """A detached JWS over bytes already canonical, for the recipient."""
-    return sign_canonical(
-        canonical, key=keyring.current(), cty=cty, aud=recipient.partner_slug or "", iss=issuer
-    )

@@ -9,12 +9,11 @@ import orjson
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
 from exchange.sharing import visibility
-from exchange.sharing.access import own_writers
-from policies.engine import read_grant
+from exchange.sharing.access import doc_grants, own_writers
 from policies.schemas import AgreementDoc
 from policies.tlp import LEVELS
 
@@ -26,12 +25,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     as_if = doc.model_copy(update={"status": "active"}) if doc.status == "draft" else doc
     stamp = now_us()
     aliases = as_if.read.collections if as_if.read else []
-    collections = list(db.scalars(select(Collection).where(Collection.alias.in_(aliases))))
-    grants = {}
-    for coll in collections:
-        grant = read_grant(as_if, collection=coll.alias, now=now, partner_active=partner.status == "active")
-        if grant is not None:
-            grants[coll.alias] = (coll, visibility.collection_grant(coll, grant))
+    grants = doc_grants(db, as_if, now=now, partner_active=partner.status == "active")
     all_grants = [cg for _, cg in grants.values()]
     writers = own_writers(db, partner.pk)
     report: dict[str, Any] = {

@@ -8,7 +8,7 @@ released to that partner, in date_added order, from the moment of the change.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,11 +16,10 @@ from sqlalchemy.orm import Session
 from exchange.database.types import utcnow
 from exchange.intel import release
 from exchange.intel.ingest import DATE_ADDED_STEP_US
-from exchange.intel.models import Collection, ObjectVersion
+from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.sharing import visibility
-from exchange.sharing.access import own_writers
-from policies.engine import read_grant
+from exchange.sharing.access import doc_grants, own_writers
 from policies.schemas import AgreementDoc
 
 _CHUNK = 2000
@@ -32,18 +31,6 @@ def _as_in_force(doc: AgreementDoc) -> AgreementDoc:
     return doc.model_copy(update={"status": "active", "valid_from": date.min, "valid_until": date.max})
 
 
-def _grants(
-    db: Session, doc: AgreementDoc, now: datetime
-) -> dict[str, tuple[Collection, visibility.CollectionGrant]]:
-    aliases = doc.read.collections if doc.read else []
-    found = {}
-    for coll in db.scalars(select(Collection).where(Collection.alias.in_(aliases)).order_by(Collection.pk)):
-        grant = read_grant(doc, collection=coll.alias, now=now)
-        if grant is not None:
-            found[coll.alias] = (coll, visibility.collection_grant(coll, grant))
-    return found
-
-
 def release_revealed(
     db: Session, *, partner_pk: int, partner_active: bool, before: AgreementDoc | None, after: AgreementDoc
 ) -> int:
@@ -52,10 +39,10 @@ def release_revealed(
     if before is None or not partner_active:
         return 0
     now = utcnow()
-    new = _grants(db, after, now)
+    new = doc_grants(db, after, now=now)
     if not new:
         return 0
-    old = _grants(db, _as_in_force(before), now)
+    old = doc_grants(db, _as_in_force(before), now=now)
     stamp = now_us()
     writers = own_writers(db, partner_pk)
     new_all = [cg for _, cg in new.values()]
