@@ -11,22 +11,7 @@ import orjson
 
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
-
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
-AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-T0 = "2026-01-01T00:00:00.000Z"
-
-
-def sdo(kind: str, marking: str, **props: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "spec_version": "2.1",
-        "id": f"{kind}--{uuid.uuid4()}",
-        "created": T0,
-        "modified": T0,
-        "object_marking_refs": [marking],
-        **props,
-    }
+from tests.sharing.stix import AMBER, GREEN, T0, sdo
 
 
 def ipv4(value: str, marking: str) -> dict[str, Any]:

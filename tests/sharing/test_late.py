@@ -3,7 +3,6 @@ a relationship whose target arrives later, and what an agreement change reveals.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -14,39 +13,7 @@ from exchange.signing import KeyRing, default_directory
 from feeds.delivery import push_partner
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
-
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
-AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-T0 = "2026-01-01T00:00:00.000Z"
-
-
-def sdo(kind: str, marking: str = GREEN, **props: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "spec_version": "2.1",
-        "id": f"{kind}--{uuid.uuid4()}",
-        "created": T0,
-        "modified": T0,
-        "object_marking_refs": [marking],
-        **props,
-    }
-
-
-def indicator(marking: str = GREEN) -> dict[str, Any]:
-    return sdo(
-        "indicator",
-        marking,
-        pattern=f"[domain-name:value = 'x{uuid.uuid4().hex[:8]}.example']",
-        pattern_type="stix",
-        valid_from=T0,
-    )
-
-
-def publish(http: httpx.Client, url: str, objs: list[dict[str, Any]]) -> None:
-    status = http.post(
-        url + "objects/", content=orjson.dumps({"objects": objs}), headers={"Content-Type": TAXII}
-    ).json()
-    assert status["success_count"] == len(objs), status
+from tests.sharing.stix import AMBER, T0, indicator, publish, sdo
 
 
 class Poller:

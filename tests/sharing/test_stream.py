@@ -4,40 +4,14 @@ headers it is given (even kept to the millisecond), revealing nothing it may not
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import httpx
-import orjson
 
 from exchange.intel.timestamps import text_to_us, us_to_text
 from tests.agreement.conftest import agreement_doc
 from tests.conftest import TAXII
-
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
-AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-
-
-def indicator(marking: str = GREEN, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": f"indicator--{uuid.uuid4()}",
-        "created": "2026-01-01T00:00:00.000Z",
-        "modified": "2026-01-01T00:00:00.000Z",
-        "pattern": f"[domain-name:value = 'x{uuid.uuid4().hex[:8]}.example']",
-        "pattern_type": "stix",
-        "valid_from": "2026-01-01T00:00:00Z",
-        "object_marking_refs": [marking],
-        **extra,
-    }
-
-
-def publish(http: httpx.Client, url: str, objs: list[dict[str, Any]]) -> None:
-    status = http.post(
-        url + "objects/", content=orjson.dumps({"objects": objs}), headers={"Content-Type": TAXII}
-    ).json()
-    assert status["success_count"] == len(objs), status
+from tests.sharing.stix import AMBER, indicator, publish
 
 
 def poll(
