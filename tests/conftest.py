@@ -3,44 +3,36 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from exchange.audit import anchor as audit_anchor
-from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
-from exchange.intel import service
-from exchange.intel.models import Collection
 from exchange.main import create_app
 from exchange.signing import KeyRing, default_directory
 from feeds.launcher import Launcher
 from tests.support.databases import postgres_admin_url
+from tests.support.partners import Partners
+from tests.support.taxii import TAXII, LiveServer, free_port, start_uvicorn
 
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The feed servers and feed fixtures, shared by the feed, adversarial and intel tests.
+pytest_plugins = ["tests.support.feeds"]
+
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-def _postgres_admin_url() -> str | None:
-    return postgres_admin_url()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    admin_url = _postgres_admin_url()
+    admin_url = postgres_admin_url()
     if admin_url is None:
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 and EXCHANGE_TEST_POSTGRES_URL unset")
     name = f"exchange_test_{uuid.uuid4().hex[:10]}"
@@ -107,61 +99,6 @@ def db(engine: Engine) -> Iterator[Session]:
         connection.close()
 
 
-@dataclass
-class LiveServer:
-    url: str
-    settings: Settings
-    engine: Engine
-
-    @property
-    def api_root(self) -> str:
-        return f"{self.url}/taxii2/{self.settings.api_root}/"
-
-    def session(self):  # type: ignore[no-untyped-def]
-        return session_scope(make_session_factory(self.engine), write=True)
-
-    def credential(self, role: str = "admin", **kwargs) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-        with self.session() as db:
-            cred, key = auth_service.create_credential(db, name=f"test {role}", role=role, **kwargs)
-        return cred.id, key
-
-    def collection(self, alias: str | None = None, default_tlp: str = "amber") -> Collection:
-        with self.session() as db:
-            root = service.get_api_root(db, self.settings.api_root)
-            return service.create_collection(
-                db,
-                api_root=root,
-                alias=alias or f"c-{uuid.uuid4().hex[:12]}",
-                title="test collection",
-                default_tlp=default_tlp,
-            )
-
-    def collection_url(self, coll: Collection) -> str:
-        return f"{self.api_root}collections/{coll.id}/"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  # type: ignore[no-untyped-def]
-    from exchange.httpserver import HTTP_PROTOCOL  # as `exchange serve` runs it
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread
-
-
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     """The real app under uvicorn on a free 127.0.0.1 port."""
@@ -175,9 +112,6 @@ def live_server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
 @pytest.fixture(scope="session")
 def admin(live_server: LiveServer) -> tuple[str, str]:
     return live_server.credential("admin")
-
-
-TAXII = "application/taxii+json;version=2.1"
 
 
 @pytest.fixture
@@ -207,3 +141,9 @@ def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
 def coll(live_server):  # type: ignore[no-untyped-def]
     """A fresh, empty collection for one test."""
     return live_server.collection()
+
+
+@pytest.fixture
+def partners(live_server: LiveServer) -> Partners:
+    """Partners with agreements on the live server's database."""
+    return Partners(live_server)

@@ -10,13 +10,11 @@ import pytest
 from exchange.agreement import service as agreement_service
 from exchange.auth import service as auth_service
 from exchange.partner import service as partner_service
-from tests.adversarial.test_hostile_partner import indicator
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
-from tests.sharing.test_closure import post
+from tests.support.partners import agreement_doc
+from tests.support.stix import CLEAR, indicator_on
+from tests.support.taxii import TAXII, submit
 
 pytestmark = pytest.mark.live
-CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
 
 
 def page(url: str, cred, **params):  # type: ignore[no-untyped-def]
@@ -28,11 +26,8 @@ def paging(live_server, http, partners):  # type: ignore[no-untyped-def]
     """A partner half way through paging a collection of two clear and four green objects."""
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    objs = [indicator(f"192.0.2.{n}", CLEAR if n in (1, 5) else None) for n in range(1, 7)]
-    for obj in objs:
-        if obj["object_marking_refs"] == [None]:
-            obj.pop("object_marking_refs")
-    post(http, url, objs)
+    objs = [indicator_on(f"192.0.2.{n}", CLEAR if n in (1, 5) else None) for n in range(1, 7)]
+    submit(http, url, objs)
 
     def doc(s: str) -> dict:  # type: ignore[type-arg]
         return agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})

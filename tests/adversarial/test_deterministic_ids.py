@@ -11,10 +11,9 @@ import uuid
 import httpx
 import pytest
 
-from tests.adversarial.test_hostile_partner import indicator
-from tests.agreement.conftest import agreement_doc
-from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
-from tests.sharing.test_closure import post
+from tests.support.partners import agreement_doc
+from tests.support.stix import RED, indicator_on
+from tests.support.taxii import submit
 
 pytestmark = pytest.mark.live
 
@@ -50,16 +49,16 @@ def test_a_partner_cannot_squat_the_id_the_cert_will_publish_an_observable_under
     _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
     ip = f"203.0.113.{uuid.uuid4().int % 200 + 1}"
     guess = public_formula_id("indicator", f"[ipv4-addr:value = '{ip}']")
-    squat = indicator(ip, revoked=True) | {"id": guess}
-    post(None, live_server.collection_url(inbox), [squat], auth=cred)
+    squat = indicator_on(ip, revoked=True) | {"id": guess}
+    submit(None, live_server.collection_url(inbox), [squat], auth=cred)
 
     analyst = live_server.credential("analyst")
     published = publish(live_server, analyst, ip)
     assert published.status_code == 201, published.text
     # The CERT's indicator is its own: the partner can neither revoke nor rename it.
     mine = next(o for o in published.json()["objects"] if o["type"] == "indicator")
-    change = indicator(ip, revoked=True) | {"id": mine["id"], "modified": "2099-01-01T00:00:00.000Z"}
-    status = post(None, live_server.collection_url(inbox), [change], auth=cred)
+    change = indicator_on(ip, revoked=True) | {"id": mine["id"], "modified": "2099-01-01T00:00:00.000Z"}
+    status = submit(None, live_server.collection_url(inbox), [change], auth=cred)
     assert status["failure_count"] == 1
 
 
@@ -73,12 +72,11 @@ def test_a_partners_write_does_not_tell_it_whether_the_cert_holds_an_indicator(l
     answers = []
     for ip in (held, unknown):
         guess = public_formula_id("indicator", f"[ipv4-addr:value = '{ip}']")
-        status = post(None, live_server.collection_url(inbox), [indicator(ip) | {"id": guess}], auth=cred)
+        status = submit(
+            None, live_server.collection_url(inbox), [indicator_on(ip) | {"id": guess}], auth=cred
+        )
         answers.append((status["success_count"], status["failure_count"]))
     assert answers[0] == answers[1] == (1, 0)
-
-
-RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
 
 
 def sco(value: str, **extra: object) -> dict[str, object]:
@@ -100,19 +98,19 @@ def test_a_partner_posting_an_sco_does_not_learn_whether_the_cert_holds_it(live_
     inbox = live_server.collection(default_tlp="green")
     _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
     held, unknown = (f"198.19.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
-    post(http, live_server.collection_url(cert), [sco(held, object_marking_refs=[RED])])
+    submit(http, live_server.collection_url(cert), [sco(held, object_marking_refs=[RED])])
     answers = []
     for value in (held, unknown):
-        status = post(None, live_server.collection_url(inbox), [sco(value)], auth=cred)
+        status = submit(None, live_server.collection_url(inbox), [sco(value)], auth=cred)
         answers.append((status["success_count"], status["failure_count"]))
     assert answers[0] == answers[1] == (1, 0)
 
 
 def test_a_partner_cannot_squat_the_id_a_feed_will_store_a_value_under(
-    feed_server,  # noqa: F811
-    feeds,  # noqa: F811
-    factory,  # noqa: F811
-    feed_settings,  # noqa: F811
+    feed_server,
+    feeds,
+    factory,
+    feed_settings,
 ):
     from exchange.database.core import session_scope
     from exchange.intel.ingest import ingest
@@ -128,7 +126,7 @@ def test_a_partner_cannot_squat_the_id_a_feed_will_store_a_value_under(
         squatted = ingest(
             db,
             collection=db.get(Collection, coll.pk),
-            objects=[indicator(ip, revoked=True) | {"id": guess}],
+            objects=[indicator_on(ip, revoked=True) | {"id": guess}],
             origin="partner",
             added_by="cred-squatter",
         )

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
-from tests.sharing.test_closure import AMBER, GREEN, T0, ids, post, sdo
+from tests.support.partners import agreement_doc
+from tests.support.stix import AMBER, GREEN, T0, indicator_on, sdo
+from tests.support.taxii import TAXII, ids, submit
 
 pytestmark = pytest.mark.live
 
@@ -27,17 +27,6 @@ def statement_marking(marking_id: str, statement: str) -> dict[str, Any]:
     }
 
 
-def indicator(ip: str, marking: str = GREEN, **props: Any) -> dict[str, Any]:
-    return sdo(
-        "indicator",
-        marking,
-        pattern=f"[ipv4-addr:value = '{ip}']",
-        pattern_type="stix",
-        valid_from=T0,
-        **props,
-    )
-
-
 def test_a_statement_marking_a_partner_defines_does_not_lower_another_partys_object(
     live_server, http, partners
 ):
@@ -48,13 +37,13 @@ def test_a_statement_marking_a_partner_defines_does_not_lower_another_partys_obj
     pending = f"marking-definition--{uuid.uuid4()}"
     secret = sdo("malware", GREEN, name="amber by default", is_family=False)
     secret["object_marking_refs"] = [pending]
-    post(http, live_server.collection_url(shared), [secret])
+    submit(http, live_server.collection_url(shared), [secret])
     read = {"collections": [shared.alias, inbox.alias], "max_tlp": "green"}
     _, cred = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [inbox.alias]}))
     assert secret["id"] not in ids(live_server.collection_url(shared), cred)
 
     # The partner defines that marking as TLP:CLEAR, where it may write.
-    status = post(
+    status = submit(
         None, live_server.collection_url(inbox), [statement_marking(pending, "TLP:CLEAR")], auth=cred
     )
     assert status["success_count"] == 1
@@ -66,8 +55,8 @@ def test_a_partner_key_opens_nothing_of_the_rest_api(live_server, http, partners
     slug, cred = partners.add(
         lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
     )
-    obj = indicator("192.0.2.44")
-    post(http, live_server.collection_url(coll), [obj])
+    obj = indicator_on("192.0.2.44")
+    submit(http, live_server.collection_url(coll), [obj])
     bearer = {"Authorization": f"Bearer {cred[1]}"}
     probes = [
         ("GET", "/api/v1/partners"),
@@ -110,8 +99,8 @@ def test_another_partners_status_cursor_and_objects_stay_out_of_reach(live_serve
     write = {"collections": [coll.alias]}
     _, alice = partners.add(lambda s: agreement_doc(s, read=read, write=write))
     _, mallory = partners.add(lambda s: agreement_doc(s, read=read))
-    post(http, url, [indicator(f"192.0.2.{n}") for n in range(1, 4)])
-    status = post(None, url, [indicator("192.0.2.99")], auth=alice)
+    submit(http, url, [indicator_on(f"192.0.2.{n}") for n in range(1, 4)])
+    status = submit(None, url, [indicator_on("192.0.2.99")], auth=alice)
     status_url = f"{live_server.api_root}status/{status['id']}/"
     for method in ("GET", "HEAD"):
         assert httpx.request(method, status_url, auth=mallory, headers={"Accept": TAXII}).status_code == 404
@@ -135,11 +124,11 @@ def test_another_partners_status_cursor_and_objects_stay_out_of_reach(live_serve
 def test_a_hidden_object_is_hidden_through_every_endpoint_and_filter(live_server, http, partners):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    hidden = indicator("192.0.2.200", AMBER)
+    hidden = indicator_on("192.0.2.200", AMBER)
     # An object whose newer version is amber: the partner sees the green one only.
-    shifting = indicator("192.0.2.201", GREEN)
+    shifting = indicator_on("192.0.2.201", GREEN)
     newer = shifting | {"modified": "2026-03-01T00:00:00.000Z", "object_marking_refs": [AMBER]}
-    post(http, url, [hidden, shifting, newer])
+    submit(http, url, [hidden, shifting, newer])
     _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
 
     def get(path: str, **params: str) -> httpx.Response:
@@ -168,7 +157,7 @@ def test_anonymised_sources_are_not_named_by_other_references(live_server, http,
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
     source = f"identity--{uuid.uuid4()}"
-    seen = indicator("192.0.2.150")
+    seen = indicator_on("192.0.2.150")
     source_identity = sdo("identity", GREEN, name="the source CERT", identity_class="organization")
     source_identity["id"] = source
     sighting = sdo(
@@ -180,7 +169,7 @@ def test_anonymised_sources_are_not_named_by_other_references(live_server, http,
         observed_data_refs=[],
     )
     sighting.pop("observed_data_refs")
-    post(http, url, [seen, source_identity, sighting])
+    submit(http, url, [seen, source_identity, sighting])
     read = {"collections": [coll.alias], "max_tlp": "green", "anonymize_source": True}
     _, cred = partners.add(lambda s: agreement_doc(s, read=read))
     served = httpx.get(
@@ -195,8 +184,8 @@ def test_anonymised_sources_are_not_named_by_other_references(live_server, http,
 def test_resume_points_at_the_ends_of_time_are_answers_not_errors(live_server, http, partners, embargo):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    obj = indicator("192.0.2.160")
-    post(http, url, [obj])
+    obj = indicator_on("192.0.2.160")
+    submit(http, url, [obj])
     read = {"collections": [coll.alias], "max_tlp": "green"} | ({"embargo": embargo} if embargo else {})
     _, cred = partners.add(lambda s: agreement_doc(s, read=read))
     problems = []

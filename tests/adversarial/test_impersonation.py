@@ -15,10 +15,9 @@ from exchange.incident.schemas import IncidentIn
 from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from policies.engine import Writer
-from tests.adversarial.test_hostile_partner import indicator
-from tests.agreement.conftest import agreement_doc
-from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
-from tests.sharing.test_closure import GREEN, ids, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import GREEN, indicator_on
+from tests.support.taxii import ids, submit
 
 GREEN_20 = GREEN
 
@@ -44,9 +43,9 @@ def test_a_partner_cannot_publish_as_the_cert(live_server, http, partners):
     _, forger = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias]}))
     _, reader = partners.add(lambda s: agreement_doc(s, read=read))
     cert = live_server.settings.identity_id
-    forged = indicator("192.0.2.66", created_by_ref=cert)
-    honest = indicator("192.0.2.67")
-    status = post(None, url, [forged, cert_identity(cert, revoked=True), honest], auth=forger)
+    forged = indicator_on("192.0.2.66", created_by_ref=cert)
+    honest = indicator_on("192.0.2.67")
+    status = submit(None, url, [forged, cert_identity(cert, revoked=True), honest], auth=forger)
     assert (status["success_count"], status["failure_count"]) == (1, 2)
     messages = {f["id"]: f["message"] for f in status["failures"]}
     assert "created_by_ref names the national CERT" in messages[forged["id"]]
@@ -54,11 +53,11 @@ def test_a_partner_cannot_publish_as_the_cert(live_server, http, partners):
     assert cert in messages
     assert ids(url, reader) == {honest["id"]}
     # What the CERT stored itself, the partner may copy back.
-    mine = indicator("192.0.2.68", created_by_ref=cert)
-    post(http, url, [mine])
+    mine = indicator_on("192.0.2.68", created_by_ref=cert)
+    submit(http, url, [mine])
     write_only = live_server.collection(default_tlp="green")
     _, copier = partners.add(lambda s: agreement_doc(s, write={"collections": [write_only.alias]}))
-    assert post(None, live_server.collection_url(write_only), [mine], auth=copier)["success_count"] == 1
+    assert submit(None, live_server.collection_url(write_only), [mine], auth=copier)["success_count"] == 1
 
 
 def test_a_partner_storing_the_certs_identity_first_cannot_block_its_publications(db, settings):
@@ -91,10 +90,10 @@ def test_a_partner_storing_the_certs_identity_first_cannot_block_its_publication
 
 
 def test_a_hostile_feed_neither_impersonates_the_cert_nor_forges_a_tlp_definition(
-    feed_server,  # noqa: F811
-    feeds,  # noqa: F811
-    factory,  # noqa: F811
-    feed_settings,  # noqa: F811
+    feed_server,
+    feeds,
+    factory,
+    feed_settings,
 ):
     from feeds.runner import run_feed
 
@@ -110,9 +109,9 @@ def test_a_hostile_feed_neither_impersonates_the_cert_nor_forges_a_tlp_definitio
     }
     objects = [
         cert_identity(cert),
-        indicator("192.0.2.70", created_by_ref=cert),
+        indicator_on("192.0.2.70", created_by_ref=cert),
         forged_tlp,
-        indicator("192.0.2.71"),
+        indicator_on("192.0.2.71"),
     ]
     bundle = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects}).encode()
     url = feed_server.serve("/as-the-cert.json", bundle, content_type="application/json")
@@ -122,17 +121,17 @@ def test_a_hostile_feed_neither_impersonates_the_cert_nor_forges_a_tlp_definitio
 
 
 def test_a_hostile_feed_with_absurdly_nested_and_huge_objects_costs_only_those_objects(
-    feed_server,  # noqa: F811
-    feeds,  # noqa: F811
-    factory,  # noqa: F811
-    feed_settings,  # noqa: F811
+    feed_server,
+    feeds,
+    factory,
+    feed_settings,
 ):
     from feeds.runner import run_feed
 
     # Nested deeper than any JSON encoder would write it: spliced in as text.
-    deep = indicator("192.0.2.80", x_deep="DEEP")
-    wide = indicator("192.0.2.81", x_refs_like=[f"identity--{uuid.uuid4()}" for _ in range(20000)])
-    fine = indicator("192.0.2.82")
+    deep = indicator_on("192.0.2.80", x_deep="DEEP")
+    wide = indicator_on("192.0.2.81", x_refs_like=[f"identity--{uuid.uuid4()}" for _ in range(20000)])
+    fine = indicator_on("192.0.2.82")
     text = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": [deep, wide, fine]})
     bundle = text.replace('"DEEP"', '{"x_down":' * 5000 + '"bottom"' + "}" * 5000).encode()
     url = feed_server.serve("/absurd.json", bundle, content_type="application/json")
@@ -162,10 +161,10 @@ def test_a_partner_cannot_publish_as_another_partner(live_server, http, partners
         )
     _, forger = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias]}))
     _, reader = partners.add(lambda s: agreement_doc(s, read=read))
-    forged = indicator("192.0.2.77", created_by_ref=victim_identity)
+    forged = indicator_on("192.0.2.77", created_by_ref=victim_identity)
     fake_identity = cert_identity(victim_identity, name="Victim CERT (now at evil@example.org)")
-    honest = indicator("192.0.2.78")
-    status = post(None, url, [forged, fake_identity, honest], auth=forger)
+    honest = indicator_on("192.0.2.78")
+    status = submit(None, url, [forged, fake_identity, honest], auth=forger)
     assert (status["success_count"], status["failure_count"]) == (1, 2)
     messages = {f["id"]: f["message"] for f in status["failures"]}
     assert "created_by_ref names another partner" in messages[forged["id"]]

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from exchange.agreement.models import AgreementVersion
 from exchange.intel.ingest import ingest
 from exchange.intel.models import Collection
-from tests.agreement.conftest import agreement_doc
-from tests.taxii_server.conftest import TAXII
+from tests.support.partners import agreement_doc
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
 

@@ -25,10 +25,8 @@ from exchange.intel.ingest import ingest
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
 from tests.support.cli import Result, environment, run
+from tests.support.stix import AMBER, GREEN, RED
 
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
-AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-RED = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
 TS = "2026-01-01T00:00:00.000Z"
 
 

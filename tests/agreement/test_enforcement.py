@@ -9,10 +9,9 @@ import httpx
 import pytest
 from taxii2client.v21 import Server, as_pages
 
-from tests.agreement.conftest import agreement_doc
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
-from tests.taxii_server.test_conformance import is_error_resource
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, is_error_resource, post
 
 pytestmark = pytest.mark.live
 

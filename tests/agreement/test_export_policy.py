@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
+from tests.support.partners import agreement_doc
 
 pytestmark = pytest.mark.live
 
 
-def test_no_export_for_a_suspended_partner_or_agreement(live_server, admin, partners) -> None:  # noqa: F811
+def test_no_export_for_a_suspended_partner_or_agreement(live_server, admin, partners) -> None:
     coll = live_server.collection()
     read = {"collections": [coll.alias], "max_tlp": "amber"}
     slug, _ = partners.add(lambda s: agreement_doc(s, read=read))

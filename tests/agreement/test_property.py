@@ -26,8 +26,10 @@ from exchange.intel.ingest import ingest
 from exchange.intel.models import Collection
 from exchange.partner import service as partner_service
 from policies.engine import ObjectFacts, ReadGrant, decide
-from tests.agreement.conftest import agreement_doc
-from tests.taxii_server.conftest import TAXII
+from tests.support.partners import agreement_doc
+from tests.support.stix import GREEN
+from tests.support.stix import RED as RED_ID
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
 
@@ -52,8 +54,6 @@ STATEMENTS: dict[str, tuple[str, int]] = {
     "statement:red": ("TLP:RED", 4),
     "statement:amber+strict": ("tlp: amber+strict", 3),
 }
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
-RED_ID = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
 TYPES = ["indicator", "malware", "relationship", "sighting", "identity", "observed-data", "ipv4-addr"]
 NODE_TYPES = ("indicator", "malware", "identity", "ipv4-addr")
 SCO_TYPES = ("ipv4-addr",)

@@ -26,11 +26,10 @@ from exchange.database.core import make_engine, make_session_factory, session_sc
 from exchange.database.types import utcnow
 from exchange.errors import ConflictError
 from exchange.main import create_app
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import free_port, start_uvicorn
-from tests.stixgen import envelope, indicator
 from tests.support import cli
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, free_port, post, start_uvicorn
 
 COLUMNS = ("seq", "at", "actor", "action", "target", "details", "prev_hash", "hash")
 

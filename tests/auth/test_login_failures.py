@@ -13,7 +13,7 @@ from exchange.audit import service as audit
 from exchange.auth import service as auth_service
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.partner import service as partner_service
-from tests.conftest import TAXII
+from tests.support.taxii import TAXII
 
 
 def _trail(live_server) -> str:  # type: ignore[no-untyped-def]

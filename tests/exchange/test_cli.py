@@ -20,9 +20,9 @@ from exchange.config import Settings
 from exchange.database import revision
 from exchange.database.core import make_engine
 from exchange.database.migrate import upgrade
-from tests.conftest import free_port
 from tests.support.cli import EXE, environment, run, run_process
 from tests.support.databases import throwaway_postgres
+from tests.support.taxii import free_port
 
 
 def test_init_is_idempotent_and_prints_the_admin_key_once(env, settings):

@@ -31,7 +31,7 @@ def test_the_demo_partner_receives_the_demo_strictly_valid_and_misp_reads_its_in
     from exchange import demo
     from exchange.export.service import export_bundle
     from exchange.intel.service import get_api_root
-    from tests.strict import bundle_problems, to_misp
+    from tests.support.strict import bundle_problems, to_misp
 
     demo.load(db, get_api_root(db, settings.api_root))
     credential_id, key, _ = demo.load_partner(db)

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.taxii_server.test_hostile import problem
+from tests.support.taxii import problem
 
 pytestmark = pytest.mark.live
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from exchange.intel import ingest as ingest_service
 from exchange.intel import query, service
 from exchange.intel.models import Collection, ObjectVersion
-from tests.stixgen import indicator
+from tests.support.stix import indicator
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.support.databases import throwaway_postgres
+from tests.support.taxii import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -7,14 +7,14 @@ import uuid
 import httpx
 import pytest
 
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, post
 
 pytestmark = pytest.mark.live
 
 
-def test_partner_sighting_appears_on_the_indicator(live_server, http, admin, partners):  # noqa: F811
+def test_partner_sighting_appears_on_the_indicator(live_server, http, admin, partners):
     published = live_server.collection()
     submissions = live_server.collection()
     ind = indicator(1)

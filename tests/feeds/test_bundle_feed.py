@@ -10,24 +10,23 @@ from sqlalchemy import select
 from exchange.database.core import session_scope
 from exchange.intel.models import ObjectVersion
 from feeds.runner import run_feed
+from tests.support.stix import AMBER, CLEAR, sdo
 
 T0, T1 = "2026-04-01T00:00:00.000Z", "2026-04-02T00:00:00.000Z"
-AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
-CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
 
 
 def indicator(value: str, **extra) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": f"indicator--{uuid.uuid4()}",
-        "created": T0,
-        "modified": T0,
-        "pattern": f"[ipv4-addr:value = '{value}']",
-        "pattern_type": "stix",
-        "valid_from": T0,
+    """An unmarked indicator on the address `value`."""
+    return sdo(
+        "indicator",
+        None,
+        created=T0,
+        modified=T0,
+        pattern=f"[ipv4-addr:value = '{value}']",
+        pattern_type="stix",
+        valid_from=T0,
         **extra,
-    }
+    )
 
 
 def bundle(*objects: dict) -> bytes:

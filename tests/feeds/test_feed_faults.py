@@ -165,7 +165,7 @@ def test_credentials_stay_out_of_errors_and_logs(feed_server, feeds, factory, fe
 
 
 def test_a_pattern_that_breaks_the_validator_fails_alone(feed_server, feeds, factory, feed_settings) -> None:
-    from tests.stixgen import indicator
+    from tests.support.stix import indicator
 
     good = [indicator(i) for i in range(50)]
     hostile = indicator(99, pattern="(" * 5_000 + "[ipv4-addr:value = '1.2.3.4']" + ")" * 5_000)

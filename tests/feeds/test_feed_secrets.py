@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from feeds.runner import run_feed
-from tests.feeds.conftest import FeedHttpServer
+from tests.support.feeds import FeedHttpServer
 
 EXE = str(Path(sys.executable).with_name("exchange"))
 QUERY_KEY = "q5ecret" + uuid.uuid4().hex

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from feeds.runner import run_feed
-from tests.feeds.certs import ca_pem, make_ca, server_context
-from tests.feeds.conftest import FeedHttpServer
+from tests.support.certs import ca_pem, make_ca, server_context
+from tests.support.feeds import FeedHttpServer
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from exchange.intel.models import TaxiiStatus
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing
 from feeds import housekeeping
-from tests.agreement.conftest import agreement_doc
+from tests.support.partners import agreement_doc
 
 
 def _events(db, action: str, target: str) -> int:  # type: ignore[no-untyped-def]

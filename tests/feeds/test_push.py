@@ -26,20 +26,15 @@ from exchange.push import service as push_service
 from exchange.push.service import push_status
 from exchange.signing import KeyRing, default_directory
 from feeds.delivery import push_partner, push_targets
-from tests.agreement.conftest import Partners, agreement_doc
-from tests.feeds.taxii_peer import Medallion, start_medallion
 from tests.signing import joserfc_verify, jwcrypto_verify
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import Partners, agreement_doc
+from tests.support.stix import TLP, sdo
+from tests.support.taxii import TAXII, post
+from tests.support.taxii_peer import Medallion, start_medallion
 
 pytestmark = pytest.mark.live
 
 PUSH_USER, PUSH_PASSWORD = "exchange-push", "pw-Push-Secret-4711"
-TLP = {
-    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
-    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
-    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
-    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
-}
 # The test's own reading of the agreement below, written out rather than asked of the code.
 ORDER = ["clear", "green", "amber", "amber+strict", "red"]
 DEFAULT_TLP = "amber"
@@ -56,18 +51,9 @@ class Item:
 
 
 def _stix(kind: str, level: str | None, confidence: int | None = 90, **extra: Any) -> Item:
-    obj: dict[str, Any] = {
-        "type": kind,
-        "spec_version": "2.1",
-        "id": f"{kind}--{uuid.uuid4()}",
-        "created": STAMP,
-        "modified": STAMP,
-        **extra,
-    }
+    obj = sdo(kind, None if level is None else TLP[level], created=STAMP, modified=STAMP, **extra)
     if confidence is not None:
         obj["confidence"] = confidence
-    if level is not None:
-        obj["object_marking_refs"] = [TLP[level]]
     return Item(obj, level)
 
 
@@ -481,7 +467,7 @@ def test_only_partners_with_push_in_force_are_targets(setup: Setup) -> None:
 
 
 def test_pushed_envelopes_carry_strictly_valid_stix(setup: Setup) -> None:
-    from tests.strict import strict_problems
+    from tests.support.strict import strict_problems
 
     s = setup
     first = indicator("green", description="C2 seen by the liaison", x_internal_notes="source: officer")

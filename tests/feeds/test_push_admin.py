@@ -8,13 +8,13 @@ import uuid
 import httpx
 import pytest
 
-from tests.agreement.conftest import Partners, agreement_doc
-from tests.feeds.taxii_peer import start_medallion
 from tests.support.cli import environment, run
-from tests.taxii_server.conftest import TAXII
+from tests.support.partners import Partners, agreement_doc
+from tests.support.stix import GREEN
+from tests.support.taxii import TAXII
+from tests.support.taxii_peer import start_medallion
 
 PUSH_USER, PUSH_PASSWORD = "exchange-push", "pw-Admin-Push-" + "q" * 10
-GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 
 
 def _indicator() -> dict:

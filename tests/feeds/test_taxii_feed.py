@@ -3,32 +3,31 @@ next only what was added since, nothing is duplicated, and outages and bad crede
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import func, select
 
 from exchange.database.core import session_scope
 from exchange.intel.models import ObjectVersion
 from feeds.runner import run_feed
-from tests.feeds.taxii_peer import start_medallion
+from tests.support.stix import sdo
+from tests.support.taxii_peer import start_medallion
 
 USER, PASSWORD = "feeder", "feeder-Secret-9911"
 STAMP = "2026-03-01T08:00:00.000Z"
 
 
 def indicator(n: int) -> dict:
-    return {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": f"indicator--{uuid.uuid4()}",
-        "created": STAMP,
-        "modified": STAMP,
-        "name": f"bad {n}",
-        "pattern": f"[ipv4-addr:value = '192.0.2.{n % 250}']",
-        "pattern_type": "stix",
-        "valid_from": STAMP,
-    }
+    """An unmarked indicator on the address 192.0.2.`n`."""
+    return sdo(
+        "indicator",
+        None,
+        created=STAMP,
+        modified=STAMP,
+        name=f"bad {n}",
+        pattern=f"[ipv4-addr:value = '192.0.2.{n % 250}']",
+        pattern_type="stix",
+        valid_from=STAMP,
+    )
 
 
 @pytest.fixture
@@ -112,7 +111,7 @@ def test_an_alias_url_is_resolved_to_the_collections_id_url(
 
     from exchange.intel.ingest import ingest
     from exchange.intel.models import Collection
-    from tests.stixgen import envelope
+    from tests.support.stix import envelope
 
     source = live_server.collection()
     # Stored as another feed's objects: this exchange is both the feed's server and its target,

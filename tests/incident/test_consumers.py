@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
-from tests.incident.test_publish import SHA256, incident_body
-from tests.strict import as_bundle, bundle_problems, to_misp
-from tests.taxii_server.conftest import TAXII
+from tests.support.partners import agreement_doc
+from tests.support.stix import SHA256, incident_body
+from tests.support.strict import as_bundle, bundle_problems, to_misp
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
 
@@ -22,7 +22,7 @@ def _pull(live_server, coll, cred) -> list[dict]:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def received(live_server, partners):  # type: ignore[no-untyped-def]  # noqa: F811
+def received(live_server, partners):  # type: ignore[no-untyped-def]
     """An incident published by an analyst, as a partner allowed to read it receives it."""
     coll = live_server.collection()
     _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "amber"}))
@@ -76,7 +76,7 @@ def test_the_report_contains_the_incident_and_what_relates_to_it(received):  # t
     assert report["id"] in {o["id"] for o in published["objects"]}
 
 
-def test_renaming_or_revoking_the_incident_carries_over_to_its_report(live_server, partners):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_renaming_or_revoking_the_incident_carries_over_to_its_report(live_server, partners):  # type: ignore[no-untyped-def]
     coll = live_server.collection()
     _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "amber"}))
     analyst = {"Authorization": f"Bearer {live_server.credential('analyst')[1]}"}
@@ -92,7 +92,7 @@ def test_renaming_or_revoking_the_incident_carries_over_to_its_report(live_serve
     assert bundle_problems(as_bundle(objects)) == []
 
 
-def test_a_new_version_or_revocation_keeps_the_incidents_audience(live_server, partners):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_new_version_or_revocation_keeps_the_incidents_audience(live_server, partners):  # type: ignore[no-untyped-def]
     coll = live_server.collection()
     read = {"collections": [coll.alias], "max_tlp": "amber"}
     chosen, chosen_cred = partners.add(lambda s: agreement_doc(s, read=read))

@@ -12,32 +12,12 @@ from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection as TaxiiCollection
 
 from exchange.intel.models import ObjectVersion
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
 from tests.signing import jwcrypto_verify
-from tests.taxii_server.conftest import TAXII
+from tests.support.partners import agreement_doc
+from tests.support.stix import SHA256, incident_body
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
-SHA256 = "4bac27393bdd9777ce02453256c5577cd02275510b2227f473d03f533924f877"
-
-
-def incident_body(coll: str, **extra) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    return {
-        "title": "Phishing wave against bank customers",
-        "description": "Credential phishing.",
-        "incident_types": ["phishing"],
-        "severity": "high",
-        "first_seen": "2026-11-20T08:00:00Z",
-        "tlp": "amber",
-        "collection": coll,
-        "confidence": 80,
-        "observables": [
-            {"type": "domain-name", "value": "Login-Secure-Bank.TOP."},
-            {"type": "ipv4-addr", "value": "45.13.22.7"},
-            {"type": "file:hashes.'SHA-256'", "value": SHA256.upper()},
-            {"pattern": "[url:value = 'http://x.top/a']", "name": "landing page"},
-        ],
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -50,7 +30,7 @@ def count(live_server, coll) -> int:  # type: ignore[no-untyped-def]
         return db.scalar(select(func.count()).where(ObjectVersion.collection_pk == coll.pk))
 
 
-def test_publish_serve_signed_revoke_and_recipients(live_server, api, partners):  # noqa: F811
+def test_publish_serve_signed_revoke_and_recipients(live_server, api, partners):
     coll = live_server.collection()
     read = {"collections": [coll.alias], "max_tlp": "amber"}
     allowed, allowed_cred = partners.add(lambda s: agreement_doc(s, read=read))
@@ -136,7 +116,7 @@ def test_bad_publish_requests_are_422_and_store_nothing(live_server, api, change
     assert count(live_server, coll) == 0
 
 
-def test_partners_cannot_publish(live_server, partners):  # noqa: F811
+def test_partners_cannot_publish(live_server, partners):
     coll = live_server.collection()
     _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [coll.alias]}))
     response = httpx.post(
@@ -148,7 +128,7 @@ def test_partners_cannot_publish(live_server, partners):  # noqa: F811
 
 
 def test_bundle_publish_keeps_good_objects_and_reports_bad(live_server, api):
-    from tests.stixgen import indicator
+    from tests.support.stix import indicator
 
     coll = live_server.collection()
     bundle = {
@@ -185,7 +165,7 @@ def test_new_version_and_observable_lookup(live_server, api):
     assert not api.get("/api/v1/observables", params={"value": "never-seen.example"}).json()["seen"]
 
 
-def test_republishing_with_a_narrower_audience_applies_it(live_server, api, partners):  # noqa: F811
+def test_republishing_with_a_narrower_audience_applies_it(live_server, api, partners):
     coll = live_server.collection()
     read = {"collections": [coll.alias], "max_tlp": "amber"}
     first, first_cred = partners.add(lambda s: agreement_doc(s, read=read))

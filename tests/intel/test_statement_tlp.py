@@ -14,9 +14,9 @@ from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from exchange.intel.models import ObjectVersion
 from policies.tlp import rank, statement_level
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, post
 
 
 def statement(text: str, name: str | None = None) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def test_statement_markings_set_the_stored_level(db, settings):
 
 
 @pytest.mark.live
-def test_a_partner_never_receives_what_a_statement_marks_above_its_ceiling(live_server, partners):  # noqa: F811
+def test_a_partner_never_receives_what_a_statement_marks_above_its_ceiling(live_server, partners):
     coll = live_server.collection(default_tlp="green")
     read = {"collections": [coll.alias], "max_tlp": "amber"}
     _, cred = partners.add(lambda s: agreement_doc(s, read=read))

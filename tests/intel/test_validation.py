@@ -272,7 +272,7 @@ def test_custom_object_types_are_allowed() -> None:
     "stix_id",
     [
         f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, 'https://cert.example/ioc/1')}",
-        f"indicator--{uuid.uuid1()}",
+        "indicator--0840e8f8-edf4-11f1-84d4-02fc00000001",  # UUIDv1 (fixed: ids must not vary per collection)
         f"indicator--{uuid.uuid3(uuid.NAMESPACE_DNS, 'cert.example')}",
         "indicator--018f2b5c-7d1e-7a3b-9c4d-5e6f7a8b9c0d",  # UUIDv7
         "indicator--018f2b5c-7d1e-8a3b-9c4d-5e6f7a8b9c0d",  # UUIDv8

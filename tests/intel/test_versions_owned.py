@@ -15,10 +15,9 @@ from exchange.intel import service as intel_service
 from exchange.intel.ingest import ingest
 from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
-from tests.agreement.conftest import agreement_doc, partners  # noqa: F401 (fixture)
-from tests.feeds.conftest import factory, feed_server, feed_settings, feeds  # noqa: F401 (fixtures)
-from tests.stixgen import envelope, indicator, ts
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator, ts
+from tests.support.taxii import TAXII, post
 
 CERT = "identity--5c2f3e1a-7b4d-4e9f-8a1b-3c6d9e2f1a07"
 
@@ -172,7 +171,7 @@ def test_a_revoked_object_gets_no_new_version_from_anyone(db, settings):
 
 
 @pytest.mark.live
-def test_over_taxii_a_partner_cannot_version_the_certs_object_nor_its_own_revoked_one(live_server, partners):  # noqa: F811
+def test_over_taxii_a_partner_cannot_version_the_certs_object_nor_its_own_revoked_one(live_server, partners):
     coll = live_server.collection()
     _, cred = partners.add(
         lambda s: agreement_doc(
@@ -231,10 +230,10 @@ def test_over_rest_revocation_is_final(live_server, admin):
 
 
 def test_a_hostile_feed_neither_versions_the_certs_objects_nor_unrevokes_its_own(
-    feed_server,  # noqa: F811
-    feeds,  # noqa: F811
-    factory,  # noqa: F811
-    feed_settings,  # noqa: F811
+    feed_server,
+    feeds,
+    factory,
+    feed_settings,
 ):
     from exchange.database.core import session_scope
     from feeds.runner import run_feed

@@ -1,4 +1,4 @@
-"""Fixtures for the outbound tests: partners with agreements, and a partner's TAXII inbox."""
+"""Fixtures for the outbound tests: a partner's TAXII inbox."""
 
 from __future__ import annotations
 
@@ -11,13 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.agreement.conftest import Partners
-from tests.conftest import TAXII
-
-
-@pytest.fixture
-def partners(live_server) -> Partners:  # type: ignore[no-untyped-def]
-    return Partners(live_server)
+from tests.support.taxii import TAXII
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

@@ -6,12 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
-import orjson
-
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
-from tests.sharing.stix import AMBER, GREEN, T0, sdo
+from tests.support.partners import agreement_doc
+from tests.support.stix import AMBER, GREEN, T0, sdo
+from tests.support.taxii import ids, submit
 
 
 def ipv4(value: str, marking: str) -> dict[str, Any]:
@@ -22,25 +19,6 @@ def ipv4(value: str, marking: str) -> dict[str, Any]:
         "value": value,
         "object_marking_refs": [marking],
     }
-
-
-def post(client: httpx.Client | None, url: str, objs: list[dict[str, Any]], auth=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    send = client.post if client else httpx.post
-    kwargs = {"auth": auth} if auth else {}
-    response = send(
-        url + "objects/",
-        content=orjson.dumps({"objects": objs}),
-        headers={"Content-Type": TAXII, "Accept": TAXII},
-        **kwargs,
-    )
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def ids(url: str, cred: tuple[str, str]) -> set[str]:
-    response = httpx.get(url + "objects/", auth=cred, headers={"Accept": TAXII})
-    assert response.status_code == 200, response.text
-    return {o["id"] for o in response.json().get("objects", [])}
 
 
 def test_observed_data_naming_a_hidden_sco_is_withheld(live_server, http, partners):
@@ -71,7 +49,7 @@ def test_observed_data_naming_a_hidden_sco_is_withheld(live_server, http, partne
             }
         },
     )
-    assert post(http, url, [hidden, shown, leaks, fine, traffic, note])["success_count"] == 6
+    assert submit(http, url, [hidden, shown, leaks, fine, traffic, note])["success_count"] == 6
     _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
     assert ids(url, cred) == {shown["id"], fine["id"]}
 
@@ -91,7 +69,7 @@ def test_what_a_partner_writes_never_unlocks_a_hidden_reference(live_server, htt
         source_ref=indicator["id"],
         target_ref=secret["id"],
     )
-    post(http, shared_url, [indicator, secret, link])
+    submit(http, shared_url, [indicator, secret, link])
     read = {"collections": [shared.alias, inbox.alias], "max_tlp": "green"}
     write = {"collections": [inbox.alias]}
     _slug, cred = partners.add(lambda s: agreement_doc(s, read=read, write=write))
@@ -99,13 +77,13 @@ def test_what_a_partner_writes_never_unlocks_a_hidden_reference(live_server, htt
 
     # The partner stores, where it may read, an object carrying the hidden target's id ...
     forged = secret | {"object_marking_refs": [GREEN], "modified": "2026-02-01T00:00:00.000Z", "name": "mine"}
-    post(None, inbox_url, [forged], auth=cred)
+    submit(None, inbox_url, [forged], auth=cred)
     # ... and an object of its own naming the hidden target.
     mine = sdo("malware", GREEN, name="partner's", is_family=False)
     own_link = sdo(
         "relationship", GREEN, relationship_type="related-to", source_ref=mine["id"], target_ref=secret["id"]
     )
-    post(None, inbox_url, [mine, own_link], auth=cred)
+    submit(None, inbox_url, [mine, own_link], auth=cred)
     assert link["id"] not in ids(shared_url, cred)
 
     # What only the partner stored still counts: the CERT's link to the partner's own malware.
@@ -116,5 +94,5 @@ def test_what_a_partner_writes_never_unlocks_a_hidden_reference(live_server, htt
         source_ref=indicator["id"],
         target_ref=mine["id"],
     )
-    post(http, shared_url, [about_mine])
+    submit(http, shared_url, [about_mine])
     assert ids(shared_url, cred) == {indicator["id"], about_mine["id"]}

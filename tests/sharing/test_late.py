@@ -11,9 +11,9 @@ import orjson
 from exchange.database.core import make_session_factory
 from exchange.signing import KeyRing, default_directory
 from feeds.delivery import push_partner
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
-from tests.sharing.stix import AMBER, T0, indicator, publish, sdo
+from tests.support.partners import agreement_doc
+from tests.support.stix import AMBER, T0, indicator, publish, sdo
+from tests.support.taxii import TAXII
 
 
 class Poller:
@@ -112,7 +112,7 @@ def test_a_late_target_reaches_push_delivery(live_server, http, partners, inbox)
 def test_what_an_agreement_change_reveals_reaches_the_poller(live_server, http, partners):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    green, amber = indicator(), indicator(AMBER)
+    green, amber = indicator(), indicator(marking=AMBER)
     link = sdo("relationship", relationship_type="related-to", source_ref=green["id"], target_ref=amber["id"])
     publish(http, url, [green, amber, link])
     slug, cred = partners.add(

@@ -17,31 +17,15 @@ from exchange.export.service import export_bundle, signer
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory, verify_detached
 from feeds.delivery import push_partner
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
+from tests.support.partners import agreement_doc
+from tests.support.stix import TLP, indicator
+from tests.support.taxii import TAXII
 
 THIRD_PARTY = f"identity--{uuid.uuid4()}"
 
 
 def _indicator(tlp: str | None, **extra: Any) -> dict[str, Any]:
-    markings = {
-        "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
-        "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
-    }
-    obj = {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": f"indicator--{uuid.uuid4()}",
-        "created": "2026-01-01T00:00:00.000Z",
-        "modified": "2026-01-01T00:00:00.000Z",
-        "pattern": f"[ipv4-addr:value = '198.51.100.{uuid.uuid4().int % 250}']",
-        "pattern_type": "stix",
-        "valid_from": "2026-01-01T00:00:00Z",
-        **extra,
-    }
-    if tlp:
-        obj["object_marking_refs"] = [markings[tlp]]
-    return obj
+    return indicator(marking=TLP[tlp] if tlp else None, **extra)
 
 
 def test_taxii_export_and_push_serve_the_same_bytes_and_record_the_partner(

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 
 from exchange.intel.timestamps import text_to_us, us_to_text
-from tests.agreement.conftest import agreement_doc
-from tests.conftest import TAXII
-from tests.sharing.stix import AMBER, indicator, publish
+from tests.support.partners import agreement_doc
+from tests.support.stix import AMBER, indicator, publish
+from tests.support.taxii import TAXII
 
 
 def poll(
@@ -100,7 +100,7 @@ def test_an_empty_page_does_not_reveal_when_a_hidden_object_was_added(live_serve
     publish(http, url, [seen])
     objs, headers = poll(url, cred)
     last_seen = headers["X-TAXII-Date-Added-Last"]
-    publish(http, url, [indicator(AMBER)])
+    publish(http, url, [indicator(marking=AMBER)])
     staff = http.get(url + "objects/").headers["X-TAXII-Date-Added-Last"]
     for after in (None, last_seen):
         objs, headers = poll(url, cred, added_after=after)

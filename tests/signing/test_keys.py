@@ -25,8 +25,8 @@ from exchange.signing import CTY_STIX, KeyRing, sign_detached, verify_detached
 from exchange.signing.keys import InsecureKeyFileError, KeyRingError
 from exchange.signing.routes import router
 from exchange.signing.verify import load_jwks
-from tests.conftest import free_port, start_uvicorn
 from tests.signing import ISS, jwcrypto_verify
+from tests.support.taxii import free_port, start_uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 

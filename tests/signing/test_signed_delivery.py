@@ -14,12 +14,12 @@ import httpx
 import pytest
 import rfc8785
 
-from tests.agreement.conftest import agreement_doc
 from tests.signing import joserfc_verify, jwcrypto_verify
-from tests.stixgen import envelope, indicator
-from tests.strict import bundle_problems
 from tests.support import cli
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.partners import agreement_doc
+from tests.support.stix import envelope, indicator
+from tests.support.strict import bundle_problems
+from tests.support.taxii import TAXII, post
 
 pytestmark = pytest.mark.live
 

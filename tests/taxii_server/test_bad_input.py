@@ -8,9 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
-from tests.taxii_server.test_conformance import is_error_resource
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, is_error_resource, post
 
 pytestmark = pytest.mark.live
 

@@ -15,10 +15,8 @@ from exchange.context import context_of
 from exchange.database.core import make_session_factory, session_scope
 from exchange.intel.models import Collection
 from exchange.main import create_app
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII
-from tests.taxii_server.test_conformance import is_error_resource
-from tests.taxii_server.test_hostile import problem
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, is_error_resource, problem
 
 
 @pytest.fixture(scope="module")

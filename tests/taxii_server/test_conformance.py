@@ -9,18 +9,10 @@ import orjson
 import pytest
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, is_error_resource, post
 
 pytestmark = pytest.mark.live
-
-
-def is_error_resource(response: httpx.Response, status: int) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/taxii+json")
-    body = response.json()
-    assert body["http_status"] == str(status) and body["title"] and body["description"]
-    return body
 
 
 # --- discovery, API root, collections (sections 4.1, 4.2, 5.1, 5.2) ----------------------

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.stixgen import indicator
-from tests.taxii_server.conftest import TAXII
+from tests.support.stix import indicator
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
 FUZZ = settings(

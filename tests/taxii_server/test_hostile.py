@@ -10,24 +10,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.stixgen import envelope, indicator
-from tests.taxii_server.conftest import TAXII, post
-from tests.taxii_server.test_conformance import is_error_resource
+from tests.support.stix import envelope, indicator
+from tests.support.taxii import TAXII, is_error_resource, post, problem
 
 pytestmark = pytest.mark.live
 
 
 def ids(n: int) -> str:
     return ",".join(f"indicator--{uuid.UUID(int=i)}" for i in range(n))
-
-
-def problem(response: httpx.Response, status: int) -> dict:  # type: ignore[type-arg]
-    """A REST error: RFC 9457 problem+json with this status."""
-    assert response.status_code == status, response.text[:500]
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 # --- list parameters are bounded ------------------------------------------------------------

@@ -1,10 +1,10 @@
+"""Partners and their agreements, made on a live exchange's database for a test."""
+
 from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
 from typing import Any
-
-import pytest
 
 from exchange.agreement import service as agreement_service
 from exchange.partner import service as partner_service
@@ -19,6 +19,7 @@ def agreement_doc(
     days_before: int = 30,
     days_after: int = 365,
 ) -> dict[str, Any]:
+    """An agreement for `slug`, in force from `days_before` ago until `days_after` from today."""
     today = date.today()
     doc: dict[str, Any] = {
         "partner": slug,
@@ -53,8 +54,3 @@ class Partners:
     def apply(self, doc: dict[str, Any]) -> None:
         with self.live.session() as db:
             agreement_service.apply(db, doc, actor="test")
-
-
-@pytest.fixture
-def partners(live_server) -> Partners:  # type: ignore[no-untyped-def]
-    return Partners(live_server)

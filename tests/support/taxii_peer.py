@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import free_port
+from tests.support.taxii import free_port
 
 API_ROOT = "api1"
 TAXII = "application/taxii+json;version=2.1"
