@@ -30,6 +30,7 @@ from exchange.intel.routes import router as objects_router
 from exchange.monitoring import router as monitoring_router
 from exchange.partner.routes import router as partner_router
 from exchange.push.routes import router as push_router
+from exchange.report.routes import router as report_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
 from exchange.ui import docs as ui_docs
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         objects_router,
         publish_router,
         push_router,
+        report_router,
     ):
         app.include_router(router)
 
