@@ -80,7 +80,7 @@ def direction(lang: str) -> str:
     return Locale.parse(lang).text_direction
 
 
-def N_(message: str) -> str:
+def N_(message: str) -> str:  # noqa: N802  (the gettext convention)
     """Marks a message for extraction whose text is chosen at run time (a status, a role)."""
     return message
 

@@ -26,7 +26,6 @@ from exchange.auth.models import Credential
 from exchange.context import Ctx, KeyRingDep, context_of
 from exchange.database.core import session_scope
 from exchange.database.types import utcnow
-from exchange.disclosure import service as disclosure
 from exchange.errors import ExchangeError
 from exchange.feed import service as feed_service
 from exchange.feed.schemas import KINDS, FeedCreate, FeedUpdate
@@ -34,11 +33,12 @@ from exchange.incident import service as incident_service
 from exchange.incident.observables import detect
 from exchange.incident.schemas import IncidentIn
 from exchange.intel.models import Collection, ObjectVersion
-from exchange.intel.routes import sightings_of
 from exchange.partner import service as partner_service
+from exchange.report import service as report_service
 from exchange.sharing import preview as preview_service
 from exchange.ui import i18n
 from exchange.ui import service as sessions
+from exchange.ui.chart import bars
 from exchange.ui.web import (
     STATIC,
     Admin,
@@ -189,16 +189,12 @@ def switch_language(request: Request, lang: str, ctx: Ctx, next: str | None = No
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, signed: Staff, db: PageDb) -> Response:
-    feeds = [feed_service.read(db, f) for f in feed_service.list_(db)]
-    return render(request, "dashboard.html", feeds=feeds, report=_dashboard_report(db))
-
-
-def _dashboard_report(db: Session) -> Any:
-    try:
-        from exchange.report import service as report_service  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return report_service.dashboard(db)
+    figures = report_service.dashboard(db, now=utcnow())
+    chart = bars(
+        [(d.day, d.versions) for d in figures.added_per_day],
+        title=gettext_for(request)("Objects added per day"),
+    )
+    return render(request, "dashboard.html", report=figures, chart=chart)
 
 
 # -- partners and credentials --------------------------------------------------------------------
@@ -663,62 +659,48 @@ def incidents(request: Request, signed: Staff, db: PageDb) -> Response:
 
 
 def _incident_view(db: Session, stix_id: str) -> dict[str, Any] | None:
-    rows = db.execute(
-        select(Collection.alias, ObjectVersion.body, ObjectVersion.tlp_rank, ObjectVersion.revoked)
+    """The incident's latest version, and its delivery: objects, receipts, sightings, revocations."""
+    row = db.execute(
+        select(Collection.alias, ObjectVersion.body, ObjectVersion.revoked)
         .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.stix_id == stix_id, ObjectVersion.is_latest.is_(True))
-    ).all()
-    if not rows:
+        .where(
+            ObjectVersion.stix_id == stix_id,
+            ObjectVersion.type == "incident",
+            ObjectVersion.is_latest.is_(True),
+        )
+    ).first()
+    if row is None:
         return None
-    incident = orjson.loads(rows[0].body)
-    report_id = incident_service.report_id(stix_id)
-    member_rows = db.execute(
-        select(Collection.alias, ObjectVersion.body, ObjectVersion.tlp_rank, ObjectVersion.revoked)
-        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.stix_id == report_id, ObjectVersion.is_latest.is_(True))
-    ).all()
-    members: list[dict[str, Any]] = []
-    ids = [stix_id]
-    if member_rows:
-        report = orjson.loads(member_rows[0].body)
-        ids = [report_id, *[ref for ref in report.get("object_refs", []) if isinstance(ref, str)]]
-    for row in db.execute(
-        select(
-            Collection.alias,
-            ObjectVersion.stix_id,
-            ObjectVersion.type,
-            ObjectVersion.body,
-            ObjectVersion.tlp_rank,
-            ObjectVersion.revoked,
+    delivery = report_service.incident_delivery(db, stix_id)
+    ids = sorted({o.stix_id for o in delivery.objects})
+    names = {
+        r.stix_id: _label(orjson.loads(r.body))
+        for r in db.execute(
+            select(ObjectVersion.stix_id, ObjectVersion.body).where(
+                ObjectVersion.stix_id.in_(ids), ObjectVersion.is_latest.is_(True)
+            )
         )
-        .join(Collection, Collection.pk == ObjectVersion.collection_pk)
-        .where(ObjectVersion.stix_id.in_(ids), ObjectVersion.is_latest.is_(True))
-        .order_by(ObjectVersion.type, ObjectVersion.stix_id)
-    ):
-        body = orjson.loads(row.body)
-        members.append(
-            {
-                "id": row.stix_id,
-                "type": row.type,
-                "name": body.get("name") or body.get("pattern") or body.get("relationship_type") or "",
-                "tlp": LEVELS[row.tlp_rank] if row.tlp_rank is not None else None,
-                "revoked": row.revoked,
-                "collection": row.alias,
-            }
-        )
+    }
+    received_by: dict[str, set[str]] = {}
+    for receipt in delivery.receipts:
+        received_by.setdefault(receipt.partner, set()).add(receipt.stix_id)
+    incident_obj = next((o for o in delivery.objects if o.stix_id == stix_id), None)
     return {
-        "incident": incident,
-        "collection": rows[0].alias,
-        "tlp": LEVELS[rows[0].tlp_rank] if rows[0].tlp_rank is not None else None,
-        "revoked": any(r.revoked for r in rows),
-        "members": members,
-        "recipients": _delivery(db, stix_id),
-        "sightings": sightings_of(db, stix_id),
+        "incident": orjson.loads(row.body),
+        "collection": row.alias,
+        "tlp": incident_obj.tlp if incident_obj else None,
+        "revoked": bool(row.revoked),
+        "delivery": delivery,
+        "names": names,
+        "not_received": sorted({m["partner"] for m in delivery.revocations_not_received}),
     }
 
 
-def _delivery(db: Session, stix_id: str) -> dict[str, Any]:
-    return disclosure.recipients(db, stix_id)
+def _label(body: dict[str, Any]) -> str:
+    for key in ("name", "pattern", "relationship_type"):
+        if isinstance(body.get(key), str):
+            return str(body[key])
+    return ""
 
 
 @router.get("/incidents/{stix_id}", response_class=HTMLResponse)
@@ -746,7 +728,9 @@ def revoke_incident(
     view = _incident_view(db, stix_id)
     if view is None:
         raise PageError(404, gettext_for(request)("No such incident."))
-    targets = [stix_id] + [m["id"] for m in view["members"] if m["type"] == "report"]
+    targets = [stix_id] + [
+        o.stix_id for o in view["delivery"].objects if o.type == "report" and not o.revoked
+    ]
     for target in targets:
 
         def revoke(target: str = target) -> list[dict[str, str]]:
