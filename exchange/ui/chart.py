@@ -30,7 +30,7 @@ def bars(days: Sequence[tuple[date, int]], *, title: str) -> Markup:
             f'<rect class="bar" x="{x + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" '
             f'height="{height:.1f}"><title>{day.isoformat()}: {count}</title></rect>'
         )
-        if index % 7 == 0 or index == len(days) - 1:
+        if index % 7 == 0 or (index == len(days) - 1 and index % 7 > 3):
             parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 6}">{day.strftime("%m-%d")}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

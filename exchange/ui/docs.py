@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from exchange.ui.web import CSP
 
 ASSETS = "/api/v1/docs/assets"
+# Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as the fastapi-offline package ships it (MIT).
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -35,7 +37,7 @@ PAGE = """<!doctype html>
 
 def install(app: FastAPI) -> None:
     """Serve the docs page and Swagger UI's files, and add the security schemes to the OpenAPI."""
-    app.mount(ASSETS, StaticFiles(directory=Path(swagger_ui_bundle.swagger_ui_path)), name="swagger-ui")
+    app.mount(ASSETS, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
 
     @app.get("/api/v1/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -56,6 +56,7 @@ from exchange.ui.web import (
     safe_next,
     secure_cookies,
     sign_in_redirect,
+    tr,
 )
 from policies.schemas import AgreementError, load_agreement_yaml, type_warnings
 from policies.tlp import LEVELS
@@ -126,8 +127,9 @@ async def login(request: Request, ctx: Ctx) -> Response:
         if key.strip():
             await run_in_threadpool(record_login_failure, ctx.sessions, key.strip(), "ui")
         await asyncio.sleep(throttle.failed(request.client.host if request.client else "?"))
-        message = gettext_for(request)(
-            "That key was not accepted. Use an administrator's or analyst's key; partner keys cannot sign in here."
+        message = tr(
+            request,
+            "That key was not accepted. Use an administrator's or analyst's key; partner keys cannot sign in here.",
         )
         return render(request, "login.html", status=401, next=next_url, error=message)
     _principal, token = signed
@@ -171,7 +173,7 @@ def logout(request: Request, ctx: Ctx, _form: Form) -> Response:
 def switch_language(request: Request, lang: str, ctx: Ctx, next: str | None = None) -> Response:
     """Remember a language for this browser (a preference, not a change of any data)."""
     if lang not in i18n.LANGUAGES:
-        raise PageError(404, gettext_for(request)("No such language."))
+        raise PageError(404, tr(request, "No such language."))
     response = redirect(safe_next(next))
     response.set_cookie(
         i18n.COOKIE,
@@ -192,7 +194,7 @@ def dashboard(request: Request, signed: Staff, db: PageDb) -> Response:
     figures = report_service.dashboard(db, now=utcnow())
     chart = bars(
         [(d.day, d.versions) for d in figures.added_per_day],
-        title=gettext_for(request)("Objects added per day"),
+        title=tr(request, "Objects added per day"),
     )
     return render(request, "dashboard.html", report=figures, chart=chart)
 
@@ -249,7 +251,7 @@ def _partner_page(
 ) -> Response:
     found = partner_service.get_by_slug(db, slug, missing_ok=True)
     if found is None:
-        raise PageError(404, gettext_for(request)("No such partner."))
+        raise PageError(404, tr(request, "No such partner."))
     return render(
         request,
         "partner.html",
@@ -280,7 +282,7 @@ def partner_status(request: Request, slug: str, signed: Admin, form: Form, db: P
 def issue_key(request: Request, slug: str, signed: Admin, form: Form, db: PageDb) -> Response:
     found = partner_service.get_by_slug(db, slug, missing_ok=True)
     if found is None:
-        raise PageError(404, gettext_for(request)("No such partner."))
+        raise PageError(404, tr(request, "No such partner."))
     created, error = _attempt(
         db,
         lambda: partner_service.create_credential(
@@ -304,7 +306,7 @@ def revoke_key(
     owner = partner_service.get_by_slug(db, slug, missing_ok=True)
     credential = db.get(Credential, credential_id) if owner else None
     if owner is None or credential is None or credential.partner_pk != owner.pk:
-        raise PageError(404, gettext_for(request)("No such credential for this partner."))
+        raise PageError(404, tr(request, "No such credential for this partner."))
     auth_service.revoke(db, credential_id, actor=signed.principal.credential_id, cache=ctx.key_cache)
     return redirect(f"/ui/partners/{slug}")
 
@@ -319,7 +321,7 @@ def register_signing_key(request: Request, slug: str, signed: Admin, form: Form,
             request,
             db,
             slug,
-            error=gettext_for(request)("The key must be a JSON Web Key (JSON)."),
+            error=tr(request, "The key must be a JSON Web Key (JSON)."),
             status=400,
         )
     _, error = _attempt(
@@ -418,7 +420,7 @@ def _editor(
 ) -> Response:
     found = partner_service.get_by_slug(db, slug, missing_ok=True)
     if found is None:
-        raise PageError(404, gettext_for(request)("No such partner."))
+        raise PageError(404, tr(request, "No such partner."))
     try:
         versions = agreement_service.history(db, slug)
     except ExchangeError:
@@ -485,7 +487,7 @@ def agreement_submit(request: Request, slug: str, signed: Admin, form: Form, db:
         if not isinstance(data, dict):
             data = {"partner": slug}
         if data.get("partner") != slug:
-            errors = {"partner": [gettext_for(request)("This editor is for partner %s.") % slug]}
+            errors = {"partner": [tr(request, "This editor is for partner %s.") % slug]}
             return _editor(request, db, slug, doc=None, yaml_text=yaml_text, errors=errors, status=422)
         document = data
     else:
@@ -707,7 +709,7 @@ def _label(body: dict[str, Any]) -> str:
 def incident(request: Request, stix_id: str, signed: Staff, db: PageDb) -> Response:
     view = _incident_view(db, stix_id)
     if view is None:
-        raise PageError(404, gettext_for(request)("No such incident."))
+        raise PageError(404, tr(request, "No such incident."))
     return render(
         request,
         "incident.html",
@@ -727,20 +729,16 @@ def revoke_incident(
         return redirect(f"/ui/incidents/{stix_id}?confirm=1")
     view = _incident_view(db, stix_id)
     if view is None:
-        raise PageError(404, gettext_for(request)("No such incident."))
-    targets = [stix_id] + [
-        o.stix_id for o in view["delivery"].objects if o.type == "report" and not o.revoked
-    ]
-    for target in targets:
-
-        def revoke(target: str = target) -> list[dict[str, str]]:
-            return incident_service.revoke(
-                db, target, actor=signed.principal.credential_id, settings=ctx.settings
-            )
-
-        _, error = _attempt(db, revoke)
-        if error:
-            raise PageError(409, error)
+        raise PageError(404, tr(request, "No such incident."))
+    # The incident's report is revoked with it (the service keeps the two in step).
+    _, error = _attempt(
+        db,
+        lambda: incident_service.revoke(
+            db, stix_id, actor=signed.principal.credential_id, settings=ctx.settings
+        ),
+    )
+    if error:
+        raise PageError(409, error)
     return redirect(f"/ui/incidents/{stix_id}?revoked=1")
 
 
@@ -779,7 +777,7 @@ def _aliases(db: Session) -> list[str]:
 
 def _launcher(request: Request, ctx: Ctx) -> Any:
     if ctx.feeds is None:
-        raise PageError(503, gettext_for(request)("Feeds cannot be changed or run in this process."))
+        raise PageError(503, tr(request, "Feeds cannot be changed or run in this process."))
     return ctx.feeds
 
 
@@ -842,7 +840,7 @@ def _feed_page(
     try:
         found = feed_service.get_by_name(db, name)
     except ExchangeError:
-        raise PageError(404, gettext_for(request)("No such feed.")) from None
+        raise PageError(404, tr(request, "No such feed.")) from None
     runs = [feed_service.run_read(r) for r in feed_service.runs(db, found, limit=20)]
     return render(
         request,
@@ -935,7 +933,7 @@ def signing_keys(request: Request, signed: Admin, keyring: KeyRingDep) -> Respon
 @router.post("/keys/rotate", response_class=HTMLResponse)
 def rotate_keys(request: Request, signed: Admin, form: Form, keyring: KeyRingDep, db: PageDb) -> Response:
     if form.get("confirm") != "yes":
-        raise PageError(400, gettext_for(request)("Tick the box to confirm the rotation."))
+        raise PageError(400, tr(request, "Tick the box to confirm the rotation."))
     old, current, upcoming = keyring.rotate()
     audit.record(
         db,

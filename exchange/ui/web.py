@@ -65,6 +65,12 @@ def gettext_for(request: Request) -> Any:
     return i18n.translations(language(request)).gettext
 
 
+def tr(request: Request, message: str) -> str:
+    """`message` in the caller's language (extracted by `pybabel extract -k tr:2`)."""
+    text: str = gettext_for(request)(message)
+    return text
+
+
 def secure_cookies(settings: Settings) -> bool:
     return bool(settings.public_url and settings.public_url.lower().startswith("https://"))
 
@@ -139,7 +145,7 @@ def signed_in(request: Request) -> Signed:
 def admin_only(request: Request, signed: Annotated[Signed, Depends(signed_in)]) -> Signed:
     """Administrators only: an analyst gets a 403 page that says so."""
     if signed.principal.role != "admin":
-        raise PageError(403, gettext_for(request)("This page is for administrators only."))
+        raise PageError(403, tr(request, "This page is for administrators only."))
     return signed
 
 
@@ -147,13 +153,13 @@ async def read_form(request: Request, signed: Annotated[Signed, Depends(signed_i
     """A posted form (urlencoded), refused unless it carries this session's own CSRF token."""
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
-        raise PageError(413, gettext_for(request)("The form is too large."))
+        raise PageError(413, tr(request, "The form is too large."))
     if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-        raise PageError(415, gettext_for(request)("Send the form from its page."))
+        raise PageError(415, tr(request, "Send the form from its page."))
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
     except (UnicodeDecodeError, ValueError):
-        raise PageError(400, gettext_for(request)("The form could not be read.")) from None
+        raise PageError(400, tr(request, "The form could not be read.")) from None
     form: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
     for key, value in pairs:
@@ -162,8 +168,9 @@ async def read_form(request: Request, signed: Annotated[Signed, Depends(signed_i
     if not sessions.csrf_ok(signed, form.get("csrf")):
         raise PageError(
             403,
-            gettext_for(request)(
-                "This form has expired or was not sent from this session. Reload the page and try again."
+            tr(
+                request,
+                "This form has expired or was not sent from this session. Reload the page and try again.",
             ),
         )
     request.state.form_lists = lists
