@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from exchange import demo
+from exchange.agreement import service as agreement_service
 from exchange.audit import anchor as audit_anchor
 from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
@@ -58,6 +59,7 @@ def make_exchange(tmp_path_factory: pytest.TempPathFactory, **overrides: object)
         _, _, partner_key = partner_service.create(
             db, slug="cert-in", name="CERT-In", country="IN", actor="test"
         )
+        agreement_service.apply(db, demo.agreement(), actor="test")
     return Exchange(settings, engine, admin_key, analyst_key, partner_key)
 
 
