@@ -27,9 +27,10 @@ LOCALES = Path(__file__).parent / "locales"
 
 @lru_cache(maxsize=len(LANGUAGES))
 def translations(lang: str) -> gettext.NullTranslations:
-    """The compiled catalogue of `lang` (English is the source language: messages as written)."""
+    """The compiled catalogue of `lang` (English is the source language: an English message
+    without a translation is shown as written)."""
     po = LOCALES / lang / "LC_MESSAGES" / "messages.po"
-    if lang == DEFAULT or not po.exists():
+    if lang not in LANGUAGES or not po.exists():
         return gettext.NullTranslations()
     with po.open("rb") as handle:
         catalog = read_po(handle, locale=lang)

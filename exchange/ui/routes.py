@@ -528,13 +528,14 @@ def agreement_history(
     numbers = [v.version for v in versions]
     to = to if to in numbers else numbers[-1]
     from_ = from_ if from_ in numbers else max(1, to - 1)
-    changes = agreement_service.diff(db, slug, from_, to)
+    compared = agreement_service.version_diff(db, slug, from_, to)
     return render(
         request,
         "history.html",
         slug=slug,
         versions=versions,
-        changes=changes,
+        changes=compared.changes,
+        unified=compared.unified,
         from_version=from_,
         to_version=to,
     )

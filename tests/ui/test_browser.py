@@ -132,6 +132,9 @@ def test_an_administrators_and_analysts_day(server: str, browser, exchange: Exch
     preview = page.locator("#preview")
     assert preview.is_visible()
     assert "would see" in preview.inner_text()
+    reasons = page.inner_text("#reasons")  # the demo's amber objects and its malware are withheld
+    assert "TLP above" in reasons and "type not granted" in reasons
+    assert "become visible" in page.inner_text("#change")
     assert "'malwre' is not a type STIX 2.1 defines; did you mean 'malware'?" in page.inner_text("main")
     assert "valid_until" in page.input_value("#yaml")
     shot(page, "05-agreement-preview")
@@ -146,6 +149,7 @@ def test_an_administrators_and_analysts_day(server: str, browser, exchange: Exch
     page.click("text=Version history")
     diff = page.inner_text("#diff")
     assert "read.max_tlp" in diff and "green" in diff and "amber" in diff
+    assert "+  max_tlp: amber" in page.inner_text("#unified")
     shot(page, "06-agreement-diff")
 
     # Publishing: the detected type of each observable line before sending.
