@@ -113,6 +113,9 @@ def login_page(request: Request, next: str | None = None) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, ctx: Ctx) -> Response:
     """Sign in with an administrator's or analyst's key; a failure is audited and answered slowly."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        # Another site's page posting a key here (login CSRF): browsers say so; refuse it.
+        raise PageError(403, tr(request, "Send the form from its page."))
     raw = await request.body()
     fields = dict(_parse(raw))
     key, next_url = fields.get("key", ""), safe_next(fields.get("next"))
@@ -120,6 +123,11 @@ async def login(request: Request, ctx: Ctx) -> Response:
 
     def attempt() -> tuple[Any, str] | None:
         with session_scope(ctx.sessions, write=True) as db:
+            sessions.purge(
+                db,
+                idle=timedelta(minutes=ctx.settings.ui_idle_minutes),
+                lifetime=timedelta(hours=ctx.settings.ui_session_hours),
+            )
             return sessions.sign_in(db, key, cache=ctx.key_cache)
 
     signed = await run_in_threadpool(attempt) if key.strip() else None
@@ -895,9 +903,7 @@ def audit_log(
     before: int | None = Query(None, ge=1, le=2**63 - 1),
     verify: str | None = None,
 ) -> Response:
-    events = audit.list_(db, limit=100, action=action or None, before=before)
-    if actor:
-        events = [e for e in events if e.actor == actor]
+    events = audit.list_(db, limit=100, action=action or None, before=before, actor=actor or None)
     report = audit.verify(db) if verify else None
     rows = [
         {

@@ -151,6 +151,8 @@ def admin_only(request: Request, signed: Annotated[Signed, Depends(signed_in)]) 
 
 async def read_form(request: Request, signed: Annotated[Signed, Depends(signed_in)]) -> dict[str, str]:
     """A posted form (urlencoded), refused unless it carries this session's own CSRF token."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise PageError(403, tr(request, "Send the form from its page."))
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
         raise PageError(413, tr(request, "The form is too large."))

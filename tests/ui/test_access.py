@@ -293,3 +293,30 @@ def test_the_api_docs_are_served_by_the_exchange_with_the_bearer_scheme(app) -> 
     }
     assert {"bearer": []} in schema["security"]
     assert not any(p.startswith("/ui") for p in schema["paths"])
+
+
+def test_a_sign_in_or_form_posted_from_another_site_is_refused(app, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    answer = client(app).post("/ui/login", data={"key": exchange.admin_key}, headers=cross)
+    assert answer.status_code == 403 and sessions.COOKIE not in answer.headers.get("set-cookie", "")
+    admin = sign_in(app, exchange.admin_key)
+    csrf = csrf_of(admin.get("/ui/partners").text)
+    refused = admin.post(
+        "/ui/partners", data={"csrf": csrf, "slug": "cert-xs", "name": "X", "country": "IN"}, headers=cross
+    )
+    assert refused.status_code == 403
+    with exchange.session() as db:
+        assert partner_service.get_by_slug(db, "cert-xs", missing_ok=True) is None
+
+
+def test_expired_sessions_are_purged_and_the_audit_filters_by_actor(app, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
+    sign_in(app, exchange.analyst_key)
+    _age(exchange, last_seen_at=utcnow() - timedelta(days=2))
+    admin = sign_in(app, exchange.admin_key)  # a sign-in sweeps the expired ones
+    with exchange.session() as db:
+        rows = list(db.scalars(select(UiSession)))
+    assert len(rows) == 1
+    analyst_id = exchange.analyst_key.partition(".")[0]
+    page = admin.get("/ui/audit", params={"actor": analyst_id, "action": "ui.sign_in"})
+    assert page.status_code == 200 and page.text.count(f"<code>{analyst_id}</code>") >= 1
+    assert f"<code>{exchange.admin_key.partition('.')[0]}</code>" not in page.text
