@@ -320,3 +320,36 @@ def test_expired_sessions_are_purged_and_the_audit_filters_by_actor(app, exchang
     page = admin.get("/ui/audit", params={"actor": analyst_id, "action": "ui.sign_in"})
     assert page.status_code == 200 and page.text.count(f"<code>{analyst_id}</code>") >= 1
     assert f"<code>{exchange.admin_key.partition('.')[0]}</code>" not in page.text
+
+
+@pytest.mark.postgres
+def test_sessions_on_postgresql(tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """The session table on PostgreSQL: sign in, a form, idle expiry, sign-out."""
+    from exchange.main import create_app
+    from feeds.launcher import Launcher
+    from tests.support.databases import throwaway_postgres
+    from tests.ui.conftest import make_exchange
+
+    with throwaway_postgres("ui") as url:
+        exchange = make_exchange(tmp_path_factory, database_url=url)
+        try:
+            app = create_app(exchange.settings, feeds=Launcher)
+            admin = sign_in(app, exchange.admin_key)
+            csrf = csrf_of(admin.get("/ui/partners").text)
+            created = admin.post(
+                "/ui/partners", data={"csrf": csrf, "slug": "cert-pg", "name": "PG", "country": "IN"}
+            )
+            assert created.status_code == 200 and 'id="new-key"' in created.text
+            assert (
+                admin.post(
+                    "/ui/partners", data={"slug": "cert-pg2", "name": "PG", "country": "IN"}
+                ).status_code
+                == 403
+            )
+            _age(exchange, last_seen_at=utcnow() - timedelta(hours=1))
+            assert admin.get("/ui/").status_code == 303
+            again = sign_in(app, exchange.admin_key)
+            assert again.post("/ui/logout", data={"csrf": csrf_of(again.get("/ui/").text)}).status_code == 303
+            assert again.get("/ui/").status_code == 303
+        finally:
+            exchange.engine.dispose()
