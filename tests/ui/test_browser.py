@@ -202,8 +202,20 @@ def test_an_administrators_and_analysts_day(server: str, browser, exchange: Exch
     assert page.inner_text("nav").count("ড্যাশবোর্ড") == 1
     assert page.get_attribute("html", "lang") == "bn"
     shot(page, "10-incident-bn")
+    # A feed (pointing at this exchange itself: nothing leaves 127.0.0.1), then its page.
+    page.goto(f"{server}/ui/feeds")
+    page.fill("#name", "local-bundle")
+    page.select_option("#kind", "stix-bundle")
+    page.fill("#url", f"{server}/healthz")
+    page.fill("#every", "6h")
+    page.click("form.grid button[type=submit]")
+    page.wait_for_url(f"{server}/ui/feeds/local-bundle")
+    assert page.get_attribute("html", "lang") == "bn"
+    shot(page, "11-feed-bn")
     for name, path in [
-        ("11-dashboard-bn", "/ui/"),
+        ("12-dashboard-bn", "/ui/"),
+        ("12-agreements-bn", "/ui/agreements"),
+        ("12-incidents-bn", "/ui/incidents"),
         ("12-lookup-bn", "/ui/lookup?value=45.13.22.99"),
         ("13-feeds-bn", "/ui/feeds"),
         ("14-audit-bn", "/ui/audit?verify=1"),
