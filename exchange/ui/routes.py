@@ -26,7 +26,7 @@ from exchange.auth.models import Credential
 from exchange.context import Ctx, KeyRingDep, context_of
 from exchange.database.core import session_scope
 from exchange.database.types import utcnow
-from exchange.errors import ExchangeError
+from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed import service as feed_service
 from exchange.feed.schemas import KINDS, FeedCreate, FeedUpdate
 from exchange.incident import service as incident_service
@@ -338,6 +338,60 @@ def register_signing_key(request: Request, slug: str, signed: Admin, form: Form,
     if error:
         return _partner_page(request, db, slug, error=error, status=400)
     return redirect(f"/ui/partners/{slug}")
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users(request: Request, signed: Admin, db: PageDb) -> Response:
+    return _users_page(request, db)
+
+
+def _users_page(
+    request: Request,
+    db: Session,
+    *,
+    new_key: tuple[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    staff = [c for c in auth_service.list_(db) if c.role in ("admin", "analyst")]
+    return render(
+        request, "users.html", status=status, users=staff, new_key=new_key, error=error, now=utcnow()
+    )
+
+
+@router.post("/users", response_class=HTMLResponse)
+def add_user(request: Request, signed: Admin, form: Form, db: PageDb) -> Response:
+    """An administrator's or analyst's credential; its key is shown on this answer only."""
+    name, role = form.get("name", "").strip(), form.get("role", "")
+
+    def create() -> tuple[Credential, str]:
+        if role not in ("admin", "analyst"):
+            raise BadRequestError(tr(request, "Choose the administrator or analyst role."))
+        credential, key = auth_service.create_credential(db, name=name, role=role)
+        audit.record(
+            db,
+            actor=signed.principal.credential_id,
+            action="user.create",
+            target=credential.id,
+            details={"name": name, "role": role},
+        )
+        return credential, key
+
+    created, error = _attempt(db, create)
+    if created is None:
+        return _users_page(request, db, error=error, status=400)
+    return _users_page(request, db, new_key=(created[0].id, created[1]))
+
+
+@router.post("/users/{credential_id}/revoke", response_class=HTMLResponse)
+def revoke_user(
+    request: Request, credential_id: str, signed: Admin, form: Form, ctx: Ctx, db: PageDb
+) -> Response:
+    credential = db.get(Credential, credential_id)
+    if credential is None or credential.role not in ("admin", "analyst"):
+        raise PageError(404, tr(request, "No such user."))
+    auth_service.revoke(db, credential_id, actor=signed.principal.credential_id, cache=ctx.key_cache)
+    return redirect("/ui/users")
 
 
 # -- agreements ----------------------------------------------------------------------------------

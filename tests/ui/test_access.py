@@ -33,6 +33,7 @@ ADMIN_PAGES = [
     "/ui/agreements/cert-in/history",
     "/ui/audit",
     "/ui/keys",
+    "/ui/users",
 ]
 STAFF_PAGES = ["/ui/", "/ui/publish", "/ui/incidents", "/ui/lookup?value=45.13.22.7", "/ui/feeds"]
 
@@ -72,6 +73,7 @@ def test_an_analyst_cannot_reach_agreement_key_or_feed_editing_pages(app, exchan
         "/ui/feeds/anything": {"url": "https://x.example/"},
         "/ui/feeds/anything/run": {},
         "/ui/keys/rotate": {"confirm": "yes"},
+        "/ui/users": {"name": "me too", "role": "admin"},
     }
     for path, fields in posts.items():
         answer = analyst.post(path, data={"csrf": csrf, **fields})

@@ -215,3 +215,24 @@ def test_feeds_add_edit_with_errors_shown_and_key_rotation(app, exchange: Exchan
     after = {k.state: k.kid for k in keyring.keys()}
     assert after["current"] == before["next"] and after["retired"] == before["current"]
     assert before["next"] in admin.get("/ui/keys").text
+
+
+def test_staff_keys_issued_once_and_revoked_only_as_staff_keys(app, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
+    admin = sign_in(app, exchange.admin_key)
+    csrf = csrf_of(admin.get("/ui/users").text)
+    assert admin.post("/ui/users", data={"csrf": csrf, "name": "x", "role": "partner"}).status_code == 400
+    assert admin.post("/ui/users", data={"csrf": csrf, "name": " ", "role": "analyst"}).status_code == 400
+    issued = admin.post("/ui/users", data={"csrf": csrf, "name": "Karim", "role": "analyst"})
+    assert issued.status_code == 200
+    key = issued.text.split('id="new-key">', 1)[1].split("<", 1)[0]
+    karim = sign_in(app, key)
+    assert karim.get("/ui/").status_code == 200
+    assert admin.post(f"/ui/users/{key.partition('.')[0]}/revoke", data={"csrf": csrf}).status_code == 303
+    assert karim.get("/ui/").status_code == 303
+    # A partner's credential is not a staff key: not revoked here.
+    partner_id = exchange.partner_key.partition(".")[0]
+    assert admin.post(f"/ui/users/{partner_id}/revoke", data={"csrf": csrf}).status_code == 404
+    with exchange.session() as db:
+        assert auth_service.get(db, partner_id).revoked_at is None
+        trail = audit.list_(db, limit=5, action="user.create")
+    assert trail[0].details.find(key.partition(".")[2]) == -1
