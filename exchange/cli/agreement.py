@@ -98,8 +98,9 @@ def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
             )
             continue
         print(f"  {coll['collection']}: {coll['total']}")
-        print("    by type: " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_type"].items())))
-        print("    by TLP:  " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_tlp"].items())))
+        if coll["total"]:
+            print("    by type: " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_type"].items())))
+            print("    by TLP:  " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_tlp"].items())))
         if coll["withheld"]:
             print(f"    withheld: {coll['withheld']}{_reasons(coll['withheld_by'])}")
         for obj in coll["sample"]:

@@ -74,8 +74,17 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
             }
             if alias in in_force and not same:
                 coll, _ = in_force[alias]
+                # Named by the draft, but granting nothing now: outside its validity window,
+                # suspended, or the partner is suspended.
                 entry["change"] = _compare(
-                    db, coll.pk, None, in_force[alias][1], in_force_all, stamp, writers
+                    db,
+                    coll.pk,
+                    None,
+                    in_force[alias][1],
+                    in_force_all,
+                    stamp,
+                    writers,
+                    dropped="not_in_force",
                 )[1]
             _add_change(change, entry["change"])
             report["collections"].append(entry)
@@ -182,6 +191,8 @@ def _compare(
     current_all: list[visibility.CollectionGrant],
     stamp: int,
     writers: tuple[str, ...],
+    *,
+    dropped: str = "collection",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Which draft rules a collection's latest versions fail (`rules` None: the draft does not
     grant the collection) and how that compares with the agreement in force (`current` None:
@@ -222,7 +233,7 @@ def _compare(
             gone = sum(counts(*shown_now).values())
             change["becomes_withheld"] = gone
             if gone:
-                change["withheld_by"]["collection"] = gone
+                change["withheld_by"][dropped] = gone
         return withheld, change
 
     def tally(

@@ -61,6 +61,8 @@ def scene(live_server, http, partners):  # type: ignore[no-untyped-def]
         mine = [indicator(GREEN) for _ in range(4)] + [indicator(AMBER)]
         status = post(client, live_server.collection_url(inbox), {"objects": mine}).json()
         assert status["success_count"] == len(mine), status
+        again = post(client, live_server.collection_url(inbox), {"objects": mine}).json()
+        assert again["success_count"] == len(mine), again  # exact duplicates: no new contribution
         refused = post(client, live_server.collection_url(shared), {"objects": [indicator(GREEN)]})
         assert refused.status_code in (403, 404)  # not stored: not a contribution
 

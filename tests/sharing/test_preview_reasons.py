@@ -139,3 +139,23 @@ def test_previewing_the_agreement_in_force_changes_nothing(scene):
     report = preview_service.preview(scene["db"], current, now=utcnow())
     assert report["unchanged"] is True and report["change"]["becomes_visible"] == 0
     assert _coll(report, scene["alias"])["total"] == 9
+
+
+def test_a_draft_outside_its_window_withholds_everything_as_not_in_force(scene):
+    _apply(scene, WIDE)
+    body = agreement_doc(
+        scene["slug"], read={"collections": [scene["alias"]], **WIDE}, days_before=400, days_after=-10
+    )
+    report = preview_service.preview(scene["db"], agreement_service.validate(scene["db"], body), now=utcnow())
+    mine = _coll(report, scene["alias"])
+    assert mine["granted"] is False and report["total"] == 0
+    assert mine["change"] == {"becomes_visible": 0, "becomes_withheld": 9, "withheld_by": {"not_in_force": 9}}
+
+
+def test_a_suspended_partner_is_previewed_as_seeing_nothing(scene):
+    _apply(scene, WIDE)
+    partner_service.set_status(scene["db"], scene["slug"], "suspended", actor="test")
+    report = preview_service.preview(scene["db"], _doc(scene, WIDE), now=utcnow())
+    assert report["total"] == 0 and report["partner_status"] == "suspended"
+    # Nothing is in force for a suspended partner either, so the draft changes nothing.
+    assert report["change"] == {"becomes_visible": 0, "becomes_withheld": 0, "withheld_by": {}}
