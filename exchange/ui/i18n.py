@@ -93,4 +93,5 @@ DYNAMIC = (
     N_("unknown"), N_("new"), N_("failing"), N_("running"), N_("ok"), N_("failed"), N_("partial"), N_("abandoned"),
     N_("low"), N_("medium"), N_("high"), N_("critical"), N_("tlp"), N_("type"), N_("confidence"),
     N_("embargo"), N_("audience"), N_("references"), N_("originator"), N_("collection"),
+    N_("not_in_force"),
 )  # fmt: skip
