@@ -185,6 +185,9 @@ def test_an_administrators_and_analysts_day(server: str, browser, exchange: Exch
     # Revoke, after a confirmation; then who has not yet received the revocation.
     page.reload()
     assert "cert-lk" in page.inner_text("#recipients")
+    # Times in UTC, with the reader's local time beside them (drawn by the page's script).
+    assert "UTC" in page.locator("#recipients time").first.inner_text()
+    assert page.locator("#recipients time + span.local").count() >= 1
     page.click("#revoke")  # the box is not ticked: the browser refuses to send
     assert "/revoke" not in page.url
     page.check("#confirm-revoke")
