@@ -235,7 +235,9 @@ def pending_revocations(
             revoked,
             and_(
                 revoked.stix_id == Disclosure.stix_id,
-                revoked.collection_pk == Disclosure.collection_pk,
+                # "+ 0": look the object up by its id (ix_object_version_stix_id); without
+                # statistics SQLite would otherwise scan the collection's latest rows per row.
+                revoked.collection_pk + 0 == Disclosure.collection_pk,
                 revoked.is_latest.is_(True),
                 revoked.revoked.is_(True),
             ),
