@@ -69,13 +69,16 @@ def _parse_moment(name: str, text: str, *, end: bool) -> datetime:
             # A date alone means the whole day: `until=2026-11-30` includes the 30th.
             return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequestError(
             f"{name}: {text!r} is not a date (2026-11-30) or a date and time (2026-11-30T12:00:00Z)"
         ) from None
     if moment.tzinfo is None:
         raise BadRequestError(f"{name}: {text!r} needs a time zone, e.g. 2026-11-30T12:00:00Z")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise BadRequestError(f"{name}: {text!r} is out of range") from None
 
 
 def window(
@@ -235,7 +238,9 @@ def pending_revocations(
             revoked,
             and_(
                 revoked.stix_id == Disclosure.stix_id,
-                revoked.collection_pk == Disclosure.collection_pk,
+                # "+ 0": look the object up by its id (ix_object_version_stix_id); without
+                # statistics SQLite would otherwise scan the collection's latest rows per row.
+                revoked.collection_pk + 0 == Disclosure.collection_pk,
                 revoked.is_latest.is_(True),
                 revoked.revoked.is_(True),
             ),
