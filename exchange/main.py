@@ -83,7 +83,10 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     @app.exception_handler(ExchangeError)
     def _exchange_error(request: Request, exc: ExchangeError) -> Response:
         if request.url.path.startswith("/ui/") and not request.url.path.startswith("/ui/static/"):
-            return error_page(request, exc.status, exc.message)
+            page = error_page(request, exc.status, exc.message)
+            if isinstance(exc, ServiceUnavailableError):
+                page.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return page
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
         if isinstance(exc, ServiceUnavailableError):
             headers = {"Retry-After": str(exc.retry_after_seconds)}

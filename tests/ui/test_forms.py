@@ -236,3 +236,24 @@ def test_staff_keys_issued_once_and_revoked_only_as_staff_keys(app, exchange: Ex
         assert auth_service.get(db, partner_id).revoked_at is None
         trail = audit.list_(db, limit=5, action="user.create")
     assert trail[0].details.find(key.partition(".")[2]) == -1
+
+
+def test_without_a_feed_launcher_feed_changes_are_a_503_page_and_change_nothing(exchange: Exchange) -> None:
+    from exchange.main import create_app
+
+    bare = create_app(exchange.settings)  # no feeds package wired in
+    admin = sign_in(bare, exchange.admin_key)
+    csrf = csrf_of(admin.get("/ui/feeds").text)
+    answer = admin.post(
+        "/ui/feeds",
+        data={
+            "csrf": csrf,
+            "name": "nope",
+            "kind": "csv",
+            "url": "https://x.example/a.csv",
+            "collection": "indicators",
+        },
+    )
+    assert answer.status_code == 503 and "<html" in answer.text
+    with exchange.session() as db:
+        assert all(f.name != "nope" for f in feed_service.list_(db))
