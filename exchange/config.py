@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     push_timeout_seconds: float = 30.0
     # The signing key in use longer than this is flagged for rotation.
     signing_key_rotate_days: int = 365
+    # Web pages (/ui/): a session ends after this long without a request, and after this long at most.
+    ui_idle_minutes: float = 30.0
+    ui_session_hours: float = 12.0
+    # A failed sign-in is answered no sooner than this (doubling with each recent failure from
+    # the same address, up to ui_login_max_delay_seconds).
+    ui_login_delay_seconds: float = 1.0
+    ui_login_max_delay_seconds: float = 8.0
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

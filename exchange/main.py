@@ -30,8 +30,12 @@ from exchange.intel.routes import router as objects_router
 from exchange.monitoring import router as monitoring_router
 from exchange.partner.routes import router as partner_router
 from exchange.push.routes import router as push_router
+from exchange.report.routes import router as report_router
 from exchange.signing import KeyRing, default_directory
 from exchange.signing.routes import router as jwks_router
+from exchange.ui import docs as ui_docs
+from exchange.ui import routes as ui_routes
+from exchange.ui.web import error_page
 from policies.schemas import AgreementError
 from taxii_server import create_taxii_app
 
@@ -57,7 +61,9 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     app = FastAPI(
         title="National CERT information exchange",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # The docs page is the exchange's own (exchange.ui.docs): Swagger UI served from here,
+        # never from a CDN an air-gapped CERT cannot reach.
+        docs_url=None,
         redoc_url=None,
     )
     launcher = feeds(settings=settings, sessions=factory, keyring=keyring) if feeds is not None else None
@@ -75,7 +81,12 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
     @app.exception_handler(ExchangeError)
-    def _exchange_error(_request: Request, exc: ExchangeError) -> JSONResponse:
+    def _exchange_error(request: Request, exc: ExchangeError) -> Response:
+        if request.url.path.startswith("/ui/") and not request.url.path.startswith("/ui/static/"):
+            page = error_page(request, exc.status, exc.message)
+            if isinstance(exc, ServiceUnavailableError):
+                page.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return page
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
         if isinstance(exc, ServiceUnavailableError):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
@@ -95,6 +106,8 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         except ValueError:
             title = "Error"
         detail = exc.detail if isinstance(exc.detail, str) else title
+        if request.url.path.startswith("/ui/") and exc.status_code in (404, 405):
+            return error_page(request, exc.status_code, title)
         headers = dict(exc.headers or {})
         body: dict[str, object]
         if request.url.path.startswith("/taxii2"):
@@ -124,7 +137,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
 
     @app.exception_handler(DataError)
     @app.exception_handler(OperationalError)
-    def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    def _database_error(request: Request, exc: Exception) -> Response:
         log.warning("%s %s: database error %s", request.method, request.url.path[:200], describe(exc))  # type: ignore[arg-type]
         return _exchange_error(request, as_domain_error(exc))  # type: ignore[arg-type]
 
@@ -153,8 +166,12 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         objects_router,
         publish_router,
         push_router,
+        report_router,
     ):
         app.include_router(router)
+
+    ui_routes.install(app)
+    ui_docs.install(app)
 
     taxii = create_taxii_app(settings, factory, key_cache, keyring)
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]

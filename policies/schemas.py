@@ -383,6 +383,12 @@ def type_warnings(doc: AgreementDoc) -> list[str]:
         for index, typ in enumerate(getattr(section, "types", None) or ()):
             if typ in STIX_TYPES:
                 continue
+            if typ.startswith("x-"):
+                warnings.append(
+                    f"{name}.types[{index}]: {typ!r} is a custom type, not one STIX 2.1 defines "
+                    "(kept: it matches only custom objects of that type)"
+                )
+                continue
             near = difflib.get_close_matches(typ, sorted(STIX_TYPES), n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             warnings.append(

@@ -138,6 +138,22 @@ def env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def cli_env(tmp_path, settings, engine):  # type: ignore[no-untyped-def]
+    """The `exchange` command's environment on the live server's own database (SQLite or
+    PostgreSQL), with its secret and signing keys."""
+    from tests.support.cli import environment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    return environment(
+        data,
+        settings.sqlalchemy_url,
+        EXCHANGE_SIGNING_KEY_DIR=str(default_directory(settings)),
+        EXCHANGE_SECRET_KEY=settings.resolved_secret().decode(),
+    )
+
+
+@pytest.fixture
 def coll(live_server):  # type: ignore[no-untyped-def]
     """A fresh, empty collection for one test."""
     return live_server.collection()

@@ -24,6 +24,27 @@ STATUSES = ("draft", "active", "suspended")
 
 
 @dataclass
+class Checked:
+    """A document checked without storing it: problems (field, reason) or none, and warnings."""
+
+    valid: bool
+    problems: list[tuple[str, str]]
+    warnings: list[str]
+    document: dict[str, Any] | None
+
+
+@dataclass
+class VersionDiff:
+    """Two versions of one agreement: the changed fields and a unified diff of their YAML."""
+
+    partner: str
+    from_version: int
+    to_version: int
+    changes: list[dict[str, Any]]
+    unified: str
+
+
+@dataclass
 class Applied:
     partner: str
     version: int
@@ -46,6 +67,16 @@ def validate(db: Session, data: Any, *, source: str | None = None) -> AgreementD
     return validate_agreement(
         data, known_collections=known_collections(db), known_partners=partners, source=source
     )
+
+
+def check(db: Session, data: Any, *, source: str | None = None) -> Checked:
+    """Validate a document (as the editor and `agreement preview` do before saving): every
+    problem by field, and warnings such as a type name STIX does not define."""
+    try:
+        doc = validate(db, data, source=source)
+    except AgreementError as exc:
+        return Checked(False, exc.problems, [], None)
+    return Checked(True, [], type_warnings(doc), doc.to_document())
 
 
 def _current(db: Session, partner: Partner) -> tuple[Agreement, AgreementVersion] | None:
@@ -162,6 +193,39 @@ def diff(db: Session, slug: str, from_version: int, to_version: int) -> list[dic
     return diff_documents(
         orjson.loads(versions[from_version].document), orjson.loads(versions[to_version].document)
     )
+
+
+def get_version(db: Session, slug: str, version: int) -> AgreementVersion:
+    """One version of a partner's agreement, or NotFoundError."""
+    for found in history(db, slug):
+        if found.version == version:
+            return found
+    raise NotFoundError(f"agreement of {slug!r} has no version {version}")
+
+
+def canonical_yaml(document: dict[str, Any]) -> str:
+    """An agreement document as YAML in the schema's field order (what `apply` takes back)."""
+    import yaml
+
+    text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text
+
+
+def version_diff(db: Session, slug: str, from_version: int, to_version: int) -> VersionDiff:
+    """The changed fields and a unified diff of the canonical YAML between two versions."""
+    import difflib
+
+    old, new = get_version(db, slug, from_version), get_version(db, slug, to_version)
+    old_doc, new_doc = orjson.loads(old.document), orjson.loads(new.document)
+    unified = "".join(
+        difflib.unified_diff(
+            canonical_yaml(old_doc).splitlines(keepends=True),
+            canonical_yaml(new_doc).splitlines(keepends=True),
+            fromfile=f"{slug} version {from_version}",
+            tofile=f"{slug} version {to_version}",
+        )
+    )
+    return VersionDiff(slug, from_version, to_version, diff_documents(old_doc, new_doc), unified)
 
 
 def export_all(db: Session) -> list[dict[str, Any]]:

@@ -80,12 +80,19 @@ def record(
 
 
 def list_(
-    db: Session, *, limit: int = 100, action: str | None = None, before: int | None = None
+    db: Session,
+    *,
+    limit: int = 100,
+    action: str | None = None,
+    before: int | None = None,
+    actor: str | None = None,
 ) -> list[AuditEvent]:
     """Newest first."""
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
     if action:
         query = query.where(AuditEvent.action == action)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
     if before:
         query = query.where(AuditEvent.seq < before)
     return list(db.scalars(query))

@@ -15,6 +15,7 @@ from exchange.cli import (
     lifecycle,
     partner,
     push,
+    report,
     signing,
     user,
     verify,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register(sub)
     signing.register(sub)
     export.register(sub)
+    report.register(sub)
     verify.register(sub)
     _data_dir_after_every_command(parser)
     return parser

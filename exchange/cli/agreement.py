@@ -1,4 +1,4 @@
-"""`exchange agreement apply|export|preview`: sharing agreements as YAML files."""
+"""`exchange agreement apply|export|preview|history|diff`: sharing agreements as YAML files."""
 
 from __future__ import annotations
 
@@ -81,15 +81,80 @@ def cmd_agreement_preview(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     note = " (draft, previewed as if active)" if report["previewed_as_active"] else ""
     print(f"{report['partner']} would see {report['total']} objects{note}")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
+    change = report["change"]
+    if not report["unchanged"] or report["previewed_as_active"]:
+        print(
+            f"  compared with the {report['compared_with']}: {change['becomes_visible']} become visible, "
+            f"{change['becomes_withheld']} become withheld{_reasons(change['withheld_by'])}"
+        )
     for coll in report["collections"]:
         if not coll["granted"]:
-            print(f"  {coll['collection']}: nothing (not granted now)")
+            lost = coll["change"]["becomes_withheld"]
+            print(
+                f"  {coll['collection']}: nothing (not granted now)"
+                + (f"; {lost} withheld from now" if lost else "")
+            )
             continue
         print(f"  {coll['collection']}: {coll['total']}")
-        print("    by type: " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_type"].items())))
-        print("    by TLP:  " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_tlp"].items())))
+        if coll["total"]:
+            print("    by type: " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_type"].items())))
+            print("    by TLP:  " + ", ".join(f"{k} {v}" for k, v in sorted(coll["by_tlp"].items())))
+        if coll["withheld"]:
+            print(f"    withheld: {coll['withheld']}{_reasons(coll['withheld_by'])}")
         for obj in coll["sample"]:
             print(f"    e.g. {obj.get('id')}  {obj.get('name', '')}")
+    return 0
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    return (
+        " ("
+        + ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda i: (-i[1], i[0])))
+        + ")"
+    )
+
+
+def cmd_agreement_history(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.agreement import service as agreement_service
+
+    with store.session(settings) as db:
+        versions = [
+            {
+                "version": v.version,
+                "status": v.status,
+                "valid_from": v.valid_from.isoformat(),
+                "valid_until": v.valid_until.isoformat(),
+                "created_by": v.created_by,
+                "created_at": v.created_at.isoformat(),
+            }
+            for v in agreement_service.history(db, args.partner)
+        ]
+    if args.json:
+        print(json.dumps(versions))
+        return 0
+    for v in versions:
+        print(
+            f"version {v['version']:>3}  {v['status']:9} {v['valid_from']} .. {v['valid_until']}  "
+            f"by {v['created_by']} at {v['created_at']}"
+        )
+    return 0
+
+
+def cmd_agreement_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from exchange.agreement import service as agreement_service
+
+    with store.session(settings) as db:
+        found = agreement_service.version_diff(db, args.partner, args.from_version, args.to_version)
+    if args.json:
+        print(json.dumps(found.__dict__))
+        return 0
+    print(found.unified or f"versions {args.from_version} and {args.to_version} are the same", end="")
+    if not found.unified:
+        print()
     return 0
 
 
@@ -105,4 +170,12 @@ def register(sub: Any) -> None:
     p.add_argument("partner")
     p.add_argument("--file", help="preview this draft YAML instead of the stored agreement")
     p.add_argument("--sample", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p = command(agr, "history", cmd_agreement_history, "every version of a partner's agreement")
+    p.add_argument("partner")
+    p.add_argument("--json", action="store_true")
+    p = command(agr, "diff", cmd_agreement_diff, "a unified diff of two versions' YAML")
+    p.add_argument("partner")
+    p.add_argument("from_version", type=int, metavar="FROM")
+    p.add_argument("to_version", type=int, metavar="TO")
     p.add_argument("--json", action="store_true")

@@ -37,24 +37,39 @@ def collection_grant(collection: Collection, grant: ReadGrant) -> CollectionGran
     return CollectionGrant(collection.pk, rank(collection.default_tlp), grant)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One read rule as SQL, with the reason a row it refuses is withheld for (previews count
+    them): tlp, type, confidence, embargo, audience, references; the vocabulary is open."""
+
+    reason: str
+    predicate: ColumnElement[bool]
+    # The rule nests subqueries deeply (the reference closure): a query that combines several
+    # such rules asks each one on its own (SQLite's parser limits nesting, not length).
+    deep: bool = False
+
+
+def row_rules(cg: CollectionGrant, *, now_us: int, table: Versions = ObjectVersion) -> list[Rule]:
+    """The per-row rules (TLP, type, confidence, embargo, audience) for one collection."""
+    grant = cg.grant
+    ceiling = min(grant.max_tlp_rank, RED - 1)
+    rules = [Rule("tlp", func.coalesce(table.tlp_rank, literal(cg.default_tlp_rank)) <= ceiling)]
+    if grant.types is not None:
+        rules.append(Rule("type", table.type.in_(sorted(grant.types)) if grant.types else false()))
+    if grant.min_confidence is not None:
+        # NULL confidence compares as unknown, so it is withheld: fail closed.
+        rules.append(Rule("confidence", table.confidence >= grant.min_confidence))
+    if grant.embargo_us:
+        rules.append(Rule("embargo", table.date_added_us <= now_us - grant.embargo_us))
+    rules.append(Rule("audience", or_(table.audience.is_(None), table.audience.like(f"%,{grant.partner},%"))))
+    return rules
+
+
 def row_predicates(
     cg: CollectionGrant, *, now_us: int, table: Versions = ObjectVersion
 ) -> list[ColumnElement[bool]]:
     """The per-row rules (TLP, type, confidence, embargo, audience) for one collection."""
-    grant = cg.grant
-    ceiling = min(grant.max_tlp_rank, RED - 1)
-    preds: list[ColumnElement[bool]] = [
-        func.coalesce(table.tlp_rank, literal(cg.default_tlp_rank)) <= ceiling,
-    ]
-    if grant.types is not None:
-        preds.append(table.type.in_(sorted(grant.types)) if grant.types else false())
-    if grant.min_confidence is not None:
-        # NULL confidence compares as unknown, so it is withheld: fail closed.
-        preds.append(table.confidence >= grant.min_confidence)
-    if grant.embargo_us:
-        preds.append(table.date_added_us <= now_us - grant.embargo_us)
-    preds.append(or_(table.audience.is_(None), table.audience.like(f"%,{grant.partner},%")))
-    return preds
+    return [rule.predicate for rule in row_rules(cg, now_us=now_us, table=table)]
 
 
 def visible_anywhere(
@@ -127,6 +142,20 @@ def closure_predicate(
     return not_(hidden_ref)
 
 
+def read_rules(
+    cg: CollectionGrant,
+    all_grants: Sequence[CollectionGrant],
+    *,
+    now_us: int,
+    own_writers: Sequence[str] = (),
+) -> list[Rule]:
+    """Every rule a partner's read of one collection must satisfy, each with its reason."""
+    return [
+        *row_rules(cg, now_us=now_us),
+        Rule("references", closure_predicate(all_grants, now_us=now_us, own_writers=own_writers), deep=True),
+    ]
+
+
 def read_predicates(
     cg: CollectionGrant,
     all_grants: Sequence[CollectionGrant],
@@ -135,7 +164,4 @@ def read_predicates(
     own_writers: Sequence[str] = (),
 ) -> list[ColumnElement[bool]]:
     """Everything a partner's read of one collection must satisfy."""
-    return [
-        *row_predicates(cg, now_us=now_us),
-        closure_predicate(all_grants, now_us=now_us, own_writers=own_writers),
-    ]
+    return [rule.predicate for rule in read_rules(cg, all_grants, now_us=now_us, own_writers=own_writers)]

@@ -165,3 +165,31 @@ def test_signed_export_example_verifies(demo):  # type: ignore[no-untyped-def]
     [block] = examples("Signed content")
     out = sh(demo, block, demo["analyst"])
     assert "OK: signed by kid" in out and "aud cert-in" in out
+
+
+@pytest.mark.live
+def test_reciprocity_examples_count_the_export_for_cert_in(demo):  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    [block] = examples("Reciprocity report")
+    out = sh(demo, block, demo["analyst"])
+    rows = list(csv.DictReader(io.StringIO(out[out.index("partner,collection") :].split("\n\n")[0])))
+    exported = json.loads((demo["work"] / "cert-in-indicators.json").read_text())["objects"]
+    mine = [r for r in rows if r["partner"] == "cert-in" and r["collection"] == "indicators"]
+    assert sum(int(r["received"]) for r in mine) >= len(exported)
+    assert '"partner":"cert-in"' in out.replace(" ", "") and '"added_per_day"' in out
+
+
+@pytest.mark.live
+def test_agreement_preview_and_history_examples(demo):  # type: ignore[no-untyped-def]
+    # The example ends by applying the demo's agreement again, so later examples see it unchanged.
+    [block] = examples("Agreement preview and history")
+    out = sh(demo, block, demo["admin"])
+    assert "did you mean 'malware'?" in out
+    # Other examples publish into the same demo first, so only the shape of the figures is fixed.
+    assert re.search(r"0 become visible, \d+ become withheld \(confidence \d+, tlp \d+, ", out), out
+    assert re.search(r"withheld: \d+ \(confidence \d+", out), out
+    assert '"valid":false' in out.replace(" ", "") and '"field":"read.max_tlp"' in out.replace(" ", "")
+    assert "-  max_tlp: amber\n+  max_tlp: green\n" in out and "+  min_confidence: 75\n" in out
+    assert "agreement with cert-in: version 2" in out and "agreement with cert-in: version 3" in out

@@ -1,0 +1,1 @@
+"""Reports for staff: reciprocity per partner, the dashboard's figures, incident delivery."""
