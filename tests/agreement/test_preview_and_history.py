@@ -73,6 +73,19 @@ def test_rest_preview_of_a_draft_counts_the_change_and_its_reasons(live_server, 
     assert now["unchanged"] is True and now["total"] == 5 and now["change"]["becomes_withheld"] == 0
     assert len(http.get(f"{live_server.url}/api/v1/agreements/{slug}/versions").json()) == 1
 
+    # Saved, the draft serves exactly what its preview said (TAXII, as the partner).
+    from tests.report.test_reciprocity import pull
+
+    green = agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green", "min_confidence": 95})
+    told = http.post(f"{live_server.url}/api/v1/agreements/preview", json=green).json()
+    assert told["change"]["becomes_withheld"] == 5 and told["change"]["withheld_by"] == {
+        "tlp": 2,
+        "confidence": 5,
+    }
+    assert http.put(f"{live_server.url}/api/v1/agreements", json=green).status_code == 200
+    assert pull(live_server, editor[2], coll) == []
+    assert http.get(f"{live_server.url}/api/v1/agreements/{slug}/preview").json()["total"] == 0
+
 
 def test_versions_and_a_unified_diff_of_their_yaml(live_server, http, editor):
     slug, coll, _ = editor
@@ -102,24 +115,24 @@ def test_versions_and_a_unified_diff_of_their_yaml(live_server, http, editor):
     assert same["unified"] == "" and same["changes"] == []
 
 
-@pytest.mark.parametrize(
-    ("path", "status"),
-    [
-        ("/versions/diff?from=1&to=9", 404),
-        ("/versions/diff?from=0&to=1", 422),
-        ("/versions/diff?from=x&to=1", 422),
-        ("/versions/diff?from=1", 422),
-        ("/versions/diff?from=1&to=99999999999999999999", 422),
-        ("/versions/7", 404),
-        ("/versions/-1", 404),
-        ("/versions/abc", 422),
-    ],
-)
-def test_bad_version_requests_are_4xx_problems(live_server, http, editor, path, status):
+BAD_VERSION_REQUESTS = [
+    ("/versions/diff?from=1&to=9", 404),
+    ("/versions/diff?from=0&to=1", 422),
+    ("/versions/diff?from=x&to=1", 422),
+    ("/versions/diff?from=1", 422),
+    ("/versions/diff?from=1&to=99999999999999999999", 422),
+    ("/versions/7", 404),
+    ("/versions/-1", 404),
+    ("/versions/abc", 422),
+]
+
+
+def test_bad_version_requests_are_4xx_problems(live_server, http, editor):
     slug = editor[0]
-    answer = http.get(f"{live_server.url}/api/v1/agreements/{slug}{path}")
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"].startswith("application/problem+json") or status == 422
+    for path, status in BAD_VERSION_REQUESTS:
+        answer = http.get(f"{live_server.url}/api/v1/agreements/{slug}{path}")
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json") or status == 422
     missing = http.get(
         f"{live_server.url}/api/v1/agreements/no-such-{uuid.uuid4().hex[:6]}/versions/diff?from=1&to=1"
     )
