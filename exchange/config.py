@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # API processes for `exchange serve` (uvicorn workers). Any worker answers any request.
+    workers: int = 1
     # Public base URL partners reach us at (behind a proxy); derived from the request when unset.
     public_url: str | None = None
     # Signs `next` cursors and session cookies. Generated into the data dir when unset in
