@@ -27,6 +27,13 @@ class AppContext:
     keyring: KeyRing
     key_cache: VerifiedKeyCache
     feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
+    # Sessions on the read replica (EXCHANGE_DATABASE_REPLICA_URL); None: reads use the primary.
+    replica_sessions: sessionmaker[Session] | None = None
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Where REST and TAXII reads go: the replica when there is one, else the primary."""
+        return self.replica_sessions or self.sessions
 
     def install(self, app: FastAPI) -> None:
         """Store the context on `app`, once."""

@@ -70,8 +70,17 @@ def get_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session
 
     Only requests that may write take SQLite's write lock up front (exports and previews are
     GETs that must not hold up TAXII writers). The caller is authenticated first, so a failed
-    login is answered (and audited) before any lock is taken.
+    login is answered (and audited) before any lock is taken. GETs read the replica when one
+    is configured (the caller was authenticated on the primary).
     """
+    write = request.method not in ("GET", "HEAD")
+    with session_scope(ctx.sessions if write else ctx.read_sessions, write=write) as session:
+        yield session
+
+
+def get_primary_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:
+    """Like get_db, but always on the primary: for reads that must not lag (the audit trail
+    and the disclosure ledger are evidence; the scheduler's leader changes by the second)."""
     write = request.method not in ("GET", "HEAD")
     with session_scope(ctx.sessions, write=write) as session:
         yield session
@@ -80,6 +89,7 @@ def get_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session
 # scope="function": commit (or roll back) before the response is sent, never after it, so a
 # client that got a 2xx can rely on the write having landed.
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
+PrimaryDbSession = Annotated[Session, Depends(get_primary_db, scope="function")]
 
 
 def get_write_db(ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:
