@@ -7,7 +7,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic.fields import FieldInfo
@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # development; production refuses to start without it.
     secret_key: str | None = Field(default=None, repr=False)
     api_root: str = "root"
+    # Addresses (comma-separated, CIDR allowed) of the TLS-terminating proxies whose
+    # X-Client-Cert / X-Client-Verify headers are believed (exchange.auth.certs); empty: none.
+    trusted_proxies: str = ""
     # The STIX identity of the national CERT: created_by_ref of what it publishes, and what
     # third-party sources are replaced by when an agreement anonymises them.
     identity_id: str = "identity--aeb752b6-4288-401d-b1df-705f70901e85"
@@ -130,11 +133,18 @@ class Settings(BaseSettings):
                 raise ValueError("EXCHANGE_SECRET_KEY must be set to at least 32 characters in production")
             if not self.database_url:
                 raise ValueError("EXCHANGE_DATABASE_URL must be set in production")
+        self.trusted_proxy_networks  # noqa: B018  (fails fast on a bad entry)
         if self.database_replica_url and not self.database_replica_url.startswith("postgresql"):
             raise ValueError("EXCHANGE_DATABASE_REPLICA_URL must be a PostgreSQL URL (a streaming replica)")
         if self.database_replica_url and not (self.database_url or "").startswith("postgresql"):
             raise ValueError("EXCHANGE_DATABASE_REPLICA_URL needs a PostgreSQL EXCHANGE_DATABASE_URL primary")
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[Any]:
+        from exchange.auth.certs import parse_networks
+
+        return parse_networks(self.trusted_proxies)
 
     @property
     def sqlalchemy_url(self) -> str:

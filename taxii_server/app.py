@@ -28,6 +28,10 @@ class TaxiiContext:
     key_cache: VerifiedKeyCache
     settings: Settings
 
+    def __post_init__(self) -> None:
+        # Proxies whose forwarded client certificates are believed (parsed once).
+        self.trusted_proxies = self.settings.trusted_proxy_networks
+
 
 class _OrjsonProvider(JSONProvider):
     """orjson out (stored canonical text is spliced in as orjson.Fragment); strict JSON in."""

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
+from exchange.auth.certs import forwarded_fingerprint
 from exchange.auth.service import Principal
 from exchange.context import Ctx
 from exchange.database.core import session_scope
@@ -51,13 +52,21 @@ def current_user(request: Request, ctx: Ctx) -> Principal:
     Its own short read transaction, so it never holds the request's write lock.
     """
     given = _credentials(request)
+    certificate = forwarded_fingerprint(
+        request.headers, request.client.host if request.client else None, ctx.trusted_proxies
+    )
     principal = None
-    if given:
+    if given or certificate:
         with session_scope(ctx.sessions) as db:
-            principal = auth_service.authenticate(db, given[0], given[1], cache=ctx.key_cache)
+            if given:
+                principal = auth_service.authenticate(
+                    db, given[0], given[1], cache=ctx.key_cache, certificate=certificate
+                )
+            elif certificate:
+                principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
-        if given:
-            record_login_failure(ctx.sessions, given[0], "rest")
+        if given or certificate:
+            record_login_failure(ctx.sessions, given[0] if given else "", "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
     return principal
 
