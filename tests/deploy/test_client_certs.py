@@ -33,8 +33,10 @@ class World:
     stray_cert: Path  # signed by the CA, bound to nothing
     second: tuple[str, str]
 
+    app: Any
+
     def client(self, peer: tuple[str, int] = PROXY) -> TestClient:
-        return TestClient(create_app(self.settings), client=peer)
+        return TestClient(self.app, client=peer)
 
     @property
     def partner(self) -> tuple[str, str]:
@@ -57,7 +59,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         done = run(env, "credential", "bind-cert", credential, "--cert", str(cert))
         assert done.returncode == 0, done.stderr
     settings = Settings(data_dir=tmp / "data", secret_key="c" * 40, trusted_proxies="127.0.0.1, ::1")
-    return World(env, settings, demo, bound, other, stray, (second["credential_id"], second["key"]))
+    second_key = (second["credential_id"], second["key"])
+    return World(env, settings, demo, bound, other, stray, second_key, create_app(settings))
 
 
 def test_the_certificate_alone_signs_in_as_its_credential(world: World) -> None:
