@@ -163,3 +163,32 @@ def test_binding_is_checked_and_audited(world: World) -> None:
     assert done.returncode == 0 and fingerprint in done.stdout
     audit = run(world.env, "audit", "list", "--json")
     assert "credential.bind_certificate" in audit.stdout
+
+
+def test_administrators_bind_and_unbind_through_the_rest_api(world: World) -> None:
+    admin = (world.demo["admin"]["id"], world.demo["admin"]["key"])
+    made = json.loads(run(world.env, "credential", "create", "cert-in", "--json").stdout)
+    cert = issue(world.settings.data_dir.parent, make_ca(), "rest-bound", client=True)[0]
+    path = f"/api/v1/credentials/{made['credential_id']}/certificate"
+    with world.client() as client:
+        partner = client.put(path, auth=world.partner, headers=forwarded(world.bound_cert), json={})
+        assert partner.status_code == 403  # a partner binds nothing, not even through the proxy
+        for body in (
+            {},
+            {"certificate_pem": "junk"},
+            {"sha256": "zz"},
+            {"sha256": "a" * 64, "certificate_pem": "x"},
+        ):
+            refused = client.put(path, auth=admin, json=body)
+            assert refused.status_code in (400, 422), (body, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+        bound = client.put(path, auth=admin, json={"certificate_pem": cert.read_text()})
+        assert bound.status_code == 200 and bound.json()["cert_sha256"] == certs.fingerprint(
+            cert.read_bytes()
+        )
+        key = (made["credential_id"], made["key"])
+        assert client.get(COLLECTIONS, headers=TAXII, auth=key).status_code == 401
+        assert client.get(COLLECTIONS, headers=forwarded(cert)).status_code == 200
+        assert client.delete(path, auth=admin).json()["cert_sha256"] is None
+        assert client.get(COLLECTIONS, headers=TAXII, auth=key).status_code == 200
+        assert client.get(COLLECTIONS, headers=forwarded(cert)).status_code == 401
