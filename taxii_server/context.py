@@ -18,8 +18,10 @@ _KEY = "taxii_request"
 class RequestContext:
     """What one TAXII request has resolved so far."""
 
-    # The request's one read session (closed at teardown).
+    # The request's read session on the primary (closed at teardown): the caller, its access.
     db: Session | None = None
+    # Its session on the read replica, when one is configured: pages of objects.
+    replica_db: Session | None = None
     # The caller, once authentication ran (None inside means it failed).
     principal: Principal | None = None
     authenticated: bool = False
@@ -28,7 +30,7 @@ class RequestContext:
     # Per-request memo for access decisions (agreement, grants, the partner's writers).
     policy: dict[Any, Any] = field(default_factory=dict)
     visible_roots: list[ApiRoot] | None = None
-    # The collection's date_added high-water mark, read before the page query.
+    # The collection's date_added high-water mark, read before the page query (where it runs).
     high_water: int = 0
     # HEAD served as GET: strip the body afterwards.
     head: bool = False
@@ -46,5 +48,7 @@ def current() -> RequestContext:
 def close() -> None:
     """End the request: close its session if one was opened."""
     ctx = g.pop(_KEY, None)
-    if ctx is not None and ctx.db is not None:
-        ctx.db.close()
+    if ctx is not None:
+        for session in (ctx.db, ctx.replica_db):
+            if session is not None:
+                session.close()

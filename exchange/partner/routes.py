@@ -7,8 +7,10 @@ from fastapi import APIRouter, Depends
 from exchange.auth import service as auth_service
 from exchange.auth.deps import AdminUser, DbSession, require_admin
 from exchange.context import KeyCacheDep
+from exchange.errors import BadRequestError
 from exchange.partner import service
 from exchange.partner.schemas import (
+    CertificateBinding,
     CredentialCreate,
     CredentialCreated,
     CredentialRead,
@@ -87,6 +89,32 @@ def create_user(body: UserCreate, db: DbSession, user: AdminUser) -> CredentialC
         details={"name": body.name, "role": body.role},
     )
     return CredentialCreated(id=credential.id, key=key)
+
+
+@router.put("/credentials/{credential_id}/certificate", response_model=CredentialRead)
+def bind_certificate(
+    credential_id: str, body: CertificateBinding, db: DbSession, user: AdminUser
+) -> CredentialRead:
+    """Bind a partner credential to its client certificate: it then signs in through the TLS
+    proxy with the certificate alone, and its key is refused without it."""
+    from exchange.auth import certs
+
+    try:
+        if body.certificate_pem is not None:
+            fingerprint = certs.fingerprint(body.certificate_pem)
+        else:
+            fingerprint = certs.normalise_fingerprint(body.sha256 or "")
+    except ValueError as exc:
+        raise BadRequestError(f"certificate: {exc}") from None
+    credential = auth_service.bind_certificate(db, credential_id, fingerprint, actor=user.credential_id)
+    return CredentialRead.model_validate(credential)
+
+
+@router.delete("/credentials/{credential_id}/certificate", response_model=CredentialRead)
+def unbind_certificate(credential_id: str, db: DbSession, user: AdminUser) -> CredentialRead:
+    """Remove a credential's client certificate binding (its key works alone again)."""
+    credential = auth_service.bind_certificate(db, credential_id, None, actor=user.credential_id)
+    return CredentialRead.model_validate(credential)
 
 
 @router.post("/credentials/{credential_id}/revoke", response_model=CredentialRead)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class PartnerCreate(BaseModel):
@@ -48,6 +48,22 @@ class CredentialRead(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    # The client certificate it is bound to (SHA-256 hex), if any.
+    cert_sha256: str | None = None
+
+
+class CertificateBinding(BaseModel):
+    """A partner credential's client certificate: the PEM, or its SHA-256 fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+    certificate_pem: str | None = Field(None, max_length=16_384)
+    sha256: str | None = Field(None, max_length=200, description="hex, colons allowed")
+
+    @model_validator(mode="after")
+    def _one(self) -> CertificateBinding:
+        if (self.certificate_pem is None) == (self.sha256 is None):
+            raise ValueError("give certificate_pem or sha256, not both")
+        return self
 
 
 class CredentialCreated(BaseModel):
