@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 from functools import lru_cache
@@ -70,6 +71,25 @@ class Settings(BaseSettings):
     push_timeout_seconds: float = 30.0
     # The signing key in use longer than this is flagged for rotation.
     signing_key_rotate_days: int = 365
+    # Limits (README "Limits and security headers"). Requests per minute per partner credential
+    # (token bucket: this rate, `burst` at once); an agreement's `rate_limit` overrides it.
+    # 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_burst: int = Field(default=600, ge=0)
+    # Staff credentials (admin, analyst): no limit by default (0); set to cap a leaked staff key.
+    rate_limit_staff_per_minute: int = Field(default=0, ge=0)
+    rate_limit_staff_burst: int = Field(default=1000, ge=0)
+    # API worker processes serving this database. Limits are kept per process without a database
+    # write per request, so each process enforces its share (the limit divided by this).
+    workers: int = Field(default=1, ge=1)
+    # Failed logins from one address (IPv6: its /64) in a minute before further attempts are
+    # answered 429 without checking the key; the flood is one audit row per address per minute.
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or CIDRs);
+    # empty: the peer address is the client, whatever headers say.
+    trusted_proxies: str = ""
+    # Strict-Transport-Security max-age, sent when public_url is https (0: never sent).
+    hsts_seconds: int = Field(default=31_536_000, ge=0)
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
@@ -79,6 +99,25 @@ class Settings(BaseSettings):
             if not self.database_url:
                 raise ValueError("EXCHANGE_DATABASE_URL must be set in production")
         return self
+
+    @model_validator(mode="after")
+    def _check_trusted_proxies(self) -> Settings:
+        self.trusted_proxy_networks()  # fails at start-up, not on the first proxied request
+        return self
+
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """EXCHANGE_TRUSTED_PROXIES as networks; a bad entry is an error naming it."""
+        networks = []
+        for item in self.trusted_proxies.split(","):
+            if not item.strip():
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"EXCHANGE_TRUSTED_PROXIES: {item.strip()!r} is not an IP address or CIDR network"
+                ) from None
+        return tuple(networks)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -14,6 +14,7 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings
 from exchange.errors import ServiceUnavailableError
 from exchange.feed.launcher import FeedLauncher
+from exchange.limits.service import Limits
 from exchange.signing import KeyRing
 
 
@@ -27,6 +28,7 @@ class AppContext:
     keyring: KeyRing
     key_cache: VerifiedKeyCache
     feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
+    limits: Limits | None = None  # None: no rate limits or login throttling (tests)
 
     def install(self, app: FastAPI) -> None:
         """Store the context on `app`, once."""

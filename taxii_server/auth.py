@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from medallion import auth
 
 from exchange.auth import service as auth_service
@@ -43,12 +43,20 @@ def _verify(username: str, password: str) -> Principal | None:
     ext = current_app.extensions.get("exchange")
     if ext is None or not username or not password:
         return None
+    address = request.remote_addr
+    if ext.limits is not None:
+        ext.limits.before_login(address, password, "taxii")
     # The request's own read session: one connection and one snapshot per request.
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
     if principal is None:
-        actor = record_login_failure(ext.session_factory, username, "taxii")
+        if ext.limits is not None:
+            actor = ext.limits.login_failed(address, username, "taxii")
+        else:
+            actor = record_login_failure(ext.session_factory, username, "taxii")
         log.warning("TAXII authentication failed for user %r", actor)
+    elif ext.limits is not None:
+        ext.limits.admit(principal, "taxii")
     return principal
 
 

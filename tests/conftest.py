@@ -77,6 +77,10 @@ def settings(
         secret_key="test-secret-" + "x" * 40,
         max_content_length=2 * 1024 * 1024,
         max_page_size=1000,
+        # The suite's shared servers take thousands of requests and failed logins from one
+        # address; tests/limits checks the limits with servers of their own.
+        rate_limit_per_minute=0,
+        login_failures_per_minute=1_000_000,
     )
 
 
@@ -150,7 +154,9 @@ def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  #
     from exchange.httpserver import HTTP_PROTOCOL  # as `exchange serve` runs it
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, log_level="warning")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, proxy_headers=False, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -46,19 +46,28 @@ def _credentials(request: Request) -> tuple[str, str] | None:
 
 
 def current_user(request: Request, ctx: Ctx) -> Principal:
-    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise.
+    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise, 429 when
+    its address failed too often or its credential is over its rate.
 
     Its own short read transaction, so it never holds the request's write lock.
     """
     given = _credentials(request)
+    address = request.client.host if request.client else None
     principal = None
     if given:
+        if ctx.limits is not None:
+            ctx.limits.before_login(address, given[1], "rest")
         with session_scope(ctx.sessions) as db:
             principal = auth_service.authenticate(db, given[0], given[1], cache=ctx.key_cache)
     if principal is None:
         if given:
-            record_login_failure(ctx.sessions, given[0], "rest")
+            if ctx.limits is not None:
+                ctx.limits.login_failed(address, given[0], "rest")
+            else:
+                record_login_failure(ctx.sessions, given[0], "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
+    if ctx.limits is not None:
+        ctx.limits.admit(principal, "rest")
     return principal
 
 

@@ -67,6 +67,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             http=HTTP_PROTOCOL,
+            # uvicorn would believe X-Forwarded-For from 127.0.0.1; the app decides whom to
+            # believe (EXCHANGE_TRUSTED_PROXIES, exchange/limits/client.py).
+            proxy_headers=False,
             log_level=settings.log_level.lower(),
             access_log=False,
         )
