@@ -165,3 +165,18 @@ def test_signed_export_example_verifies(demo):  # type: ignore[no-untyped-def]
     [block] = examples("Signed content")
     out = sh(demo, block, demo["analyst"])
     assert "OK: signed by kid" in out and "aud cert-in" in out
+
+
+@pytest.mark.live
+def test_limits_examples_show_the_headers_and_a_valid_rate_limit(demo):  # type: ignore[no-untyped-def]
+    from policies.schemas import AgreementDoc
+
+    [block] = examples("Limits and security headers")
+    out = sh(demo, block, demo["analyst"]).lower()
+    assert "x-frame-options: deny" in out and "nosniff" in out and "frame-ancestors 'none'" in out
+    [rate] = examples("Limits and security headers", "yaml")
+    import yaml
+
+    head = {"partner": "cert-in", "title": "t", "valid_from": "2024-01-01", "valid_until": "2025-01-01"}
+    doc = AgreementDoc.model_validate({**head, **yaml.safe_load(rate)})
+    assert doc.rate_limit is not None and doc.rate_limit.capacity == 100

@@ -20,14 +20,14 @@ from tests.taxii_server.conftest import TAXII
 pytestmark = pytest.mark.live
 # The same examples on every run (CI must not pass by luck); EXCHANGE_FUZZ_RANDOM=1 explores anew.
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("EXCHANGE_FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=not os.environ.get("EXCHANGE_FUZZ_RANDOM"),
     database=None if not os.environ.get("EXCHANGE_FUZZ_RANDOM") else settings.default.database,
 )
 # A partner's requests cost more (visibility SQL, gate, ledger, signature): fewer of them.
-PARTNER_FUZZ = settings(FUZZ, max_examples=15)
+PARTNER_FUZZ = settings(FUZZ, max_examples=int(os.environ.get("EXCHANGE_FUZZ_EXAMPLES", "15")))
 
 # Text that has broken servers: NUL and other controls, surrogate-free astral characters,
 # separators TAXII gives meaning to, and very long runs.
