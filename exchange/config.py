@@ -102,9 +102,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_trusted_proxies(self) -> Settings:
-        self.trusted_proxy_networks()  # fails at start-up, not on the first proxied request
+        self.trusted_proxy_networks  # noqa: B018  (fails at start-up, not on the first proxied request)
         return self
 
+    @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """EXCHANGE_TRUSTED_PROXIES as networks; a bad entry is an error naming it."""
         networks = []

@@ -54,7 +54,7 @@ class EdgeMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.limit = settings.max_content_length
-        self.networks = settings.trusted_proxy_networks()
+        self.networks = settings.trusted_proxy_networks
         headers = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),

@@ -97,7 +97,7 @@ def test_failures_are_counted_by_address_and_ipv6_by_its_64(given: str | None, k
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
-    proxies = Settings(trusted_proxies="10.0.0.0/8, 192.0.2.1").trusted_proxy_networks()
+    proxies = Settings(trusted_proxies="10.0.0.0/8, 192.0.2.1").trusted_proxy_networks
     # Not from a proxy: the header is whatever the client wrote.
     assert client_address("198.51.100.9", ["203.0.113.5"], proxies) == "198.51.100.9"
     assert client_address("198.51.100.9", ["203.0.113.5"], ()) == "198.51.100.9"
