@@ -196,6 +196,19 @@ def test_taxii_partner_envelopes(live_server, partner, target, body: Any) -> Non
     taxii_shaped(response)
 
 
+def test_partner_envelope_with_a_list_as_type_is_a_failure_not_a_500(live_server, partner, target) -> None:
+    # Found by test_taxii_partner_envelopes (randomized, PostgreSQL): the write policy hashed
+    # the type to look it up in the agreement's types and raised TypeError.
+    url, _, _ = target
+    for kind in (["indicator"], {"a": 1}):
+        body = {"objects": [{**indicator(11), "type": kind}, indicator(12)]}
+        response = partner.post(url + "objects/", content=json.dumps(body), headers={"Content-Type": TAXII})
+        taxii_shaped(response)
+        assert response.status_code == 202, response.text[:300]
+        status = response.json()
+        assert status["failure_count"] == 1 and status["success_count"] == 1, status
+
+
 header_values = st.one_of(
     nasty_text.filter(lambda v: "\n" not in v and "\x00" not in v and "\r" not in v),
     st.sampled_from(
