@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     launcher = feeds(settings=settings, sessions=factory, keyring=keyring) if feeds is not None else None
     limits = Limits.build(settings, factory, key_cache)
     AppContext(settings, engine, factory, keyring, key_cache, launcher, limits).install(app)
-    app.add_middleware(EdgeMiddleware, settings=settings)
+    # Outside Starlette's own error middleware, so that even its bare 500 carries the headers.
+    inner_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: EdgeMiddleware(inner_stack(), settings=settings)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -131,3 +131,21 @@ def test_agreement_rate_limit_schema() -> None:
     for bad in ({"per_minute": 0}, {"per_minute": "60"}, {"per_minute": 60, "every": "1m"}, {"burst": 5}):
         with pytest.raises(ValueError):
             AgreementDoc.model_validate({**base, "rate_limit": bad})
+
+
+def test_even_an_unhandled_500_carries_the_security_headers(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from exchange.main import create_app
+
+    app = create_app(settings)
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom-for-test", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom-for-test")
+    assert response.status_code == 500
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
