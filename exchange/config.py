@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     database_replica_url: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
-    # API processes for `exchange serve` (uvicorn workers). Any worker answers any request.
-    workers: int = 1
+    # API processes for `exchange serve` (uvicorn workers). Any worker answers any request. Rate
+    # limits are kept per process without a database write per request, so each process enforces
+    # its share (the limit divided by this).
+    workers: int = Field(default=1, ge=1)
     # Public base URL partners reach us at (behind a proxy); derived from the request when unset.
     public_url: str | None = None
     # Signs `next` cursors and session cookies. Generated into the data dir when unset in
@@ -71,7 +73,8 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, repr=False)
     api_root: str = "root"
     # Addresses (comma-separated, CIDR allowed) of the TLS-terminating proxies whose
-    # X-Client-Cert / X-Client-Verify headers are believed (exchange.auth.certs); empty: none.
+    # X-Forwarded-For and X-Client-Cert / X-Client-Verify headers are believed (exchange.auth.certs,
+    # exchange.limits.client); empty: the peer address is the client, whatever headers say.
     trusted_proxies: str = ""
     # The STIX identity of the national CERT: created_by_ref of what it publishes, and what
     # third-party sources are replaced by when an agreement anonymises them.
@@ -121,6 +124,20 @@ class Settings(BaseSettings):
     # the same address, up to ui_login_max_delay_seconds).
     ui_login_delay_seconds: float = 1.0
     ui_login_max_delay_seconds: float = 8.0
+
+    # Limits (README "Limits and security headers"). Requests per minute per partner credential
+    # (token bucket: this rate, `burst` at once); an agreement's `rate_limit` overrides it.
+    # 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_burst: int = Field(default=600, ge=0)
+    # Staff credentials (admin, analyst): no limit by default (0); set to cap a leaked staff key.
+    rate_limit_staff_per_minute: int = Field(default=0, ge=0)
+    rate_limit_staff_burst: int = Field(default=1000, ge=0)
+    # Failed logins from one address (IPv6: its /64) in a minute before further attempts are
+    # answered 429 without checking the key; the flood is one audit row per address per minute.
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    # Strict-Transport-Security max-age, sent when public_url is https (0: never sent).
+    hsts_seconds: int = Field(default=31_536_000, ge=0)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings
 from exchange.errors import ServiceUnavailableError
 from exchange.feed.launcher import FeedLauncher
+from exchange.limits.service import Limits
 from exchange.signing import KeyRing
 
 
@@ -30,6 +31,7 @@ class AppContext:
     feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
     # Sessions on the read replica (EXCHANGE_DATABASE_REPLICA_URL); None: reads use the primary.
     replica_sessions: sessionmaker[Session] | None = None
+    limits: Limits | None = None  # None: no rate limits or login throttling (tests)
 
     @cached_property
     def trusted_proxies(self) -> list[Any]:

@@ -68,3 +68,15 @@ class ServiceUnavailableError(ExchangeError):
     status = 503
     title = "Service unavailable"
     retry_after_seconds = 5
+
+
+class RateLimitedError(ExchangeError):
+    """The caller sent more than its limit allows (a credential's rate, an address's failed
+    logins): retry after `retry_after_seconds`."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)

@@ -21,12 +21,14 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.context import AppContext
 from exchange.database.core import as_domain_error, describe, make_engine, make_session_factory
-from exchange.errors import ExchangeError, ServiceUnavailableError
+from exchange.errors import ExchangeError, RateLimitedError, ServiceUnavailableError
 from exchange.export.routes import router as export_router
 from exchange.feed.launcher import FeedLauncherFactory
 from exchange.feed.routes import router as feed_router
 from exchange.incident.routes import router as publish_router
 from exchange.intel.routes import router as objects_router
+from exchange.limits.middleware import EdgeMiddleware
+from exchange.limits.service import Limits
 from exchange.monitoring import router as monitoring_router
 from exchange.partner.routes import router as partner_router
 from exchange.push.routes import router as push_router
@@ -73,7 +75,20 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         redoc_url=None,
     )
     launcher = feeds(settings=settings, sessions=factory, keyring=keyring) if feeds is not None else None
-    AppContext(settings, engine, factory, keyring, key_cache, launcher, replica_factory).install(app)
+    limits = Limits.build(settings, factory, key_cache)
+    AppContext(
+        settings,
+        engine,
+        factory,
+        keyring,
+        key_cache,
+        launcher,
+        replica_sessions=replica_factory,
+        limits=limits,
+    ).install(app)
+    # Outside Starlette's own error middleware, so that even its bare 500 carries the headers.
+    inner_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: EdgeMiddleware(inner_stack(), settings=settings)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
@@ -104,7 +119,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
                 page.headers["Retry-After"] = str(exc.retry_after_seconds)
             return page
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None
-        if isinstance(exc, ServiceUnavailableError):
+        if isinstance(exc, ServiceUnavailableError | RateLimitedError):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(
             {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.message},
@@ -189,6 +204,8 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     ui_routes.install(app)
     ui_docs.install(app)
 
-    taxii = create_taxii_app(settings, factory, key_cache, keyring, read_factory=replica_factory)
+    taxii = create_taxii_app(
+        settings, factory, key_cache, keyring, read_factory=replica_factory, limits=limits
+    )
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]
     return app

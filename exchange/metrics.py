@@ -79,7 +79,29 @@ PUSHES = Counter(
     ("partner", "status"),
 )
 
-COUNTERS = (FEED_RUNS, FEED_OBJECTS, OBJECTS_SERVED, OBJECTS_INGESTED, ERRORS, PUSHES)
+LOGIN_FAILURES = Counter("exchange_login_failures_total", "Failed logins, by channel.", ("channel",))
+LOGINS_THROTTLED = Counter(
+    "exchange_login_throttled_total",
+    "Login attempts answered 429 because their address failed too often, by channel.",
+    ("channel",),
+)
+RATE_LIMITED = Counter(
+    "exchange_rate_limited_total",
+    "Requests answered 429 by a credential's rate limit, by partner (or staff role) and channel.",
+    ("caller", "channel"),
+)
+
+COUNTERS = (
+    FEED_RUNS,
+    FEED_OBJECTS,
+    OBJECTS_SERVED,
+    OBJECTS_INGESTED,
+    ERRORS,
+    PUSHES,
+    LOGIN_FAILURES,
+    LOGINS_THROTTLED,
+    RATE_LIMITED,
+)
 
 
 def render_counters() -> list[str]:

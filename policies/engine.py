@@ -183,6 +183,8 @@ def decide_write(grant: WriteGrant | None, obj: Any, signature_problem: str | No
     if grant.require_signature and signature_problem is not None:
         return Decision(False, f"the agreement requires signed submissions: {signature_problem}")
     kind = obj.get("type") if isinstance(obj, dict) else None
+    if not isinstance(kind, str):
+        kind = None  # a list or mapping here would not even hash; no such object is any type
     if grant.types is not None and kind not in grant.types:
         return Decision(
             False, f"the agreement does not let {grant.partner} write objects of type {kind!r} here"

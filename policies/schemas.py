@@ -184,6 +184,20 @@ class PushSection(BaseModel):
         return format_duration(value)
 
 
+class RateLimitSection(BaseModel):
+    """How fast each of the partner's credentials may call (instead of the exchange's default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_minute: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    # Requests a credential may make at once after a quiet spell; default a tenth of a minute's.
+    burst: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, self.per_minute // 10)
+
+
 class AgreementDoc(BaseModel):
     """One version of a partner's sharing agreement, as administrators write it."""
 
@@ -197,6 +211,7 @@ class AgreementDoc(BaseModel):
     read: ReadSection | None = None
     write: WriteSection | None = None
     push: PushSection | None = None
+    rate_limit: RateLimitSection | None = None
 
     @field_validator("partner")
     @classmethod

@@ -16,6 +16,7 @@ from exchange.config import Settings
 from exchange.errors import InvalidJsonError
 from exchange.intel import service
 from exchange.intel.strictjson import loads_strict
+from exchange.limits.service import Limits
 from exchange.signing import KeyRing
 from taxii_server import auth, context, errors, negotiation
 from taxii_server.backend import SqlBackend
@@ -27,6 +28,7 @@ class TaxiiContext:
     session_factory: sessionmaker[Session]
     key_cache: VerifiedKeyCache
     settings: Settings
+    limits: Limits | None = None
 
     def __post_init__(self) -> None:
         # Proxies whose forwarded client certificates are believed (parsed once).
@@ -59,6 +61,7 @@ def create_taxii_app(
     keyring: KeyRing,
     *,
     read_factory: sessionmaker[Session] | None = None,
+    limits: Limits | None = None,
 ) -> Flask:
     """A new Flask app serving TAXII 2.1 at its root (mount it at /taxii2).
 
@@ -71,7 +74,7 @@ def create_taxii_app(
     provider.max_depth = settings.max_json_depth
     app.json = provider
     app.config["EXCHANGE_MAX_BODY"] = settings.max_content_length
-    app.extensions["exchange"] = TaxiiContext(session_factory, key_cache, settings)
+    app.extensions["exchange"] = TaxiiContext(session_factory, key_cache, settings, limits)
     # Read by medallion's views.
     app.taxii_config = {"max_page_size": settings.max_page_size}  # type: ignore[attr-defined]
     app.users_backend = {}  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from flask import Response, current_app, request
 from medallion import auth
 
 from exchange.auth import service as auth_service
-from exchange.auth.certs import forwarded_fingerprint
+from exchange.auth.certs import forwarded_fingerprint, tcp_peer
 from exchange.auth.deps import record_login_failure
 from exchange.auth.service import Principal
 from taxii_server import context
@@ -36,7 +36,8 @@ def _certificate() -> str | None:
     ext = current_app.extensions.get("exchange")
     if ext is None:
         return None
-    return forwarded_fingerprint(request.headers, request.remote_addr, ext.trusted_proxies)
+    peer = tcp_peer(request.environ.get("asgi.scope", {}), request.remote_addr)
+    return forwarded_fingerprint(request.headers, peer, ext.trusted_proxies)
 
 
 def _verify_certificate() -> Principal | None:
@@ -68,14 +69,22 @@ def _verify(username: str, password: str) -> Principal | None:
     ext = current_app.extensions.get("exchange")
     if ext is None or not username or not password:
         return None
+    address = request.remote_addr
+    if ext.limits is not None:
+        ext.limits.before_login(address, password, "taxii")
     # The request's own read session: one connection and one snapshot per request.
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate(
         db, username, password, cache=ext.key_cache, certificate=_certificate()
     )
     if principal is None:
-        actor = record_login_failure(ext.session_factory, username, "taxii")
+        if ext.limits is not None:
+            actor = ext.limits.login_failed(address, username, "taxii")
+        else:
+            actor = record_login_failure(ext.session_factory, username, "taxii")
         log.warning("TAXII authentication failed for user %r", actor)
+    elif ext.limits is not None:
+        ext.limits.admit(principal, "taxii")
     return principal
 
 

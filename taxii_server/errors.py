@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from exchange.database.core import as_domain_error, describe
-from exchange.errors import ExchangeError, ServiceUnavailableError
+from exchange.errors import ExchangeError, RateLimitedError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 TAXII_MEDIA = "application/taxii+json;version=2.1"
@@ -44,7 +44,7 @@ def install(app: Flask) -> None:
     @app.errorhandler(ExchangeError)
     def _exchange(error: ExchangeError) -> Response:
         response = error_response(error.status, error.title, error.message)
-        if isinstance(error, ServiceUnavailableError):
+        if isinstance(error, ServiceUnavailableError | RateLimitedError):
             response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response
 

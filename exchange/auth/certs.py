@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -85,3 +85,14 @@ def forwarded_fingerprint(headers: HeaderLookup, peer: str | None, trusted: Sequ
         return fingerprint(unquote(escaped))
     except ValueError:
         return None
+
+
+# Where the edge middleware keeps the TCP peer when it takes the client address from X-Forwarded-For.
+PEER_KEY = "exchange.peer"
+
+
+def tcp_peer(scope: Mapping[str, Any], client_host: str | None) -> str | None:
+    """The TCP peer of a request: `client_host`, unless the edge middleware replaced the client
+    with the address a trusted proxy forwarded (then the proxy, kept under PEER_KEY)."""
+    peer = scope.get(PEER_KEY)
+    return peer if isinstance(peer, str) else client_host

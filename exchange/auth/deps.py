@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
-from exchange.auth.certs import forwarded_fingerprint
+from exchange.auth.certs import forwarded_fingerprint, tcp_peer
 from exchange.auth.service import Principal
 from exchange.context import Ctx
 from exchange.database.core import session_scope
@@ -47,16 +47,20 @@ def _credentials(request: Request) -> tuple[str, str] | None:
 
 
 def current_user(request: Request, ctx: Ctx) -> Principal:
-    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise.
+    """The caller, from `Authorization: Bearer <key>` or HTTP Basic; 401 otherwise, 429 when
+    its address failed too often or its credential is over its rate.
 
     Its own short read transaction, so it never holds the request's write lock.
     """
     given = _credentials(request)
+    address = request.client.host if request.client else None
     certificate = forwarded_fingerprint(
-        request.headers, request.client.host if request.client else None, ctx.trusted_proxies
+        request.headers, tcp_peer(request.scope, address), ctx.trusted_proxies
     )
     principal = None
     if given or certificate:
+        if given and ctx.limits is not None:
+            ctx.limits.before_login(address, given[1], "rest")
         with session_scope(ctx.sessions) as db:
             if given:
                 principal = auth_service.authenticate(
@@ -66,8 +70,13 @@ def current_user(request: Request, ctx: Ctx) -> Principal:
                 principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
         if given or certificate:
-            record_login_failure(ctx.sessions, given[0] if given else "", "rest")
+            if ctx.limits is not None:
+                ctx.limits.login_failed(address, given[0] if given else "", "rest")
+            else:
+                record_login_failure(ctx.sessions, given[0] if given else "", "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
+    if ctx.limits is not None:
+        ctx.limits.admit(principal, "rest")
     return principal
 
 

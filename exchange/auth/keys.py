@@ -95,6 +95,16 @@ class VerifiedKeyCache:
             self._entries[slot] = (stored_hash, now + self._ttl)
         return True
 
+    def recently_verified(self, key: str) -> bool:
+        """Whether this key matched its credential within the cache's lifetime (the key names its
+        credential: `<credential id>.<secret>`). Says nothing of revocation or expiry."""
+        if self._ttl <= 0:
+            return False
+        slot = (key.partition(".")[0], self._fingerprint(key))
+        with self._lock:
+            entry = self._entries.get(slot)
+        return entry is not None and entry[1] > time.monotonic()
+
     def forget(self, credential_id: str) -> None:
         with self._lock:
             for slot in [s for s in self._entries if s[0] == credential_id]:

@@ -74,6 +74,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             http=HTTP_PROTOCOL,
+            # uvicorn would believe X-Forwarded-For from 127.0.0.1; the app decides whom to
+            # believe (EXCHANGE_TRUSTED_PROXIES, exchange/limits/client.py).
+            proxy_headers=False,
             log_level=settings.log_level.lower(),
             access_log=False,
         )
@@ -99,6 +102,8 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int, *, sc
     from exchange.signing import KeyRing, default_directory
 
     os.environ["EXCHANGE_DATA_DIR"] = str(settings.data_dir.resolve())
+    # Each worker enforces its share of the rate limits (exchange.limits), so it must know how many there are.
+    os.environ["EXCHANGE_WORKERS"] = str(workers)
     # Made once here, so the workers never race to create the secret or the signing keys.
     settings.ensure_secret()
     KeyRing(default_directory(settings)).ensure()
@@ -128,6 +133,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int, *, sc
             http=HTTP_PROTOCOL,
             log_level=settings.log_level.lower(),
             access_log=False,
+            proxy_headers=False,  # X-Forwarded-For is read only from trusted proxies (exchange.limits.client)
         )
     finally:
         if service is not None:

@@ -188,8 +188,24 @@ def test_agreement_preview_and_history_examples(demo):  # type: ignore[no-untype
     out = sh(demo, block, demo["admin"])
     assert "did you mean 'malware'?" in out
     # Other examples publish into the same demo first, so only the shape of the figures is fixed.
-    assert re.search(r"0 become visible, \d+ become withheld \(confidence \d+, tlp \d+, ", out), out
+    # The reasons are listed most frequent first, and the order depends on what was published before.
+    withheld = re.search(r"0 become visible, \d+ become withheld \(([^)]*)\)", out)
+    assert withheld and re.search(r"confidence \d+", withheld[1]) and re.search(r"tlp \d+", withheld[1]), out
     assert re.search(r"withheld: \d+ \(confidence \d+", out), out
     assert '"valid":false' in out.replace(" ", "") and '"field":"read.max_tlp"' in out.replace(" ", "")
     assert "-  max_tlp: amber\n+  max_tlp: green\n" in out and "+  min_confidence: 75\n" in out
     assert "agreement with cert-in: version 2" in out and "agreement with cert-in: version 3" in out
+
+
+def test_limits_examples_show_the_headers_and_a_valid_rate_limit(demo):  # type: ignore[no-untyped-def]
+    from policies.schemas import AgreementDoc
+
+    [block] = examples("Limits and security headers")
+    out = sh(demo, block, demo["analyst"]).lower()
+    assert "x-frame-options: deny" in out and "nosniff" in out and "frame-ancestors 'none'" in out
+    [rate] = examples("Limits and security headers", "yaml")
+    import yaml
+
+    head = {"partner": "cert-in", "title": "t", "valid_from": "2024-01-01", "valid_until": "2025-01-01"}
+    doc = AgreementDoc.model_validate({**head, **yaml.safe_load(rate)})
+    assert doc.rate_limit is not None and doc.rate_limit.capacity == 100

@@ -36,7 +36,9 @@ def start_uvicorn(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:  #
     from exchange.httpserver import HTTP_PROTOCOL  # as `exchange serve` runs it
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, log_level="warning")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, proxy_headers=False, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
