@@ -20,8 +20,8 @@ pytestmark = pytest.mark.live
 def editor(live_server, http, partners):  # type: ignore[no-untyped-def]
     """A partner whose agreement in force reads one collection up to amber (version 1)."""
     coll = live_server.collection(default_tlp="green")
-    objs = [indicator(GREEN, confidence=90) for _ in range(3)] + [
-        indicator(AMBER, confidence=90) for _ in range(2)
+    objs = [indicator(marking=GREEN, confidence=90) for _ in range(3)] + [
+        indicator(marking=AMBER, confidence=90) for _ in range(2)
     ]
     publish(http, live_server.collection_url(coll), objs)
     slug, cred = partners.add(
