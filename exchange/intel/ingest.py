@@ -31,6 +31,8 @@ ORIGINS = ("analyst", "partner", "peer", "feed")
 # Origins that are a partner organisation: their versions record it (originator control).
 PARTNER_ORIGINS = ("partner", "peer")
 _CHUNK = 500
+# origin_partner_pk of a partner version whose partner is unknown: never relayed (fail closed).
+UNKNOWN_PARTNER_PK = 0
 
 
 @dataclass
@@ -164,7 +166,8 @@ def ingest(
     if origin in PARTNER_ORIGINS and origin_partner_pk is None:
         origin_partner_pk = _credential_partner(db, added_by)
     if origin in PARTNER_ORIGINS and origin_partner_pk is None:
-        raise ValueError(f"a {origin} version needs the partner it came from")
+        # A partner we cannot name (its credential is gone): no partner relays what it sent.
+        origin_partner_pk = UNKNOWN_PARTNER_PK
     if origin not in PARTNER_ORIGINS:
         origin_partner_pk = None
     writer = writer or _writer_for(origin, added_by)
