@@ -195,8 +195,18 @@ def ingest(
     for obj, cand in valid:
         versions = stored.setdefault(cand.meta.stix_id, {})
         if not cand.version:
-            # No modified/created (e.g. an SCO): the same content is the same object.
-            same = next((v for v, row in versions.items() if row["body"] == cand.body), None)
+            # No modified/created (e.g. an SCO): the same content is the same object; but a copy
+            # only partners sent does not stand for the CERT's or a feed's, which is stored too
+            # (else a partner posting a value first would keep it from every other partner).
+            same = next(
+                (
+                    v
+                    for v, row in versions.items()
+                    if row["body"] == cand.body
+                    and (origin_partner_pk is not None or row["origin_partner_pk"] is None)
+                ),
+                None,
+            )
             if same is not None:
                 cand.version = same
             else:
@@ -529,6 +539,7 @@ def _stored_versions(
                 ObjectVersion.body,
                 ObjectVersion.is_latest,
                 ObjectVersion.is_first,
+                ObjectVersion.origin_partner_pk,
             ).where(
                 ObjectVersion.collection_pk == collection_pk,
                 ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),
