@@ -32,6 +32,14 @@ def upgrade() -> None:
             "WHERE origin = 'partner'"
         )
     )
+    # A partner submission whose credential is gone: a partner nobody may relay for (fail closed,
+    # as exchange.intel.ingest.UNKNOWN_PARTNER_PK).
+    bind.execute(
+        sa.text(
+            "UPDATE object_version SET origin_partner_pk = 0 "
+            "WHERE origin = 'partner' AND origin_partner_pk IS NULL"
+        )
+    )
     # The originator of a versioned object is the source of its earliest stored version; SCOs
     # (no `created`) have none: every source that saw a value stores the same id.
     ids = [
