@@ -171,6 +171,9 @@ def test_no_echo_and_relay_follow_relay_to_over_pull_export_and_push(live_server
     went = {(r["partner"], r["channel"]) for r in body["versions"][0]["received_by"]}
     assert {(b.slug, "taxii"), (b.slug, "push"), (b.slug, "export"), (c.slug, "taxii")} <= went
     assert not any(p == a.slug for p, _ in went)
+    ledger = http.get(f"{live_server.url}/api/v1/objects/{mine['id']}/recipients").json()
+    assert ledger["came_from"] == {"origin": "partner", "partner": a.slug}
+    assert a.slug not in {r["partner"] for r in ledger["received"]}
 
 
 def test_no_one_launders_a_partners_object(live_server, http):
