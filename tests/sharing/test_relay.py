@@ -219,6 +219,13 @@ def test_no_one_launders_a_partners_object(live_server, http):
     assert set(pull(url, b, **{"match[version]": "all"})[0]) == {cert_ind["id"], report["id"]}
     # A gets neither its object nor the CERT's versions of it, but may follow references to it.
     assert set(pull(url, a, **{"match[version]": "all"})[0]) == {cert_ind["id"], rel["id"], report["id"]}
+    # Nor by id, nor as versions or in the manifest, for C or (no echo) for A.
+    for party in (a, c):
+        for path in (f"objects/{mine['id']}/", f"objects/{mine['id']}/versions/"):
+            response = httpx.get(url + path, auth=party.cred, headers={"Accept": TAXII})
+            assert response.status_code == 404, (party.slug, path, response.text)
+        manifest = httpx.get(url + "manifest/", auth=party.cred, headers={"Accept": TAXII}).json()
+        assert mine["id"] not in {m["id"] for m in manifest.get("objects", [])}
     revoked = dict(v2, modified="2026-03-01T00:00:00.000Z", revoked=True)
     publish(http, url, [revoked])
     assert mine["id"] not in pull(url, c, **{"match[version]": "all"})[0]
