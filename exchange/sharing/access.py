@@ -21,6 +21,7 @@ from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
 from exchange.sharing import visibility
 from policies.engine import ReadGrant, WriteGrant, read_grant, relayers_for
 from policies.schemas import AgreementDoc
@@ -112,11 +113,16 @@ def _all_read_grants(db: Session, principal: Caller, doc, now, relay) -> list[vi
 
 
 def relay_scope(
-    db: Session, partner_pk: int, *, docs: dict[int, AgreementDoc | None] | None = None
+    db: Session,
+    partner_pk: int,
+    *,
+    docs: dict[int, AgreementDoc | None] | None = None,
+    current: Sequence[tuple[Partner, AgreementDoc | None]] | None = None,
 ) -> visibility.RelayScope:
-    """Originator control for one recipient, from every partner's current agreement (`docs`
-    overrides some of them: what an agreement edit changes is worked out with both versions)."""
-    rows = agreement_service.current_docs(db)
+    """Originator control for one recipient, from every partner's current agreement (`current`,
+    read here unless given; `docs` overrides some of them: what an agreement edit changes is
+    worked out with both versions)."""
+    rows = current if current is not None else agreement_service.current_docs(db)
     by_slug: dict[str, AgreementDoc] = {}
     pks: dict[str, int] = {}
     names: dict[int, str] = {}

@@ -56,11 +56,12 @@ def _release_relayed(
 
     total = 0
     now = utcnow()
-    for partner, doc in agreement_service.current_docs(db):
+    current = agreement_service.current_docs(db)
+    for partner, doc in current:
         if partner.pk == partner_pk or doc is None or partner.status != "active":
             continue
-        old_scope = relay_scope(db, partner.pk, docs={partner_pk: before})
-        new_scope = relay_scope(db, partner.pk, docs={partner_pk: after})
+        old_scope = relay_scope(db, partner.pk, docs={partner_pk: before}, current=current)
+        new_scope = relay_scope(db, partner.pk, docs={partner_pk: after}, current=current)
         if new_scope.relayers <= old_scope.relayers:
             continue  # nothing more reaches this partner (less is never released)
         new = doc_grants(db, doc, now=now, relay=new_scope)
