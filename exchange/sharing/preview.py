@@ -21,7 +21,7 @@ from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
 from exchange.sharing import visibility
-from exchange.sharing.access import doc_grants, own_writers
+from exchange.sharing.access import doc_grants
 from policies.schemas import AgreementDoc, type_warnings
 from policies.tlp import LEVELS
 
@@ -35,7 +35,6 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     aliases = as_if.read.collections if as_if.read else []
     grants = doc_grants(db, as_if, now=now, partner_active=partner.status == "active")
     all_grants = [cg for _, cg in grants.values()]
-    writers = own_writers(db, partner.pk)
     current = agreement_service.current_doc_for(db, partner.pk)
     unchanged = current is not None and current.to_document() == doc.to_document()
     # Previewing the agreement in force itself changes nothing; a stored draft would change what
@@ -83,14 +82,13 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
                     in_force[alias][1],
                     in_force_all,
                     stamp,
-                    writers,
                     dropped="not_in_force",
                 )[1]
             _add_change(change, entry["change"])
             report["collections"].append(entry)
             continue
         coll, cg = grants[alias]
-        rules = visibility.read_rules(cg, all_grants, now_us=stamp, own_writers=writers)
+        rules = visibility.read_rules(cg, all_grants, now_us=stamp)
         where = [
             ObjectVersion.collection_pk == coll.pk,
             ObjectVersion.is_latest.is_(True),
@@ -121,7 +119,6 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
             None if same else in_force.get(alias, (None, None))[1],
             in_force_all,
             stamp,
-            writers,
         )
         if same:
             coll_change = _empty_change()
@@ -146,7 +143,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     for alias, (coll, cg) in in_force.items():
         if alias in aliases or same:
             continue
-        gone = _compare(db, coll.pk, None, cg, in_force_all, stamp, writers)[1]
+        gone = _compare(db, coll.pk, None, cg, in_force_all, stamp)[1]
         _add_change(change, gone)
         report["collections"].append(
             {
@@ -190,7 +187,6 @@ def _compare(
     current: visibility.CollectionGrant | None,
     current_all: list[visibility.CollectionGrant],
     stamp: int,
-    writers: tuple[str, ...],
     *,
     dropped: str = "collection",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -227,7 +223,7 @@ def _compare(
     clean = (0,) * width
     shown_now: tuple[ColumnElement[bool], ...] = ()
     if current is not None:
-        shown_now = tuple(visibility.read_predicates(current, current_all, now_us=stamp, own_writers=writers))
+        shown_now = tuple(visibility.read_predicates(current, current_all, now_us=stamp))
     if rules is None:
         if current is not None:
             gone = sum(counts(*shown_now).values())

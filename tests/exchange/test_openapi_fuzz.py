@@ -29,8 +29,8 @@ from exchange.main import create_app
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
 from feeds.launcher import Launcher
-from tests.conftest import free_port, start_uvicorn
 from tests.support.databases import throwaway_postgres
+from tests.support.taxii import free_port, start_uvicorn
 
 pytestmark = pytest.mark.live
 # Examples per operation: about 40 s on SQLite; PostgreSQL answers each request more slowly.

@@ -16,7 +16,7 @@ from exchange.agreement import service as agreement_service
 from exchange.config import Settings
 from exchange.main import create_app
 from exchange.partner import service as partner_service
-from tests.conftest import LiveServer, free_port, start_uvicorn
+from tests.support.taxii import LiveServer, free_port, start_uvicorn
 
 
 @dataclass

@@ -12,8 +12,8 @@ import pytest
 from exchange.audit import service as audit
 from exchange.audit.models import AuditEvent
 from exchange.context import context_of
-from tests.conftest import TAXII
 from tests.limits.conftest import Limited
+from tests.support.taxii import TAXII
 
 pytestmark = pytest.mark.live
 SECURITY = {

@@ -1,13 +1,13 @@
 """credentials bound to a partner's client certificate (SHA-256 fingerprint)
 
-Revision ID: 0009_deploy
-Revises: 0008
+Revision ID: 0010_deploy
+Revises: 0009_ui
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_deploy"
+revision = "0010_deploy"
 down_revision = "0009_ui"
 branch_labels = None
 depends_on = None
