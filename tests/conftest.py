@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -22,6 +23,13 @@ from feeds.launcher import Launcher
 from tests.support.databases import postgres_admin_url
 from tests.support.partners import Partners
 from tests.support.taxii import TAXII, LiveServer, free_port, start_uvicorn
+
+# Hypothesis judges what a property holds, not how fast this machine is: no deadline per example,
+# and slow input generation (a loaded CI machine) is not a failure.
+hypothesis.settings.register_profile(
+    "exchange", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("exchange")
 
 # The feed servers and feed fixtures, shared by the feed, adversarial and intel tests.
 pytest_plugins = ["tests.support.feeds"]
