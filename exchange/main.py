@@ -71,7 +71,11 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # the point is to report any failure
             log.error("health check: database unreachable: %s", type(exc).__name__)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": str(ServiceUnavailableError.retry_after_seconds)},
+            )
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
     @app.exception_handler(ExchangeError)

@@ -9,6 +9,7 @@ from flask import g
 from sqlalchemy.orm import Session
 
 from exchange.auth.service import Principal
+from exchange.database import core as database
 from exchange.intel.models import ApiRoot
 
 _KEY = "taxii_request"
@@ -47,4 +48,4 @@ def close() -> None:
     """End the request: close its session if one was opened."""
     ctx = g.pop(_KEY, None)
     if ctx is not None and ctx.db is not None:
-        ctx.db.close()
+        database.close(ctx.db)  # never raises: the answer has been decided (and may be sent)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from exchange.errors import BadRequestError, ExchangeError, ServiceUnavailableError
 
 IMMEDIATE = "exchange_sqlite_immediate"
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -77,10 +79,27 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # A broken connection (the server restarted, the network dropped) cannot roll back
+        # either: the original error is the one to report; `close` discards the connection.
+        with suppress(DBAPIError):
+            session.rollback()
         raise
     finally:
+        close(session)
+
+
+def close(session: Session) -> None:
+    """End a session without raising: a connection that cannot even roll back is discarded.
+
+    Closing rolls back what is left open; when the database went away meanwhile (PostgreSQL
+    restarted under load) that rollback fails, and raising then would turn an answer already
+    decided, or already sent, into an error.
+    """
+    try:
         session.close()
+    except DBAPIError as exc:
+        log.warning("discarding a database connection that could not roll back: %s", describe(exc))
+        session.invalidate()
 
 
 def plan_for_current_size(db: Session) -> None:
@@ -112,7 +131,7 @@ def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
     return ServiceUnavailableError(f"the database is busy or unreachable; try again in {retry} s")
 
 
-def describe(exc: DataError | OperationalError) -> str:
+def describe(exc: DBAPIError) -> str:
     """The driver's error class and SQLSTATE, for logs: never its text, which may quote parameters."""
     orig = exc.orig
     state = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
