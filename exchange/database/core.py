@@ -128,7 +128,25 @@ def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
             "(such as a NUL character or a number out of range)"
         )
     retry = ServiceUnavailableError.retry_after_seconds
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None) or ""
+    if code in _FULL:
+        return ServiceUnavailableError(
+            f"the database is out of space, so nothing can be stored (or recorded) now; "
+            f"an administrator must free disk space; try again in {retry} s"
+        )
+    if code in _READ_ONLY:
+        return ServiceUnavailableError(
+            f"the database is read-only, so nothing can be stored (or recorded) now; "
+            f"an administrator must make it writable; try again in {retry} s"
+        )
     return ServiceUnavailableError(f"the database is busy or unreachable; try again in {retry} s")
+
+
+# SQLite result names and PostgreSQL SQLSTATEs for a full disk and a store that refuses writes
+# (a read-only file or mount; a PostgreSQL standby or default_transaction_read_only).
+_FULL = {"SQLITE_FULL", "53100"}
+_READ_ONLY = {"SQLITE_READONLY", "SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_DBMOVED", "25006"}
 
 
 def describe(exc: DBAPIError) -> str:
