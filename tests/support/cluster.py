@@ -1,4 +1,4 @@
-"""A PostgreSQL cluster of a test's own (pg_createcluster on a free port), for tests that restart
+"""A PostgreSQL cluster of a test's (or a fault benchmark's) own (pg_createcluster on a free port), for tests that restart
 or stop the server: never the shared one at 5432."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import pytest
+
+class ClusterUnavailable(RuntimeError):
+    """This machine cannot make a cluster (no postgresql-common, or not root/postgres)."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,15 @@ def _version() -> str | None:
 
 @contextmanager
 def own_cluster(prefix: str = "test") -> Iterator[Cluster]:
-    """A started cluster (trust auth, listening on localhost), stopped and dropped afterwards."""
+    """A started cluster (trust auth, listening on localhost), stopped and dropped afterwards.
+
+    Raises ClusterUnavailable where none can be made (tests skip on it, with its reason).
+    """
     version = _version()
     if version is None or shutil.which("pg_createcluster") is None:
-        pytest.skip("pg_createcluster (postgresql-common) is not installed")
+        raise ClusterUnavailable("pg_createcluster (postgresql-common) is not installed")
     if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
-        pytest.skip("pg_createcluster needs root or the postgres user")
+        raise ClusterUnavailable("pg_createcluster needs root or the postgres user")
     cluster = Cluster(version, f"{prefix}{uuid.uuid4().hex[:8]}", _free_port())
     subprocess.run(
         [
