@@ -375,6 +375,16 @@ class Stats:
     errors: list[str] = field(default_factory=list)
     objects: int = 0
     requests: int = 0
+    refused_at: list[float] = field(default_factory=list)  # monotonic times of answers not 2xx
+    no_retry_after: int = 0  # 503s without Retry-After
+
+    def answered(self, response: httpx.Response) -> None:
+        self.statuses[response.status_code] += 1
+        self.requests += 1
+        if response.status_code >= 300:
+            self.refused_at.append(time.monotonic())
+        if response.status_code == 503 and not response.headers.get("Retry-After"):
+            self.no_retry_after += 1
 
     def fail(self, message: str) -> None:
         if len(self.errors) < 20:
@@ -411,11 +421,11 @@ class PartnerPoller:
             response = await client.get(url, params=params)
         except httpx.HTTPError as exc:
             self.stats.statuses[0] += 1
+            self.stats.refused_at.append(time.monotonic())
             self.stats.fail(f"{self.slug}: {type(exc).__name__}")
             return None
         self.stats.latencies.append(time.perf_counter() - started)
-        self.stats.statuses[response.status_code] += 1
-        self.stats.requests += 1
+        self.stats.answered(response)
         if response.status_code != 200:
             self.stats.fail(f"{self.slug}: HTTP {response.status_code} {response.text[:160]}")
             return None
@@ -536,8 +546,7 @@ class Analyst:
                     self.stats.fail(f"publish: {type(exc).__name__}")
                 else:
                     self.stats.latencies.append(time.perf_counter() - started)
-                    self.stats.statuses[response.status_code] += 1
-                    self.stats.requests += 1
+                    self.stats.answered(response)
                     if response.status_code == 201:
                         if "id" not in body:
                             self.published.append(dict(body, id=response.json()["incident"]))
@@ -701,7 +710,16 @@ async def drive(
     return stats, publish, pollers
 
 
-def run_config(backend: str, workers: int, opts: argparse.Namespace, workdir: Path, pg_admin: str) -> Result:
+def run_config(
+    backend: str,
+    workers: int,
+    opts: argparse.Namespace,
+    workdir: Path,
+    pg_admin: str,
+    *,
+    database_url: str | None = None,
+    during: Callable[[float], None] | None = None,
+) -> Result:
     label = (
         f"{'SQLite' if backend == 'sqlite' else 'PostgreSQL'}, {workers} worker{'s' if workers > 1 else ''}"
     )
@@ -710,7 +728,13 @@ def run_config(backend: str, workers: int, opts: argparse.Namespace, workdir: Pa
         stack.callback(feed_server.stop)
         log(f"{label}: creating the exchange, {opts.partners} partners and their agreements")
         setup = make_exchange(
-            backend, workdir, stack, n_partners=opts.partners, feed_url=feed_server.url, pg_admin=pg_admin
+            backend,
+            workdir,
+            stack,
+            n_partners=opts.partners,
+            feed_url=feed_server.url,
+            pg_admin=pg_admin,
+            database_url=database_url,
         )
         group = Workers(workers, setup.settings, workdir / "server.log")
         stack.callback(group.stop)
@@ -752,6 +776,7 @@ def run_config(backend: str, workers: int, opts: argparse.Namespace, workdir: Pa
                 analysts=opts.analysts,
                 publish_every=opts.publish_every,
                 seed=opts.seed,
+                during=during,
             )
         )
         out, _ = feeder.communicate(timeout=300)
@@ -772,7 +797,15 @@ def run_config(backend: str, workers: int, opts: argparse.Namespace, workdir: Pa
             check_partner(setup, poller, full, check)
         with session_scope(setup.factory) as db:
             stored = db.scalar(select(func.count()).select_from(ObjectVersion)) or 0
-        polled = Stats(poll_latencies, poll_statuses, stats.errors, poll_objects, poll_requests)
+        polled = Stats(
+            poll_latencies,
+            poll_statuses,
+            stats.errors,
+            poll_objects,
+            poll_requests,
+            list(stats.refused_at),
+            stats.no_retry_after,
+        )
         return Result(label, opts.seconds, polled, publish, check, feed, stored, load_at_start)
 
 
