@@ -7,28 +7,72 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SECRET_FILE = "secret.key"
+# Settings that may be read from a file named by EXCHANGE_<NAME>_FILE (Docker and Kubernetes
+# secrets are files): the value never has to sit in the environment or a compose file.
+FILE_SETTINGS = ("secret_key", "database_url", "database_replica_url")
+
+
+class SettingsFileError(ValueError):
+    """An EXCHANGE_*_FILE that names no readable, non-empty file (the message names the file only)."""
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """EXCHANGE_<NAME>_FILE for the settings in FILE_SETTINGS: the file's text, stripped."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[object, str, bool]:
+        return None, field_name, False  # __call__ reads them all at once
+
+    def __call__(self) -> dict[str, object]:
+        values: dict[str, object] = {}
+        for name in FILE_SETTINGS:
+            variable = f"EXCHANGE_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SettingsFileError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+                raise SettingsFileError(f"{variable}_FILE={path}: cannot read it ({reason})") from None
+            if not value:
+                raise SettingsFileError(f"{variable}_FILE={path}: the file is empty")
+            values[name] = value
+        return values
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+    # hide_input_in_errors: a validation error never repeats a value (it may be a secret).
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("./exchange-data")
-    database_url: str | None = None
+    # May carry a password: kept out of repr and logs (also EXCHANGE_DATABASE_URL_FILE).
+    database_url: str | None = Field(default=None, repr=False)
+    # A PostgreSQL streaming replica for TAXII and REST reads; writes, the disclosure ledger and
+    # every access decision (credentials, partners, agreements) stay on the primary.
+    database_replica_url: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
+    # API processes for `exchange serve` (uvicorn workers). Any worker answers any request.
+    workers: int = 1
     # Public base URL partners reach us at (behind a proxy); derived from the request when unset.
     public_url: str | None = None
     # Signs `next` cursors and session cookies. Generated into the data dir when unset in
     # development; production refuses to start without it.
     secret_key: str | None = Field(default=None, repr=False)
     api_root: str = "root"
+    # Addresses (comma-separated, CIDR allowed) of the TLS-terminating proxies whose
+    # X-Client-Cert / X-Client-Verify headers are believed (exchange.auth.certs); empty: none.
+    trusted_proxies: str = ""
     # The STIX identity of the national CERT: created_by_ref of what it publishes, and what
     # third-party sources are replaced by when an agreement anonymises them.
     identity_id: str = "identity--aeb752b6-4288-401d-b1df-705f70901e85"
@@ -71,6 +115,17 @@ class Settings(BaseSettings):
     # The signing key in use longer than this is flagged for rotation.
     signing_key_rotate_days: int = 365
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _SecretFiles(settings_cls), dotenv_settings, file_secret_settings
+
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
         if self.environment == "production":
@@ -78,7 +133,18 @@ class Settings(BaseSettings):
                 raise ValueError("EXCHANGE_SECRET_KEY must be set to at least 32 characters in production")
             if not self.database_url:
                 raise ValueError("EXCHANGE_DATABASE_URL must be set in production")
+        self.trusted_proxy_networks  # noqa: B018  (fails fast on a bad entry)
+        if self.database_replica_url and not self.database_replica_url.startswith("postgresql"):
+            raise ValueError("EXCHANGE_DATABASE_REPLICA_URL must be a PostgreSQL URL (a streaming replica)")
+        if self.database_replica_url and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError("EXCHANGE_DATABASE_REPLICA_URL needs a PostgreSQL EXCHANGE_DATABASE_URL primary")
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[Any]:
+        from exchange.auth.certs import parse_networks
+
+        return parse_networks(self.trusted_proxies)
 
     @property
     def sqlalchemy_url(self) -> str:

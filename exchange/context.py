@@ -4,7 +4,8 @@ typed dependencies routes read it through (never `request.app.state` directly)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from functools import cached_property
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
@@ -27,6 +28,18 @@ class AppContext:
     keyring: KeyRing
     key_cache: VerifiedKeyCache
     feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
+    # Sessions on the read replica (EXCHANGE_DATABASE_REPLICA_URL); None: reads use the primary.
+    replica_sessions: sessionmaker[Session] | None = None
+
+    @cached_property
+    def trusted_proxies(self) -> list[Any]:
+        """The proxies whose forwarded client certificates are believed (EXCHANGE_TRUSTED_PROXIES)."""
+        return self.settings.trusted_proxy_networks
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Where REST and TAXII reads go: the replica when there is one, else the primary."""
+        return self.replica_sessions or self.sessions
 
     def install(self, app: FastAPI) -> None:
         """Store the context on `app`, once."""

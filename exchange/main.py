@@ -49,6 +49,12 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     settings.ensure_secret()
     engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
     factory = make_session_factory(engine)
+    replica_factory = None
+    if settings.database_replica_url:
+        replica_engine = make_engine(
+            settings.database_replica_url, busy_seconds=settings.database_busy_seconds
+        )
+        replica_factory = make_session_factory(replica_engine)
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
     keyring.ensure()
@@ -61,7 +67,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         redoc_url=None,
     )
     launcher = feeds(settings=settings, sessions=factory, keyring=keyring) if feeds is not None else None
-    AppContext(settings, engine, factory, keyring, key_cache, launcher).install(app)
+    AppContext(settings, engine, factory, keyring, key_cache, launcher, replica_factory).install(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
@@ -76,7 +82,17 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
                 status_code=503,
                 headers={"Retry-After": str(ServiceUnavailableError.retry_after_seconds)},
             )
-        return JSONResponse({"status": "ok", "database": engine.dialect.name})
+        answer: dict[str, str] = {"status": "ok", "database": engine.dialect.name}
+        if replica_factory is not None:
+            # Reported, not required: writes and pulls of the primary still work without it.
+            try:
+                with replica_factory() as db:
+                    db.execute(text("SELECT 1"))
+                answer["replica"] = "ok"
+            except Exception as exc:
+                log.error("health check: replica unreachable: %s", type(exc).__name__)
+                answer["replica"] = "unreachable"
+        return JSONResponse(answer)
 
     @app.exception_handler(ExchangeError)
     def _exchange_error(_request: Request, exc: ExchangeError) -> JSONResponse:
@@ -160,6 +176,6 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     ):
         app.include_router(router)
 
-    taxii = create_taxii_app(settings, factory, key_cache, keyring)
+    taxii = create_taxii_app(settings, factory, key_cache, keyring, read_factory=replica_factory)
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]
     return app

@@ -28,6 +28,10 @@ class TaxiiContext:
     key_cache: VerifiedKeyCache
     settings: Settings
 
+    def __post_init__(self) -> None:
+        # Proxies whose forwarded client certificates are believed (parsed once).
+        self.trusted_proxies = self.settings.trusted_proxy_networks
+
 
 class _OrjsonProvider(JSONProvider):
     """orjson out (stored canonical text is spliced in as orjson.Fragment); strict JSON in."""
@@ -53,8 +57,14 @@ def create_taxii_app(
     session_factory: sessionmaker[Session],
     key_cache: VerifiedKeyCache,
     keyring: KeyRing,
+    *,
+    read_factory: sessionmaker[Session] | None = None,
 ) -> Flask:
-    """A new Flask app serving TAXII 2.1 at its root (mount it at /taxii2)."""
+    """A new Flask app serving TAXII 2.1 at its root (mount it at /taxii2).
+
+    With `read_factory` (a streaming replica) pages of objects, manifests and versions are read
+    there; the caller, its access and every write (the ledger included) stay on `session_factory`.
+    """
     app = Flask("taxii_server")
     app.request_class = _TaxiiRequest
     provider = _OrjsonProvider(app)
@@ -67,6 +77,7 @@ def create_taxii_app(
     app.users_backend = {}  # type: ignore[attr-defined]
     app.medallion_backend = SqlBackend(  # type: ignore[attr-defined]
         session_factory=session_factory,
+        read_factory=read_factory,
         settings=settings,
         codec=CursorCodec(settings.resolved_secret()),
         keyring=keyring,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from medallion import auth
 
 from exchange.auth import service as auth_service
+from exchange.auth.certs import forwarded_fingerprint
 from exchange.auth.deps import record_login_failure
 from exchange.auth.service import Principal
 from taxii_server import context
@@ -22,9 +23,33 @@ def authenticate_request() -> Principal | None:
     ctx = context.current()
     if not ctx.authenticated:
         given = auth.get_auth()
-        ctx.principal = _verify(given.username or "", given.password or "") if given else None
+        if given:
+            ctx.principal = _verify(given.username or "", given.password or "")
+        else:
+            ctx.principal = _verify_certificate()
         ctx.authenticated = True
     return ctx.principal
+
+
+def _certificate() -> str | None:
+    """The fingerprint of the client certificate a trusted proxy verified for this request."""
+    ext = current_app.extensions.get("exchange")
+    if ext is None:
+        return None
+    return forwarded_fingerprint(request.headers, request.remote_addr, ext.trusted_proxies)
+
+
+def _verify_certificate() -> Principal | None:
+    certificate = _certificate()
+    if certificate is None:
+        return None
+    db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
+    principal = auth_service.authenticate_certificate(db, certificate)
+    if principal is None:
+        ext = current_app.extensions["exchange"]
+        record_login_failure(ext.session_factory, "", "taxii")
+        log.warning("TAXII client certificate %s… is bound to no usable credential", certificate[:12])
+    return principal
 
 
 def _callback(username: str, password: str) -> Principal | None:
@@ -45,7 +70,9 @@ def _verify(username: str, password: str) -> Principal | None:
         return None
     # The request's own read session: one connection and one snapshot per request.
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
-    principal = auth_service.authenticate(db, username, password, cache=ext.key_cache)
+    principal = auth_service.authenticate(
+        db, username, password, cache=ext.key_cache, certificate=_certificate()
+    )
     if principal is None:
         actor = record_login_failure(ext.session_factory, username, "taxii")
         log.warning("TAXII authentication failed for user %r", actor)

@@ -11,6 +11,7 @@ import orjson
 from flask import request
 from medallion import auth
 from medallion.backends.base import Backend
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.audit import service as audit
@@ -53,11 +54,13 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         *,
         session_factory: sessionmaker[Session],
         settings: Settings,
+        read_factory: sessionmaker[Session] | None = None,
         codec: CursorCodec,
         keyring: KeyRing,
     ):
         self._keyring = keyring
         self._factory = session_factory
+        self._read_factory = read_factory
         self._settings = settings
         self._codec = codec
         self._roots: dict[str, tuple[float, ApiRoot | None]] = {}
@@ -73,6 +76,28 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
 
     _db = request_session
 
+    def _reads(self) -> Session:
+        """Where pages are read: the replica's session when there is one, else the request's.
+
+        A streaming replica replays the primary's commits in order, and a collection's
+        date_added is handed out in commit order, so a lagging replica shows a prefix of each
+        stream: a page from it may stop short, never skip. Every resume point (`next`, the
+        X-TAXII-Date-Added headers) comes from what that page served, or, for staff, from the
+        high-water mark read on the same replica before the page.
+        """
+        if self._read_factory is None:
+            return self.request_session()
+        ctx = context.current()
+        if ctx.replica_db is None:
+            ctx.replica_db = self._read_factory()
+        return ctx.replica_db
+
+    def _high_water(self, coll: Collection) -> int:
+        if self._read_factory is None:
+            return coll.last_date_added_us
+        mark = self._reads().scalar(select(Collection.last_date_added_us).where(Collection.pk == coll.pk))
+        return int(mark or 0)
+
     def _end_read(self) -> None:
         """Close the request's read transaction before writing in another session.
 
@@ -80,9 +105,10 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         checkpointed, and the log grows without bound while partners pull (the ledger).
         The read session holds no changes, and expire_on_commit is off, so loaded rows stay.
         """
-        db = context.current().db
-        if db is not None:
-            db.commit()
+        ctx = context.current()
+        for db in (ctx.db, ctx.replica_db):
+            if db is not None:
+                db.commit()
 
     @staticmethod
     def _principal() -> Principal:
@@ -230,9 +256,9 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
     ) -> tuple[outbound.Page, dict[str, Any], dict[str, str]]:
         filters, position = self._filters_and_position(coll, endpoint, filter_args, FILTER_KEYS)
         flt = to_object_filter(filters | (extra_filter or {}), default_versions=DEFAULT_VERSIONS)
-        context.current().high_water = coll.last_date_added_us
+        context.current().high_water = self._high_water(coll)
         page = outbound.next_page(
-            self._db(),
+            self._reads(),
             grant=grant,
             collection=coll,
             flt=flt,
@@ -241,6 +267,9 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
             columns=columns,
             recipient=self._recipient(),
         )
+        if self._read_factory is not None:
+            # Read on the replica: whether a release was already received is the primary's word.
+            page = outbound.drop_received_releases(self._db(), self._recipient(), page)
         body: dict[str, Any] = {"more": page.more}
         if page.more:
             body["next"] = self._next_token(coll, endpoint, filters, page.next_after)
@@ -490,7 +519,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         """Section 5.6: the versions of one object (latest by default) in an envelope."""
         _, coll, grant = self._require(api_root, collection_id)
         if not query.object_exists(
-            self._db(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates
+            self._reads(), collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates
         ):
             raise NotFoundError(f"Object '{object_id}' not found")
         page, body, headers = self._page(
@@ -535,7 +564,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
     def get_object_versions(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.8: the versions of one object, oldest first."""
         _, coll, grant = self._require(api_root, collection_id)
-        db = self._db()
+        db = self._reads()
         if not query.object_exists(db, collection_pk=coll.pk, stix_id=object_id, extra=grant.predicates):
             raise NotFoundError(f"Object '{object_id}' not found")
         endpoint = f"versions:{object_id}"
@@ -544,7 +573,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         shift = outbound.stream_shift(grant)
         if shift and flt.added_after_us is not None:
             flt = dataclasses.replace(flt, added_after_us=flt.added_after_us - shift)
-        context.current().high_water = coll.last_date_added_us
+        context.current().high_water = self._high_water(coll)
         rows, more = query.page_versions(
             db,
             collection_pk=coll.pk,

@@ -19,8 +19,10 @@ _KEY = "taxii_request"
 class RequestContext:
     """What one TAXII request has resolved so far."""
 
-    # The request's one read session (closed at teardown).
+    # The request's read session on the primary (closed at teardown): the caller, its access.
     db: Session | None = None
+    # Its session on the read replica, when one is configured: pages of objects.
+    replica_db: Session | None = None
     # The caller, once authentication ran (None inside means it failed).
     principal: Principal | None = None
     authenticated: bool = False
@@ -29,7 +31,7 @@ class RequestContext:
     # Per-request memo for access decisions (agreement, grants, the partner's writers).
     policy: dict[Any, Any] = field(default_factory=dict)
     visible_roots: list[ApiRoot] | None = None
-    # The collection's date_added high-water mark, read before the page query.
+    # The collection's date_added high-water mark, read before the page query (where it runs).
     high_water: int = 0
     # HEAD served as GET: strip the body afterwards.
     head: bool = False
@@ -45,7 +47,9 @@ def current() -> RequestContext:
 
 
 def close() -> None:
-    """End the request: close its session if one was opened."""
+    """End the request: close its sessions if any were opened."""
     ctx = g.pop(_KEY, None)
-    if ctx is not None and ctx.db is not None:
-        database.close(ctx.db)  # never raises: the answer has been decided (and may be sent)
+    if ctx is not None:
+        for session in (ctx.db, ctx.replica_db):
+            if session is not None:
+                database.close(session)  # never raises: the answer has been decided (and may be sent)

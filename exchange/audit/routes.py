@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from exchange.audit import service
-from exchange.auth.deps import DbSession, require_admin, require_staff
+from exchange.auth.deps import PrimaryDbSession, require_admin, require_staff
 from exchange.context import SettingsDep
 from exchange.disclosure import service as disclosure
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["audit and disclosure"], dependencies
 
 @router.get("/audit", dependencies=[Depends(require_admin)])
 def list_audit(
-    db: DbSession,
+    db: PrimaryDbSession,
     limit: int = Query(100, ge=1, le=1000),
     action: str | None = None,
     before: int | None = Query(None, ge=1, le=2**63 - 1),
@@ -39,7 +39,7 @@ def list_audit(
 
 
 @router.get("/audit/verify", dependencies=[Depends(require_admin)])
-def verify_audit(db: DbSession) -> dict[str, Any]:
+def verify_audit(db: PrimaryDbSession) -> dict[str, Any]:
     """Walk the hash chain and check its signatures; `ok` is false with the problems found when
     anything was tampered with; `proves` and `cannot_prove` say what the answer means."""
     report = service.verify(db)
@@ -53,13 +53,13 @@ def verify_audit(db: DbSession) -> dict[str, Any]:
 
 
 @router.get("/audit/checkpoint", dependencies=[Depends(require_admin)])
-def audit_checkpoint(db: DbSession, settings: SettingsDep) -> dict[str, Any]:
+def audit_checkpoint(db: PrimaryDbSession, settings: SettingsDep) -> dict[str, Any]:
     """A signed checkpoint of the trail's head, to keep outside the exchange (`exchange audit
     verify --checkpoint FILE` checks the trail against it later)."""
     return service.export_checkpoint(db, issuer=settings.identity_id)
 
 
 @router.get("/objects/{stix_id}/recipients")
-def recipients(stix_id: str, db: DbSession) -> dict[str, Any]:
+def recipients(stix_id: str, db: PrimaryDbSession) -> dict[str, Any]:
     """Which partner credentials received which version of an object, from the disclosure ledger."""
     return disclosure.recipients(db, stix_id)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
+from exchange.auth.certs import forwarded_fingerprint
 from exchange.auth.service import Principal
 from exchange.context import Ctx
 from exchange.database.core import session_scope
@@ -51,13 +52,21 @@ def current_user(request: Request, ctx: Ctx) -> Principal:
     Its own short read transaction, so it never holds the request's write lock.
     """
     given = _credentials(request)
+    certificate = forwarded_fingerprint(
+        request.headers, request.client.host if request.client else None, ctx.trusted_proxies
+    )
     principal = None
-    if given:
+    if given or certificate:
         with session_scope(ctx.sessions) as db:
-            principal = auth_service.authenticate(db, given[0], given[1], cache=ctx.key_cache)
+            if given:
+                principal = auth_service.authenticate(
+                    db, given[0], given[1], cache=ctx.key_cache, certificate=certificate
+                )
+            elif certificate:
+                principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
-        if given:
-            record_login_failure(ctx.sessions, given[0], "rest")
+        if given or certificate:
+            record_login_failure(ctx.sessions, given[0] if given else "", "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
     return principal
 
@@ -70,8 +79,17 @@ def get_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session
 
     Only requests that may write take SQLite's write lock up front (exports and previews are
     GETs that must not hold up TAXII writers). The caller is authenticated first, so a failed
-    login is answered (and audited) before any lock is taken.
+    login is answered (and audited) before any lock is taken. GETs read the replica when one
+    is configured (the caller was authenticated on the primary).
     """
+    write = request.method not in ("GET", "HEAD")
+    with session_scope(ctx.sessions if write else ctx.read_sessions, write=write) as session:
+        yield session
+
+
+def get_primary_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:
+    """Like get_db, but always on the primary: for reads that must not lag (the audit trail
+    and the disclosure ledger are evidence; the scheduler's leader changes by the second)."""
     write = request.method not in ("GET", "HEAD")
     with session_scope(ctx.sessions, write=write) as session:
         yield session
@@ -80,6 +98,7 @@ def get_db(request: Request, ctx: Ctx, _caller: CurrentUser) -> Iterator[Session
 # scope="function": commit (or roll back) before the response is sent, never after it, so a
 # client that got a 2xx can rely on the write having landed.
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
+PrimaryDbSession = Annotated[Session, Depends(get_primary_db, scope="function")]
 
 
 def get_write_db(ctx: Ctx, _caller: CurrentUser) -> Iterator[Session]:

@@ -26,3 +26,6 @@ class Credential(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # SHA-256 of the client certificate this credential is bound to (exchange.auth.certs): the
+    # certificate alone signs in as it, and its key is refused without the certificate.
+    cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)

@@ -111,11 +111,20 @@ def revoke(
     return credential
 
 
-def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKeyCache) -> Principal | None:
+def authenticate(
+    db: Session,
+    credential_id: str,
+    key: str,
+    *,
+    cache: VerifiedKeyCache,
+    certificate: str | None = None,
+) -> Principal | None:
     """The caller for this id and key, or None when unknown, wrong, revoked or expired.
 
     Every refusal after the length check costs one slow hash, so the time taken does not tell
-    whether a credential id exists, is revoked or has expired.
+    whether a credential id exists, is revoked or has expired. `certificate` is the fingerprint
+    of the client certificate a trusted proxy verified: a credential bound to a certificate is
+    refused without that one, and a key never signs in beside another credential's certificate.
     """
     if not credential_id or not key or len(credential_id) > 64 or len(key) > 512:
         return None
@@ -130,6 +139,46 @@ def authenticate(db: Session, credential_id: str, key: str, *, cache: VerifiedKe
         return None
     if not cache.matches(credential.id, key, credential.key_hash):
         return None
+    if credential.cert_sha256 is not None and credential.cert_sha256 != certificate:
+        return None
+    if credential.cert_sha256 is None and certificate is not None and find_by_certificate(db, certificate):
+        return None
+    return _principal(db, credential)
+
+
+def authenticate_certificate(db: Session, certificate: str) -> Principal | None:
+    """The caller whose credential is bound to this (proxy-verified) certificate fingerprint."""
+    credential = find_by_certificate(db, certificate)
+    return _principal(db, credential) if credential is not None else None
+
+
+def find_by_certificate(db: Session, certificate: str) -> Credential | None:
+    """The credential bound to this certificate fingerprint, if any."""
+    return db.scalars(select(Credential).where(Credential.cert_sha256 == certificate)).first()
+
+
+def bind_certificate(db: Session, credential_id: str, certificate: str | None, *, actor: str) -> Credential:
+    """Bind a partner credential to a client certificate fingerprint (None: unbind); audited."""
+    credential = get(db, credential_id)
+    if credential.role != "partner":
+        raise BadRequestError("only partner credentials are bound to client certificates")
+    if certificate is not None:
+        holder = find_by_certificate(db, certificate)
+        if holder is not None and holder.id != credential.id:
+            raise BadRequestError(f"that certificate is already bound to credential {holder.id}")
+    credential.cert_sha256 = certificate
+    audit.record(
+        db,
+        actor=actor,
+        action="credential.bind_certificate" if certificate else "credential.unbind_certificate",
+        target=credential.id,
+        details={"sha256": certificate},
+    )
+    db.flush()
+    return credential
+
+
+def _principal(db: Session, credential: Credential) -> Principal | None:
     if credential.revoked_at is not None:
         return None
     if credential.expires_at is not None and credential.expires_at <= utcnow():

@@ -1,4 +1,4 @@
-"""`exchange credential create|revoke`: partner credentials."""
+"""`exchange credential create|revoke|bind-cert`: partner credentials."""
 
 from __future__ import annotations
 
@@ -45,6 +45,33 @@ def cmd_credential_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_credential_bind_cert(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from exchange.auth import certs
+    from exchange.auth import service as auth_service
+    from exchange.errors import BadRequestError
+
+    try:
+        if args.unbind:
+            fingerprint = None
+        elif args.cert:
+            fingerprint = certs.fingerprint(Path(args.cert).read_bytes())
+        else:
+            fingerprint = certs.normalise_fingerprint(args.fingerprint)
+    except OSError as exc:
+        raise BadRequestError(f"cannot read {args.cert}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
+    with store.session(settings) as db:
+        credential = auth_service.bind_certificate(db, args.credential_id, fingerprint, actor=CLI_ACTOR)
+    if fingerprint:
+        print(f"credential {credential.id} bound to the client certificate with SHA-256 {fingerprint}")
+    else:
+        print(f"credential {credential.id} no longer bound to a client certificate")
+    return 0
+
+
 def register(sub: Any) -> None:
     cred = group(sub, "credential", "partner credentials")
     p = command(cred, "create", cmd_credential_create, "another credential for a partner; key printed once")
@@ -54,3 +81,16 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p = command(cred, "revoke", cmd_credential_revoke, "revoke a credential at once")
     p.add_argument("credential_id")
+    p = command(
+        cred,
+        "bind-cert",
+        cmd_credential_bind_cert,
+        "bind a partner credential to its client certificate (verified by the TLS proxy)",
+    )
+    p.add_argument("credential_id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cert", metavar="FILE", help="the partner's certificate (PEM)")
+    which.add_argument(
+        "--fingerprint", metavar="SHA256", help="its SHA-256 fingerprint (hex, colons allowed)"
+    )
+    which.add_argument("--unbind", action="store_true", help="remove the binding")

@@ -38,12 +38,21 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from exchange.httpserver import HTTP_PROTOCOL
+
+    host, port = args.host or settings.host, args.port or settings.port
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print("exchange: --workers must be at least 1", file=sys.stderr)
+        return 2
+    store.migrated_engine(settings, create=True).dispose()  # schema up to date before the first request
+    if workers > 1:
+        return _serve_workers(settings, host, port, workers, scheduler=not args.no_scheduler)
+
     from exchange.context import context_of
     from exchange.main import create_app
     from feeds.launcher import Launcher
 
-    host, port = args.host or settings.host, args.port or settings.port
-    store.migrated_engine(settings, create=True).dispose()  # schema up to date before the first request
     app = create_app(settings, feeds=Launcher)
     for name, url in urls(settings, host, port).items():
         print(f"{name:16} {url}")
@@ -60,8 +69,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     sys.stdout.flush()
     try:
-        from exchange.httpserver import HTTP_PROTOCOL
-
         uvicorn.run(
             app,
             host=host,
@@ -74,6 +81,69 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if scheduler is not None:
             scheduler.stop()
     return 0
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int, *, scheduler: bool) -> int:
+    """uvicorn's supervisor with `workers` API processes; the scheduler, if any, in the supervisor.
+
+    Workers are spawned (not forked) and read their settings from the environment, so what the
+    command line chose is put there first. Everything a worker keeps is per process and safe to
+    lose: the verified-key cache is checked against the credential row on every request, and
+    `next` cursors are signed with the one shared secret, so any worker answers any page.
+    """
+    import os
+
+    import uvicorn
+
+    from exchange.httpserver import HTTP_PROTOCOL
+    from exchange.signing import KeyRing, default_directory
+
+    os.environ["EXCHANGE_DATA_DIR"] = str(settings.data_dir.resolve())
+    # Made once here, so the workers never race to create the secret or the signing keys.
+    settings.ensure_secret()
+    KeyRing(default_directory(settings)).ensure()
+    for name, url in urls(settings, host, port).items():
+        print(f"{name:16} {url}")
+    print(f"{'workers':16} {workers} API processes")
+    service = engine = None
+    if settings.scheduler_enabled and scheduler:
+        from exchange.audit import anchor as audit_anchor
+        from exchange.database.core import make_engine, make_session_factory
+        from feeds.scheduler import SchedulerService
+
+        engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
+        keyring = KeyRing(default_directory(settings))
+        audit_anchor.attach(engine, keyring)
+        service = SchedulerService(settings, make_session_factory(engine), keyring)
+        service.start()
+        print(f"{'scheduler':16} in the supervisor process (one process leads)")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(
+            "exchange.cli.lifecycle:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http=HTTP_PROTOCOL,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        if service is not None:
+            service.stop()
+        if engine is not None:
+            engine.dispose()
+    return 0
+
+
+def worker_app() -> Any:
+    """The app of one `exchange serve --workers N` process (uvicorn's factory)."""
+    from exchange.config import Settings
+    from exchange.main import create_app
+    from feeds.launcher import Launcher
+
+    return create_app(Settings(), feeds=Launcher)
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,6 +211,12 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int)
     p.add_argument(
         "--no-scheduler", action="store_true", help="leave feeds and pushes to `exchange scheduler`"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="API processes (default EXCHANGE_WORKERS, 1); any worker answers any request",
     )
     p = command(sub, "demo", cmd_demo, "initialise and load a small sample data set; prints credentials")
     p.add_argument("--json", action="store_true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from exchange.auth.deps import AdminUser, DbSession, require_admin
+from exchange.auth.deps import AdminUser, DbSession, PrimaryDbSession, require_admin
 from exchange.context import FeedLauncherDep
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
@@ -62,6 +62,6 @@ def run_now(name: str, feeds: FeedLauncherDep, user: AdminUser) -> dict[str, obj
 
 
 @router.get("/scheduler")
-def scheduler_state(db: DbSession) -> dict[str, object]:
+def scheduler_state(db: PrimaryDbSession) -> dict[str, object]:
     """The leading scheduler process (None when no process leads) and the jobs with their next runs."""
     return service.scheduler_state(db)

@@ -305,3 +305,30 @@ def signed_envelope(
         canonical, key=keyring.current(), cty=cty, aud=recipient.partner_slug or "", iss=issuer
     )
     return attach_signature(canonical, token)
+
+
+def drop_received_releases(db: Session, recipient: Recipient, page: Page) -> Page:
+    """`page` without the released versions the recipient has already received, checked in `db`.
+
+    `next_page` leaves those out itself, by the ledger of the session it reads; a page read from
+    a streaming replica sees the ledger as it was some moments ago, so the primary's ledger
+    decides again. Versions served as stored (not through a release) are left alone: a client
+    that pulls again from the start receives them again, as it asked.
+    """
+    if recipient.is_internal or not page.rows:
+        return page
+    released = {r.pk for r in page.rows if "released_at_us" in r._mapping}
+    if not released:
+        return page
+    received = select(Disclosure.object_version_pk).where(Disclosure.object_version_pk.in_(released))
+    if recipient.credential_id is not None:
+        received = received.where(Disclosure.credential_id == recipient.credential_id)
+    else:
+        received = received.where(Disclosure.partner_pk == recipient.partner_pk)
+    repeated = set(db.scalars(received))
+    if not repeated:
+        return page
+    keep = [i for i, r in enumerate(page.rows) if not (r.pk in released and r.pk in repeated)]
+    return dataclasses.replace(
+        page, rows=[page.rows[i] for i in keep], positions=[page.positions[i] for i in keep]
+    )

@@ -80,3 +80,37 @@ def server_context(
 
 def ca_pem(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> str:
     return _pem(ca[0]).decode()
+
+
+def issue(
+    tmp: Path,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    common_name: str,
+    *,
+    client: bool = False,
+) -> tuple[Path, Path]:
+    """A certificate for `common_name` signed by `issuer`, written as (cert.pem, key.pem) files:
+    a TLS client certificate when `client`, else a server certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(issuer[0].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=10))
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if not client:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+    cert = builder.sign(issuer[1], hashes.SHA256())
+    stem = tmp / f"{common_name}-{cert.serial_number % 10**8}"
+    cert_file, key_file = stem.with_suffix(".pem"), stem.with_suffix(".key")
+    cert_file.write_bytes(_pem(cert))
+    key_file.write_bytes(_key_pem(key))
+    return cert_file, key_file
