@@ -4,9 +4,9 @@ feed ingests; every partner's stream is checked for objects missed or repeated.
     .venv/bin/python -m benchmarks.load                                # 50 partners, 60 s, 1 and 2 workers, both databases
     .venv/bin/python -m benchmarks.load --partners 10 --seconds 10 --workers 1 --db sqlite   # a smoke run
 
-Everything runs on 127.0.0.1 and stops by itself. The exchange runs as `--workers` uvicorn
-processes serving one listening socket (the parent binds it and hands it to each, as gunicorn
-does; the kernel spreads the connections). Each partner is an asyncio task with its own
+Everything runs on 127.0.0.1 and stops by itself. The exchange runs as `exchange serve
+--workers N --no-scheduler` (uvicorn's supervisor and N API processes on one socket; with 1,
+`exchange serve` in one process). Each partner is an asyncio task with its own
 connection that polls each collection its agreement grants with `added_after` = the last
 `X-TAXII-Date-Added-Last` it saw, following `next` while `more`, as taxii2-client's `as_pages`
 does. Analysts publish incidents (and new versions of them) over REST; a feed process runs a
@@ -73,7 +73,7 @@ from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ROOT / "benchmarks" / "servers.py"
+EXE = str(Path(sys.executable).with_name("exchange"))
 TAXII = "application/taxii+json;version=2.1"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LEVELS = ("clear", "green", "amber", "amber+strict", "red")
@@ -150,69 +150,66 @@ def profiles(n: int) -> list[Profile]:
 
 
 class Workers:
-    """`count` uvicorn processes serving one listening socket on 127.0.0.1."""
+    """`exchange serve --workers N` on a free 127.0.0.1 port (uvicorn's supervisor and N API
+    processes on one socket; with 1, uvicorn in the one process), without the scheduler."""
 
     def __init__(self, count: int, settings: Settings, log_path: Path) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(2048)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.settings = settings
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.count = count
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+        env.update(
+            EXCHANGE_DATA_DIR=str(settings.data_dir),
+            EXCHANGE_SECRET_KEY=settings.secret_key or "",
+            EXCHANGE_MAX_PAGE_SIZE=str(settings.max_page_size),
+            EXCHANGE_SCHEDULER_ENABLED="false",
+            EXCHANGE_LOG_LEVEL="WARNING",
+        )
+        if settings.database_url:
+            env["EXCHANGE_DATABASE_URL"] = settings.database_url
         self.log_path = log_path
-        self.procs: list[subprocess.Popen[bytes]] = [self._spawn() for _ in range(count)]
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, BENCH_SECRET_KEY=self.settings.secret_key or "")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        args = [sys.executable, str(SERVERS), "exchange", "--fd", str(self.sock.fileno())]
-        args += [
-            "--data-dir",
-            str(self.settings.data_dir),
-            "--database-url",
-            self.settings.database_url or "",
-        ]
-        with open(self.log_path, "ab") as out:
-            return subprocess.Popen(
+        args = [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-scheduler"]
+        if count > 1:
+            args += ["--workers", str(count)]
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen(
                 args,
-                pass_fds=(self.sock.fileno(),),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=env,
                 start_new_session=True,
             )
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"a worker exited with {proc.returncode}; see {self.log_path}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exchange serve exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    time.sleep(1.0 if len(self.procs) > 1 else 0)  # the others are importing too
+                    # The first worker answered; give the others time to finish importing.
+                    time.sleep(3.0 if self.count > 1 else 0)
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"workers not ready after {timeout:.0f} s")
+        raise RuntimeError(f"exchange serve not ready after {timeout:.0f} s")
 
     def alive(self) -> bool:
-        return all(proc.poll() is None for proc in self.procs)
+        return self.proc.poll() is None
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the supervisor ends its workers
             try:
-                proc.wait(timeout=10)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        self.sock.close()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # our own child's group, by its id
+                self.proc.wait(timeout=10)
 
 
 class GrowingList:
@@ -912,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     counts = [int(w) for w in opts.workers.split(",")]
     facts = machine_facts(["-m", "benchmarks.load", *argv], "")
+    facts["server"] = facts["server"].replace("1 process", "`exchange serve --workers N`")
     if "postgresql" in backends:
         problem = postgres_problem(opts.pg_url)
         if problem:
