@@ -92,6 +92,8 @@ def pg_restart(opts: argparse.Namespace, workdir: Path) -> list[str]:
     lines.append(
         f"  feed runs {result.feed.get('runs', 0)}, failed {result.feed.get('failed', 0)} (a run in the outage fails and is counted)"
     )
+    for line in result.feed.get("log", []):
+        lines.append(f"    feed: {line[:200]}")
     check = result.check
     lines.append(
         f"  afterwards: missed {check.missed}, repeated {check.repeated}, unexpected {check.unexpected}, "

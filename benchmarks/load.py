@@ -778,6 +778,8 @@ def run_config(
         )
         out, _ = feeder.communicate(timeout=300)
         feed = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"runs": 0, "failed": 1}
+        if feed.get("failed"):
+            feed["log"] = (workdir / "feeder.log").read_text(errors="replace").strip().splitlines()[-3:]
         log(f"{label}: draining every partner's stream, then a full pull each")
         poll_requests, poll_objects = stats.requests, stats.objects
         poll_latencies, poll_statuses = list(stats.latencies), Counter(stats.statuses)
