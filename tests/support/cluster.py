@@ -31,7 +31,7 @@ class Cluster:
     def ctl(self, action: str, *extra: str) -> None:
         """`pg_ctlcluster <version> <name> <action>` (start, stop, restart), waiting for it."""
         done = subprocess.run(
-            ["pg_ctlcluster", self.version, self.name, action, *extra],
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action, *extra],
             capture_output=True,
             text=True,
             timeout=60,
