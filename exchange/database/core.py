@@ -8,7 +8,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from exchange.errors import BadRequestError, ExchangeError, ServiceUnavailableError
@@ -114,7 +114,18 @@ def plan_for_current_size(db: Session) -> None:
         db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
+def refuses_writes(exc: DBAPIError) -> bool:
+    """Whether the database refused a write because it is read-only (PostgreSQL reports that as
+    an InternalError, SQLSTATE 25006, which the handlers would otherwise leave a 500)."""
+    return _code(exc) in _READ_ONLY
+
+
+def _code(exc: DBAPIError) -> str:
+    orig = exc.orig
+    return str(getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None) or "")
+
+
+def as_domain_error(exc: DBAPIError) -> ExchangeError:
     """The client-facing error for a database failure the request did not cause by a bug.
 
     DataError: a value the database cannot hold or compare (PostgreSQL text refuses NUL, an
@@ -128,8 +139,7 @@ def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
             "(such as a NUL character or a number out of range)"
         )
     retry = ServiceUnavailableError.retry_after_seconds
-    orig = exc.orig
-    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None) or ""
+    code = _code(exc)
     if code in _FULL:
         return ServiceUnavailableError(
             f"the database is out of space, so nothing can be stored (or recorded) now; "
