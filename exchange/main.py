@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, InternalError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exchange.agreement.routes import router as agreement_router
@@ -20,7 +20,13 @@ from exchange.audit.routes import router as audit_router
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings, get_settings
 from exchange.context import AppContext
-from exchange.database.core import as_domain_error, describe, make_engine, make_session_factory
+from exchange.database.core import (
+    as_domain_error,
+    describe,
+    make_engine,
+    make_session_factory,
+    refuses_writes,
+)
 from exchange.errors import ExchangeError, RateLimitedError, ServiceUnavailableError
 from exchange.export.routes import router as export_router
 from exchange.feed.launcher import FeedLauncherFactory
@@ -98,7 +104,11 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # the point is to report any failure
             log.error("health check: database unreachable: %s", type(exc).__name__)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": str(ServiceUnavailableError.retry_after_seconds)},
+            )
         answer: dict[str, str] = {"status": "ok", "database": engine.dialect.name}
         if replica_factory is not None:
             # Reported, not required: writes and pulls of the primary still work without it.
@@ -165,6 +175,12 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
             status_code=422,
             media_type="application/problem+json",
         )
+
+    @app.exception_handler(InternalError)
+    def _internal_database_error(request: Request, exc: Exception) -> Response:
+        if not refuses_writes(exc):  # type: ignore[arg-type]
+            raise exc  # a bug: the 500 it is
+        return _database_error(request, exc)
 
     @app.exception_handler(DataError)
     @app.exception_handler(OperationalError)

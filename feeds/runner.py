@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
@@ -162,16 +163,9 @@ def continue_run(
         error = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
     finally:
         prepared.http.close()
-        with session_scope(factory, write=True) as db:
-            done = feed_service.finish_run(
-                db,
-                summary.run_id,
-                error=error,
-                unhealthy_after=settings.feed_unhealthy_after,
-                notes=prepared.http.notes,
-            )
-            feed_service.release(db, job.feed_pk, holder=holder)
-            summary.status = done.status
+        summary.status = _finish(
+            factory, settings, summary.run_id, job.feed_pk, holder, error, prepared.http.notes
+        )
     summary.error = error
     summary.seconds = time.monotonic() - started
     metrics.FEED_RUNS.inc(feed=name, status=summary.status)
@@ -181,6 +175,41 @@ def continue_run(
         metrics.ERRORS.inc(where="feed")
     (log.warning if error else log.info)("%s", summary.line())
     return summary
+
+
+FINISH_PATIENCE_SECONDS = 30.0
+
+
+def _finish(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    run_id: int,
+    feed_pk: int,
+    holder: str,
+    error: str | None,
+    notes: list[str],
+) -> str:
+    """Record the end of the run and release the feed's claim: the run's status.
+
+    Retried for a while when the database is unreachable: a run cut short by a database restart
+    fails in the middle, and if its end could not be recorded the claim would keep every later
+    run of the feed out (FeedBusyError) until the claim's lease ran out, minutes later.
+    """
+    delay, deadline = 0.25, time.monotonic() + FINISH_PATIENCE_SECONDS
+    while True:
+        try:
+            with session_scope(factory, write=True) as db:
+                done = feed_service.finish_run(
+                    db, run_id, error=error, unhealthy_after=settings.feed_unhealthy_after, notes=notes
+                )
+                feed_service.release(db, feed_pk, holder=holder)
+                return done.status
+        except OperationalError:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("feed run %d: database unreachable while recording its end; retrying", run_id)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
 
 def run_feed(

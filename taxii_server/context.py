@@ -9,6 +9,7 @@ from flask import g
 from sqlalchemy.orm import Session
 
 from exchange.auth.service import Principal
+from exchange.database import core as database
 from exchange.intel.models import ApiRoot
 
 _KEY = "taxii_request"
@@ -46,9 +47,9 @@ def current() -> RequestContext:
 
 
 def close() -> None:
-    """End the request: close its session if one was opened."""
+    """End the request: close its sessions if any were opened."""
     ctx = g.pop(_KEY, None)
     if ctx is not None:
         for session in (ctx.db, ctx.replica_db):
             if session is not None:
-                session.close()
+                database.close(session)  # never raises: the answer has been decided (and may be sent)

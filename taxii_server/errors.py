@@ -7,10 +7,10 @@ import logging
 import orjson
 from flask import Flask, Response, request
 from medallion.exceptions import BackendError, ProcessingError
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, InternalError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from exchange.database.core import as_domain_error, describe
+from exchange.database.core import as_domain_error, describe, refuses_writes
 from exchange.errors import ExchangeError, RateLimitedError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,15 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(DataError)
     @app.errorhandler(OperationalError)
-    def _database(error: DataError | OperationalError) -> Response:
+    def _database(error: DataError | OperationalError | InternalError) -> Response:
         log.warning("TAXII %s %s: database error %s", request.method, request.path[:200], describe(error))
         return _exchange(as_domain_error(error))
+
+    @app.errorhandler(InternalError)
+    def _internal(error: InternalError) -> Response:
+        if refuses_writes(error):
+            return _database(error)
+        return _unexpected(error)
 
     @app.errorhandler(BackendError)
     def _backend(error: BackendError) -> Response:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from exchange.errors import BadRequestError, ExchangeError, ServiceUnavailableError
 
 IMMEDIATE = "exchange_sqlite_immediate"
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -77,10 +79,27 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # A broken connection (the server restarted, the network dropped) cannot roll back
+        # either: the original error is the one to report; `close` discards the connection.
+        with suppress(DBAPIError):
+            session.rollback()
         raise
     finally:
+        close(session)
+
+
+def close(session: Session) -> None:
+    """End a session without raising: a connection that cannot even roll back is discarded.
+
+    Closing rolls back what is left open; when the database went away meanwhile (PostgreSQL
+    restarted under load) that rollback fails, and raising then would turn an answer already
+    decided, or already sent, into an error.
+    """
+    try:
         session.close()
+    except DBAPIError as exc:
+        log.warning("discarding a database connection that could not roll back: %s", describe(exc))
+        session.invalidate()
 
 
 def plan_for_current_size(db: Session) -> None:
@@ -95,7 +114,18 @@ def plan_for_current_size(db: Session) -> None:
         db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
+def refuses_writes(exc: DBAPIError) -> bool:
+    """Whether the database refused a write because it is read-only (PostgreSQL reports that as
+    an InternalError, SQLSTATE 25006, which the handlers would otherwise leave a 500)."""
+    return _code(exc) in _READ_ONLY
+
+
+def _code(exc: DBAPIError) -> str:
+    orig = exc.orig
+    return str(getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None) or "")
+
+
+def as_domain_error(exc: DBAPIError) -> ExchangeError:
     """The client-facing error for a database failure the request did not cause by a bug.
 
     DataError: a value the database cannot hold or compare (PostgreSQL text refuses NUL, an
@@ -109,10 +139,27 @@ def as_domain_error(exc: DataError | OperationalError) -> ExchangeError:
             "(such as a NUL character or a number out of range)"
         )
     retry = ServiceUnavailableError.retry_after_seconds
+    code = _code(exc)
+    if code in _FULL:
+        return ServiceUnavailableError(
+            f"the database is out of space, so nothing can be stored (or recorded) now; "
+            f"an administrator must free disk space; try again in {retry} s"
+        )
+    if code in _READ_ONLY:
+        return ServiceUnavailableError(
+            f"the database is read-only, so nothing can be stored (or recorded) now; "
+            f"an administrator must make it writable; try again in {retry} s"
+        )
     return ServiceUnavailableError(f"the database is busy or unreachable; try again in {retry} s")
 
 
-def describe(exc: DataError | OperationalError) -> str:
+# SQLite result names and PostgreSQL SQLSTATEs for a full disk and a store that refuses writes
+# (a read-only file or mount; a PostgreSQL standby or default_transaction_read_only).
+_FULL = {"SQLITE_FULL", "53100"}
+_READ_ONLY = {"SQLITE_READONLY", "SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_DBMOVED", "25006"}
+
+
+def describe(exc: DBAPIError) -> str:
     """The driver's error class and SQLSTATE, for logs: never its text, which may quote parameters."""
     orig = exc.orig
     state = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)

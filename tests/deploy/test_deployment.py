@@ -27,7 +27,8 @@ from taxii2client.v21 import ApiRoot, Server
 from tests.support.certs import ca_pem, issue, make_ca
 from tests.support.cli import environment, run
 from tests.support.databases import throwaway_postgres
-from tests.support.processes import ServerProcess, free_port
+from tests.support.processes import ServerProcess
+from tests.support.taxii import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.live]
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, text
 
 from tests.support.cli import environment, run
 from tests.support.databases import throwaway_postgres
-from tests.support.processes import ServerProcess, free_port, serve
+from tests.support.processes import ServerProcess, serve
+from tests.support.taxii import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.live]
 TAXII = {"Accept": "application/taxii+json;version=2.1"}

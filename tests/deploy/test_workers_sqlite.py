@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.support.cli import environment, run
-from tests.support.processes import free_port, serve
+from tests.support.processes import serve
+from tests.support.taxii import free_port
 
 pytestmark = pytest.mark.live
 TAXII = "application/taxii+json;version=2.1"

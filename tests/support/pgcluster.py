@@ -1,5 +1,6 @@
-"""Throw-away PostgreSQL clusters of our own (Debian's pg_createcluster): a primary and a
-streaming replica made from it with pg_basebackup -R, on free ports, dropped afterwards.
+"""Throw-away PostgreSQL clusters of our own (Debian's pg_createcluster) on free ports, dropped
+afterwards: one to stop and restart under load (`own_cluster`), or a primary and a streaming
+replica made from it with pg_basebackup -R (`streaming_pair`).
 
 The machine's main cluster is left alone: changing its replication settings would need a
 restart under everyone else's tests.
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.processes import free_port
+from tests.support.taxii import free_port
 
 # Fast and small: nothing here must survive a crash of the machine.
 SETTINGS = """
@@ -183,3 +184,73 @@ def streaming_pair() -> Iterator[Pair]:
             )
             for left in (f"/var/lib/postgresql/{version}/{name}", f"/etc/postgresql/{version}/{name}"):
                 shutil.rmtree(left, ignore_errors=True)
+
+
+class ClusterUnavailable(RuntimeError):
+    """This machine cannot make a cluster (no postgresql-common, or not root/postgres)."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    version: str
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, action: str, *extra: str) -> None:
+        """`pg_ctlcluster <version> <name> <action>` (start, stop, restart), waiting for it."""
+        done = subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode:
+            raise AssertionError(f"pg_ctlcluster {action} failed: {done.stderr.strip()[-500:]}")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        _wait_ready(self.port, timeout)
+
+
+@contextmanager
+def own_cluster(prefix: str = "test") -> Iterator[Cluster]:
+    """A started cluster (trust auth, listening on localhost), stopped and dropped afterwards.
+
+    Raises ClusterUnavailable where none can be made (tests skip on it, with its reason).
+    """
+    version = _version()
+    if version is None:
+        raise ClusterUnavailable("pg_createcluster (postgresql-common) is not installed")
+    if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
+        raise ClusterUnavailable("pg_createcluster needs root or the postgres user")
+    cluster = Cluster(version, f"{prefix}{uuid.uuid4().hex[:8]}", free_port())
+    subprocess.run(
+        [
+            "pg_createcluster",
+            version,
+            cluster.name,
+            "--port",
+            str(cluster.port),
+            "-o",
+            "fsync=off",
+            "-o",
+            "max_connections=200",
+            "--",
+            "--auth=trust",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        cluster.ctl("start")
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", version, cluster.name], capture_output=True, timeout=120, check=False
+        )
