@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     push_timeout_seconds: float = 30.0
     # The signing key in use longer than this is flagged for rotation.
     signing_key_rotate_days: int = 365
+    # Peering: the name peers know us by (their partner slug for us, the `aud` of what they sign
+    # for us); `exchange peer add --our-name` overrides it per peer.
+    peer_name: str | None = None
+    # A peer's cached key set is fetched again once it is this old, and at most this often when
+    # a page names a kid it lacks (a key the peer rotated to).
+    peer_keys_max_age_seconds: float = 300.0
+    peer_keys_refetch_seconds: float = 60.0
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -12,8 +12,10 @@ from exchange.cli import (
     credential,
     export,
     feed,
+    importing,
     lifecycle,
     partner,
+    peer,
     push,
     signing,
     user,
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     signing.register(sub)
     export.register(sub)
     verify.register(sub)
+    peer.register(sub)
+    importing.register(sub)
     _data_dir_after_every_command(parser)
     return parser
 

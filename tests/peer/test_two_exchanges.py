@@ -1,0 +1,171 @@
+"""Two exchanges, `bd` and `in`, peering both ways on loopback: every page verified.
+
+One pair of servers for the whole module (each test publishes its own objects and checks what
+changed). bd pulls in through a TLS proxy that can change one byte of a page or replay an old
+one; in pulls bd the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peer.exchanges import Exchange, start_pair
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exchange, Exchange]]:
+    bd, in_ = start_pair(tmp_path_factory.mktemp("peers"))
+    yield bd, in_
+    bd.stop()
+    in_.stop()
+
+
+def ids(objects: list[dict]) -> list[str]:  # type: ignore[type-arg]
+    return [o["id"] for o in objects]
+
+
+def test_objects_published_on_each_side_reach_the_other_once_verified(
+    pair: tuple[Exchange, Exchange],
+) -> None:
+    bd, in_ = pair
+    from_bd, from_in = bd.publish(3), in_.publish(3)
+
+    bd_run, in_run = bd.pull(), in_.pull()
+    assert bd_run["status"] == "ok", bd_run
+    assert in_run["status"] == "ok", in_run
+
+    at_bd, at_in = ids(bd.objects("partner-submissions")), ids(in_.objects("partner-submissions"))
+    for obj in from_in:
+        assert at_bd.count(obj["id"]) == 1
+    for obj in from_bd:
+        assert at_in.count(obj["id"]) == 1
+    # What was stored came through signed pages, each signed for the puller.
+    assert in_.proxy is not None and in_.proxy.controls.pages
+    assert all(b'"x_exchange_jws":' in page for page in in_.proxy.controls.pages)
+
+    again = bd.pull(), in_.pull()
+    assert [r["new"] for r in again] == [0, 0]
+    assert ids(bd.objects("partner-submissions")) == at_bd
+    assert ids(in_.objects("partner-submissions")) == at_in
+
+    listed = json.loads(bd.ok("peer", "list", "--json").stdout)
+    assert [p["slug"] for p in listed] == ["cert-in"]
+    assert listed[0]["our_name"] == "cert-bd" and listed[0]["kids"]
+
+
+def test_a_page_with_one_byte_changed_fails_the_run_and_stores_nothing(
+    pair: tuple[Exchange, Exchange],
+) -> None:
+    bd, in_ = pair
+    bd.pull()  # up to date first
+    before, cursor = ids(bd.objects("partner-submissions")), bd.cursor()
+    sent = in_.publish(2)
+    assert in_.proxy is not None
+    in_.proxy.controls.tamper_next = True
+
+    run = bd.pull()
+
+    assert in_.proxy.controls.tampered == 1
+    assert run["status"] == "failed"
+    assert "bad signature" in run["error"] and "nothing of it stored" in run["error"]
+    assert ids(bd.objects("partner-submissions")) == before
+    assert bd.cursor() == cursor
+    runs = json.loads(bd.ok("feed", "runs", bd.feeds[0], "--json").stdout)
+    assert runs[0]["status"] == "failed" and "bad signature" in runs[0]["error"]
+
+    clean = bd.pull()
+    assert clean["status"] == "ok" and clean["new"] == 2, clean
+    assert {o["id"] for o in sent} <= set(ids(bd.objects("partner-submissions")))
+
+
+def test_rotation_is_followed_and_a_removed_key_is_no_longer_trusted(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    assert in_.proxy is not None
+    in_.publish(1)
+    assert bd.pull()["status"] == "ok"
+    old_page = in_.proxy.controls.pages[-1]
+    keys = json.loads(in_.ok("signing-key", "jwks").stdout)["keys"]
+    first, pre_published = keys[0]["kid"], keys[1]["kid"]
+    assert pre_published in json.loads(bd.ok("peer", "keys", "cert-in", "--json").stdout)["kids"]
+    export = tmp_path / "old-export.json"
+    in_.ok("export", "indicators", "--partner", "cert-bd", "-o", str(export))
+
+    # in rotates to the key it pre-published: bd already trusts it.
+    rotated = json.loads(in_.ok("signing-key", "rotate", "--json").stdout)
+    assert rotated["current"] == pre_published
+    sent = in_.publish(1)
+    run = bd.pull()
+    assert run["status"] == "ok" and run["new"] == 1, run
+    assert sent[0]["id"] in ids(bd.objects("partner-submissions"))
+
+    # Rotating again makes current a key bd never fetched: one refetch picks it up.
+    second = json.loads(in_.ok("signing-key", "rotate", "--json").stdout)
+    assert second["current"] not in json.loads(bd.ok("peer", "keys", "cert-in", "--json").stdout)["kids"]
+    in_.publish(1)
+    run = bd.pull()
+    assert run["status"] == "ok" and run["new"] == 1, run
+    assert second["current"] in json.loads(bd.ok("peer", "keys", "cert-in", "--json").stdout)["kids"]
+
+    # The first key, still published as retired, still verifies its old export ...
+    imported = bd.cli("import", str(export), "--peer", "cert-in", "--json")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+
+    # ... until in removes it: then pages and exports signed with it are refused.
+    in_.ok("signing-key", "remove", "--", first)
+    kids = json.loads(bd.ok("peer", "keys", "cert-in", "--refresh", "--json").stdout)["kids"]
+    assert first not in kids
+    before, cursor = ids(bd.objects("partner-submissions")), bd.cursor()
+    in_.proxy.controls.replay_next = old_page
+    replayed = bd.pull()
+    assert replayed["status"] == "failed"
+    assert "unknown kid" in replayed["error"], replayed
+    assert ids(bd.objects("partner-submissions")) == before and bd.cursor() == cursor
+    refused = bd.cli("import", str(export), "--peer", "cert-in")
+    assert refused.returncode == 1 and "unknown kid" in refused.stdout
+
+
+def test_import_of_a_peer_export_verifies_and_stores_nothing_when_it_fails(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    sent = in_.publish(2)
+    export = tmp_path / "in-export.json"
+    in_.ok("export", "indicators", "--partner", "cert-bd", "-o", str(export))
+    before = ids(bd.objects("partner-submissions"))
+
+    # One byte changed in the bundle: refused, nothing stored.
+    tampered = tmp_path / "tampered.json"
+    body = export.read_bytes()
+    at = body.index(sent[0]["id"].encode()) + len("indicator--")
+    tampered.write_bytes(body[:at] + (b"1" if body[at : at + 1] != b"1" else b"2") + body[at + 1 :])
+    refused = bd.cli("import", str(tampered), "--peer", "cert-in")
+    assert (
+        refused.returncode == 1
+        and "bad signature" in refused.stdout
+        and "nothing was imported" in refused.stdout
+    )
+    # An export in made for another partner is not for us.
+    assert ids(bd.objects("partner-submissions")) == before
+    unsigned = tmp_path / "unsigned.json"
+    unsigned.write_text(json.dumps({k: v for k, v in json.loads(body).items() if k != "x_exchange_jws"}))
+    not_signed = bd.cli("import", str(unsigned), "--peer", "cert-in")
+    assert not_signed.returncode == 1 and "not signed" in not_signed.stdout
+    # bd's own export (signed by bd, not in) does not pass as in's.
+    own = tmp_path / "own.json"
+    bd.ok("export", "indicators", "--partner", "cert-in", "-o", str(own))
+    foreign = bd.cli("import", str(own), "--peer", "cert-in")
+    assert foreign.returncode == 1 and "unknown kid" in foreign.stdout
+    assert ids(bd.objects("partner-submissions")) == before
+
+    good = bd.cli("import", str(export), "--peer", "cert-in", "--json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    after = ids(bd.objects("partner-submissions"))
+    assert {o["id"] for o in sent} <= set(after)
