@@ -90,9 +90,17 @@ class Exchange:
             params = {"next": envelope["next"], "match[version]": "all", "limit": "1000"}
 
     def pull(self) -> dict[str, Any]:
-        """Run its feed pulling the other exchange; the run's summary."""
-        result = self.cli("feed", "run", self.feeds[0], "--json")
-        return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+        """Run every feed pulling the other exchange; their summaries added up."""
+        total: dict[str, Any] = {"status": "ok", "error": None}
+        for name in self.feeds:
+            result = self.cli("feed", "run", name, "--json")
+            summary = json.loads(result.stdout.strip().splitlines()[-1])
+            for key in ("fetched", "new", "updated", "unchanged", "dropped", "failed"):
+                total[key] = total.get(key, 0) + summary[key]
+            if summary["status"] == "failed":
+                total["status"] = "failed"
+                total["error"] = "; ".join(filter(None, [total["error"], summary["error"]]))
+        return total
 
     def cursor(self) -> dict[str, Any]:
         engine = create_engine(f"sqlite:///{self.data_dir / 'exchange.db'}")
@@ -224,9 +232,11 @@ def start_pair(tmp: Path) -> tuple[Exchange, Exchange]:
             here.env["PEER_USER"] = added["credential_id"]
         for here, there in ((bd, in_), (in_, bd)):
             assert there.proxy is not None
+            # bd names in's collection; in gives bd's API root: every collection it may read there.
+            url = "/taxii2/root/collections/indicators/" if here is bd else "/taxii2/root/"
             peered = here.ok(
                 "peer", "add", there.slug,
-                "--url", f"{there.proxy.url}/taxii2/root/collections/indicators/",
+                "--url", there.proxy.url + url,
                 "--jwks-url", f"{there.proxy.url}/.well-known/jwks.json",
                 "--ca-file", str(ca_file),
                 "--our-name", here.slug,

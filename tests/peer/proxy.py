@@ -24,6 +24,8 @@ _ID_DIGIT = re.compile(rb'"id":"indicator--([0-9a-f])')
 @dataclass
 class Controls:
     tamper_next: bool = False
+    tamper_after: int = 0  # objects pages (with indicators) to pass on unchanged before tampering
+    date_added_last: str | None = None  # replaces X-TAXII-Date-Added-Last on the next objects page
     replay_next: bytes | None = None
     pages: list[bytes] = field(default_factory=list)  # objects pages passed on, as sent
     tampered: int = 0
@@ -86,9 +88,15 @@ class Proxy:
                     if objects_page and status == 200:
                         with lock:
                             if controls.tamper_next and b'"indicator--' in data:
-                                controls.tamper_next = False
-                                controls.tampered += 1
-                                data = flip_one_byte(data)
+                                if controls.tamper_after:
+                                    controls.tamper_after -= 1
+                                else:
+                                    controls.tamper_next = False
+                                    controls.tampered += 1
+                                    data = flip_one_byte(data)
+                            if controls.date_added_last is not None:
+                                reply_headers["X-TAXII-Date-Added-Last"] = controls.date_added_last
+                                controls.date_added_last = None
                             controls.pages.append(data)
                 self.send_response(status)
                 for name, value in reply_headers.items():

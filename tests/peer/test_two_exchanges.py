@@ -54,6 +54,8 @@ def test_objects_published_on_each_side_reach_the_other_once_verified(
     assert ids(bd.objects("partner-submissions")) == at_bd
     assert ids(in_.objects("partner-submissions")) == at_in
 
+    # in named bd's API root: it pulls every collection its agreement at bd lets it read.
+    assert len(in_.feeds) == 2
     listed = json.loads(bd.ok("peer", "list", "--json").stdout)
     assert [p["slug"] for p in listed] == ["cert-in"]
     assert listed[0]["our_name"] == "cert-bd" and listed[0]["kids"]
@@ -82,6 +84,47 @@ def test_a_page_with_one_byte_changed_fails_the_run_and_stores_nothing(
     clean = bd.pull()
     assert clean["status"] == "ok" and clean["new"] == 2, clean
     assert {o["id"] for o in sent} <= set(ids(bd.objects("partner-submissions")))
+
+
+def test_a_bad_second_page_keeps_the_first_and_the_resume_point_after_it(
+    pair: tuple[Exchange, Exchange],
+) -> None:
+    bd, in_ = pair
+    assert in_.proxy is not None
+    bd.pull()
+    sent = in_.publish(3)  # two pages of two at most: the second holds the third
+    in_.proxy.controls.tamper_next, in_.proxy.controls.tamper_after = True, 1
+
+    run = bd.pull()
+
+    assert run["status"] == "failed" and "page 2" in run["error"] and "bad signature" in run["error"], run
+    held = set(ids(bd.objects("partner-submissions")))
+    assert {o["id"] for o in sent[:2]} <= held and sent[2]["id"] not in held
+    resumed = bd.pull()
+    assert resumed["status"] == "ok" and resumed["new"] == 1 and resumed["fetched"] == 1, resumed
+    assert sent[2]["id"] in set(ids(bd.objects("partner-submissions")))
+
+
+def test_a_resume_point_in_the_future_and_a_suspended_peer_are_refused(
+    pair: tuple[Exchange, Exchange],
+) -> None:
+    bd, in_ = pair
+    assert in_.proxy is not None
+    bd.pull()
+    cursor = bd.cursor()
+    in_.publish(1)
+    in_.proxy.controls.date_added_last = "2099-01-01T00:00:00.000000Z"
+    run = bd.pull()
+    assert run["status"] == "failed" and "in the future" in run["error"], run
+    assert bd.cursor() == cursor
+
+    bd.ok("partner", "suspend", "cert-in")
+    try:
+        suspended = bd.pull()
+        assert suspended["status"] == "failed" and "suspended" in suspended["error"], suspended
+    finally:
+        bd.ok("partner", "activate", "cert-in")
+    assert bd.pull()["new"] == 1
 
 
 def test_rotation_is_followed_and_a_removed_key_is_no_longer_trusted(
