@@ -287,3 +287,16 @@ def test_the_key_set_is_fetched_over_verified_tls_never_redirected_and_bounded(
         keyset.fetch(url + "/big", ca_bundle=ca)
     with pytest.raises(KeySetError, match="HTTP 404"):
         keyset.fetch(url + "/missing", ca_bundle=ca)
+
+
+def test_a_page_in_another_serialization_verifies_through_full_canonicalization() -> None:
+    key, clock = new_key(), Clock()
+    t = trust(Peer(key), jwks(key), clock)
+    served = orjson.loads(page(key))
+    pretty = json.dumps(dict(reversed(list(served.items()))), indent=2).encode()  # member first, spaced
+    assert t.verify_document(pretty, cty=CTY_TAXII)["objects"][0]["id"] == "indicator--1"
+    # A second member inside what was signed is not a page any exchange serves.
+    canonical = canonical_bytes({"more": False, "x_exchange_jws": "a.b.c"}, member="unused")
+    token = sign_canonical(canonical, key=key, cty=CTY_TAXII, aud=US, iss=PEER)
+    doubled = canonical[:-1] + b',"x_exchange_jws":"' + token.encode() + b'"}'
+    assert reason(lambda: t.verify_document(doubled, cty=CTY_TAXII)) == "malformed payload"
