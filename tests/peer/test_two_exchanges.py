@@ -59,6 +59,15 @@ def test_objects_published_on_each_side_reach_the_other_once_verified(
     listed = json.loads(bd.ok("peer", "list", "--json").stdout)
     assert [p["slug"] for p in listed] == ["cert-in"]
     assert listed[0]["our_name"] == "cert-bd" and listed[0]["kids"]
+    # The key bd pulls in with never shows, whatever an administrator lists.
+    secret = bd.peer_key.split(".", 1)[1]
+    for args in (
+        ("peer", "list"),
+        ("feed", "list", "--json"),
+        ("feed", "runs", bd.feeds[0]),
+        ("audit", "list"),
+    ):
+        assert secret not in bd.ok(*args).stdout, args
 
 
 def test_a_page_with_one_byte_changed_fails_the_run_and_stores_nothing(
