@@ -38,7 +38,8 @@ class Exchange:
     port: int = 0
     admin: tuple[str, str] = ("", "")
     process: subprocess.Popen | None = None  # type: ignore[type-arg]
-    proxy: Proxy | None = None
+    proxy: Proxy | None = None  # TLS, what the other side pulls it through
+    inbox: Proxy | None = None  # plain HTTP, what the other side pushes to it through
     feeds: list[str] = field(default_factory=list)  # its feeds pulling the other side
     peer_key: str = ""  # its key at the other side
 
@@ -58,7 +59,11 @@ class Exchange:
 
     def publish(self, count: int, collection: str = "indicators") -> list[dict[str, Any]]:
         """`count` fresh indicators POSTed over TAXII by this exchange's administrator."""
-        objects = [indicator() for _ in range(count)]
+        return self.post([indicator() for _ in range(count)], collection)
+
+    def post(self, objects: list[dict[str, Any]], collection: str = "indicators") -> list[dict[str, Any]]:
+        """`objects` POSTed over TAXII by this exchange's administrator (its analysts' channel)."""
+        count = len(objects)
         answer = httpx.post(
             f"{self.url}/taxii2/root/collections/{collection}/objects/",
             json={"objects": objects},
@@ -102,6 +107,17 @@ class Exchange:
                 total["error"] = "; ".join(filter(None, [total["error"], summary["error"]]))
         return total
 
+    def agree(self, partner: str, tmp: Path, **changes: Any) -> None:
+        """Apply `partner`'s agreement here again with `changes` to its write section (or `push`)."""
+        doc = _agreement(partner)
+        push = changes.pop("push", None)
+        doc["write"].update(changes)
+        if push is not None:
+            doc["push"] = push
+        path = tmp / f"{self.name}-{partner}-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        self.ok("agreement", "apply", str(path))
+
     def cursor(self) -> dict[str, Any]:
         engine = create_engine(f"sqlite:///{self.data_dir / 'exchange.db'}")
         try:
@@ -114,8 +130,9 @@ class Exchange:
         return dict(json.loads(value or "{}"))
 
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
+        for proxy in (self.proxy, self.inbox):
+            if proxy is not None:
+                proxy.stop()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -208,6 +225,7 @@ def start_pair(tmp: Path) -> tuple[Exchange, Exchange]:
         for side in sides:
             _wait(side)
             side.proxy = Proxy(side.port, tmp, ca)
+            side.inbox = Proxy(side.port, tmp, None)
         for here, there in ((bd, in_), (in_, bd)):
             # `there` registers `here` as its partner: the credential `here` pulls with.
             added = json.loads(

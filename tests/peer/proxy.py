@@ -28,6 +28,7 @@ class Controls:
     date_added_last: str | None = None  # replaces X-TAXII-Date-Added-Last on the next objects page
     replay_next: bytes | None = None
     pages: list[bytes] = field(default_factory=list)  # objects pages passed on, as sent
+    posts: list[bytes] = field(default_factory=list)  # bodies POSTed through it (push delivery)
     tampered: int = 0
 
 
@@ -43,7 +44,8 @@ def flip_one_byte(body: bytes) -> bytes:
 
 
 class Proxy:
-    def __init__(self, upstream_port: int, tmp: Path, ca: tuple) -> None:  # type: ignore[type-arg]
+    def __init__(self, upstream_port: int, tmp: Path, ca: tuple | None) -> None:  # type: ignore[type-arg]
+        """TLS with a certificate `ca` signs; plain HTTP when `ca` is None."""
         self.controls = Controls()
         controls = self.controls
         lock = threading.Lock()
@@ -57,6 +59,9 @@ class Proxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if self.command == "POST" and body is not None:
+                    with lock:
+                        controls.posts.append(body)
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -110,15 +115,17 @@ class Proxy:
             do_DELETE = _forward  # noqa: N815
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context: ssl.SSLContext = server_context(tmp, issuer=ca)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if ca is not None else "http"
+        if ca is not None:
+            context: ssl.SSLContext = server_context(tmp, issuer=ca)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.server.shutdown()
