@@ -247,6 +247,18 @@ def writer(db: Session, slug: str) -> Writer:
     )
 
 
+def cached_trust(db: Session, peer: Peer) -> PeerTrust:
+    """The peer's trust on its cached key set alone (no fetching: for checks inside a request)."""
+    partner = db.get(Partner, peer.partner_pk)
+    return PeerTrust(
+        slug=partner.slug if partner is not None else str(peer.partner_pk),
+        audience=peer.our_name,
+        issuer=peer.issuer,
+        cache=key_cache(peer),
+        fetch=None,
+    )
+
+
 def view(peer: Peer, partner: Partner, feeds: list[Feed]) -> dict[str, Any]:
     """What `peer list` shows: no secrets, the kids trusted now."""
     cache = key_cache(peer)

@@ -118,6 +118,21 @@ class Exchange:
         path.write_text(yaml.safe_dump(doc))
         self.ok("agreement", "apply", str(path))
 
+    def push_to(self, there: Exchange, tmp: Path, **changes: Any) -> None:
+        """Push to `there`'s partner-submissions (through its recording inbox), every hour."""
+        assert there.inbox is not None
+        url = f"{there.inbox.url}/taxii2/root/collections/partner-submissions/"
+        self.agree(there.slug, tmp, push={"url": url, "every": "1h"}, **changes)
+        self.ok(
+            "partner",
+            "push-auth",
+            there.slug,
+            "--username",
+            self.env["PEER_USER"],
+            "--password-env",
+            "PEER_KEY",
+        )
+
     def cursor(self) -> dict[str, Any]:
         engine = create_engine(f"sqlite:///{self.data_dir / 'exchange.db'}")
         try:

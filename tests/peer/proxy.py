@@ -29,6 +29,7 @@ class Controls:
     replay_next: bytes | None = None
     pages: list[bytes] = field(default_factory=list)  # objects pages passed on, as sent
     posts: list[bytes] = field(default_factory=list)  # bodies POSTed through it (push delivery)
+    tamper_post: bool = False  # change one byte of the next POSTed envelope with an indicator
     tampered: int = 0
 
 
@@ -61,6 +62,10 @@ class Proxy:
                 body = self.rfile.read(length) if length else None
                 if self.command == "POST" and body is not None:
                     with lock:
+                        if controls.tamper_post and b'"indicator--' in body:
+                            controls.tamper_post = False
+                            controls.tampered += 1
+                            body = flip_one_byte(body)
                         controls.posts.append(body)
                 headers = {
                     k: v

@@ -221,3 +221,30 @@ def test_import_of_a_peer_export_verifies_and_stores_nothing_when_it_fails(
     assert good.returncode == 0, good.stdout + good.stderr
     after = ids(bd.objects("partner-submissions"))
     assert {o["id"] for o in sent} <= set(after)
+
+
+def test_a_peer_push_is_verified_with_the_key_set_it_publishes(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    assert bd.inbox is not None
+    # bd registered no key for cert-in: its pushes verify against the key set cert-in publishes.
+    bd.agree("cert-in", tmp_path, require_signature=True)
+    in_.push_to(bd, tmp_path)
+    try:
+        sent = in_.publish(1)
+        pushed = in_.cli("push", "run", "cert-bd")
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        assert sent[0]["id"] in ids(bd.objects("partner-submissions"))
+
+        before = ids(bd.objects("partner-submissions"))
+        bd.inbox.controls.tamper_post = True
+        changed = in_.publish(1)
+        in_.cli("push", "run", "cert-bd")
+        assert bd.inbox.controls.tampered == 1
+        after = ids(bd.objects("partner-submissions"))
+        assert changed[0]["id"] not in after
+        assert len(after) == len(before)  # nor the altered copy
+    finally:
+        bd.agree("cert-in", tmp_path)
+        in_.agree("cert-bd", tmp_path)
