@@ -8,6 +8,7 @@ Pure module: standard library and policies.* only.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -70,6 +71,65 @@ class ObjectFacts:
     audience: frozenset[str] | None  # None: every partner; else partner slugs
     refs_visible: bool = True  # referential closure, computed by the caller
     revoked: bool = False
+    provenance: Provenance | None = None  # None: the CERT's or a feed's own object
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which partners an object version came from, as originator control needs to know them.
+
+    `source` sent this version (a partner posting it, or a peer it was pulled from); `originator`
+    first brought the object into the exchange and keeps control of every later version and copy
+    of it, whoever stores those (an analyst's new version, a copy in another collection, another
+    partner re-posting it). For a sighting, `sighted_originator` is the originator of the object
+    it is a sighting of: the sighting flows back to that partner.
+    """
+
+    source: str | None = None
+    originator: str | None = None
+    sighted_originator: str | None = None
+
+
+def relays(relay_to: str | Sequence[str], recipient: str) -> bool:
+    """Whether an agreement's `write.relay_to` lets what its partner sends reach `recipient`."""
+    if relay_to == "all":
+        return True
+    if isinstance(relay_to, str):
+        return False  # "none", or anything unknown: fail closed
+    return recipient in relay_to
+
+
+def relayers_for(recipient: str, docs: Mapping[str, AgreementDoc]) -> frozenset[str]:
+    """The partners (slug -> current agreement) whose objects may reach `recipient`: those whose
+    agreement is active and relays to it. Never the recipient itself."""
+    return frozenset(
+        slug
+        for slug, doc in docs.items()
+        if slug != recipient
+        and doc.status == "active"
+        and doc.write is not None
+        and relays(doc.write.relay_to, recipient)
+    )
+
+
+def decide_relay(provenance: Provenance | None, recipient: str, relayers: frozenset[str]) -> Decision:
+    """Originator control: may a version with this provenance reach `recipient`?
+
+    Nothing goes back to a partner it came from ("originator"). Otherwise every partner it came
+    from (sender and originator) must relay to the recipient ("relay"), except that a sighting of
+    an object the recipient originated always flows back to it: the originator learns where its
+    object was seen.
+    """
+    if provenance is None:
+        return ALLOWED
+    parties = {p for p in (provenance.source, provenance.originator) if p is not None}
+    if recipient in parties:
+        return Decision(False, f"originator: {recipient} sent this object; nothing goes back to its sender")
+    if provenance.sighted_originator is not None and provenance.sighted_originator == recipient:
+        return ALLOWED
+    if parties - relayers:
+        return Decision(False, f"relay: the originator's agreement does not relay it to {recipient}")
+    return ALLOWED
 
 
 @dataclass(frozen=True)
@@ -201,11 +261,14 @@ def _timestamp(us: int) -> str:
         return f"{us} us after the epoch"
 
 
-def decide(grant: ReadGrant | None, facts: ObjectFacts, *, now_us: int) -> Decision:
+def decide(
+    grant: ReadGrant | None, facts: ObjectFacts, *, now_us: int, relayers: frozenset[str] = frozenset()
+) -> Decision:
     """May the grant's partner see this object version now? The first rule that refuses says why.
 
     Revoked objects are not withheld for being revoked (partners must learn of revocations);
-    every other rule still applies to them.
+    every other rule still applies to them. `relayers` are the partners whose objects may reach
+    this one (`relayers_for`).
     """
     if grant is None:
         return Decision(False, "no read grant")
@@ -229,6 +292,9 @@ def decide(grant: ReadGrant | None, facts: ObjectFacts, *, now_us: int) -> Decis
         return Decision(False, f"under embargo until {_timestamp(facts.date_added_us + grant.embargo_us)}")
     if facts.audience is not None and grant.partner not in facts.audience:
         return Decision(False, f"audience excludes {grant.partner}")
+    relay = decide_relay(facts.provenance, grant.partner, relayers)
+    if not relay.allowed:
+        return relay
     if not facts.refs_visible:
         return Decision(False, "references an object the partner cannot see")
     return ALLOWED
@@ -278,6 +344,29 @@ def redact(
         # The source must not be named elsewhere either (a sighting's where_sighted_refs, ...).
         if isinstance(source, str) and source != exchange_identity:
             changed = _rename_refs(out, source, exchange_identity, 0) or changed
+    return out if changed else None
+
+
+def anonymize_relayed(
+    obj: dict[str, Any], source_identity: str | None, *, exchange_identity: str | None
+) -> dict[str, Any] | None:
+    """A relayed object as the originator's `anonymize_on_relay` wants it: its creator (the
+    originator's identity, `source_identity`) replaced by the exchange's, in `created_by_ref` and
+    every other reference; None when nothing changes. Never mutates `obj`."""
+    creator = obj.get("created_by_ref")
+    names = {n for n in (creator, source_identity) if isinstance(n, str) and n != exchange_identity}
+    if not names:
+        return None
+    out = copy.deepcopy(obj)
+    changed = False
+    if isinstance(creator, str) and creator in names:
+        if exchange_identity is None:
+            del out["created_by_ref"]
+        else:
+            out["created_by_ref"] = exchange_identity
+        changed = True
+    for name in sorted(names):
+        changed = _rename_refs(out, name, exchange_identity, 0) or changed
     return out if changed else None
 
 

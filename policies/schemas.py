@@ -134,14 +134,29 @@ class ReadSection(BaseModel):
         return None if value is None else format_duration(value)
 
 
+def _partner_slug(value: str) -> str:
+    if not SLUG.fullmatch(value):
+        raise ValueError(f"{value!r} is not a partner slug")
+    return value
+
+
+PartnerSlug = Annotated[StrictStr, AfterValidator(_partner_slug)]
+RelayTo = Literal["none", "all"] | Annotated[list[PartnerSlug], AfterValidator(_unique)]
+
+
 class WriteSection(BaseModel):
-    """What the partner may post."""
+    """What the partner may post, and how far what it sends may travel."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     collections: Collections
     types: StixTypes | None = None
     require_signature: StrictBool = False
+    # Which other partners may receive what this partner sends (originator control): "none"
+    # (the default), "all", or a list of partner slugs. Never back to the partner itself.
+    relay_to: RelayTo = "none"
+    # Relayed copies name the exchange, not this partner, as their creator.
+    anonymize_on_relay: StrictBool = False
 
 
 class PushSection(BaseModel):
@@ -299,6 +314,16 @@ def validate_agreement(
             for index, name in enumerate(names):
                 if isinstance(name, str) and name not in known_collections:
                     problems.append((f"{section}.collections[{index}]", f"unknown collection {name!r}"))
+    write = data.get("write")
+    relay = write.get("relay_to") if isinstance(write, dict) else None
+    if isinstance(relay, list):
+        for index, name in enumerate(relay):
+            if not isinstance(name, str):
+                continue
+            if name == partner:
+                problems.append((f"write.relay_to[{index}]", "a partner's objects never go back to it"))
+            elif known_partners is not None and name not in known_partners:
+                problems.append((f"write.relay_to[{index}]", f"unknown partner {name!r}"))
     push = data.get("push")
     name = push.get("collection") if isinstance(push, dict) else None
     if isinstance(name, str) and name not in known_collections:

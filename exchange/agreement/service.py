@@ -184,6 +184,25 @@ def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
     return AgreementDoc.model_validate(orjson.loads(row.document)) if row else None
 
 
+def current_docs(db: Session) -> list[tuple[Partner, AgreementDoc | None]]:
+    """Every partner with its validated current agreement (None when it has none), by pk."""
+    rows = db.execute(
+        select(Partner, AgreementVersion.document)
+        .join(Agreement, Agreement.partner_pk == Partner.pk, isouter=True)
+        .join(
+            AgreementVersion,
+            (AgreementVersion.agreement_pk == Agreement.pk)
+            & (AgreementVersion.version == Agreement.current_version),
+            isouter=True,
+        )
+        .order_by(Partner.pk)
+    ).all()
+    return [
+        (partner, AgreementDoc.model_validate(orjson.loads(document)) if document else None)
+        for partner, document in rows
+    ]
+
+
 def grants_for(
     db: Session,
     principal: Caller,

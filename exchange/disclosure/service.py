@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.disclosure.models import Disclosure
+from exchange.intel import chain
 from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.partner.models import Partner
@@ -107,12 +108,24 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
         for r in rows
     ]
     latest = versions[-1] if versions else None
+    first = db.execute(
+        select(
+            ObjectVersion.origin,
+            ObjectVersion.added_by,
+            ObjectVersion.origin_partner_pk,
+            ObjectVersion.originator_partner_pk,
+        )
+        .where(ObjectVersion.stix_id == stix_id)
+        .order_by(ObjectVersion.date_added_us, ObjectVersion.pk)
+        .limit(1)
+    ).first()
     by_partner: dict[str, set[str]] = {}
     for r in received:
         by_partner.setdefault(r["partner"] or r["credential_id"] or "", set()).add(r["version"])
     missing = sorted(p for p, got in by_partner.items() if latest not in got)
     return {
         "id": stix_id,
+        "came_from": chain.first_source(first, chain.partner_names(db)) if first is not None else None,
         "versions": versions,
         "latest": latest,
         "received": received,

@@ -27,8 +27,12 @@ from exchange.intel.validation import StixMeta, validate_object
 from policies.engine import FirstVersion, Writer, decide_authorship, decide_version, references
 from policies.tlp import ALIAS_IDS, level_of_marking, marking_refs, rank, statement_level
 
-ORIGINS = ("analyst", "partner", "feed")
+ORIGINS = ("analyst", "partner", "peer", "feed")
+# Origins that are a partner organisation: their versions record it (originator control).
+PARTNER_ORIGINS = ("partner", "peer")
 _CHUNK = 500
+# origin_partner_pk of a partner version whose partner is unknown: never relayed (fail closed).
+UNKNOWN_PARTNER_PK = 0
 
 
 @dataclass
@@ -51,6 +55,7 @@ class _Known:
 
     first: FirstVersion | None = None
     first_us: int = 0
+    originator_pk: int | None = None  # the partner that first brought the object in, if one did
     revoked_version: str | None = None  # the earliest revoked version, if any
 
 
@@ -142,6 +147,7 @@ def ingest(
     audience: Sequence[str] | None = None,
     writer: Writer | None = None,
     exchange_identity: str | None = None,
+    origin_partner_pk: int | None = None,
 ) -> IngestResult:
     """Store `objects` (validated here unless already prepared) in `collection`; exact duplicates
     count as successes.
@@ -149,9 +155,21 @@ def ingest(
     Who may version what is `policies.engine.decide_version`'s call, over every collection;
     a revoked object gets no new versions from anyone (STIX 2.1 section 3.6). With
     `exchange_identity`, partners and feeds may not publish as the CERT (`decide_authorship`).
+
+    Every version records where it came from: `origin`, `added_by` (the credential, or
+    "feed:<name>") and, for a partner or peer, `origin_partner_pk` (found from the credential
+    when not given). A versioned object's originator is whoever first stored it, kept by every
+    later version and copy, so nobody takes over another party's object by re-posting it.
     """
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}")
+    if origin in PARTNER_ORIGINS and origin_partner_pk is None:
+        origin_partner_pk = _credential_partner(db, added_by)
+    if origin in PARTNER_ORIGINS and origin_partner_pk is None:
+        # A partner we cannot name (its credential is gone): no partner relays what it sent.
+        origin_partner_pk = UNKNOWN_PARTNER_PK
+    if origin not in PARTNER_ORIGINS:
+        origin_partner_pk = None
     writer = writer or _writer_for(origin, added_by)
     batch = objects if isinstance(objects, PreparedBatch) else prepare(objects)
     result = IngestResult(failures=list(batch.failures))
@@ -177,8 +195,18 @@ def ingest(
     for obj, cand in valid:
         versions = stored.setdefault(cand.meta.stix_id, {})
         if not cand.version:
-            # No modified/created (e.g. an SCO): the same content is the same object.
-            same = next((v for v, row in versions.items() if row["body"] == cand.body), None)
+            # No modified/created (e.g. an SCO): the same content is the same object; but a copy
+            # only partners sent does not stand for the CERT's or a feed's, which is stored too
+            # (else a partner posting a value first would keep it from every other partner).
+            same = next(
+                (
+                    v
+                    for v, row in versions.items()
+                    if row["body"] == cand.body
+                    and (origin_partner_pk is not None or row["origin_partner_pk"] is None)
+                ),
+                None,
+            )
             if same is not None:
                 cand.version = same
             else:
@@ -206,6 +234,7 @@ def ingest(
             continue
         if facts.first is None:
             facts.first = FirstVersion(origin, added_by, _created_by(obj))
+            facts.originator_pk = origin_partner_pk
         if cand.meta.revoked and (facts.revoked_version is None or cand.version < facts.revoked_version):
             facts.revoked_version = cand.version
         if versions:
@@ -227,6 +256,10 @@ def ingest(
             "is_first": False,
             "origin": origin,
             "added_by": added_by,
+            "origin_partner_pk": origin_partner_pk,
+            # SCOs are not versioned and their ids come from their values: no one owns them.
+            "originator_partner_pk": facts.originator_pk if cand.meta.version else None,
+            "sighting_of_ref": _sighting_of(obj) if cand.meta.type == "sighting" else None,
             "audience": audience_text,
             "body": cand.body,
             "pk": None,
@@ -269,7 +302,21 @@ def ingest(
 
 def _writer_for(origin: str, added_by: str | None) -> Writer:
     """The writer a caller that names none is taken to be (partners: only this credential)."""
-    return Writer(kind=origin, name=added_by or origin, added_by=frozenset({added_by} if added_by else ()))
+    kind = "partner" if origin in PARTNER_ORIGINS else origin
+    return Writer(kind=kind, name=added_by or origin, added_by=frozenset({added_by} if added_by else ()))
+
+
+def _credential_partner(db: Session, credential_id: str | None) -> int | None:
+    from exchange.auth.models import Credential
+
+    if credential_id is None:
+        return None
+    return db.scalar(select(Credential.partner_pk).where(Credential.id == credential_id))
+
+
+def _sighting_of(obj: Any) -> str | None:
+    value = obj.get("sighting_of_ref") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else None
 
 
 def _created_by(obj: Any) -> str | None:
@@ -347,6 +394,7 @@ def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
                 ObjectVersion.revoked,
                 ObjectVersion.is_first,
                 ObjectVersion.body,
+                ObjectVersion.originator_partner_pk,
             ).where(
                 ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),
                 ObjectVersion.is_first.is_(True) | ObjectVersion.revoked.is_(True),
@@ -361,6 +409,7 @@ def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
                     creator = None
                 facts.first = FirstVersion(row.origin, row.added_by, creator)
                 facts.first_us = row.date_added_us
+                facts.originator_pk = row.originator_partner_pk
             if row.revoked and (facts.revoked_version is None or row.version < facts.revoked_version):
                 facts.revoked_version = row.version
     return found
@@ -490,6 +539,7 @@ def _stored_versions(
                 ObjectVersion.body,
                 ObjectVersion.is_latest,
                 ObjectVersion.is_first,
+                ObjectVersion.origin_partner_pk,
             ).where(
                 ObjectVersion.collection_pk == collection_pk,
                 ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]),

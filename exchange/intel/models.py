@@ -58,6 +58,7 @@ class ObjectVersion(Base):
         Index("ix_object_version_latest_page", "collection_pk", "is_latest", "date_added_us"),
         Index("ix_object_version_type_page", "collection_pk", "type", "date_added_us"),
         Index("ix_object_version_stix_id", "stix_id"),
+        Index("ix_object_version_sighting_of", "sighting_of_ref"),
     )
 
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
@@ -75,8 +76,15 @@ class ObjectVersion(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
     is_first: Mapped[bool] = mapped_column(Boolean, default=True)
-    origin: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(16))  # analyst | partner | peer | feed
     added_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Originator control (exchange.sharing.visibility): the partner (or peer) this version came
+    # from, and the partner that first brought the object in, which keeps control of every later
+    # version and copy of it (NULL: the CERT or a feed; SCOs have no originator, only a source).
+    origin_partner_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    originator_partner_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A sighting's sighting_of_ref: the sighting flows back to that object's originator.
+    sighting_of_ref: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Partners an analyst narrowed this object to, as ",slug,slug," (NULL = no restriction).
     audience: Mapped[str | None] = mapped_column(Text, nullable=True)
     body: Mapped[str] = mapped_column(Text)

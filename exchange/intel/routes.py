@@ -1,4 +1,5 @@
-"""/api/v1/objects/{stix_id}: one object across collections, with the sightings of it."""
+"""/api/v1/objects/{stix_id}: one object across collections, where it came from and went, and the
+sightings of it."""
 
 from __future__ import annotations
 
@@ -10,29 +11,35 @@ from sqlalchemy import select
 
 from exchange.auth.deps import DbSession, require_staff
 from exchange.errors import NotFoundError
+from exchange.intel import chain
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import us_to_text
 
 router = APIRouter(prefix="/api/v1/objects", tags=["objects"], dependencies=[Depends(require_staff)])
 
 
-def _row(row: Any) -> dict[str, Any]:
+def _row(row: Any, names: dict[int, str] | None = None) -> dict[str, Any]:
+    names = names or {}
     return {
         "collection": row.alias,
         "version": row.version_text,
         "date_added": us_to_text(row.date_added_us),
         "origin": row.origin,
         "added_by": row.added_by,
+        "from": chain.came_from(row, names),
         "object": orjson.loads(row.body),
     }
 
 
 _COLUMNS = (
+    ObjectVersion.pk,
     Collection.alias,
     ObjectVersion.version_text,
     ObjectVersion.date_added_us,
     ObjectVersion.origin,
     ObjectVersion.added_by,
+    ObjectVersion.origin_partner_pk,
+    ObjectVersion.originator_partner_pk,
     ObjectVersion.body,
 )
 
@@ -48,7 +55,16 @@ def get_object(stix_id: str, db: DbSession) -> dict[str, Any]:
     ).all()
     if not versions:
         raise NotFoundError(f"no object {stix_id!r} is stored")
-    return {"id": stix_id, "versions": [_row(v) for v in versions], "sightings": sightings_of(db, stix_id)}
+    names = chain.partner_names(db)
+    went = chain.received_by(db, [v.pk for v in versions])
+    rows = [_row(v, names) | {"received_by": went.get(v.pk, [])} for v in versions]
+    first = min(versions, key=lambda v: (v.date_added_us, v.pk))
+    return {
+        "id": stix_id,
+        "came_from": chain.first_source(first, names),
+        "versions": rows,
+        "sightings": sightings_of(db, stix_id),
+    }
 
 
 @router.get("/{stix_id}/sightings")

@@ -21,8 +21,9 @@ from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
 from exchange.sharing import visibility
-from policies.engine import ReadGrant, WriteGrant, read_grant
+from policies.engine import ReadGrant, WriteGrant, read_grant, relayers_for
 from policies.schemas import AgreementDoc
 
 
@@ -37,8 +38,8 @@ class CollectionAccess:
     collection_grant: visibility.CollectionGrant | None = None
     all_grants: Sequence[visibility.CollectionGrant] = ()
     now_us: int = 0
-    # The partner's own credential ids: what they stored never vouches for a reference.
-    own_writers: tuple[str, ...] = ()
+    # Originator control for this partner (whose objects may reach it, and how).
+    relay: visibility.RelayScope | None = None
 
 
 def collection_access(
@@ -81,12 +82,12 @@ def _partner_access(
     if read is None:
         return CollectionAccess(can_read=False, can_write=True, write_grant=write)
     stamp = now_us()
+    if "relay" not in cache:
+        cache["relay"] = relay_scope(db, principal.partner_pk)
     if "grants" not in cache:
-        cache["grants"] = _all_read_grants(db, principal, doc, now)
-    if "writers" not in cache:
-        cache["writers"] = own_writers(db, principal.partner_pk)
-    own = visibility.collection_grant(collection, read)
-    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp, own_writers=cache["writers"])
+        cache["grants"] = _all_read_grants(db, principal, doc, now, cache["relay"])
+    own = visibility.collection_grant(collection, read, cache["relay"])
+    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp)
     return CollectionAccess(
         can_read=True,
         can_write=write is not None,
@@ -96,37 +97,78 @@ def _partner_access(
         collection_grant=own,
         all_grants=cache["grants"],
         now_us=stamp,
-        own_writers=cache["writers"],
+        relay=cache["relay"],
     )
 
 
-def _all_read_grants(db: Session, principal: Caller, doc, now) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
+def _all_read_grants(db: Session, principal: Caller, doc, now, relay) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
     if doc is None or doc.read is None:
         return []
     grants = []
     for coll in db.scalars(select(Collection).where(Collection.alias.in_(doc.read.collections))):
         read, _ = agreement_service.grants_for(db, principal, coll, now=now, doc=doc)
         if read is not None:
-            grants.append(visibility.collection_grant(coll, read))
+            grants.append(visibility.collection_grant(coll, read, relay))
     return grants
 
 
+def relay_scope(
+    db: Session,
+    partner_pk: int,
+    *,
+    docs: dict[int, AgreementDoc | None] | None = None,
+    current: Sequence[tuple[Partner, AgreementDoc | None]] | None = None,
+) -> visibility.RelayScope:
+    """Originator control for one recipient, from every partner's current agreement (`current`,
+    read here unless given; `docs` overrides some of them: what an agreement edit changes is
+    worked out with both versions)."""
+    rows = current if current is not None else agreement_service.current_docs(db)
+    by_slug: dict[str, AgreementDoc] = {}
+    pks: dict[str, int] = {}
+    names: dict[int, str] = {}
+    identities: dict[int, str | None] = {}
+    anonymized: set[int] = set()
+    for partner, doc in rows:
+        if docs is not None and partner.pk in docs:
+            doc = docs[partner.pk]
+        names[partner.pk] = partner.slug
+        identities[partner.pk] = partner.identity_id
+        pks[partner.slug] = partner.pk
+        if doc is not None:
+            by_slug[partner.slug] = doc
+            if doc.write is not None and doc.write.anonymize_on_relay:
+                anonymized.add(partner.pk)
+    slug = names.get(partner_pk, f"partner {partner_pk}")
+    return visibility.RelayScope(
+        partner_pk=partner_pk,
+        partner=slug,
+        relayers=frozenset(pks[s] for s in relayers_for(slug, by_slug)),
+        names=names,
+        identities=identities,
+        anonymized=frozenset(anonymized),
+    )
+
+
 def doc_grants(
-    db: Session, doc: AgreementDoc, *, now: datetime, partner_active: bool = True
+    db: Session,
+    doc: AgreementDoc,
+    *,
+    now: datetime,
+    partner_active: bool = True,
+    relay: visibility.RelayScope | None = None,
 ) -> dict[str, tuple[Collection, visibility.CollectionGrant]]:
-    """alias -> (collection, grant) for every collection `doc` lets the partner read at `now`."""
+    """alias -> (collection, grant) for every collection `doc` lets the partner read at `now`
+    (originator control as the agreements stand, unless `relay` is given)."""
     aliases = doc.read.collections if doc.read else []
+    if relay is None:
+        partner = partner_service.get_by_slug(db, doc.partner)
+        relay = relay_scope(db, partner.pk)
     found = {}
     for coll in db.scalars(select(Collection).where(Collection.alias.in_(aliases)).order_by(Collection.pk)):
         grant = read_grant(doc, collection=coll.alias, now=now, partner_active=partner_active)
         if grant is not None:
-            found[coll.alias] = (coll, visibility.collection_grant(coll, grant))
+            found[coll.alias] = (coll, visibility.collection_grant(coll, grant, relay))
     return found
-
-
-def own_writers(db: Session, partner_pk: int | None) -> tuple[str, ...]:
-    """Every credential id the partner ever held (revoked ones too: what they stored stays theirs)."""
-    return () if partner_pk is None else partner_service.credential_ids(db, partner_pk)
 
 
 def may_delete(principal: Principal) -> bool:

@@ -13,8 +13,8 @@ from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.query import AnyRow
 from exchange.intel.strictjson import canonical_text
 from exchange.sharing.access import CollectionAccess
-from exchange.sharing.visibility import visible_anywhere, written_by
-from policies.engine import ObjectFacts, decide, redact
+from exchange.sharing.visibility import RelayScope, known_to, visible_anywhere
+from policies.engine import ObjectFacts, Provenance, anonymize_relayed, decide, redact
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ GATE_COLUMNS = (
     ObjectVersion.revoked,
     ObjectVersion.version_text,
     ObjectVersion.collection_pk,
+    ObjectVersion.origin_partner_pk,
+    ObjectVersion.originator_partner_pk,
+    ObjectVersion.sighting_of_ref,
 )
 
 
@@ -47,26 +50,45 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
     if not refs:
         return {}
     wanted = sorted(set().union(*refs.values()))
-    own = written_by(access.own_writers)
-    visible_by_others: set[str] = set()
-    visible_own: set[str] = set()
-    stored_by_others: set[str] = set()
-    for stix_id, mine, visible in db.execute(
-        select(
-            ObjectVersion.stix_id,
-            own,
-            visible_anywhere(access.all_grants, now_us=access.now_us),
-        ).where(ObjectVersion.stix_id.in_(wanted))
-    ):
-        if not mine:
-            stored_by_others.add(stix_id)
-            if visible:
-                visible_by_others.add(stix_id)
-        elif visible:
-            visible_own.add(stix_id)
-    # The partner's own writes vouch for an id only when no other party stored it (see visibility).
-    vouched = visible_by_others | (visible_own - stored_by_others)
+    vouched: set[str] = set()
+    if access.relay is not None and access.all_grants:
+        # Visible to the partner (originator control included), or brought in by it (see visibility).
+        for stix_id, visible, known in db.execute(
+            select(
+                ObjectVersion.stix_id,
+                visible_anywhere(access.all_grants, now_us=access.now_us),
+                known_to(access.relay),
+            ).where(ObjectVersion.stix_id.in_(wanted))
+        ):
+            if visible or known:
+                vouched.add(stix_id)
     return {pk: ids <= vouched for pk, ids in refs.items()}
+
+
+def _flowing_back(db: Session, rows: Sequence[AnyRow], scope: RelayScope) -> set[str]:
+    """Of the sightings among `rows`, the ids they sight that the recipient originated."""
+    targets = sorted({r.sighting_of_ref for r in rows if r.type == "sighting" and r.sighting_of_ref})
+    if not targets:
+        return set()
+    return set(
+        db.scalars(
+            select(ObjectVersion.stix_id).where(
+                ObjectVersion.stix_id.in_(targets), ObjectVersion.originator_partner_pk == scope.partner_pk
+            )
+        )
+    )
+
+
+def provenance(row: AnyRow, scope: RelayScope, flowing_back: set[str]) -> Provenance | None:
+    """The row's provenance as `policies.engine.decide_relay` reads it (None: the CERT's or a feed's)."""
+    if row.origin_partner_pk is None and row.originator_partner_pk is None and row.type != "sighting":
+        return None
+    sighted = scope.partner if row.type == "sighting" and row.sighting_of_ref in flowing_back else None
+    return Provenance(
+        source=scope.name(row.origin_partner_pk),
+        originator=scope.name(row.originator_partner_pk),
+        sighted_originator=sighted,
+    )
 
 
 def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
@@ -74,7 +96,12 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     grant, own = access.read_grant, access.collection_grant
     if grant is None or own is None:
         return []
+    scope = access.relay
+    if scope is None:  # a partner's access always carries its originator control: fail closed
+        return []
     closure = _refs_visible(db, [r.pk for r in rows], access)
+    back = _flowing_back(db, rows, scope)
+    relayers = scope.relayer_names
     allowed = []
     for row in rows:
         facts = ObjectFacts(
@@ -87,8 +114,9 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
             audience=_audience(row.audience),
             refs_visible=closure.get(row.pk, True),
             revoked=row.revoked,
+            provenance=provenance(row, scope, back),
         )
-        decision = decide(grant, facts, now_us=access.now_us)
+        decision = decide(grant, facts, now_us=access.now_us, relayers=relayers)
         if decision.allowed:
             allowed.append(row)
         else:
@@ -106,7 +134,30 @@ def body_text(row: AnyRow, access: CollectionAccess, *, exchange_identity: str) 
     redaction applies (only then is it parsed and re-serialised)."""
     grant = access.read_grant
     stored: str = row.body
-    if grant is None or not (grant.redact or grant.anonymize_source):
+    hidden = _anonymized_source(row, access)
+    if grant is None or not (grant.redact or grant.anonymize_source or hidden):
         return stored
-    changed = redact(orjson.loads(row.body), grant, exchange_identity=exchange_identity)
+    obj = orjson.loads(row.body)
+    changed = None
+    for pk in hidden:
+        assert access.relay is not None
+        changed = (
+            anonymize_relayed(
+                changed or obj, access.relay.identities.get(pk), exchange_identity=exchange_identity
+            )
+            or changed
+        )
+    redacted = redact(changed or obj, grant, exchange_identity=exchange_identity)
+    changed = redacted or changed
     return stored if changed is None else canonical_text(changed)
+
+
+def _anonymized_source(row: AnyRow, access: CollectionAccess) -> list[int]:
+    """The partners this relayed row came from whose name must not travel with it: those whose
+    agreement asks `anonymize_on_relay`, and a sighter whose sighting reaches the recipient only
+    because it flows back (it never agreed to be named to that partner)."""
+    scope = access.relay
+    if scope is None:
+        return []
+    parties = {p for p in (row.origin_partner_pk, row.originator_partner_pk) if p is not None}
+    return sorted(p for p in parties if p in scope.anonymized or p not in scope.relayers)

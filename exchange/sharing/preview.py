@@ -13,7 +13,7 @@ from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
 from exchange.sharing import visibility
-from exchange.sharing.access import doc_grants, own_writers
+from exchange.sharing.access import doc_grants
 from policies.schemas import AgreementDoc
 from policies.tlp import LEVELS
 
@@ -27,7 +27,6 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     aliases = as_if.read.collections if as_if.read else []
     grants = doc_grants(db, as_if, now=now, partner_active=partner.status == "active")
     all_grants = [cg for _, cg in grants.values()]
-    writers = own_writers(db, partner.pk)
     report: dict[str, Any] = {
         "partner": doc.partner,
         "status": doc.status,
@@ -39,15 +38,34 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     for alias in aliases:
         if alias not in grants:
             report["collections"].append(
-                {"collection": alias, "granted": False, "total": 0, "by_type": {}, "by_tlp": {}, "sample": []}
+                {
+                    "collection": alias,
+                    "granted": False,
+                    "total": 0,
+                    "by_type": {},
+                    "by_tlp": {},
+                    "withheld": {},
+                    "sample": [],
+                }
             )
             continue
         coll, cg = grants[alias]
         where = [
             ObjectVersion.collection_pk == coll.pk,
             ObjectVersion.is_latest.is_(True),
-            *visibility.read_predicates(cg, all_grants, now_us=stamp, own_writers=writers),
+            *visibility.read_predicates(cg, all_grants, now_us=stamp),
         ]
+        # Originator control's own reasons: what every other row rule allows but it withholds.
+        others = [
+            ObjectVersion.collection_pk == coll.pk,
+            ObjectVersion.is_latest.is_(True),
+            *visibility.row_predicates(cg, now_us=stamp, relay=False),
+            ~visibility.relay_predicate(cg.relay),
+        ]
+        echo = visibility.echo_predicate(cg.relay)
+        withheld = {"originator": 0, "relay": 0}
+        for is_echo, count in db.execute(select(echo, func.count()).where(*others).group_by(echo)):
+            withheld["originator" if is_echo else "relay"] += count
         level = func.coalesce(ObjectVersion.tlp_rank, literal(cg.default_tlp_rank))
         by_type: dict[str, int] = {}
         by_tlp: dict[str, int] = {}
@@ -74,6 +92,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
                 "total": total,
                 "by_type": by_type,
                 "by_tlp": by_tlp,
+                "withheld": withheld,
                 "sample": sample,
             }
         )

@@ -19,7 +19,7 @@ from exchange.intel.ingest import DATE_ADDED_STEP_US
 from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us
 from exchange.sharing import visibility
-from exchange.sharing.access import doc_grants, own_writers
+from exchange.sharing.access import doc_grants, relay_scope
 from policies.schemas import AgreementDoc
 
 _CHUNK = 2000
@@ -34,27 +34,54 @@ def _as_in_force(doc: AgreementDoc) -> AgreementDoc:
 def release_revealed(
     db: Session, *, partner_pk: int, partner_active: bool, before: AgreementDoc | None, after: AgreementDoc
 ) -> int:
-    """Release to the partner every latest version `after` lets it see now and `before` did not;
-    how many. A first agreement releases nothing: the partner's stream starts with it."""
+    """Release to the partner every latest version `after` lets it see now and `before` did not,
+    and to every other partner what `after`'s relay_to now lets reach it; how many. A first
+    agreement releases nothing to its own partner: the partner's stream starts with it."""
+    total = _release_relayed(db, partner_pk=partner_pk, before=before, after=after)
     if before is None or not partner_active:
-        return 0
+        return total
     now = utcnow()
-    new = doc_grants(db, after, now=now)
+    scope = relay_scope(db, partner_pk)
+    new = doc_grants(db, after, now=now, relay=scope)
+    old = doc_grants(db, _as_in_force(before), now=now, relay=scope)
+    return total + _release(db, partner_pk=partner_pk, new=new, old=old)
+
+
+def _release_relayed(
+    db: Session, *, partner_pk: int, before: AgreementDoc | None, after: AgreementDoc
+) -> int:
+    """An originator's relay_to (or status) changed: every other partner that may now receive
+    what the originator sent gets those stored objects released into its stream."""
+    from exchange.agreement import service as agreement_service
+
+    total = 0
+    now = utcnow()
+    current = agreement_service.current_docs(db)
+    for partner, doc in current:
+        if partner.pk == partner_pk or doc is None or partner.status != "active":
+            continue
+        old_scope = relay_scope(db, partner.pk, docs={partner_pk: before}, current=current)
+        new_scope = relay_scope(db, partner.pk, docs={partner_pk: after}, current=current)
+        if new_scope.relayers <= old_scope.relayers:
+            continue  # nothing more reaches this partner (less is never released)
+        new = doc_grants(db, doc, now=now, relay=new_scope)
+        old = doc_grants(db, doc, now=now, relay=old_scope)
+        total += _release(db, partner_pk=partner.pk, new=new, old=old)
+    return total
+
+
+def _release(db: Session, *, partner_pk: int, new: dict, old: dict) -> int:  # type: ignore[type-arg]
     if not new:
         return 0
-    old = doc_grants(db, _as_in_force(before), now=now)
     stamp = now_us()
-    writers = own_writers(db, partner_pk)
     new_all = [cg for _, cg in new.values()]
     old_all = [cg for _, cg in old.values()]
     start = (stamp // DATE_ADDED_STEP_US + 1) * DATE_ADDED_STEP_US
     total = 0
     for alias, (coll, cg) in new.items():
-        now_visible = visibility.read_predicates(cg, new_all, now_us=stamp, own_writers=writers)
+        now_visible = visibility.read_predicates(cg, new_all, now_us=stamp)
         before_visible = (
-            visibility.read_predicates(old[alias][1], old_all, now_us=stamp, own_writers=writers)
-            if alias in old
-            else None
+            visibility.read_predicates(old[alias][1], old_all, now_us=stamp) if alias in old else None
         )
         revealed: list[int] = []
         after_us = None

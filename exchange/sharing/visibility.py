@@ -6,9 +6,9 @@ row served as a second, fail-closed gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypeAlias
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, cast
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, or_, select
 from sqlalchemy.orm import aliased
@@ -25,22 +25,83 @@ Versions: TypeAlias = type[ObjectVersion] | AliasedClass[ObjectVersion]
 
 
 @dataclass(frozen=True)
+class RelayScope:
+    """Originator control for one recipient partner: whose objects may reach it.
+
+    `relayers` are the partners whose current agreement relays to the recipient
+    (`policies.engine.relayers_for`), never the recipient itself; `names` maps partner pks to
+    slugs and `identities` to STIX identities, for the gate; `anonymized` are the partners whose
+    agreement asks `anonymize_on_relay`.
+    """
+
+    partner_pk: int
+    partner: str
+    relayers: frozenset[int] = frozenset()
+    names: Mapping[int, str] = field(default_factory=dict)
+    identities: Mapping[int, str | None] = field(default_factory=dict)
+    anonymized: frozenset[int] = frozenset()
+
+    @property
+    def relayer_names(self) -> frozenset[str]:
+        return frozenset(self.names.get(pk, f"partner {pk}") for pk in self.relayers)
+
+    def name(self, pk: int | None) -> str | None:
+        return None if pk is None else self.names.get(pk, f"partner {pk}")
+
+
+@dataclass(frozen=True)
 class CollectionGrant:
-    """One collection a partner may read, with its grant."""
+    """One collection a partner may read, with its grant and its originator control."""
 
     collection_pk: int
     default_tlp_rank: int
     grant: ReadGrant
+    relay: RelayScope
 
 
-def collection_grant(collection: Collection, grant: ReadGrant) -> CollectionGrant:
-    return CollectionGrant(collection.pk, rank(collection.default_tlp), grant)
+def collection_grant(collection: Collection, grant: ReadGrant, relay: RelayScope) -> CollectionGrant:
+    return CollectionGrant(collection.pk, rank(collection.default_tlp), grant, relay)
+
+
+def relay_predicate(scope: RelayScope, *, table: Versions = ObjectVersion) -> ColumnElement[bool]:
+    """Originator control (`policies.engine.decide_relay`) as SQL: nothing goes back to a partner
+    it came from, and a partner's object reaches another only when every partner it came from
+    (sender and originator) relays to it; a sighting of the recipient's own object flows back."""
+    allowed = sorted(scope.relayers)
+
+    def relayed(col: Any) -> ColumnElement[bool]:
+        if not allowed:
+            return cast(ColumnElement[bool], col.is_(None))
+        return or_(col.is_(None), col.in_(allowed))
+
+    def not_from_recipient(col: Any) -> ColumnElement[bool]:
+        return or_(col.is_(None), col != scope.partner_pk)
+
+    target = aliased(ObjectVersion)
+    flows_back = and_(
+        table.type == "sighting",
+        table.sighting_of_ref.is_not(None),
+        not_from_recipient(table.origin_partner_pk),
+        not_from_recipient(table.originator_partner_pk),
+        exists(
+            select(target.pk).where(
+                target.stix_id == table.sighting_of_ref, target.originator_partner_pk == scope.partner_pk
+            )
+        ),
+    )
+    return or_(and_(relayed(table.origin_partner_pk), relayed(table.originator_partner_pk)), flows_back)
+
+
+def echo_predicate(scope: RelayScope, *, table: Versions = ObjectVersion) -> ColumnElement[bool]:
+    """The row came from the recipient itself (sent it, or originated the object)."""
+    return or_(table.origin_partner_pk == scope.partner_pk, table.originator_partner_pk == scope.partner_pk)
 
 
 def row_predicates(
-    cg: CollectionGrant, *, now_us: int, table: Versions = ObjectVersion
+    cg: CollectionGrant, *, now_us: int, table: Versions = ObjectVersion, relay: bool = True
 ) -> list[ColumnElement[bool]]:
-    """The per-row rules (TLP, type, confidence, embargo, audience) for one collection."""
+    """The per-row rules (TLP, type, confidence, embargo, audience, originator control) for one
+    collection (`relay=False` leaves originator control out, for the preview's counts)."""
     grant = cg.grant
     ceiling = min(grant.max_tlp_rank, RED - 1)
     preds: list[ColumnElement[bool]] = [
@@ -54,6 +115,8 @@ def row_predicates(
     if grant.embargo_us:
         preds.append(table.date_added_us <= now_us - grant.embargo_us)
     preds.append(or_(table.audience.is_(None), table.audience.like(f"%,{grant.partner},%")))
+    if relay:
+        preds.append(relay_predicate(cg.relay, table=table))
     return preds
 
 
@@ -77,11 +140,22 @@ def visible_anywhere(
 CLOSURE_DEPTH = 3
 
 
-def written_by(own_writers: Sequence[str], *, table: Versions = ObjectVersion) -> ColumnElement[bool]:
-    """`table`'s row was stored by one of the partner's own credentials (never NULL)."""
-    if not own_writers:
-        return false()
-    return and_(table.added_by.is_not(None), table.added_by.in_(sorted(own_writers)))
+def known_to(scope: RelayScope, *, table: Versions = ObjectVersion) -> ColumnElement[bool]:
+    """The partner has `table`'s object because it brought it in: it originated it, or (an SCO,
+    which has no originator) it sent it and no other party stored that id. Never served back
+    (echo), such a row still lets the partner follow a reference to it; a copy of another
+    party's object that the partner posted does not (posting a hidden id unlocks nothing)."""
+    other = aliased(ObjectVersion)
+    stored_by_others = exists(
+        select(other.pk).where(
+            other.stix_id == table.stix_id,
+            or_(other.origin_partner_pk.is_(None), other.origin_partner_pk != scope.partner_pk),
+        )
+    )
+    return or_(
+        table.originator_partner_pk == scope.partner_pk,
+        and_(table.origin_partner_pk == scope.partner_pk, not_(stored_by_others)),
+    )
 
 
 def closure_predicate(
@@ -90,32 +164,24 @@ def closure_predicate(
     now_us: int,
     table: Versions = ObjectVersion,
     depth: int = CLOSURE_DEPTH,
-    own_writers: Sequence[str] = (),
 ) -> ColumnElement[bool]:
     """Every id the row references (any `*_ref`/`*_refs` property, extensions included, and
     non-TLP markings) is visible too, and so are the ids those reference, `depth` levels down.
 
-    What the partner wrote itself never vouches for a reference: an id counts as visible through
-    another party's visible version, or through the partner's own when no other party stored it
-    at all (so posting a hidden object's id, or an object naming it, unlocks nothing).
-    Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting of ...) are
-    withheld rather than followed further: fail closed.
+    Visible means a version the partner may receive (every row rule, originator control
+    included: a reference to an object that may not be relayed to it withholds the referrer),
+    or one it brought in itself (`known_to`). What the partner merely re-posted never vouches
+    for a reference. Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting
+    of ...) are withheld rather than followed further: fail closed.
     """
+    if not grants:
+        return not_(exists(select(ObjectRef.ref_id).where(ObjectRef.object_version_pk == table.pk)))
     target = aliased(ObjectVersion)
     ref = aliased(ObjectRef)
-    conditions = [target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target)]
-    if own_writers:
-        other = aliased(ObjectVersion)
-        stored_by_others = exists(
-            select(other.pk).where(
-                other.stix_id == target.stix_id, not_(written_by(own_writers, table=other))
-            )
-        )
-        conditions.append(or_(not_(written_by(own_writers, table=target)), not_(stored_by_others)))
+    seen = or_(visible_anywhere(grants, now_us=now_us, table=target), known_to(grants[0].relay, table=target))
+    conditions = [target.stix_id == ref.ref_id, seen]
     if depth > 1:
-        conditions.append(
-            closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1, own_writers=own_writers)
-        )
+        conditions.append(closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1))
     else:
         deeper = aliased(ObjectRef)
         conditions.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
@@ -128,14 +194,7 @@ def closure_predicate(
 
 
 def read_predicates(
-    cg: CollectionGrant,
-    all_grants: Sequence[CollectionGrant],
-    *,
-    now_us: int,
-    own_writers: Sequence[str] = (),
+    cg: CollectionGrant, all_grants: Sequence[CollectionGrant], *, now_us: int
 ) -> list[ColumnElement[bool]]:
     """Everything a partner's read of one collection must satisfy."""
-    return [
-        *row_predicates(cg, now_us=now_us),
-        closure_predicate(all_grants, now_us=now_us, own_writers=own_writers),
-    ]
+    return [*row_predicates(cg, now_us=now_us), closure_predicate(all_grants, now_us=now_us)]

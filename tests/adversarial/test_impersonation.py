@@ -41,7 +41,10 @@ def test_a_partner_cannot_publish_as_the_cert(live_server, http, partners):
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
     read = {"collections": [coll.alias], "max_tlp": "green"}
-    _, forger = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias]}))
+    # relay_to all: what the forger sends may reach the reader at all (originator control).
+    _, forger = partners.add(
+        lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias], "relay_to": "all"})
+    )
     _, reader = partners.add(lambda s: agreement_doc(s, read=read))
     cert = live_server.settings.identity_id
     forged = indicator("192.0.2.66", created_by_ref=cert)
@@ -160,7 +163,10 @@ def test_a_partner_cannot_publish_as_another_partner(live_server, http, partners
             identity_id=victim_identity,
             actor="test",
         )
-    _, forger = partners.add(lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias]}))
+    # relay_to all: what the forger sends may reach the reader at all (originator control).
+    _, forger = partners.add(
+        lambda s: agreement_doc(s, read=read, write={"collections": [coll.alias], "relay_to": "all"})
+    )
     _, reader = partners.add(lambda s: agreement_doc(s, read=read))
     forged = indicator("192.0.2.77", created_by_ref=victim_identity)
     fake_identity = cert_identity(victim_identity, name="Victim CERT (now at evil@example.org)")

@@ -4,10 +4,12 @@ Random objects go into a fresh collection through `ingest`; a fresh partner gets
 agreement; the test pages through the objects endpoint with a small random `limit` and compares
 the ids served with the ids `decide` allows, worked out here from the generated objects alone
 (TLP levels from our own table, referential closure from the generated references: relationship
-and sighting ends, observed-data's SCOs). Some node objects are written by the partner itself
-(they vouch for no reference another party made to the same id) and some arrive only after the
-partner's first pull, which then resumes from X-TAXII-Date-Added-Last: together the two pulls
-must give exactly what `decide` allows at the end, each object once.
+and sighting ends, observed-data's SCOs). Some objects are written by the partner itself (never
+served back to it, but it may follow references to them), some by another partner whose
+`write.relay_to` is drawn too (none, all, or this partner), whose sightings of the partner's
+objects flow back to it; some nodes arrive only after the partner's first pull, which then
+resumes from X-TAXII-Date-Added-Last: together the two pulls must give exactly what `decide`
+allows at the end, each object once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from exchange.agreement import service as agreement_service
 from exchange.intel.ingest import ingest
 from exchange.intel.models import Collection
 from exchange.partner import service as partner_service
-from policies.engine import ObjectFacts, ReadGrant, decide
+from policies.engine import ObjectFacts, Provenance, ReadGrant, decide
 from tests.agreement.conftest import agreement_doc
 from tests.taxii_server.conftest import TAXII
 
@@ -70,7 +72,7 @@ class Spec:
     ends: tuple[int, int]  # relationship / sighting ends: indexes into the node objects
     dangling: bool  # one end names an object that was never stored
     late: bool = False  # a node stored only after the partner's first pull
-    mine: bool = False  # a node the partner itself wrote
+    source: str = "cert"  # who wrote it: the CERT, the partner itself ("me"), another ("sender")
 
 
 specs = st.builds(
@@ -85,7 +87,7 @@ specs = st.builds(
     ends=st.tuples(st.integers(0, 50), st.integers(0, 50)),
     dangling=st.sampled_from([False, False, False, True]),
     late=st.sampled_from([False, False, True]),
-    mine=st.sampled_from([False, False, False, True]),
+    source=st.sampled_from(["cert", "cert", "me", "sender"]),
 )
 
 
@@ -94,6 +96,7 @@ class Terms:
     max_tlp: str
     types: tuple[str, ...] | None
     min_confidence: int | None
+    relay_to: str = "none"  # the sender's write.relay_to: none, all, or "me" (this partner only)
 
 
 terms = st.builds(
@@ -101,6 +104,7 @@ terms = st.builds(
     max_tlp=st.sampled_from(LEVELS),
     types=st.none() | st.lists(st.sampled_from(TYPES), unique=True).map(tuple),
     min_confidence=st.none() | st.integers(min_value=0, max_value=100),
+    relay_to=st.sampled_from(["none", "all", "me"]),
 )
 
 
@@ -199,9 +203,27 @@ def expected_ids(
     default_rank: int,
     audience_of: dict[str, str],
     statements: dict[str, str] | None = None,
+    relay_to: str = "none",
 ) -> set[str]:
     """What `decide` allows, with facts built from the generated objects only."""
     statements = statements or {}
+    me, sender = grant.partner, "sender"
+    relayers = frozenset({sender}) if relay_to in ("all", "me") else frozenset()
+    who = {"me": me, "sender": sender}
+    by_id = {obj["id"]: spec for spec, obj in zip(items, objects, strict=True)}
+
+    def provenance(spec: Spec, obj: dict[str, Any]) -> Provenance | None:
+        if spec.source == "cert" and obj["type"] != "sighting":
+            return None
+        source = who.get(spec.source)
+        # SCOs have no originator (their ids come from their values), only a source.
+        originator = None if obj["type"] in SCO_TYPES else source
+        sighted = None
+        if obj["type"] == "sighting":
+            target = by_id.get(obj["sighting_of_ref"])
+            if target is not None and target.source == "me" and not obj["sighting_of_ref"].startswith("ipv4"):
+                sighted = me
+        return Provenance(source=source, originator=originator, sighted_originator=sighted)
 
     def level(marking: str) -> int:
         return MARKINGS[marking] if marking in MARKINGS else STATEMENTS[marking][1]
@@ -239,17 +261,24 @@ def expected_ids(
             date_added_us=0,
             audience=None if spec.audience is None else frozenset(audience_of[a] for a in spec.audience),
             refs_visible=refs_visible,
+            provenance=provenance(spec, obj),
         )
+
+    def allows(spec: Spec, obj: dict[str, Any], refs_visible: bool) -> bool:
+        return decide(grant, facts(spec, obj, refs_visible), now_us=1, relayers=relayers).allowed
 
     nodes_allowed = {
         obj["id"]
         for spec, obj in zip(items, objects, strict=True)
-        if obj["type"] in NODE_TYPES
-        and decide(grant, facts(spec, obj, markings_visible(spec)), now_us=1).allowed
+        if obj["type"] in NODE_TYPES and allows(spec, obj, markings_visible(spec))
     }
     # Every generated id is stored once, so a node the partner wrote vouches for references to it
-    # (no other party stored that id); hidden nodes never do, whoever wrote them.
-    nodes_visible = set(nodes_allowed)
+    # (it brought it in), though it is never served back; hidden nodes of others never do.
+    nodes_visible = set(nodes_allowed) | {
+        obj["id"]
+        for spec, obj in zip(items, objects, strict=True)
+        if obj["type"] in NODE_TYPES and spec.source == "me"
+    }
     allowed = set(nodes_allowed) | {
         statements[n] for n, ok in definition_visible.items() if ok and n in statements
     }
@@ -257,7 +286,7 @@ def expected_ids(
         if obj["type"] in NODE_TYPES:
             continue
         refs_visible = all(end in nodes_visible for end in end_ids(obj)) and markings_visible(spec)
-        if decide(grant, facts(spec, obj, refs_visible), now_us=1).allowed:
+        if allows(spec, obj, refs_visible):
             allowed.add(obj["id"])
     return allowed
 
@@ -317,7 +346,7 @@ def pull_all(
     items=[
         Spec("indicator", ("statement:red",), 80, None, (0, 0), False),
         Spec("malware", ("statement:amber+strict", GREEN), 80, None, (0, 0), False),
-        Spec("indicator", (GREEN,), 80, None, (0, 0), False, mine=True),
+        Spec("indicator", (GREEN,), 80, None, (0, 0), False, source="me"),
         Spec("relationship", (GREEN,), 80, None, (2, 0), False),
         Spec("ipv4-addr", (RED_ID,), None, None, (0, 0), False),
         Spec("ipv4-addr", (GREEN,), None, None, (0, 0), False, late=True),
@@ -325,6 +354,23 @@ def pull_all(
         Spec("relationship", (GREEN,), 80, None, (2, 2), False),
     ],
     agreement=Terms("amber", None, None),
+    default_tlp="green",
+    limit=2,
+)
+# Always tried: another partner's objects under a relay_to naming this partner, a relationship
+# from the CERT to one of them, and that partner's sighting of this partner's own indicator
+# (it flows back) next to one of a CERT indicator (it does not).
+@example(
+    items=[
+        Spec("indicator", (GREEN,), 80, None, (0, 0), False, source="me"),
+        Spec("malware", (GREEN,), 80, None, (0, 0), False, source="sender"),
+        Spec("indicator", (GREEN,), 80, None, (0, 0), False),
+        Spec("relationship", (GREEN,), 80, None, (2, 1), False),
+        Spec("sighting", (GREEN,), 80, None, (0, 0), False, source="sender"),
+        Spec("sighting", (GREEN,), 80, None, (2, 2), False, source="sender"),
+        Spec("relationship", (GREEN,), 80, None, (0, 2), False, source="me"),
+    ],
+    agreement=Terms("amber", None, None, relay_to="none"),
     default_tlp="green",
     limit=2,
 )
@@ -339,26 +385,31 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
         read["types"] = list(agreement.types)
     if agreement.min_confidence is not None:
         read["min_confidence"] = agreement.min_confidence
+    sender_slug = f"s-{uuid.uuid4().hex[:10]}"
     with live_server.session() as db:
         _, credential, key = partner_service.create(db, slug=slug, name="P", country="IN", actor="test")
         agreement_service.apply(db, agreement_doc(slug, read=read), actor="test")
+        _, sender_cred, _ = partner_service.create(db, slug=sender_slug, name="S", country="LK", actor="test")
+        relay = {"none": "none", "all": "all", "me": [slug]}[agreement.relay_to]
+        write = {"collections": [coll.alias], "relay_to": relay}
+        agreement_service.apply(db, agreement_doc(sender_slug, write=write), actor="test")
+    writers = {"me": credential.id, "sender": sender_cred.id}
 
     def store(late: bool) -> None:
         with live_server.session() as db:
             target = db.get(Collection, coll.pk)
             # Audience and writer are per ingest call: one call each, in generation order otherwise.
-            groups: dict[tuple[Any, bool], list[dict[str, Any]]] = {}
+            groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
             for spec, obj in zip(items, objects, strict=True):
                 if (spec.late and obj["type"] in NODE_TYPES) == late:
-                    mine = spec.mine and obj["type"] in NODE_TYPES
-                    groups.setdefault((spec.audience, mine), []).append(obj)
-            for (audience, mine), batch in groups.items():
+                    groups.setdefault((spec.audience, spec.source), []).append(obj)
+            for (audience, source), batch in groups.items():
                 result = ingest(
                     db,
                     collection=target,
                     objects=batch,
-                    origin="partner" if mine else "analyst",
-                    added_by=credential.id if mine else None,
+                    origin="analyst" if source == "cert" else "partner",
+                    added_by=writers.get(source),
                     audience=None if audience is None else [audience_of[a] for a in audience],
                 )
                 assert result.failures == [] and result.created == len(batch), result.failures
@@ -378,7 +429,9 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
         redact=(),
         anonymize_source=False,
     )
-    expected = expected_ids(items, objects, grant, RANK[default_tlp], audience_of, statement_ids)
+    expected = expected_ids(
+        items, objects, grant, RANK[default_tlp], audience_of, statement_ids, relay_to=agreement.relay_to
+    )
 
     url = live_server.collection_url(coll)
     first, pages, resume = pull_all(live_server, (credential.id, key), url, limit)
@@ -396,7 +449,8 @@ def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement
             assert obj in definitions  # a statement definition, unmarked, served as stored
             continue
         spec, sent = by_id[obj["id"]]
-        assert obj == sent  # no redaction in these agreements: served as stored
+        assert spec.source != "me", f"{obj['id']} went back to the partner that sent it"
+        assert obj == sent  # no redaction in these agreements, no created_by_ref: served as stored
         level = max(
             (MARKINGS[m] if m in MARKINGS else STATEMENTS[m][1] for m in spec.markings),
             default=RANK[default_tlp],
