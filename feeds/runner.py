@@ -148,7 +148,7 @@ def continue_run(
     try:
         if prepared.spec.options.get("peer") is not None:
             with session_scope(factory) as db:
-                prepared.ctx.trust, job.writer = _peer_trust(
+                prepared.ctx.trust, job.writer, job.peer_pk = _peer_trust(
                     db, factory, settings, prepared.spec.options["peer"]
                 )
         for batch in module_for(prepared.spec.kind).batches(prepared.ctx):
@@ -231,13 +231,14 @@ class _Job:
     name: str
     exchange_identity: str
     id_key: bytes
-    # A peer's feed stores as that partner (origin "partner", its writer), not as a feed.
+    # A peer's feed stores as that partner (origin "peer", its writer, its originator), not as a feed.
     writer: Writer | None = None
+    peer_pk: int | None = None  # the peer's partner pk: the originator of what it sends
 
 
 def _peer_trust(
     db: Session, factory: sessionmaker[Session], settings: Settings, slug: str
-) -> tuple[PeerTrust, Writer]:
+) -> tuple[PeerTrust, Writer, int]:
     """The trust a peer's pages must pass, and the peer as the writer of what they carry."""
     from exchange.errors import ExchangeError
     from exchange.peer import service as peer_service
@@ -261,7 +262,7 @@ def _peer_trust(
         )
     except ExchangeError as exc:
         raise FeedError(exc.message) from None
-    return trust, peer_service.writer(db, slug)
+    return trust, peer_service.writer(db, slug), peer.partner_pk
 
 
 @dataclass
@@ -312,10 +313,11 @@ def _store(
         db,
         collection=collection,
         objects=objects,
-        origin="feed" if job.writer is None else "partner",
+        origin="feed" if job.writer is None else "peer",
         added_by=f"feed:{job.name}" if job.writer is None else f"peer:{job.writer.name}",
         writer=job.writer,
         exchange_identity=job.exchange_identity,
+        origin_partner_pk=job.peer_pk,
     )
     counts["updated"] += result.updated
     counts["new"] += result.created - result.updated

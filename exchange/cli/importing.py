@@ -96,10 +96,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             db,
             collection=collection,
             objects=objects,
-            origin="partner",
+            origin="peer",
             added_by=peer_service.added_by(args.peer),
             writer=peer_service.writer(db, args.peer),
             exchange_identity=settings.identity_id,
+            origin_partner_pk=peer_service.get_by_slug(db, args.peer).partner_pk,
         )
         audit.record(
             db,

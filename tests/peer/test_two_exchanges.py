@@ -8,12 +8,16 @@ one; in pulls bd the same way.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.peer.exchanges import Exchange, start_pair
+from tests.peer.exchanges import STAMP, TAXII, Exchange, start_pair
+from tests.support.cli import run_process
 
 pytestmark = pytest.mark.live
 
@@ -248,3 +252,149 @@ def test_a_peer_push_is_verified_with_the_key_set_it_publishes(
     finally:
         bd.agree("cert-in", tmp_path)
         in_.agree("cert-bd", tmp_path)
+
+
+# --- originator control between two exchanges (with the origin branch) -------------------------
+
+
+def _third_partner(bd: Exchange, slug: str, tmp: Path) -> tuple[str, str]:
+    """A plain partner of bd that pulls bd's collections with a TAXII client of its own."""
+    added = json.loads(
+        bd.ok(
+            "partner",
+            "add",
+            slug,
+            "--name",
+            slug,
+            "--country",
+            "LK",
+            "--identity",
+            f"identity--{uuid.uuid4()}",
+            "--json",
+        ).stdout
+    )
+    bd.agree(slug, tmp)
+    return added["credential_id"], added["key"]
+
+
+def _pulled(bd: Exchange, credential: tuple[str, str], collection: str) -> set[str]:
+    """Every id a partner of bd reads in `collection`, page by page."""
+    found: set[str] = set()
+    params = {"limit": "1000"}
+    while True:
+        answer = httpx.get(
+            f"{bd.url}/taxii2/root/collections/{collection}/objects/",
+            params=params,
+            auth=credential,
+            headers={"Accept": TAXII},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        envelope = answer.json()
+        found |= {o["id"] for o in envelope.get("objects", [])}
+        if not envelope.get("more"):
+            return found
+        params = {"limit": "1000", "next": envelope["next"]}
+
+
+def test_objects_from_in_never_come_back_to_in_through_pull_push_or_export(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    assert bd.proxy is not None and in_.inbox is not None
+    sent = in_.publish(2)
+    assert bd.pull()["status"] == "ok"
+    bd.post([sent[0]], "indicators")  # bd's analyst files a copy in its own collection: still in's
+    own = bd.publish(1)
+
+    before = len(bd.proxy.controls.pages)
+    assert in_.pull()["status"] == "ok"
+    served = b"".join(bd.proxy.controls.pages[before:])
+    assert own[0]["id"].encode() in served
+    assert not [o["id"] for o in sent if o["id"].encode() in served]
+
+    for collection in ("indicators", "partner-submissions"):
+        out = tmp_path / f"{collection}.json"
+        bd.ok("export", collection, "--partner", "cert-in", "-o", str(out))
+        exported = {o["id"] for o in json.loads(out.read_text()).get("objects", [])}
+        assert not exported & {o["id"] for o in sent}, collection
+
+    bd.push_to(in_, tmp_path)
+    fresh = bd.publish(1)
+    posts = len(in_.inbox.controls.posts)
+    bd.ok("push", "run", "cert-in")
+    pushed = b"".join(in_.inbox.controls.posts[posts:])
+    assert fresh[0]["id"].encode() in pushed
+    assert not [o["id"] for o in sent if o["id"].encode() in pushed]
+
+
+def test_relay_to_a_third_partner_follows_relay_to_exactly(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    lk = _third_partner(bd, "cert-lk", tmp_path)
+    _third_partner(bd, "cert-mv", tmp_path)
+    sent = in_.publish(1)
+    assert bd.pull()["status"] == "ok"
+    mine = sent[0]["id"]
+    try:
+        assert mine not in _pulled(bd, lk, "partner-submissions")  # relay_to: none, the default
+        bd.agree("cert-in", tmp_path, relay_to=["cert-lk"])
+        assert mine in _pulled(bd, lk, "partner-submissions")
+        bd.agree("cert-in", tmp_path, relay_to=["cert-mv"])
+        assert mine not in _pulled(bd, lk, "partner-submissions")
+        bd.agree("cert-in", tmp_path, relay_to="all")
+        assert mine in _pulled(bd, lk, "partner-submissions")
+        # "all" never includes the originator itself.
+        before = len(bd.proxy.controls.pages)  # type: ignore[union-attr]
+        in_.pull()
+        assert mine.encode() not in b"".join(bd.proxy.controls.pages[before:])  # type: ignore[union-attr]
+    finally:
+        bd.agree("cert-in", tmp_path)
+
+
+def test_a_sighting_made_at_bd_of_an_in_indicator_reaches_in(pair: tuple[Exchange, Exchange]) -> None:
+    bd, in_ = pair
+    sent = in_.publish(1)
+    assert bd.pull()["status"] == "ok"
+    sighting = {
+        "type": "sighting",
+        "spec_version": "2.1",
+        "id": f"sighting--{uuid.uuid4()}",
+        "created": STAMP,
+        "modified": STAMP,
+        "sighting_of_ref": sent[0]["id"],
+        "count": 4,
+        "first_seen": STAMP,
+    }
+    bd.post([sighting], "indicators")
+    run = in_.pull()
+    assert run["status"] == "ok", run
+    assert sighting["id"] in ids(in_.objects("partner-submissions"))
+
+
+def test_both_directions_at_once_with_no_echo_and_no_duplicates(
+    pair: tuple[Exchange, Exchange], tmp_path: Path
+) -> None:
+    bd, in_ = pair
+    bd.push_to(in_, tmp_path)
+    in_.push_to(bd, tmp_path)
+    from_bd, from_in = bd.publish(3), in_.publish(3)
+    commands = [(side, ("feed", "run", name)) for side in (bd, in_) for name in side.feeds] + [
+        (bd, ("push", "run", "cert-in")),
+        (in_, ("push", "run", "cert-bd")),
+    ]
+    # Everything at once, each command its own process; then once more in turn: nothing new bounces.
+    with ThreadPoolExecutor(len(commands)) as pool:
+        done = list(pool.map(lambda c: run_process(c[0].env, *c[1]), commands))
+    assert all(r.returncode == 0 for r in done), [r.stdout + r.stderr for r in done]
+    for side, args in commands:
+        side.ok(*args)
+
+    for here, own, theirs in ((bd, from_bd, from_in), (in_, from_in, from_bd)):
+        stored = here.objects("partner-submissions")
+        versions = [(o["id"], o.get("modified")) for o in stored]
+        assert len(versions) == len(set(versions)), f"duplicates at {here.name}"
+        held = {o["id"] for o in stored}
+        assert {o["id"] for o in theirs} <= held, here.name
+        assert not held & {o["id"] for o in own}, f"echo at {here.name}"

@@ -1,14 +1,14 @@
 """peers: partners whose own exchange we pull, with the key set their pages must verify with
 
 Revision ID: 0009_peer
-Revises: 0008
+Revises: 0009 (0008 when written; chained after origin's 0009 on merging it)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_peer"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
