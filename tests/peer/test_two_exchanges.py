@@ -225,6 +225,14 @@ def test_import_of_a_peer_export_verifies_and_stores_nothing_when_it_fails(
     assert good.returncode == 0, good.stdout + good.stderr
     after = ids(bd.objects("partner-submissions"))
     assert {o["id"] for o in sent} <= set(after)
+    # Imported, they are cert-in's: the chain says so, and none of them is served back to it.
+    chain = httpx.get(f"{bd.url}/api/v1/objects/{sent[0]['id']}", auth=bd.admin, timeout=30).json()
+    assert chain["came_from"] == {"origin": "peer", "partner": "cert-in"}, chain
+    assert bd.proxy is not None
+    before = len(bd.proxy.controls.pages)
+    assert in_.pull()["status"] == "ok"
+    served = b"".join(bd.proxy.controls.pages[before:])
+    assert not [o["id"] for o in sent if o["id"].encode() in served]
 
 
 def test_a_peer_push_is_verified_with_the_key_set_it_publishes(
