@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     # Strict-Transport-Security max-age, sent when public_url is https (0: never sent).
     hsts_seconds: int = Field(default=31_536_000, ge=0)
 
+    # Peering: the name peers know us by (their partner slug for us, the `aud` of what they sign
+    # for us); `exchange peer add --our-name` overrides it per peer.
+    peer_name: str | None = None
+    # A peer's cached key set is fetched again once it is this old, and at most this often when
+    # a page names a kid it lacks (a key the peer rotated to).
+    peer_keys_max_age_seconds: float = 300.0
+    peer_keys_refetch_seconds: float = 60.0
+
     @classmethod
     def settings_customise_sources(
         cls,

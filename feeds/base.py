@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feeds.http import HttpClient
+
+if TYPE_CHECKING:
+    from exchange.peer.trust import PeerTrust
 
 
 class FeedError(Exception):
@@ -58,3 +61,5 @@ class FetchContext:
     http: HttpClient
     cursor: dict[str, Any]  # as saved by the last batch that set one (empty on the first run)
     log: Callable[[str], None] = print
+    # Set for a peer's feed: every page must verify with it before anything of it is stored.
+    trust: PeerTrust | None = None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select
@@ -31,6 +31,10 @@ from feeds import normalize, warninglist
 from feeds.base import Batch, FeedError, FeedSpec, FetchContext
 from feeds.http import HttpClient, HttpError
 from feeds.sources import module_for
+from policies.engine import Writer
+
+if TYPE_CHECKING:
+    from exchange.peer.trust import KeyCache, PeerTrust
 
 log = logging.getLogger(__name__)
 COUNTS = ("fetched", "new", "updated", "unchanged", "dropped", "failed")
@@ -143,6 +147,11 @@ def continue_run(
     error: str | None = None
     log.info("feed %s: run %d started (%s)", name, summary.run_id, prepared.trigger)
     try:
+        if prepared.spec.options.get("peer") is not None:
+            with session_scope(factory) as db:
+                prepared.ctx.trust, job.writer, job.peer_pk = _peer_trust(
+                    db, factory, settings, prepared.spec.options["peer"]
+                )
         for batch in module_for(prepared.spec.kind).batches(prepared.ctx):
             checked = _check(job, batch)  # validation needs no database: before the write lock
             with session_scope(factory, write=True) as db:
@@ -241,7 +250,7 @@ def start_in_background(
     return prepared.summary.run_id
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Job:
     feed_pk: int
     collection_pk: int
@@ -251,6 +260,38 @@ class _Job:
     name: str
     exchange_identity: str
     id_key: bytes
+    # A peer's feed stores as that partner (origin "peer", its writer, its originator), not as a feed.
+    writer: Writer | None = None
+    peer_pk: int | None = None  # the peer's partner pk: the originator of what it sends
+
+
+def _peer_trust(
+    db: Session, factory: sessionmaker[Session], settings: Settings, slug: str
+) -> tuple[PeerTrust, Writer, int]:
+    """The trust a peer's pages must pass, and the peer as the writer of what they carry."""
+    from exchange.errors import ExchangeError
+    from exchange.peer import service as peer_service
+
+    peer = peer_service.find_by_slug(db, slug)
+    if peer is None:
+        raise FeedError(f"feed pulls from peer {slug!r}, which is no longer a peer; nothing is pulled")
+    peer_pk = peer.pk
+
+    def save(cache: KeyCache) -> None:
+        with session_scope(factory, write=True) as session:
+            peer_service.save_keys(session, peer_pk, cache)
+
+    try:
+        trust = peer_service.trust_for(
+            db,
+            slug,
+            save=save,
+            max_age=settings.peer_keys_max_age_seconds,
+            refetch_every=settings.peer_keys_refetch_seconds,
+        )
+    except ExchangeError as exc:
+        raise FeedError(exc.message) from None
+    return trust, peer_service.writer(db, slug), peer.partner_pk
 
 
 @dataclass
@@ -272,6 +313,9 @@ def _check(job: _Job, batch: Batch) -> _Checked:
             if value is not None and warninglist.listed(value):
                 dropped += 1
                 continue
+        if job.writer is not None:
+            objects.append(obj)  # a peer's objects are kept as it signed them
+            continue
         objects.append(normalize.apply_defaults(obj, tlp=job.tlp, confidence=job.confidence))
     return _Checked(prepare(objects), dropped)
 
@@ -298,9 +342,11 @@ def _store(
         db,
         collection=collection,
         objects=objects,
-        origin="feed",
-        added_by=f"feed:{job.name}",
+        origin="feed" if job.writer is None else "peer",
+        added_by=f"feed:{job.name}" if job.writer is None else f"peer:{job.writer.name}",
+        writer=job.writer,
         exchange_identity=job.exchange_identity,
+        origin_partner_pk=job.peer_pk,
     )
     counts["updated"] += result.updated
     counts["new"] += result.created - result.updated

@@ -481,7 +481,12 @@ def decide_version(writer: Writer, first: FirstVersion | None) -> Decision:
     if writer.kind == "partner":
         if writer.identity is not None and first.created_by_ref == writer.identity:
             return ALLOWED
-        if first.origin == "partner" and first.added_by is not None and first.added_by in writer.added_by:
+        # A peer's pulled objects (origin "peer", added_by "peer:<slug>") are its submissions too.
+        if (
+            first.origin in ("partner", "peer")
+            and first.added_by is not None
+            and first.added_by in writer.added_by
+        ):
             return ALLOWED
         return Decision(
             False,

@@ -32,8 +32,16 @@ from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import us_to_text
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
+from exchange.peer import service as peer_service
 from exchange.sharing import access, outbound
-from exchange.signing import CTY_TAXII, SIGNATURE_MEMBER, KeyRing, SignatureError, verify_detached
+from exchange.signing import (
+    CTY_TAXII,
+    SIGNATURE_MEMBER,
+    KeyRing,
+    SignatureError,
+    canonical_bytes,
+    verify_detached,
+)
 from policies.engine import WriteGrant, decide_write
 from taxii_server import context
 from taxii_server.cursor import Cursor, CursorCodec
@@ -501,19 +509,34 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         return self._status_resource(status)
 
     def _submission_signature_problem(self, envelope: dict[str, Any]) -> str | None:
-        """None when the envelope carries a valid JWS by one of the partner's registered keys."""
+        """None when the envelope carries a valid JWS by one of the partner's registered keys, or,
+        for a peer, by a key in its cached published key set, signed for us (`aud`) by it (`iss`)."""
         token = envelope.get(SIGNATURE_MEMBER)
         if token is None:
             return "the envelope carries no x_exchange_jws signature"
-        partner = self._db().get(Partner, self._principal().partner_pk)
+        db = self._db()
+        partner = db.get(Partner, self._principal().partner_pk)
         keys = partner_service.jwks(partner) if partner is not None else {"keys": []}
-        if not keys["keys"]:
+        peer = peer_service.find_by_slug(db, partner.slug) if partner is not None else None
+        if not keys["keys"] and peer is None:
             return "no public key is registered for this partner"
-        try:
-            verify_detached(token, envelope, jwks=keys)
-        except SignatureError as exc:
-            return f"the envelope signature does not verify: {exc.reason}"
-        return None
+        reason = ""
+        if keys["keys"]:
+            try:
+                verify_detached(token, envelope, jwks=keys)
+                return None
+            except SignatureError as exc:
+                reason = exc.reason
+        if peer is not None:
+            try:
+                # The cached set only: a request never waits on the peer's server.
+                peer_service.cached_trust(db, peer).verify_token(
+                    token, canonical_bytes(envelope), cty=CTY_TAXII
+                )
+                return None
+            except SignatureError as exc:
+                reason = exc.reason
+        return f"the envelope signature does not verify: {reason}"
 
     def get_object(self, api_root, collection_id, object_id, filter_args, allowed_filters, limit):  # type: ignore[no-untyped-def]
         """Section 5.6: the versions of one object (latest by default) in an envelope."""

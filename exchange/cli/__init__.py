@@ -12,8 +12,10 @@ from exchange.cli import (
     credential,
     export,
     feed,
+    importing,
     lifecycle,
     partner,
+    peer,
     push,
     report,
     signing,
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.register(sub)
     report.register(sub)
     verify.register(sub)
+    peer.register(sub)
+    importing.register(sub)
     _data_dir_after_every_command(parser)
     return parser
 

@@ -13,6 +13,7 @@ from exchange.disclosure import models as disclosure_models  # noqa: F401
 from exchange.feed import models as feed_models  # noqa: F401
 from exchange.intel import models as intel_models  # noqa: F401
 from exchange.partner import models as partner_models  # noqa: F401
+from exchange.peer import models as peer_models  # noqa: F401
 from exchange.push import models as push_models  # noqa: F401
 from exchange.ui import models as ui_models  # noqa: F401
 

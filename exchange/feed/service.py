@@ -210,6 +210,13 @@ def update_(
     if "timeout" in given and feed_in.timeout is not None:
         feed.timeout_seconds = feed_in.timeout
     if "options" in given and feed_in.options is not None:
+        peer = options(feed).get("peer")
+        if peer is not None and feed_in.options.get("peer") != peer:
+            # Dropping the option would turn signature verification off for the peer's pages.
+            raise BadRequestError(
+                f"feed {feed.name!r} pulls from peer {peer!r} and verifies every page; it keeps "
+                f"the option peer={peer} (to stop, run `exchange peer remove {peer}`)"
+            )
         feed.options = json.dumps(_checked_options(feed.kind, feed_in.options, check_options))
     if "auth" in given:
         feed.auth = _auth_json(feed_in.auth)

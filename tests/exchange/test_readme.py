@@ -209,3 +209,46 @@ def test_limits_examples_show_the_headers_and_a_valid_rate_limit(demo):  # type:
     head = {"partner": "cert-in", "title": "t", "valid_from": "2024-01-01", "valid_until": "2025-01-01"}
     doc = AgreementDoc.model_validate({**head, **yaml.safe_load(rate)})
     assert doc.rate_limit is not None and doc.rate_limit.capacity == 100
+
+
+def test_peering_example_adds_a_peer_and_imports_its_signed_export(demo):  # type: ignore[no-untyped-def]
+    """The files the example says cert-in sent: its key set and an export it signed for cert-bd."""
+    import uuid
+
+    import rfc8785
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.signing.jws import CTY_STIX, attach_signature, canonical_envelope, sign_canonical
+    from exchange.signing.keys import SigningKey, public_x, thumbprint
+
+    [block] = examples("Peering with another exchange")
+    issuer = re.search(r"--issuer (identity--[0-9a-f-]{36})", block)
+    assert issuer is not None
+    private = Ed25519PrivateKey.generate()
+    key = SigningKey(kid=thumbprint(public_x(private.public_key())), private_key=private)
+    (demo["work"] / "cert-in-jwks.json").write_text(json.dumps({"keys": [key.public_jwk()]}))
+    sent = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "pattern_type": "stix",
+        "pattern": "[domain-name:value = 'c2.cert-in.example']",
+        "valid_from": "2026-01-01T00:00:00.000Z",
+    }
+    canonical = canonical_envelope(
+        {"id": f"bundle--{uuid.uuid4()}", "type": "bundle"}, [rfc8785.dumps(sent).decode()]
+    )
+    token = sign_canonical(canonical, key=key, cty=CTY_STIX, aud="cert-bd", iss=issuer.group(1))
+    (demo["work"] / "cert-in-export.json").write_bytes(attach_signature(canonical, token))
+
+    out = sh(demo, block, demo["partner"])
+    assert "peer cert-in added" in out and "OK: verified" in out and "1 new" in out
+    stored = httpx.get(
+        f"{demo['base']}/taxii2/root/collections/partner-submissions/objects/{sent['id']}/",
+        auth=(demo["analyst"]["id"], demo["analyst"]["key"]),
+        headers={"Accept": "application/taxii+json;version=2.1"},
+        timeout=30,
+    )
+    assert stored.status_code == 200, stored.text
