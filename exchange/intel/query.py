@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, false, or_, select
+import orjson
+from sqlalchemy import BigInteger, ColumnElement, Row, and_, delete, false, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.intel.models import ObjectVersion as OV  # noqa: N817 (short: it is in every SQL expression here)
@@ -52,6 +54,39 @@ def _predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
             choices.append(OV.version.in_(exact))
         preds.append(or_(*choices) if choices else false())
     return preds
+
+
+def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN values` for a page's worth of integer keys, bound as one parameter.
+
+    An expanding IN renders and binds a thousand parameters on every run; an array (PostgreSQL)
+    or a JSON array read by json_each (SQLite) is one value, and the statement stays the same.
+    """
+    keys = [int(v) for v in values]
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return column == func.any(literal(keys, ARRAY(BigInteger)))  # type: ignore[no-any-return]
+    if dialect == "sqlite":
+        each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value")
+        return column.in_(select(each.c.value))  # type: ignore[no-any-return]
+    return column.in_(keys)  # type: ignore[no-any-return]
+
+
+def key_list(db: Session, values: Sequence[int]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
+    """`values` as a table of one bound parameter: (the table, its value column, its position).
+
+    Duplicates and order are kept, so `select ... from it join ...` yields a row per value.
+    """
+    keys = [int(v) for v in values]
+    if db.get_bind().dialect.name == "postgresql":
+        array = (
+            func.unnest(literal(keys, ARRAY(BigInteger)))
+            .table_valued("value", with_ordinality="position")
+            .render_derived(name="keys")
+        )
+        return array, array.c.value, array.c.position
+    each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value", "key")
+    return each, each.c.value, each.c.key
 
 
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:

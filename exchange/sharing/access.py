@@ -21,6 +21,7 @@ from exchange.database.types import utcnow
 from exchange.intel.models import Collection
 from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
 from exchange.sharing import visibility
 from policies.engine import ReadGrant, WriteGrant, read_grant
 from policies.schemas import AgreementDoc
@@ -72,6 +73,10 @@ def _partner_access(
     now = utcnow()
     if principal.partner_pk is None:
         return None
+    if "partner" not in cache:
+        # Held for the request: the session's identity map keeps rows only while something refers
+        # to them, and grants_for looks the partner up for every collection it is asked about.
+        cache["partner"] = db.get(Partner, principal.partner_pk)
     if "doc" not in cache:
         cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
     doc = cache["doc"]

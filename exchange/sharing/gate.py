@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from exchange.intel import query
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.query import AnyRow
 from exchange.intel.strictjson import canonical_text
 from exchange.sharing.access import CollectionAccess
 from exchange.sharing.visibility import visible_anywhere, written_by
-from policies.engine import ObjectFacts, decide, redact
+from policies.engine import Decision, ObjectFacts, decide, redact
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +31,6 @@ GATE_COLUMNS = (
     ObjectVersion.date_added_us,
     ObjectVersion.audience,
     ObjectVersion.revoked,
-    ObjectVersion.version_text,
-    ObjectVersion.collection_pk,
 )
 
 
@@ -41,7 +43,9 @@ def _audience(text: str | None) -> frozenset[str] | None:
 def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict[int, bool]:
     refs: dict[int, set[str]] = {}
     for pk, ref_id in db.execute(
-        select(ObjectRef.object_version_pk, ObjectRef.ref_id).where(ObjectRef.object_version_pk.in_(pks))
+        select(ObjectRef.object_version_pk, ObjectRef.ref_id).where(
+            query.among(db, ObjectRef.object_version_pk, pks)
+        )
     ):
         refs.setdefault(pk, set()).add(ref_id)
     if not refs:
@@ -69,32 +73,63 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
     return {pk: ids <= vouched for pk, ids in refs.items()}
 
 
+# decide is pure: rows whose facts are equal (the stix_id aside, and the date_added aside when no
+# embargo applies: the only two facts it reads for nothing else) get the same decision, so a
+# page decides each distinct set once; a thousand indicators hold a few dozen. Building an
+# ObjectFacts and deciding per row cost more than the page query's own per-row work.
+_ROW_FACTS = ("pk", "stix_id", "type", "tlp_rank", "confidence", "date_added_us", "audience", "revoked")
+_KNOWN_FACTS = {*_ROW_FACTS[1:], "default_tlp_rank", "refs_visible"}
+if {f.name for f in dataclasses.fields(ObjectFacts)} != _KNOWN_FACTS:
+    # A new fact must join the memo key in check() (or decide would see another row's value).
+    raise RuntimeError("policies.engine.ObjectFacts changed: update exchange.sharing.gate.check")
+
+
 def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
     """The rows `decide` also allows; a disagreement withholds the row and is logged."""
     grant, own = access.read_grant, access.collection_grant
-    if grant is None or own is None:
+    if grant is None or own is None or not rows:
         return []
     closure = _refs_visible(db, [r.pk for r in rows], access)
+    by_time = bool(grant.embargo_us)
+    picks: dict[tuple[str, ...], operator.itemgetter[Any]] = {}
+    decided: dict[tuple[Any, ...], Decision] = {}
     allowed = []
     for row in rows:
-        facts = ObjectFacts(
-            stix_id=row.stix_id,
-            type=row.type,
-            tlp_rank=row.tlp_rank,
-            default_tlp_rank=own.default_tlp_rank,
-            confidence=row.confidence,
-            date_added_us=row.date_added_us,
-            audience=_audience(row.audience),
-            refs_visible=closure.get(row.pk, True),
-            revoked=row.revoked,
+        fields = row._fields
+        pick = picks.get(fields)
+        if pick is None:
+            pick = picks[fields] = operator.itemgetter(*(fields.index(name) for name in _ROW_FACTS))
+        pk, stix_id, kind, tlp_rank, confidence, date_added_us, audience, revoked = pick(row)
+        refs_visible = closure.get(pk, True)
+        key = (
+            kind,
+            tlp_rank,
+            confidence,
+            audience,
+            revoked,
+            refs_visible,
+            date_added_us if by_time else None,
         )
-        decision = decide(grant, facts, now_us=access.now_us)
+        decision = decided.get(key)
+        if decision is None:
+            facts = ObjectFacts(
+                stix_id=stix_id,
+                type=kind,
+                tlp_rank=tlp_rank,
+                default_tlp_rank=own.default_tlp_rank,
+                confidence=confidence,
+                date_added_us=date_added_us,
+                audience=_audience(audience),
+                refs_visible=refs_visible,
+                revoked=revoked,
+            )
+            decision = decided[key] = decide(grant, facts, now_us=access.now_us)
         if decision.allowed:
             allowed.append(row)
         else:
             log.error(
                 "policy gate withheld %s from %s although SQL selected it: %s",
-                row.stix_id,
+                stix_id,
                 grant.partner,
                 decision.reason,
             )

@@ -6,6 +6,7 @@ row served as a second, fail-closed gate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -135,7 +136,32 @@ def read_predicates(
     own_writers: Sequence[str] = (),
 ) -> list[ColumnElement[bool]]:
     """Everything a partner's read of one collection must satisfy."""
+    # Building the closure costs more than a page query (tens of milliseconds of SQLAlchemy
+    # constructs); the same grants give the same predicates, so they are built once per process.
+    # Only an embargo makes them depend on the moment (`now_us`): then they are built afresh.
+    # Every argument is part of the key: a new argument must join it (and the builder below).
+    key = (cg, tuple(all_grants), tuple(sorted(own_writers)))
+    if any(g.grant.embargo_us for g in (cg, *all_grants)):
+        return _build_read_predicates(*key, now_us=now_us)
+    return list(_cached_read_predicates(*key))
+
+
+def _build_read_predicates(
+    cg: CollectionGrant,
+    all_grants: tuple[CollectionGrant, ...],
+    own_writers: tuple[str, ...],
+    *,
+    now_us: int,
+) -> list[ColumnElement[bool]]:
     return [
         *row_predicates(cg, now_us=now_us),
         closure_predicate(all_grants, now_us=now_us, own_writers=own_writers),
     ]
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_read_predicates(
+    cg: CollectionGrant, all_grants: tuple[CollectionGrant, ...], own_writers: tuple[str, ...]
+) -> tuple[ColumnElement[bool], ...]:
+    # now_us=0: no grant here has an embargo, the only rule that reads it.
+    return tuple(_build_read_predicates(cg, all_grants, own_writers, now_us=0))
