@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -75,20 +76,23 @@ def record_versions(
     """One ledger row per entry of `object_version_pks` served to a partner, in one statement.
 
     The database copies each version's id and version from object_version itself: one
-    INSERT ... SELECT over the keys bound as a single array, so a page's ledger costs about one
-    round trip however many objects it holds (it is written before every partner page is
-    answered). A version deleted since it was read leaves its row out; then nothing is recorded
-    (the caller's transaction is rolled back) and the page must not be served: it is a
-    ServiceUnavailableError, answered 503 with Retry-After.
+    INSERT ... SELECT by primary key over the keys bound as a single array, so a page's ledger
+    costs one statement however many objects it holds (it is written before every partner page
+    is answered). A version deleted since it was read would leave its row out: then this raises
+    ServiceUnavailableError (answered 503 with Retry-After), the caller's transaction is rolled
+    back and the page is not served.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    if not object_version_pks:
-        return 0
-    keys, key, position = query.key_list(db, object_version_pks)
     ov = ObjectVersion
-    source = (
-        select(
+    at = now_us()
+    table = cast(Table, Disclosure.__table__)
+    # A version listed twice gets two rows, as it was delivered twice: one statement per repeat.
+    pending = Counter(int(pk) for pk in object_version_pks)
+    written = 0
+    while pending:
+        batch = list(pending)
+        source = select(
             ov.pk,
             ov.stix_id,
             ov.version_text,
@@ -97,21 +101,19 @@ def record_versions(
             literal(credential_id, String()),
             literal(requested_by, String()),
             literal(channel, String()),
-            literal(now_us(), BigInteger()),
-        )
-        .select_from(keys)
-        .join(ov, ov.pk == key)
-        .order_by(position)
-    )
-    table = cast(Table, Disclosure.__table__)
-    statement = insert(table).from_select(_COLUMNS, source).execution_options(preserve_rowcount=True)
-    written = db.execute(statement).rowcount  # type: ignore[attr-defined]
-    if written != len(object_version_pks):
-        raise ServiceUnavailableError(
-            "an object of this page was deleted while the page was assembled; try again"
-        )
-    metrics.OBJECTS_SERVED.inc(written, channel=channel)
-    return int(written)
+            literal(at, BigInteger()),
+        ).where(query.among(db, ov.pk, batch))
+        statement = insert(table).from_select(_COLUMNS, source).execution_options(preserve_rowcount=True)
+        inserted = db.execute(statement).rowcount  # type: ignore[attr-defined]
+        if inserted != len(batch):
+            raise ServiceUnavailableError(
+                "an object of this page was deleted while the page was assembled; try again"
+            )
+        written += inserted
+        pending = Counter({pk: n - 1 for pk, n in pending.items() if n > 1})
+    if written:
+        metrics.OBJECTS_SERVED.inc(written, channel=channel)
+    return written
 
 
 # The ledger's columns in the order record_versions writes them.

@@ -72,23 +72,6 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
     return column.in_(keys)  # type: ignore[no-any-return]
 
 
-def key_list(db: Session, values: Sequence[int]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
-    """`values` as a table of one bound parameter: (the table, its value column, its position).
-
-    Duplicates and order are kept, so `select ... from it join ...` yields a row per value.
-    """
-    keys = [int(v) for v in values]
-    if db.get_bind().dialect.name == "postgresql":
-        array = (
-            func.unnest(literal(keys, ARRAY(BigInteger)))
-            .table_valued("value", with_ordinality="position")
-            .render_derived(name="keys")
-        )
-        return array, array.c.value, array.c.position
-    each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value", "key")
-    return each, each.c.value, each.c.key
-
-
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
     """The filters as SQL predicates on object_version (for queries built elsewhere)."""
     return _predicates(flt)
