@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from exchange.intel import query
@@ -31,6 +31,9 @@ GATE_COLUMNS = (
     ObjectVersion.date_added_us,
     ObjectVersion.audience,
     ObjectVersion.revoked,
+    # Whether the version references anything at all: the closure below is looked up only for
+    # versions that do (most objects, indicators for one, reference nothing but TLP markings).
+    exists(select(ObjectRef.ref_id).where(ObjectRef.object_version_pk == ObjectVersion.pk)).label("has_refs"),
 )
 
 
@@ -42,6 +45,8 @@ def _audience(text: str | None) -> frozenset[str] | None:
 
 def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict[int, bool]:
     refs: dict[int, set[str]] = {}
+    if not pks:
+        return {}
     for pk, ref_id in db.execute(
         select(ObjectRef.object_version_pk, ObjectRef.ref_id).where(
             query.among(db, ObjectRef.object_version_pk, pks)
@@ -89,7 +94,7 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     grant, own = access.read_grant, access.collection_grant
     if grant is None or own is None or not rows:
         return []
-    closure = _refs_visible(db, [r.pk for r in rows], access)
+    closure = _refs_visible(db, [r.pk for r in rows if getattr(r, "has_refs", True)], access)
     by_time = bool(grant.embargo_us)
     picks: dict[tuple[str, ...], operator.itemgetter[Any]] = {}
     decided: dict[tuple[Any, ...], Decision] = {}
