@@ -40,6 +40,7 @@ from exchange.signing import KeyRing, default_directory
 from taxii_server import create_taxii_app
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
+WALL: list[float] = []  # wall-clock seconds of each full pull, in order
 
 
 def _basic(auth: tuple[str, str]) -> str:
@@ -52,7 +53,7 @@ def pull(
     """CPU seconds of a full `next`-paged pull (server and client share this process; CPU time
     stays comparable when other work on the machine stretches the wall clock); checks the count."""
     headers = {"Accept": TAXII_MEDIA, "Authorization": _basic(auth)}
-    cpu, seen, token = time.process_time(), 0, None
+    cpu, wall, seen, token = time.process_time(), time.perf_counter(), 0, None
     while True:
         query = f"?limit={page}" + (f"&next={token}" if token else "")
         answer = client.get(url + query, headers=headers)
@@ -66,6 +67,7 @@ def pull(
             break
         token = envelope["next"]
     seconds = time.process_time() - cpu
+    WALL.append(time.perf_counter() - wall)
     if seen != expected:
         raise AssertionError(f"pulled {seen:,} objects, expected {expected:,}")
     return seconds
@@ -184,16 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         client, objects_url, half = env.client, env.objects_url, env.visible_objects
         partner_auth, admin, engine = env.partner_auth, env.admin_auth, env.engine
         times: dict[str, list[float]] = {"partner": [], "admin": []}
+        walls: dict[str, list[float]] = {"partner": [], "admin": []}
         for round_ in range(opts.rounds):
             order = [("partner", partner_auth), ("admin", admin)]
             for name, auth in order if round_ % 2 == 0 else reversed(order):
                 times[name].append(pull(client, objects_url, auth, page=opts.page, expected=half))
+                walls[name].append(WALL[-1])
         p, a = statistics.median(times["partner"]), statistics.median(times["admin"])
         print(
             f"{opts.backend}: {half:,} objects, pages of {opts.page}, CPU seconds: partner {p:.3f} s "
             f"({half / p:,.0f}/s), admin {a:.3f} s ({half / a:,.0f}/s), partner/admin {p / a:.2f}x; "
             f"rounds partner {', '.join(f'{t:.2f}' for t in times['partner'])}, "
-            f"admin {', '.join(f'{t:.2f}' for t in times['admin'])}"
+            f"admin {', '.join(f'{t:.2f}' for t in times['admin'])}; wall-clock medians partner "
+            f"{statistics.median(walls['partner']):.3f} s, admin {statistics.median(walls['admin']):.3f} s"
         )
         if opts.explain:
             explain_page(engine, client, objects_url, partner_auth, page=opts.page)
