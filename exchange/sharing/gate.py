@@ -96,14 +96,16 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
         return []
     closure = _refs_visible(db, [r.pk for r in rows if getattr(r, "has_refs", True)], access)
     by_time = bool(grant.embargo_us)
-    picks: dict[tuple[str, ...], operator.itemgetter[Any]] = {}
+    picks: dict[Any, operator.itemgetter[Any]] = {}
     decided: dict[tuple[Any, ...], Decision] = {}
     allowed = []
     for row in rows:
-        fields = row._fields
-        pick = picks.get(fields)
+        # Rows of one result share their metadata (`_fields` builds a new tuple on every call).
+        shape = getattr(row, "_parent", None) or type(row)
+        pick = picks.get(shape)
         if pick is None:
-            pick = picks[fields] = operator.itemgetter(*(fields.index(name) for name in _ROW_FACTS))
+            fields = row._fields
+            pick = picks[shape] = operator.itemgetter(*(fields.index(name) for name in _ROW_FACTS))
         pk, stix_id, kind, tlp_rank, confidence, date_added_us, audience, revoked = pick(row)
         refs_visible = closure.get(pk, True)
         key = (
