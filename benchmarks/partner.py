@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +131,35 @@ def mixed_collection(n: int, seed: int) -> Mix:
     if len(visible) != n // 2:
         raise AssertionError(f"the mix leaves {len(visible):,} of {n:,} visible, not half")
     return Mix(objects, visible, Counter(kind.name for kind in order))
+
+
+@dataclass
+class MixStream:
+    """A mixed collection too large to hold: its objects come one at a time (the same objects
+    `mixed_collection` would make for the same seed), and the ids the partner may see collect in
+    `visible_ids` as they go by."""
+
+    n: int
+    seed: int
+    visible_ids: set[str]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.n % 100:
+            raise ValueError("the mixed collection's size must be a multiple of 100")
+        rng = random.Random(self.seed)
+        order = [index for index, kind in enumerate(KINDS) for _ in range(kind.share * self.n // 100)]
+        rng.shuffle(order)
+        factory = data.IndicatorFactory(seed=self.seed)
+        for index in order:
+            obj = shaped(factory.make(), KINDS[index], rng)
+            if partner_may_see(obj):
+                self.visible_ids.add(obj["id"])
+            yield obj
+
+
+def mixed_stream(n: int, seed: int) -> MixStream:
+    """`n` indicators (a multiple of 100) made lazily, exactly n/2 of them visible to the partner."""
+    return MixStream(n, seed, set())
 
 
 def agreement(collections: list[str], *, now: datetime | None = None) -> dict[str, Any]:

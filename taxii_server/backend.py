@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -425,20 +427,51 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
             coll, grant, "objects", filter_args, limit, (ObjectVersion.date_added_us, ObjectVersion.body)
         )
         rows = page.rows
-        texts = self._serve(coll, grant, rows) if rows else []
-        if texts:
-            body["objects"] = [orjson.Fragment(t) for t in texts]
-        return self._signed(body, "objects", texts or None), headers
+        texts, ledger = self._serve(coll, grant, rows) if rows else ([], None)
+        return self._answer(body, texts, ledger, headers)
 
-    def _serve(self, coll: Collection, grant: access.CollectionAccess, rows: list) -> list[str]:  # type: ignore[type-arg]
-        """Object texts for the caller; partners get redactions applied and a ledger entry first."""
-        texts = outbound.bodies(rows, grant, exchange_identity=self._settings.identity_id)
+    def _serve(
+        self,
+        coll: Collection,
+        grant: access.CollectionAccess,
+        rows: list,  # type: ignore[type-arg]
+    ) -> tuple[list[str], _Ledger | None]:
+        """Object texts for the caller; for a partner also its ledger rows, being written.
+
+        The rows are written and committed in a thread of their own while the caller signs the
+        page (the database works while Python signs); the caller answers only after `wait()`.
+        """
         recipient = self._recipient()
+        ledger = None
         if not recipient.is_internal:
             self._end_read()
-            with session_scope(self._factory, write=True) as db:
-                outbound.record(db, recipient, collection_pk=coll.pk, rows=rows)
-        return texts
+
+            def write() -> None:
+                with session_scope(self._factory, write=True) as db:
+                    outbound.record(db, recipient, collection_pk=coll.pk, rows=rows)
+
+            ledger = _Ledger(write)
+        try:
+            texts = outbound.bodies(rows, grant, exchange_identity=self._settings.identity_id)
+        except BaseException:
+            if ledger is not None:
+                ledger.wait()
+            raise
+        return texts, ledger
+
+    def _answer(
+        self, body: dict[str, Any], texts: list[str], ledger: _Ledger | None, headers: dict[str, str]
+    ) -> tuple[Any, dict[str, str]]:
+        """The signed page, once its ledger rows are committed: the ledger is evidence, written
+        before anything is answered (a failed write fails the request)."""
+        if texts:
+            body["objects"] = [orjson.Fragment(t) for t in texts]
+        try:
+            signed = self._signed(body, "objects", texts or None)
+        finally:
+            if ledger is not None:
+                ledger.wait()
+        return signed, headers
 
     def add_objects(self, api_root, collection_id, objs, request_time):  # type: ignore[no-untyped-def]
         """Section 5.5: validate and store an envelope; one transaction; a status resource."""
@@ -558,10 +591,8 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         if not rows and "match[version]" in request.args and "next" not in request.args:
             # Section 5.7: a deleted (or never stored) version MUST be a 404.
             raise NotFoundError(f"Object '{object_id}' has no version matching the request")
-        texts = self._serve(coll, grant, rows) if rows else []
-        if texts:
-            body["objects"] = [orjson.Fragment(t) for t in texts]
-        return self._signed(body, "objects", texts or None), headers
+        texts, ledger = self._serve(coll, grant, rows) if rows else ([], None)
+        return self._answer(body, texts, ledger, headers)
 
     def delete_object(self, api_root, collection_id, object_id, filter_args, allowed_filters):  # type: ignore[no-untyped-def]
         """Section 5.7: delete the matching versions of one object (all by default)."""
@@ -616,6 +647,27 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         else:
             headers = self._empty_headers(coll, grant, filters, None)
         return self._signed(body, "versions", None), headers
+
+
+class _Ledger:
+    """One page's ledger rows, written and committed in a thread of their own; `wait()` returns
+    once they are committed, or raises what stopped them."""
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(write,), name="ledger", daemon=True)
+        self._thread.start()
+
+    def _run(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except BaseException as exc:  # raised again in the request's thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _write_policy(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import BigInteger, Integer, String, Table, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.disclosure.models import Disclosure
-from exchange.intel import chain
+from exchange.errors import ServiceUnavailableError
+from exchange.intel import chain, query
 from exchange.intel.models import ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.partner.models import Partner
@@ -59,6 +61,73 @@ def record(
         db.execute(insert(cast(Table, Disclosure.__table__)), rows)
         metrics.OBJECTS_SERVED.inc(len(rows), channel=channel)
     return len(rows)
+
+
+def record_versions(
+    db: Session,
+    *,
+    partner_pk: int | None,
+    credential_id: str | None,
+    requested_by: str | None,
+    object_version_pks: Sequence[int],
+    collection_pk: int,
+    channel: str,
+) -> int:
+    """One ledger row per entry of `object_version_pks` served to a partner, in one statement.
+
+    The database copies each version's id and version from object_version itself: one
+    INSERT ... SELECT by primary key over the keys bound as a single array, so a page's ledger
+    costs one statement however many objects it holds (it is written before every partner page
+    is answered). A version deleted since it was read would leave its row out: then this raises
+    ServiceUnavailableError (answered 503 with Retry-After), the caller's transaction is rolled
+    back and the page is not served.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    ov = ObjectVersion
+    at = now_us()
+    table = cast(Table, Disclosure.__table__)
+    # A version listed twice gets two rows, as it was delivered twice: one statement per repeat.
+    pending = Counter(int(pk) for pk in object_version_pks)
+    written = 0
+    while pending:
+        batch = list(pending)
+        source = select(
+            ov.pk,
+            ov.stix_id,
+            ov.version_text,
+            literal(collection_pk, Integer()),
+            literal(partner_pk, Integer()),
+            literal(credential_id, String()),
+            literal(requested_by, String()),
+            literal(channel, String()),
+            literal(at, BigInteger()),
+        ).where(query.among(db, ov.pk, batch))
+        statement = insert(table).from_select(_COLUMNS, source).execution_options(preserve_rowcount=True)
+        inserted = db.execute(statement).rowcount  # type: ignore[attr-defined]
+        if inserted != len(batch):
+            raise ServiceUnavailableError(
+                "an object of this page was deleted while the page was assembled; try again"
+            )
+        written += inserted
+        pending = Counter({pk: n - 1 for pk, n in pending.items() if n > 1})
+    if written:
+        metrics.OBJECTS_SERVED.inc(written, channel=channel)
+    return written
+
+
+# The ledger's columns in the order record_versions writes them.
+_COLUMNS = (
+    "object_version_pk",
+    "stix_id",
+    "version",
+    "collection_pk",
+    "partner_pk",
+    "credential_id",
+    "requested_by",
+    "channel",
+    "at_us",
+)
 
 
 def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, false, or_, select
+import orjson
+from sqlalchemy import BigInteger, ColumnElement, Row, and_, delete, false, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.intel.models import ObjectVersion as OV  # noqa: N817 (short: it is in every SQL expression here)
@@ -52,6 +54,22 @@ def _predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
             choices.append(OV.version.in_(exact))
         preds.append(or_(*choices) if choices else false())
     return preds
+
+
+def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN values` for a page's worth of integer keys, bound as one parameter.
+
+    An expanding IN renders and binds a thousand parameters on every run; an array (PostgreSQL)
+    or a JSON array read by json_each (SQLite) is one value, and the statement stays the same.
+    """
+    keys = [int(v) for v in values]
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return column == func.any(literal(keys, ARRAY(BigInteger)))  # type: ignore[no-any-return]
+    if dialect == "sqlite":
+        each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value")
+        return column.in_(select(each.c.value))  # type: ignore[no-any-return]
+    return column.in_(keys)  # type: ignore[no-any-return]
 
 
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:

@@ -73,6 +73,10 @@ def _partner_access(
     now = utcnow()
     if principal.partner_pk is None:
         return None
+    if "partner" not in cache:
+        # Held for the request: the session's identity map keeps rows only while something refers
+        # to them, and grants_for looks the partner up for every collection it is asked about.
+        cache["partner"] = db.get(Partner, principal.partner_pk)
     if "doc" not in cache:
         cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
     doc = cache["doc"]

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from exchange.intel import query
 from exchange.intel.models import ObjectRef, ObjectVersion
 from exchange.intel.query import AnyRow
 from exchange.intel.strictjson import canonical_text
@@ -32,6 +33,9 @@ GATE_COLUMNS = (
     ObjectVersion.origin_partner_pk,
     ObjectVersion.originator_partner_pk,
     ObjectVersion.sighting_of_ref,
+    # Whether the version references anything at all: the closure below is looked up only for
+    # versions that do (most objects, indicators for one, reference nothing but TLP markings).
+    exists(select(ObjectRef.ref_id).where(ObjectRef.object_version_pk == ObjectVersion.pk)).label("has_refs"),
 )
 
 
@@ -43,8 +47,12 @@ def _audience(text: str | None) -> frozenset[str] | None:
 
 def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict[int, bool]:
     refs: dict[int, set[str]] = {}
+    if not pks:
+        return {}
     for pk, ref_id in db.execute(
-        select(ObjectRef.object_version_pk, ObjectRef.ref_id).where(ObjectRef.object_version_pk.in_(pks))
+        select(ObjectRef.object_version_pk, ObjectRef.ref_id).where(
+            query.among(db, ObjectRef.object_version_pk, pks)
+        )
     ):
         refs.setdefault(pk, set()).add(ref_id)
     if not refs:
@@ -94,12 +102,12 @@ def provenance(row: AnyRow, scope: RelayScope, flowing_back: set[str]) -> Proven
 def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
     """The rows `decide` also allows; a disagreement withholds the row and is logged."""
     grant, own = access.read_grant, access.collection_grant
-    if grant is None or own is None:
+    if grant is None or own is None or not rows:
         return []
     scope = access.relay
     if scope is None:  # a partner's access always carries its originator control: fail closed
         return []
-    closure = _refs_visible(db, [r.pk for r in rows], access)
+    closure = _refs_visible(db, [r.pk for r in rows if getattr(r, "has_refs", True)], access)
     back = _flowing_back(db, rows, scope)
     relayers = scope.relayer_names
     allowed = []

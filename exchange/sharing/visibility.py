@@ -6,6 +6,7 @@ row served as a second, fail-closed gate.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
@@ -232,4 +233,29 @@ def read_predicates(
     cg: CollectionGrant, all_grants: Sequence[CollectionGrant], *, now_us: int
 ) -> list[ColumnElement[bool]]:
     """Everything a partner's read of one collection must satisfy."""
-    return [rule.predicate for rule in read_rules(cg, all_grants, now_us=now_us)]
+    # Building the closure costs more than a page query (tens of milliseconds of SQLAlchemy
+    # constructs); the same grants give the same predicates, so they are built once per process.
+    # Only an embargo makes them depend on the moment (`now_us`): then they are built afresh.
+    if any(g.grant.embargo_us for g in (cg, *all_grants)):
+        return [rule.predicate for rule in read_rules(cg, all_grants, now_us=now_us)]
+    key = (_sql_key(cg), tuple(_sql_key(g) for g in all_grants))
+    cached = _PREDICATES.get(key)
+    if cached is None:
+        # now_us=0: no grant here has an embargo, the only rule that reads it.
+        cached = tuple(rule.predicate for rule in read_rules(cg, all_grants, now_us=0))
+        _PREDICATES[key] = cached
+        while len(_PREDICATES) > _PREDICATES_KEPT:
+            _PREDICATES.popitem(last=False)
+    return list(cached)
+
+
+# Built read predicates by what the SQL is made of (`_sql_key`), oldest first.
+_PREDICATES: OrderedDict[tuple[Any, ...], tuple[ColumnElement[bool], ...]] = OrderedDict()
+_PREDICATES_KEPT = 512
+
+
+def _sql_key(cg: CollectionGrant) -> tuple[Any, ...]:
+    """Everything of a grant the read rules' SQL is built from: a rule that reads anything more
+    must add it here, or two partners could share one partner's predicates. (The relay scope's
+    names, identities and anonymisation are the gate's, never in SQL.)"""
+    return (cg.collection_pk, cg.default_tlp_rank, cg.grant, cg.relay.partner_pk, cg.relay.relayers)

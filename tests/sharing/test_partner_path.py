@@ -1,0 +1,256 @@
+"""The partner path's shortcuts keep the rules: the ledger by primary key, the cached grant
+predicates, the gate's memo of `decide`, the ledger written beside the signature."""
+
+from __future__ import annotations
+
+import uuid
+from collections import namedtuple
+
+import pytest
+from sqlalchemy import func, select
+
+from exchange.disclosure import service as disclosure
+from exchange.disclosure.models import Disclosure
+from exchange.errors import ServiceUnavailableError
+from exchange.intel import ingest, service
+from exchange.intel.models import ObjectVersion
+from exchange.partner import service as partner_service
+from exchange.sharing import gate, visibility
+from exchange.sharing.access import CollectionAccess
+from policies.engine import ReadGrant
+
+GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+
+
+def _stored(db, settings, count: int) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
+    """A collection holding `count` indicators; its pk and their version pks."""
+    root = service.get_api_root(db, settings.api_root)
+    assert root is not None
+    coll = service.create_collection(db, api_root=root, alias=f"c-{uuid.uuid4().hex[:10]}", title="t")
+    objects = [
+        {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": f"indicator--{uuid.uuid4()}",
+            "created": "2026-01-01T00:00:00.000Z",
+            "modified": "2026-01-01T00:00:00.000Z",
+            "pattern": f"[ipv4-addr:value = '10.0.0.{i + 1}']",
+            "pattern_type": "stix",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "object_marking_refs": [GREEN],
+        }
+        for i in range(count)
+    ]
+    ingest.ingest(
+        db,
+        collection=coll,
+        objects=ingest.prepare(objects),
+        origin="analyst",
+        added_by="test",
+        writer=None,
+        exchange_identity="identity--6d0f8d36-1b3c-4ad1-9b05-6b5c4a6f3f9e",
+    )
+    pks = list(db.scalars(select(ObjectVersion.pk).where(ObjectVersion.collection_pk == coll.pk)))
+    return coll.pk, pks
+
+
+def _partner(db) -> int:  # type: ignore[no-untyped-def]
+    partner, _, _ = partner_service.create(
+        db, slug=f"p-{uuid.uuid4().hex[:8]}", name="P", country="IN", actor="test"
+    )
+    return partner.pk
+
+
+def _ledger_rows(db, collection_pk: int) -> list[tuple[int, str, str]]:  # type: ignore[no-untyped-def]
+    return [
+        (r.object_version_pk, r.stix_id, r.version)
+        for r in db.execute(
+            select(Disclosure.object_version_pk, Disclosure.stix_id, Disclosure.version).where(
+                Disclosure.collection_pk == collection_pk
+            )
+        )
+    ]
+
+
+def test_the_ledger_copies_each_served_version_from_the_store(db, settings) -> None:  # type: ignore[no-untyped-def]
+    coll_pk, pks = _stored(db, settings, 5)
+    partner_pk = _partner(db)
+    written = disclosure.record_versions(
+        db,
+        partner_pk=partner_pk,
+        credential_id="cred-x",
+        requested_by="cred-x",
+        object_version_pks=pks,
+        collection_pk=coll_pk,
+        channel="taxii",
+    )
+    assert written == 5
+    stored = {
+        r.pk: (r.pk, r.stix_id, r.version_text)
+        for r in db.execute(
+            select(ObjectVersion.pk, ObjectVersion.stix_id, ObjectVersion.version_text).where(
+                ObjectVersion.pk.in_(pks)
+            )
+        )
+    }
+    assert sorted(_ledger_rows(db, coll_pk)) == sorted(stored.values())
+
+
+def test_a_version_served_twice_is_recorded_twice(db, settings) -> None:  # type: ignore[no-untyped-def]
+    coll_pk, pks = _stored(db, settings, 3)
+    partner_pk = _partner(db)
+    served = [pks[0], pks[1], pks[0], pks[2], pks[0]]
+    written = disclosure.record_versions(
+        db,
+        partner_pk=partner_pk,
+        credential_id=None,
+        requested_by="analyst",
+        object_version_pks=served,
+        collection_pk=coll_pk,
+        channel="export",
+    )
+    assert written == 5
+    counts = dict(
+        db.execute(
+            select(Disclosure.object_version_pk, func.count())
+            .where(Disclosure.collection_pk == coll_pk)
+            .group_by(Disclosure.object_version_pk)
+        ).all()
+    )
+    assert counts == {pks[0]: 3, pks[1]: 1, pks[2]: 1}
+
+
+def test_a_version_deleted_before_its_ledger_row_fails_the_page(db, settings) -> None:  # type: ignore[no-untyped-def]
+    """Served but not recordable: nothing may be answered (503), nothing half recorded."""
+    coll_pk, pks = _stored(db, settings, 4)
+    partner_pk = _partner(db)
+    savepoint = db.begin_nested()
+    db.execute(ObjectVersion.__table__.delete().where(ObjectVersion.pk == pks[2]))
+    with pytest.raises(ServiceUnavailableError):
+        disclosure.record_versions(
+            db,
+            partner_pk=partner_pk,
+            credential_id="cred-x",
+            requested_by="cred-x",
+            object_version_pks=pks,
+            collection_pk=coll_pk,
+            channel="taxii",
+        )
+    savepoint.rollback()  # what the request's session_scope does with the error
+    assert _ledger_rows(db, coll_pk) == []
+
+
+def _grant(**kwargs) -> ReadGrant:  # type: ignore[no-untyped-def]
+    base = {
+        "partner": "cert-x",
+        "collection": "c",
+        "max_tlp_rank": 2,
+        "types": None,
+        "min_confidence": None,
+        "embargo_us": 0,
+        "redact": (),
+        "anonymize_source": False,
+    }
+    return ReadGrant(**(base | kwargs))
+
+
+SCOPE = visibility.RelayScope(partner_pk=7, partner="cert-x")
+
+
+def test_cached_predicates_follow_every_input() -> None:
+    cg = visibility.CollectionGrant(1, 2, _grant(), SCOPE)
+    first = visibility.read_predicates(cg, [cg], now_us=1)
+    again = visibility.read_predicates(cg, [cg], now_us=999)
+    assert [str(p) for p in first] == [str(p) for p in again]
+    assert all(a is b for a, b in zip(first, again, strict=True))  # built once
+    # What the gate alone reads (names, identities) shares the SQL; what the SQL reads does not.
+    renamed = visibility.RelayScope(partner_pk=7, partner="cert-x", names={8: "cert-y"})
+    same = visibility.CollectionGrant(1, 2, _grant(), renamed)
+    assert all(a is b for a, b in zip(first, visibility.read_predicates(same, [same], now_us=1), strict=True))
+    for scope in (
+        visibility.RelayScope(partner_pk=7, partner="cert-x", relayers=frozenset({8})),
+        visibility.RelayScope(partner_pk=9, partner="cert-z"),
+    ):
+        other = visibility.CollectionGrant(1, 2, _grant(), scope)
+        assert visibility.read_predicates(other, [other], now_us=1)[-1] is not first[-1]
+    narrower = visibility.CollectionGrant(1, 2, _grant(max_tlp_rank=1), SCOPE)
+    assert visibility.read_predicates(narrower, [narrower], now_us=1)[0] is not first[0]
+
+
+def test_an_embargo_builds_the_predicates_for_the_moment() -> None:
+    cg = visibility.CollectionGrant(1, 2, _grant(embargo_us=1_000), SCOPE)
+    early = visibility.read_predicates(cg, [cg], now_us=10_000)
+    late = visibility.read_predicates(cg, [cg], now_us=20_000)
+
+    def bound(predicates) -> set[object]:  # type: ignore[no-untyped-def]
+        values: set[object] = set()
+        for p in predicates:
+            values.update(p.compile().params.values())
+        return values
+
+    assert 9_000 in bound(early) and 9_000 not in bound(late) and 19_000 in bound(late)
+
+
+Row = namedtuple(
+    "Row",
+    "pk stix_id type tlp_rank confidence date_added_us audience revoked has_refs body"
+    " origin_partner_pk originator_partner_pk sighting_of_ref",
+)
+
+
+def _row(pk: int, **kwargs) -> Row:  # type: ignore[no-untyped-def]
+    values = {
+        "pk": pk,
+        "stix_id": f"indicator--{uuid.UUID(int=pk)}",
+        "type": "indicator",
+        "tlp_rank": 1,
+        "confidence": 80,
+        "date_added_us": 1_000,
+        "audience": None,
+        "revoked": False,
+        "has_refs": False,
+        "body": "{}",
+        "origin_partner_pk": None,
+        "originator_partner_pk": None,
+        "sighting_of_ref": None,
+    }
+    return Row(**(values | kwargs))
+
+
+def _access(grant: ReadGrant, now_us: int = 10**15) -> CollectionAccess:
+    cg = visibility.CollectionGrant(1, 2, grant, SCOPE)
+    return CollectionAccess(
+        can_read=True,
+        can_write=False,
+        read_grant=grant,
+        collection_grant=cg,
+        all_grants=[cg],
+        now_us=now_us,
+        relay=SCOPE,
+    )
+
+
+def test_the_gate_decides_each_row_on_its_own_facts(db) -> None:  # type: ignore[no-untyped-def]
+    """Rows alike but for one fact each: the memo never lends one row's decision to another."""
+    grant = _grant(partner="cert-x", min_confidence=50, types=frozenset({"indicator"}))
+    rows = [
+        _row(1),
+        _row(2, audience=",cert-y,"),  # narrowed to another partner
+        _row(3),
+        _row(4, confidence=40),
+        _row(5, tlp_rank=3),
+        _row(6, type="malware"),
+        _row(7, audience=",cert-x,"),
+        _row(8, tlp_rank=4),
+        _row(9, confidence=None),
+        _row(10),
+    ]
+    allowed = [r.pk for r in gate.check(db, rows, _access(grant))]
+    assert allowed == [1, 3, 7, 10]
+
+
+def test_the_gate_reads_date_added_under_an_embargo(db) -> None:  # type: ignore[no-untyped-def]
+    grant = _grant(embargo_us=500)
+    rows = [_row(1, date_added_us=1_000), _row(2, date_added_us=1_600), _row(3, date_added_us=1_400)]
+    allowed = [r.pk for r in gate.check(db, rows, _access(grant, now_us=2_000))]
+    assert allowed == [1, 3]
