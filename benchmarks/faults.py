@@ -45,6 +45,7 @@ from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.feed import service as feed_service
 from tests.support.pgcluster import ClusterUnavailable, own_cluster
+from tests.support.processes import stop_all
 
 EXE = str(Path(sys.executable).with_name("exchange"))
 
@@ -152,14 +153,7 @@ def leader_kill(backend: str, opts: argparse.Namespace, workdir: Path) -> list[s
         ]
 
         def end_all() -> None:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
 
         stack.callback(end_all)
         deadline = time.monotonic() + 120

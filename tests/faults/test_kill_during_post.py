@@ -5,7 +5,6 @@ stored is there whole or not at all (one transaction per envelope), and the exch
 
 from __future__ import annotations
 
-import secrets
 import signal
 import subprocess
 import threading
@@ -27,27 +26,16 @@ from exchange.database.core import make_engine, make_session_factory, session_sc
 from exchange.intel import service as intel_service
 from exchange.intel.models import Collection, ObjectVersion
 from tests.support.cli import EXE, environment
-from tests.support.databases import throwaway_postgres
+from tests.support.databases import own_store
+from tests.support.processes import stop_all
 from tests.support.stix import envelope, indicator
-from tests.support.taxii import free_port
-
-TAXII = "application/taxii+json;version=2.1"
+from tests.support.taxii import TAXII, free_port
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    def made(url: str | None) -> Settings:
-        settings = Settings(
-            data_dir=tmp_path / "data", database_url=url, secret_key=secrets.token_urlsafe(40)
-        )
-        settings.ensure_data_dir()
-        return settings
-
-    if request.param == "sqlite":
-        yield made(None)
-    else:
-        with throwaway_postgres("exchange_kill") as url:
-            yield made(url)
+    with own_store(request.param, tmp_path / "data", "exchange_kill") as settings:
+        yield settings
 
 
 @contextmanager
@@ -78,13 +66,7 @@ def serving(settings: Settings, log: Path) -> Iterator[tuple[str, subprocess.Pop
             time.sleep(0.1)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all([proc], timeout=10)
 
 
 def _stored(settings: Settings, coll_pk: int, ids: list[str]) -> int:

@@ -3,7 +3,6 @@ process leads within the lease (its length plus one renewal interval), and only 
 
 from __future__ import annotations
 
-import secrets
 import signal
 import subprocess
 import time
@@ -17,7 +16,8 @@ from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
 from exchange.feed import service as feed_service
 from tests.support.cli import EXE, environment
-from tests.support.databases import throwaway_postgres
+from tests.support.databases import own_store
+from tests.support.processes import stop_all
 
 LEASE = 2.0
 
@@ -31,19 +31,8 @@ def _leader(factory) -> str | None:  # type: ignore[no-untyped-def]
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def own(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """A store of the test's own: the lease row must not be anyone else's."""
-
-    def made(url: str | None) -> Settings:
-        settings = Settings(
-            data_dir=tmp_path / "data", database_url=url, secret_key=secrets.token_urlsafe(40)
-        )
-        settings.ensure_data_dir()
-        return settings
-
-    if request.param == "sqlite":
-        yield made(None)
-    else:
-        with throwaway_postgres("exchange_lease") as url:
-            yield made(url)
+    with own_store(request.param, tmp_path / "data", "exchange_lease") as settings:
+        yield settings
 
 
 def test_a_killed_leader_is_replaced_within_the_lease(own: Settings) -> None:
@@ -91,12 +80,5 @@ def test_a_killed_leader_is_replaced_within_the_lease(own: Settings) -> None:
         # (every LEASE / 3), and a little for a loaded machine.
         assert taken <= LEASE + LEASE / 3 + 1.5, f"takeover took {taken:.2f} s"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         engine.dispose()

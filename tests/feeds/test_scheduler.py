@@ -21,6 +21,7 @@ from exchange.feed.models import Feed, FeedRun
 from exchange.signing import KeyRing, default_directory
 from feeds import jobs
 from feeds.scheduler import SchedulerService
+from tests.support.processes import stop_all
 
 EXE = str(Path(sys.executable).with_name("exchange"))
 
@@ -203,14 +204,7 @@ def test_two_scheduler_processes_never_run_a_feed_at_once(
         victim.wait(timeout=10)
         wait_for(lambda: len(_runs(factory, name)) >= before + 3, timeout=40, what="runs by the new leader")
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
     with session_scope(factory, write=True) as db:
         feed_service.set_enabled(db, name, False, actor="test")
     runs = [r for r in _runs(factory, name) if r.finished_at is not None and r.status != "abandoned"]

@@ -7,10 +7,15 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from exchange.config import Settings
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -43,3 +48,23 @@ def throwaway_postgres(prefix: str) -> Iterator[str]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@contextmanager
+def own_store(backend: str, data_dir: Path, prefix: str) -> Iterator[Settings]:
+    """Settings for a store of a test's own ("sqlite" in `data_dir`, or a throw-away PostgreSQL
+    database), with its own secret: for tests that start and kill exchange processes on it."""
+    import secrets
+
+    from exchange.config import Settings
+
+    def made(url: str | None) -> Settings:
+        settings = Settings(data_dir=data_dir, database_url=url, secret_key=secrets.token_urlsafe(40))
+        settings.ensure_data_dir()
+        return settings
+
+    if backend == "sqlite":
+        yield made(None)
+    else:
+        with throwaway_postgres(prefix) as url:
+            yield made(url)

@@ -58,3 +58,16 @@ def serve(env: Mapping[str, str], port: int, log: Path, *extra: str) -> ServerPr
         server.stop()
         raise
     return server
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM to every process still running, then wait for each (SIGKILL if it will not end)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
