@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from exchange.ui.web import CSP
+from exchange.limits.middleware import CSP
 
 ASSETS = "/api/v1/docs/assets"
 # Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as the fastapi-offline package ships it (MIT).

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from exchange.config import Settings
 from exchange.context import Ctx, context_of
 from exchange.database.core import session_scope
+from exchange.limits.middleware import CSP
 from exchange.ui import i18n
 from exchange.ui import service as sessions
 from exchange.ui.service import Signed
@@ -23,11 +24,6 @@ from exchange.ui.service import Signed
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 MAX_FORM_BYTES = 1024 * 1024
-# What the pages need and nothing more: every asset is the exchange's own, no inline code.
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; font-src 'self'; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-)
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
