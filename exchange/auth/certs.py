@@ -15,9 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 CERT_HEADER = "x-client-cert"
 VERIFY_HEADER = "x-client-verify"
 MAX_CERT_CHARS = 16_384
@@ -46,6 +43,11 @@ def parse_networks(text: str) -> list[Network]:
 
 def fingerprint(pem: str | bytes) -> str:
     """The SHA-256 fingerprint (lower-case hex) of a PEM certificate's DER bytes; ValueError if none."""
+    # Here, not at the top: settings parse the trusted proxies with this module, and every
+    # command reads settings (the CLI starts fast).
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         cert = x509.load_pem_x509_certificate(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import orjson
 from sqlalchemy import select
@@ -15,7 +15,9 @@ from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
 from exchange.errors import BadRequestError, ConflictError, NotFoundError
 from exchange.partner.models import Partner
-from policies.engine import Writer
+
+if TYPE_CHECKING:
+    from policies.engine import Writer
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -142,6 +144,8 @@ def credential_ids(db: Session, partner_pk: int) -> tuple[str, ...]:
 
 def writer(db: Session, partner: Partner) -> Writer:
     """The partner as a writer of objects: its STIX identity and every credential it ever held."""
+    from policies.engine import Writer  # the policy engine is not needed to list partners (CLI start-up)
+
     return Writer(
         kind="partner",
         name=partner.slug,
