@@ -197,17 +197,20 @@ def closure_predicate(
     non-TLP markings) is visible too, and so are the ids those reference, `depth` levels down.
 
     Visible means a version the partner may receive (every row rule, originator control
-    included: a reference to an object that may not be relayed to it withholds the referrer),
-    or one it brought in itself (`known_to`). What the partner merely re-posted never vouches
-    for a reference. Chains longer than CLOSURE_DEPTH (a report of a relationship of a sighting
-    of ...) are withheld rather than followed further: fail closed.
+    included: a reference to an object that may not be relayed to it withholds the referrer)
+    whose own references are visible in turn, or one it brought in itself (`known_to`). The
+    partner already holds what it brought in, so that object's own references are not followed
+    (naming it reveals nothing further; the gate checks one level the same way). What the
+    partner merely re-posted never vouches for a reference. Chains longer than CLOSURE_DEPTH (a
+    report of a relationship of a sighting of ...) are withheld rather than followed further:
+    fail closed.
     """
     if not grants:
         return not_(exists(select(ObjectRef.ref_id).where(ObjectRef.object_version_pk == table.pk)))
     target = aliased(ObjectVersion)
+    known = aliased(ObjectVersion)
     ref = aliased(ObjectRef)
-    seen = or_(visible_anywhere(grants, now_us=now_us, table=target), known_to(grants[0].relay, table=target))
-    conditions = [target.stix_id == ref.ref_id, seen]
+    conditions = [target.stix_id == ref.ref_id, visible_anywhere(grants, now_us=now_us, table=target)]
     if depth > 1:
         conditions.append(closure_predicate(grants, now_us=now_us, table=target, depth=depth - 1))
     else:
@@ -215,7 +218,15 @@ def closure_predicate(
         conditions.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
     hidden_ref = exists(
         select(ref.ref_id).where(
-            ref.object_version_pk == table.pk, not_(exists(select(target.pk).where(*conditions)))
+            ref.object_version_pk == table.pk,
+            not_(exists(select(target.pk).where(*conditions))),
+            not_(
+                exists(
+                    select(known.pk).where(
+                        known.stix_id == ref.ref_id, known_to(grants[0].relay, table=known)
+                    )
+                )
+            ),
         )
     )
     return not_(hidden_ref)

@@ -374,6 +374,18 @@ def pull_all(
     default_tlp="green",
     limit=2,
 )
+# Always tried: a CERT relationship to an object the partner wrote itself that names a marking
+# definition the partner may not read; the partner holds its object, so the relationship is served.
+@example(
+    items=[
+        Spec("indicator", (GREEN, "statement:red"), None, None, (0, 0), False, source="me"),
+        Spec("indicator", (), None, None, (0, 0), False),
+        Spec("relationship", (), None, None, (0, 1), False),
+    ],
+    agreement=Terms("amber+strict", ("indicator", "relationship"), None),
+    default_tlp="amber+strict",
+    limit=4,
+)
 def test_served_ids_are_exactly_what_decide_allows(live_server, items, agreement, default_tlp, limit):
     coll = live_server.collection(default_tlp=default_tlp)
     slug = f"p-{uuid.uuid4().hex[:10]}"
