@@ -438,13 +438,24 @@ def document_from_form(request: Request, form: dict[str, str], slug: str) -> dic
             read["anonymize_source"] = True
         doc["read"] = read
     write_collections = form_list(request, "write_collections")
-    if write_collections or form.get("write_types", "").strip():
+    relay_to = form.get("write_relay_to", "").strip()
+    if write_collections or form.get("write_types", "").strip() or relay_to:
         write: dict[str, Any] = {"collections": write_collections}
         if form.get("write_types", "").strip():
             write["types"] = _words(form["write_types"])
         if form.get("write_require_signature"):
             write["require_signature"] = True
+        if relay_to:
+            write["relay_to"] = relay_to if relay_to in ("none", "all") else _words(relay_to)
+        if form.get("write_anonymize_on_relay"):
+            write["anonymize_on_relay"] = True
         doc["write"] = write
+    per_minute, burst = form.get("rate_limit_per_minute", "").strip(), form.get("rate_limit_burst", "").strip()
+    if per_minute or burst:
+        rate: dict[str, Any] = {"per_minute": int(per_minute) if per_minute.isdigit() else per_minute}
+        if burst:
+            rate["burst"] = int(burst) if burst.isdigit() else burst
+        doc["rate_limit"] = rate
     if form.get("push_url", "").strip() or form.get("push_every", "").strip():
         push: dict[str, Any] = {
             "url": form.get("push_url", "").strip(),
@@ -461,7 +472,7 @@ def field_errors(problems: list[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for path, reason in problems:
         name = re.sub(r"\[\d+\]", "", path).replace(".", "_") or "general"
-        if name in ("read", "write", "push"):
+        if name in ("read", "write", "push", "rate_limit"):
             name = f"{name}_section"
         out.setdefault(name, []).append(reason)
     return out

@@ -4,6 +4,7 @@ the page (never a 500, never half a change)."""
 from __future__ import annotations
 
 import base64
+import re
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -257,3 +258,85 @@ def test_without_a_feed_launcher_feed_changes_are_a_503_page_and_change_nothing(
     assert answer.status_code == 503 and "<html" in answer.text
     with exchange.session() as db:
         assert all(f.name != "nope" for f in feed_service.list_(db))
+
+
+def _input_value(html: str, name: str) -> str:
+    found = re.search(rf'<input id="{name}" name="{name}"[^>]* value="([^"]*)"', html)
+    assert found, f"no input {name}"
+    return found.group(1)
+
+
+def test_the_agreement_form_keeps_relay_and_rate_limit(app, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
+    """Every part of an agreement has a field: saving the form as the page shows it loses nothing."""
+    admin = sign_in(app, exchange.admin_key)
+    csrf = csrf_of(admin.get("/ui/agreements/cert-in").text)
+    doc = _current(exchange)
+    doc["write"] = {**doc["write"], "relay_to": "all", "anonymize_on_relay": True}
+    doc["rate_limit"] = {"per_minute": 600, "burst": 50}
+    saved = admin.post(
+        "/ui/agreements/cert-in",
+        data={"csrf": csrf, "action": "save_yaml", "yaml": agreement_service.canonical_yaml(doc)},
+    )
+    assert saved.status_code == 200, saved.text
+    page = admin.get("/ui/agreements/cert-in").text
+    assert _input_value(page, "write_relay_to") == "all"
+    assert 'name="write_anonymize_on_relay" value="1" checked' in page
+    assert (
+        _input_value(page, "rate_limit_per_minute") == "600"
+        and _input_value(page, "rate_limit_burst") == "50"
+    )
+
+    current = _current(exchange)
+    read, write = current["read"], current["write"]
+    fields = {
+        "csrf": csrf,
+        "action": "save",
+        "title": current["title"],
+        "valid_from": current["valid_from"],
+        "valid_until": current["valid_until"],
+        "status": current["status"],
+        "read_collections": read["collections"],
+        "read_max_tlp": read["max_tlp"],
+        "read_types": ", ".join(read.get("types") or []),
+        "write_collections": write["collections"],
+        "write_relay_to": _input_value(page, "write_relay_to"),
+        "write_anonymize_on_relay": "1",
+        "rate_limit_per_minute": _input_value(page, "rate_limit_per_minute"),
+        "rate_limit_burst": _input_value(page, "rate_limit_burst"),
+    }
+    again = admin.post("/ui/agreements/cert-in", data=fields)
+    assert again.status_code == 200, again.text
+    kept = _current(exchange)
+    assert kept["write"]["relay_to"] == "all" and kept["write"]["anonymize_on_relay"] is True
+    assert kept["rate_limit"] == {"per_minute": 600, "burst": 50}
+
+    # A list of partners, and a name that is no partner: refused beside the field, nothing saved.
+    with exchange.session() as db:
+        if partner_service.get_by_slug(db, "cert-relay", missing_ok=True) is None:
+            partner_service.create(db, slug="cert-relay", name="Relay CERT", country="LK", actor="test")
+        versions = len(agreement_service.history(db, "cert-in"))
+    listed = admin.post(
+        "/ui/agreements/cert-in", data=fields | {"action": "preview", "write_relay_to": "cert-relay"}
+    )
+    assert listed.status_code == 200 and _input_value(listed.text, "write_relay_to") == "cert-relay"
+    wrong = admin.post("/ui/agreements/cert-in", data=fields | {"write_relay_to": "cert-relay, no-such-cert"})
+    assert wrong.status_code == 422 and 'id="err-write_relay_to"' in wrong.text
+    slow = admin.post("/ui/agreements/cert-in", data=fields | {"rate_limit_per_minute": "fast"})
+    assert slow.status_code == 422 and 'id="err-rate_limit_per_minute"' in slow.text
+    with exchange.session() as db:
+        assert len(agreement_service.history(db, "cert-in")) == versions
+    # Back to the demo's agreement for the tests after this one.
+    admin.post(
+        "/ui/agreements/cert-in",
+        data={
+            "csrf": csrf,
+            "action": "save_yaml",
+            "yaml": agreement_service.canonical_yaml(doc_without(doc)),
+        },
+    )
+
+
+def doc_without(doc: dict) -> dict:  # type: ignore[type-arg]
+    """`doc` without the relay and rate-limit parts this test added."""
+    write = {k: v for k, v in doc["write"].items() if k not in ("relay_to", "anonymize_on_relay")}
+    return {k: v for k, v in doc.items() if k != "rate_limit"} | {"write": write}
