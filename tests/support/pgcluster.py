@@ -92,7 +92,9 @@ class Pair:
         engine = create_engine(self.url(self.primary_port, "postgres"), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                target = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar()
+                # The insert position, not the write one: with synchronous_commit off a commit's
+                # record may be inserted but not yet written when this asks.
+                target = conn.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar()
         finally:
             engine.dispose()
         deadline = time.monotonic() + timeout
