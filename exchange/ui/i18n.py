@@ -92,6 +92,6 @@ DYNAMIC = (
     N_("revoked"), N_("current"), N_("next"), N_("retired"), N_("healthy"), N_("unhealthy"),
     N_("unknown"), N_("new"), N_("failing"), N_("running"), N_("ok"), N_("failed"), N_("partial"), N_("abandoned"),
     N_("low"), N_("medium"), N_("high"), N_("critical"), N_("tlp"), N_("type"), N_("confidence"),
-    N_("embargo"), N_("audience"), N_("references"), N_("originator"), N_("collection"),
+    N_("embargo"), N_("audience"), N_("references"), N_("originator"), N_("relay"), N_("collection"),
     N_("not_in_force"),
 )  # fmt: skip

@@ -450,7 +450,10 @@ def document_from_form(request: Request, form: dict[str, str], slug: str) -> dic
         if form.get("write_anonymize_on_relay"):
             write["anonymize_on_relay"] = True
         doc["write"] = write
-    per_minute, burst = form.get("rate_limit_per_minute", "").strip(), form.get("rate_limit_burst", "").strip()
+    per_minute, burst = (
+        form.get("rate_limit_per_minute", "").strip(),
+        form.get("rate_limit_burst", "").strip(),
+    )
     if per_minute or burst:
         rate: dict[str, Any] = {"per_minute": int(per_minute) if per_minute.isdigit() else per_minute}
         if burst:
