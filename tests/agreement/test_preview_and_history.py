@@ -74,7 +74,7 @@ def test_rest_preview_of_a_draft_counts_the_change_and_its_reasons(live_server, 
     assert len(http.get(f"{live_server.url}/api/v1/agreements/{slug}/versions").json()) == 1
 
     # Saved, the draft serves exactly what its preview said (TAXII, as the partner).
-    from tests.report.test_reciprocity import pull
+    from tests.support.taxii import pull
 
     green = agreement_doc(slug, read={"collections": [coll.alias], "max_tlp": "green", "min_confidence": 95})
     told = http.post(f"{live_server.url}/api/v1/agreements/preview", json=green).json()

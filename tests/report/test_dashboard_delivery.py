@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.report.test_reciprocity import pull
 from tests.support.partners import agreement_doc
-from tests.support.taxii import TAXII, post
+from tests.support.taxii import TAXII, post, pull
 
 pytestmark = pytest.mark.live
 

@@ -11,23 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from taxii2client.v21 import Server, as_pages
 
 from tests.support.cli import run
 from tests.support.partners import agreement_doc
 from tests.support.stix import AMBER, GREEN, indicator, publish
-from tests.support.taxii import TAXII, post
+from tests.support.taxii import TAXII, post, pull
 
 pytestmark = pytest.mark.live
-
-
-def pull(live_server, cred, coll) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
-    server = Server(f"{live_server.url}/taxii2/", user=cred[0], password=cred[1])
-    collection = next(c for c in server.default.collections if c.id == coll.id)
-    got = []
-    for page in as_pages(collection.get_objects, per_request=4):
-        got += page.get("objects", [])
-    return got
 
 
 @pytest.fixture

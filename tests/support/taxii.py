@@ -128,3 +128,15 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body = response.json()
     assert body["status"] == status and body["title"] and body["detail"]
     return body
+
+
+def pull(live_server, cred, coll) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """Every object of `coll` as `cred` receives it, pulled with taxii2-client in pages of 4."""
+    from taxii2client.v21 import Server, as_pages
+
+    server = Server(f"{live_server.url}/taxii2/", user=cred[0], password=cred[1])
+    collection = next(c for c in server.default.collections if c.id == coll.id)
+    got = []
+    for page in as_pages(collection.get_objects, per_request=4):
+        got += page.get("objects", [])
+    return got

@@ -16,14 +16,7 @@ from exchange.database.types import utcnow
 from exchange.partner import service as partner_service
 from exchange.ui import service as sessions
 from exchange.ui.models import UiSession
-from tests.ui.conftest import Exchange, client, sign_in
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
-
+from tests.support.pages import Exchange, client, csrf_of, sign_in
 
 ADMIN_PAGES = [
     "/ui/partners",
@@ -330,7 +323,7 @@ def test_sessions_on_postgresql(tmp_path_factory) -> None:  # type: ignore[no-un
     from exchange.main import create_app
     from feeds.launcher import Launcher
     from tests.support.databases import throwaway_postgres
-    from tests.ui.conftest import make_exchange
+    from tests.support.pages import make_exchange
 
     with throwaway_postgres("ui") as url:
         exchange = make_exchange(tmp_path_factory, database_url=url)

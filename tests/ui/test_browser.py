@@ -15,8 +15,8 @@ from taxii2client.v21 import Collection as TaxiiCollection
 from exchange.intel import service as intel_service
 from exchange.main import create_app
 from feeds.launcher import Launcher
+from tests.support.pages import Exchange
 from tests.support.taxii import free_port, start_uvicorn
-from tests.ui.conftest import Exchange
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"

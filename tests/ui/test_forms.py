@@ -16,8 +16,7 @@ from exchange.auth import service as auth_service
 from exchange.feed import service as feed_service
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
-from tests.ui.conftest import Exchange, sign_in
-from tests.ui.test_access import csrf_of
+from tests.support.pages import Exchange, csrf_of, sign_in
 
 
 def test_credentials_keys_and_suspension(app, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
