@@ -60,17 +60,7 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
     change = report["change"]
     for alias in aliases:
         if alias not in grants:
-            entry: dict[str, Any] = {
-                "collection": alias,
-                "granted": False,
-                "total": 0,
-                "by_type": {},
-                "by_tlp": {},
-                "sample": [],
-                "withheld": 0,
-                "withheld_by": {},
-                "change": _empty_change(),
-            }
+            entry = _ungranted(alias, _empty_change())
             if alias in in_force and not same:
                 coll, _ = in_force[alias]
                 # Named by the draft, but granting nothing now: outside its validity window,
@@ -145,20 +135,23 @@ def preview(db: Session, doc: AgreementDoc, *, now: datetime, sample_size: int =
             continue
         gone = _compare(db, coll.pk, None, cg, in_force_all, stamp)[1]
         _add_change(change, gone)
-        report["collections"].append(
-            {
-                "collection": alias,
-                "granted": False,
-                "total": 0,
-                "by_type": {},
-                "by_tlp": {},
-                "sample": [],
-                "withheld": 0,
-                "withheld_by": {},
-                "change": gone,
-            }
-        )
+        report["collections"].append(_ungranted(alias, gone))
     return report
+
+
+def _ungranted(alias: str, change: dict[str, Any]) -> dict[str, Any]:
+    """A collection's entry when the previewed agreement grants it nothing (with what that changes)."""
+    return {
+        "collection": alias,
+        "granted": False,
+        "total": 0,
+        "by_type": {},
+        "by_tlp": {},
+        "sample": [],
+        "withheld": 0,
+        "withheld_by": {},
+        "change": change,
+    }
 
 
 def _empty_change() -> dict[str, Any]:
