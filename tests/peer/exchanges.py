@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from tests.peer.proxy import Proxy
 from tests.support.certs import ca_pem, make_ca
 from tests.support.cli import EXE, Result, environment, run
-from tests.support.taxii import free_port
+from tests.support.taxii import every_version, free_port
 
 TAXII = "application/taxii+json;version=2.1"
 STAMP = "2026-01-01T00:00:00.000Z"
@@ -77,22 +77,8 @@ class Exchange:
 
     def objects(self, collection: str) -> list[dict[str, Any]]:
         """Every stored version in a collection, as the administrator reads it."""
-        found: list[dict[str, Any]] = []
-        params: dict[str, str] = {"match[version]": "all", "limit": "1000"}
-        while True:
-            answer = httpx.get(
-                f"{self.url}/taxii2/root/collections/{collection}/objects/",
-                params=params,
-                auth=self.admin,
-                headers={"Accept": TAXII},
-                timeout=30,
-            )
-            answer.raise_for_status()
-            envelope = answer.json()
-            found += envelope.get("objects", [])
-            if not envelope.get("more"):
-                return found
-            params = {"next": envelope["next"], "match[version]": "all", "limit": "1000"}
+        url = f"{self.url}/taxii2/root/collections/{collection}/objects/"
+        return every_version(httpx.get, url, self.admin, limit=1000)
 
     def pull(self) -> dict[str, Any]:
         """Run every feed pulling the other exchange; their summaries added up."""

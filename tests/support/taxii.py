@@ -140,3 +140,18 @@ def pull(live_server, cred, coll) -> list[dict]:  # type: ignore[no-untyped-def,
     for page in as_pages(collection.get_objects, per_request=4):
         got += page.get("objects", [])
     return got
+
+
+def every_version(get: Any, objects_url: str, auth: Any, *, limit: int) -> list[dict[str, Any]]:
+    """Every object version at `objects_url`, following `next` in pages of `limit`; `get` is
+    `httpx.get` or `requests.get` (medallion's peers are driven with requests)."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, str] = {"match[version]": "all", "limit": str(limit)}
+    while True:
+        answer = get(objects_url, params=params, auth=auth, headers={"Accept": TAXII}, timeout=30)
+        answer.raise_for_status()
+        envelope = answer.json()
+        found += envelope.get("objects", [])
+        if not envelope.get("more"):
+            return found
+        params = {"next": envelope["next"], "match[version]": "all", "limit": str(limit)}

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from tests.support.taxii import free_port
+from tests.support.taxii import every_version, free_port
 
 API_ROOT = "api1"
 TAXII = "application/taxii+json;version=2.1"
@@ -35,22 +35,9 @@ class Medallion:
     def objects(self, title: str, user: str | None = None) -> list[dict[str, Any]]:
         """Every object version in a collection (paged through medallion's own `next`)."""
         user = user or next(iter(self.users))
-        found: list[dict[str, Any]] = []
-        params: dict[str, str] = {"match[version]": "all", "limit": "100"}
-        while True:
-            answer = requests.get(
-                self.collection_url(title) + "objects/",
-                params=params,
-                auth=(user, self.users[user]),
-                headers={"Accept": TAXII},
-                timeout=30,
-            )
-            answer.raise_for_status()
-            envelope = answer.json()
-            found += envelope.get("objects", [])
-            if not envelope.get("more"):
-                return found
-            params = {"next": envelope["next"], "match[version]": "all", "limit": "100"}
+        return every_version(
+            requests.get, self.collection_url(title) + "objects/", (user, self.users[user]), limit=100
+        )
 
     def add(self, title: str, objects: list[dict[str, Any]], user: str | None = None) -> None:
         user = user or next(iter(self.users))

@@ -102,25 +102,23 @@ def target(live_server, admin):  # type: ignore[no-untyped-def]
     return live_server.collection_url(coll), obj["id"], coll.alias
 
 
+# The TAXII query parameters the fuzzers draw from, and the endpoints they ask.
+QUERY_PARAMETERS = [
+    "added_after",
+    "match[id]",
+    "match[type]",
+    "match[version]",
+    "match[spec_version]",
+    "next",
+    "limit",
+]
+ENDPOINTS = ["objects/", "manifest/", "objects/{id}/", "objects/{id}/versions/"]
+
+
 @FUZZ
 @given(
-    params=st.dictionaries(
-        st.sampled_from(
-            [
-                "added_after",
-                "match[id]",
-                "match[type]",
-                "match[version]",
-                "match[spec_version]",
-                "next",
-                "limit",
-                "x",
-            ]
-        ),
-        nasty_text,
-        max_size=4,
-    ),
-    endpoint=st.sampled_from(["objects/", "manifest/", "objects/{id}/", "objects/{id}/versions/"]),
+    params=st.dictionaries(st.sampled_from([*QUERY_PARAMETERS, "x"]), nasty_text, max_size=4),
+    endpoint=st.sampled_from(ENDPOINTS),
 )
 def test_taxii_query_strings(live_server, http, target, params: dict[str, str], endpoint: str) -> None:
     url, stix_id, _ = target
@@ -161,22 +159,8 @@ def partner(live_server, target):  # type: ignore[no-untyped-def]
 
 @FUZZ
 @given(
-    params=st.dictionaries(
-        st.sampled_from(
-            [
-                "added_after",
-                "match[id]",
-                "match[type]",
-                "match[version]",
-                "match[spec_version]",
-                "next",
-                "limit",
-            ]
-        ),
-        nasty_text,
-        max_size=4,
-    ),
-    endpoint=st.sampled_from(["objects/", "manifest/", "objects/{id}/", "objects/{id}/versions/"]),
+    params=st.dictionaries(st.sampled_from(QUERY_PARAMETERS), nasty_text, max_size=4),
+    endpoint=st.sampled_from(ENDPOINTS),
     method=st.sampled_from(["GET", "HEAD", "DELETE"]),
 )
 def test_taxii_partner_queries(live_server, partner, target, params, endpoint: str, method: str) -> None:
