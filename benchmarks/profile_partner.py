@@ -7,7 +7,7 @@ half-withheld collection and its all-visible twin, makes the partner and its agr
 pulls the all-visible collection through the TAXII Flask app (no HTTP server, no client
 parsing: only what the exchange does per page) as the partner and as the administrator, in
 alternating rounds, and prints both times and their ratio. `--profile` runs one more partner
-pull under pyinstrument (pip install pyinstrument; not a dependency of the exchange) and prints
+pull (or, with `--profile-as admin`, administrator's pull) under pyinstrument (pip install pyinstrument; not a dependency of the exchange) and prints
 its top lines.
 """
 
@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="profile one more partner pull")
+    parser.add_argument(
+        "--profile-as", choices=("partner", "admin"), default="partner", help="whose pull --profile profiles"
+    )
     parser.add_argument("--explain", action="store_true", help="EXPLAIN every statement of one partner page")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     opts = parser.parse_args(argv)
@@ -207,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
             profiler = Profiler(interval=0.0005)
             profiler.start()
-            pull(client, objects_url, partner_auth, page=opts.page, expected=half)
+            who = partner_auth if opts.profile_as == "partner" else admin
+            pull(client, objects_url, who, page=opts.page, expected=half)
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=False))
     return 0

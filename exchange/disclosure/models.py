@@ -11,9 +11,13 @@ from exchange.database.types import BigIntPk
 
 
 class Disclosure(Base):
+    """One object version served to one partner. Rows are found by version (object_version_pk,
+    the version's pk in object_version or, once deleted, in deleted_version) and by partner;
+    there is no index on the STIX id: a pull writes a row per object, and such an index, keyed
+    at random, made a page's ledger 20 times dearer once it held 200,000 rows."""
+
     __tablename__ = "disclosure"
     __table_args__ = (
-        Index("ix_disclosure_object", "stix_id", "version"),
         Index("ix_disclosure_partner", "partner_pk", "at_us"),
         # "Has this partner (or credential) received this version already?", asked per release.
         Index("ix_disclosure_version_recipient", "object_version_pk", "partner_pk", "credential_id"),

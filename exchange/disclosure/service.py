@@ -7,14 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import BigInteger, Integer, String, Table, func, insert, literal, select
+from sqlalchemy import BigInteger, Integer, Select, String, Table, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.disclosure.models import Disclosure
 from exchange.errors import ServiceUnavailableError
 from exchange.intel import chain, query
-from exchange.intel.models import ObjectVersion
+from exchange.intel.models import DeletedVersion, ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.partner.models import Partner
 
@@ -130,6 +130,16 @@ _COLUMNS = (
 )
 
 
+def version_pks(stix_ids: Sequence[str]) -> Select[tuple[int]]:
+    """The pks of every version of these objects, stored or deleted: what ledger rows name them by
+    (the ledger has no index on the STIX id; see exchange.disclosure.models)."""
+    ids = sorted(set(stix_ids))
+    return union_all(
+        select(ObjectVersion.pk).where(ObjectVersion.stix_id.in_(ids)),
+        select(DeletedVersion.pk).where(DeletedVersion.stix_id.in_(ids)),
+    )  # type: ignore[return-value]
+
+
 def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
     """Who received which version of an object, and which recipients lack its newest version."""
     versions = [
@@ -153,7 +163,7 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
             func.count().label("times"),
         )
         .join(Partner, Partner.pk == Disclosure.partner_pk, isouter=True)
-        .where(Disclosure.stix_id == stix_id)
+        .where(Disclosure.object_version_pk.in_(version_pks([stix_id])))
         .group_by(
             Partner.slug,
             Disclosure.credential_id,

@@ -1,4 +1,5 @@
-"""Tables for API roots, collections, stored object versions and TAXII status resources."""
+"""Tables for API roots, collections, stored object versions (and deleted ones) and TAXII status
+resources."""
 
 from __future__ import annotations
 
@@ -88,6 +89,23 @@ class ObjectVersion(Base):
     # Partners an analyst narrowed this object to, as ",slug,slug," (NULL = no restriction).
     audience: Mapped[str | None] = mapped_column(Text, nullable=True)
     body: Mapped[str] = mapped_column(Text)
+
+
+class DeletedVersion(Base):
+    """An object version deleted through TAXII DELETE, as it was: the disclosure ledger names
+    versions by their pk (a ledger row is written for every object served, and an index on its
+    STIX id would be written at random), so who received a deleted version is found through here.
+    """
+
+    __tablename__ = "deleted_version"
+    __table_args__ = (Index("ix_deleted_version_stix_id", "stix_id"),)
+
+    # The pk the version had in object_version.
+    pk: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    collection_pk: Mapped[int] = mapped_column(Integer)
+    stix_id: Mapped[str] = mapped_column(String(300))
+    version_text: Mapped[str] = mapped_column(String(40))
+    deleted_at_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class TaxiiStatus(Base):

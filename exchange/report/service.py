@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from exchange.agreement import service as agreement_service
 from exchange.auth.models import Credential
+from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Disclosure
 from exchange.errors import BadRequestError, NotFoundError
 from exchange.feed import service as feed_service
@@ -261,7 +262,7 @@ def pending_revocations(
     if stix_ids is not None:
         if not stix_ids:
             return []
-        query = query.where(Disclosure.stix_id.in_(sorted(set(stix_ids))))
+        query = query.where(Disclosure.object_version_pk.in_(disclosure.version_pks(stix_ids)))
     return [(r[0], r[1], r[2], r[3], r[4]) for r in db.execute(query) if r[0] is not None]
 
 
@@ -468,7 +469,7 @@ def incident_delivery(db: Session, incident_id: str) -> IncidentDelivery:
                 func.count().label("times"),
             )
             .join(Partner, Partner.pk == Disclosure.partner_pk)
-            .where(Disclosure.stix_id.in_(ids))
+            .where(Disclosure.object_version_pk.in_(disclosure.version_pks(ids)))
             .group_by(Partner.slug, Disclosure.stix_id, Disclosure.version, Disclosure.channel)
             .order_by(Partner.slug, Disclosure.stix_id, Disclosure.version)
         )

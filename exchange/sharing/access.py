@@ -40,6 +40,8 @@ class CollectionAccess:
     now_us: int = 0
     # Originator control for this partner (whose objects may reach it, and how).
     relay: visibility.RelayScope | None = None
+    # What `predicates` are built from (visibility.predicates_key); None: built for this moment.
+    sql_key: tuple[Any, ...] | None = None
 
 
 def collection_access(
@@ -102,6 +104,7 @@ def _partner_access(
         all_grants=cache["grants"],
         now_us=stamp,
         relay=cache["relay"],
+        sql_key=visibility.predicates_key(own, cache["grants"]),
     )
 
 

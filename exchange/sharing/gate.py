@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import exists, select
@@ -99,8 +102,54 @@ def provenance(row: AnyRow, scope: RelayScope, flowing_back: set[str]) -> Proven
     )
 
 
+# What a memo entry of `check` is keyed by: every ObjectFacts field `decide` reads, each as the
+# row holds it (`date_added_us` reduced to whether an embargo still covers it). `stix_id` is the
+# only fact left out: `decide` never reads it. A new ObjectFacts field must be added here, or
+# rows differing only in it would share one decision; this fails at import until it is.
+_MEMO_FACTS = frozenset(
+    {
+        "type",
+        "tlp_rank",
+        "default_tlp_rank",
+        "confidence",
+        "date_added_us",
+        "audience",
+        "refs_visible",
+        "revoked",
+        "provenance",
+    }
+)
+if {f.name for f in dataclasses.fields(ObjectFacts)} != _MEMO_FACTS | {"stix_id"}:
+    raise ImportError("policies.engine.ObjectFacts changed: update exchange.sharing.gate's memo key")
+
+# The columns `check` reads, by name; `_reader` finds them in whichever layout a page has.
+_READ = (
+    "pk",
+    "stix_id",
+    "type",
+    "tlp_rank",
+    "confidence",
+    "date_added_us",
+    "audience",
+    "revoked",
+    "origin_partner_pk",
+    "originator_partner_pk",
+    "sighting_of_ref",
+)
+
+
+def _reader(row: AnyRow) -> operator.itemgetter[Any]:
+    fields = list(row._fields)
+    return operator.itemgetter(*(fields.index(name) for name in _READ))
+
+
 def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
-    """The rows `decide` also allows; a disagreement withholds the row and is logged."""
+    """The rows `decide` also allows; a disagreement withholds the row and is logged.
+
+    `decide` is pure: rows with the same facts (see `_MEMO_FACTS`) get the same decision, so a
+    page asks it once per distinct set of facts, not once per row. A row it refuses is decided
+    again on its own facts, so the log names the row's own reason.
+    """
     grant, own = access.read_grant, access.collection_grant
     if grant is None or own is None or not rows:
         return []
@@ -110,31 +159,65 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     closure = _refs_visible(db, [r.pk for r in rows if getattr(r, "has_refs", True)], access)
     back = _flowing_back(db, rows, scope)
     relayers = scope.relayer_names
+    now, embargo = access.now_us, grant.embargo_us
+    read = _reader(rows[0])
+    memo: dict[tuple[Any, ...], bool] = {}
     allowed = []
     for row in rows:
-        facts = ObjectFacts(
-            stix_id=row.stix_id,
-            type=row.type,
-            tlp_rank=row.tlp_rank,
-            default_tlp_rank=own.default_tlp_rank,
-            confidence=row.confidence,
-            date_added_us=row.date_added_us,
-            audience=_audience(row.audience),
-            refs_visible=closure.get(row.pk, True),
-            revoked=row.revoked,
-            provenance=provenance(row, scope, back),
+        pk, stix_id, kind, tlp, confidence, added, audience, revoked, source, originator, sighted = read(row)
+        refs_visible = closure.get(pk, True)
+        flows_back = kind == "sighting" and sighted in back
+        key = (
+            kind,
+            tlp,
+            confidence,
+            bool(embargo) and added + embargo > now,
+            audience,
+            refs_visible,
+            bool(revoked),
+            source,
+            originator,
+            kind == "sighting",
+            flows_back,
         )
-        decision = decide(grant, facts, now_us=access.now_us, relayers=relayers)
-        if decision.allowed:
+        verdict = memo.get(key)
+        if verdict is None:
+            facts = _facts(row, read, own.default_tlp_rank, refs_visible, scope, back)
+            verdict = memo[key] = decide(grant, facts, now_us=now, relayers=relayers).allowed
+        if verdict:
             allowed.append(row)
         else:
+            facts = _facts(row, read, own.default_tlp_rank, refs_visible, scope, back)
             log.error(
                 "policy gate withheld %s from %s although SQL selected it: %s",
-                row.stix_id,
+                stix_id,
                 grant.partner,
-                decision.reason,
+                decide(grant, facts, now_us=now, relayers=relayers).reason,
             )
     return allowed
+
+
+def _facts(
+    row: AnyRow,
+    read: operator.itemgetter[Any],
+    default_tlp_rank: int,
+    refs_visible: bool,
+    scope: RelayScope,
+    back: set[str],
+) -> ObjectFacts:
+    _, stix_id, kind, tlp, confidence, added, audience, revoked, *_ = read(row)
+    return ObjectFacts(
+        stix_id=stix_id,
+        type=kind,
+        tlp_rank=tlp,
+        default_tlp_rank=default_tlp_rank,
+        confidence=confidence,
+        date_added_us=added,
+        audience=_audience(audience),
+        refs_visible=refs_visible,
+        revoked=bool(revoked),
+        provenance=provenance(row, scope, back),
+    )
 
 
 def body_text(row: AnyRow, access: CollectionAccess, *, exchange_identity: str) -> str:
@@ -142,8 +225,10 @@ def body_text(row: AnyRow, access: CollectionAccess, *, exchange_identity: str) 
     redaction applies (only then is it parsed and re-serialised)."""
     grant = access.read_grant
     stored: str = row.body
+    if grant is None:
+        return stored
     hidden = _anonymized_source(row, access)
-    if grant is None or not (grant.redact or grant.anonymize_source or hidden):
+    if not (grant.redact or grant.anonymize_source or hidden):
         return stored
     obj = orjson.loads(row.body)
     changed = None
@@ -165,7 +250,8 @@ def _anonymized_source(row: AnyRow, access: CollectionAccess) -> list[int]:
     agreement asks `anonymize_on_relay`, and a sighter whose sighting reaches the recipient only
     because it flows back (it never agreed to be named to that partner)."""
     scope = access.relay
-    if scope is None:
+    source, originator = row.origin_partner_pk, row.originator_partner_pk
+    if scope is None or (source is None and originator is None):
         return []
-    parties = {p for p in (row.origin_partner_pk, row.originator_partner_pk) if p is not None}
+    parties = {p for p in (source, originator) if p is not None}
     return sorted(p for p in parties if p in scope.anonymized or p not in scope.relayers)

@@ -235,8 +235,9 @@ def _partner_page(
     unfiltered = dataclasses.replace(flt, added_after_us=None)
     shift, release_shift = stream_shift(grant), _release_shift(grant)
 
-    rows, _ = query.page_by_date_added(
+    rows, _ = query.keyset_page(
         db,
+        key=grant.sql_key,
         collection_pk=collection.pk,
         flt=unfiltered,
         after_us=None if lower is None else lower - shift,

@@ -247,9 +247,9 @@ def read_predicates(
     # Building the closure costs more than a page query (tens of milliseconds of SQLAlchemy
     # constructs); the same grants give the same predicates, so they are built once per process.
     # Only an embargo makes them depend on the moment (`now_us`): then they are built afresh.
-    if any(g.grant.embargo_us for g in (cg, *all_grants)):
+    key = predicates_key(cg, all_grants)
+    if key is None:
         return [rule.predicate for rule in read_rules(cg, all_grants, now_us=now_us)]
-    key = (_sql_key(cg), tuple(_sql_key(g) for g in all_grants))
     cached = _PREDICATES.get(key)
     if cached is None:
         # now_us=0: no grant here has an embargo, the only rule that reads it.
@@ -258,6 +258,14 @@ def read_predicates(
         while len(_PREDICATES) > _PREDICATES_KEPT:
             _PREDICATES.popitem(last=False)
     return list(cached)
+
+
+def predicates_key(cg: CollectionGrant, all_grants: Sequence[CollectionGrant]) -> tuple[Any, ...] | None:
+    """What `read_predicates` builds its SQL from, when that does not depend on the moment (no
+    embargo): equal keys, equal predicates, so a statement built on them may be kept too."""
+    if any(g.grant.embargo_us for g in (cg, *all_grants)):
+        return None
+    return (_sql_key(cg), tuple(_sql_key(g) for g in all_grants))
 
 
 # Built read predicates by what the SQL is made of (`_sql_key`), oldest first.

@@ -133,3 +133,34 @@ def test_recipients_endpoint_names_the_partner_for_an_export(live_server, partne
     assert [(r["partner"], r["credential_id"], r["requested_by"], r["channel"]) for r in received] == [
         (slug, None, admin[0], "export")
     ]
+
+
+def test_recipients_still_names_a_partner_after_the_version_it_received_is_deleted(
+    live_server, partners, http, admin
+):
+    # The ledger finds rows through version pks (it has no index on the STIX id): a version
+    # deleted over TAXII is kept in deleted_version, so who received it stays answerable.
+    coll = live_server.collection(default_tlp="green")
+    obj = _indicator("green")
+    http.post(
+        live_server.collection_url(coll) + "objects/",
+        content=orjson.dumps({"objects": [obj]}),
+        headers={"Content-Type": TAXII},
+    )
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
+    )
+    pulled = httpx.get(live_server.collection_url(coll) + "objects/", auth=cred, headers={"Accept": TAXII})
+    assert [o["id"] for o in pulled.json()["objects"]] == [obj["id"]]
+    deleted = http.delete(live_server.collection_url(coll) + f"objects/{obj['id']}/")
+    assert deleted.status_code == 200, deleted.text
+    gone = http.get(live_server.collection_url(coll) + f"objects/{obj['id']}/")
+    assert gone.status_code == 404
+    answer = httpx.get(
+        f"{live_server.url}/api/v1/objects/{obj['id']}/recipients",
+        headers={"Authorization": f"Bearer {admin[1]}"},
+    ).json()
+    assert answer["versions"] == []
+    assert [(r["partner"], r["credential_id"], r["version"], r["channel"]) for r in answer["received"]] == [
+        (slug, cred[0], obj["modified"], "taxii")
+    ]

@@ -3,10 +3,14 @@ predicates, the gate's memo of `decide`, the ledger written beside the signature
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import namedtuple
 
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from exchange.disclosure import service as disclosure
@@ -17,7 +21,7 @@ from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.sharing import gate, visibility
 from exchange.sharing.access import CollectionAccess
-from policies.engine import ReadGrant
+from policies.engine import ObjectFacts, ReadGrant, decide
 
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 
@@ -254,3 +258,70 @@ def test_the_gate_reads_date_added_under_an_embargo(db) -> None:  # type: ignore
     rows = [_row(1, date_added_us=1_000), _row(2, date_added_us=1_600), _row(3, date_added_us=1_400)]
     allowed = [r.pk for r in gate.check(db, rows, _access(grant, now_us=2_000))]
     assert allowed == [1, 3]
+
+
+# Every fact the gate's memo keys on, with values that change `decide`'s answer somewhere.
+_FACT_VALUES = {
+    "type": ["indicator", "malware", "sighting"],
+    "tlp_rank": [None, 0, 1, 2, 3, 4],
+    "confidence": [None, 10, 50, 90],
+    "date_added_us": [1_000, 1_400, 1_600],
+    "audience": [None, ",cert-x,", ",cert-y,"],
+    "revoked": [False, True],
+    "origin_partner_pk": [None, 7, 8, 9],
+    "originator_partner_pk": [None, 7, 8, 9],
+}
+_ALLOWED_BASE = {
+    "type": "indicator",
+    "tlp_rank": 1,
+    "confidence": 90,
+    "date_added_us": 1_000,
+    "audience": None,
+    "revoked": False,
+    "origin_partner_pk": None,
+    "originator_partner_pk": None,
+}
+
+
+@examples(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.fixed_dictionaries({name: st.sampled_from(values) for name, values in _FACT_VALUES.items()}),
+    max_tlp=st.sampled_from([0, 1, 2, 3]),
+    min_confidence=st.sampled_from([None, 50]),
+    types=st.sampled_from([None, frozenset({"indicator", "sighting"})]),
+    embargo=st.sampled_from([0, 500]),
+)
+@example(base=_ALLOWED_BASE, max_tlp=2, min_confidence=50, types=frozenset({"indicator"}), embargo=500)
+def test_the_gate_memo_agrees_with_decide_row_by_row(
+    db, base, max_tlp, min_confidence, types, embargo
+) -> None:  # type: ignore[no-untyped-def]
+    """A page of rows alike but for one fact each (every value of every fact): the page's memo
+    gives each row what `decide` alone gives it."""
+    facts = [base] + [base | {name: v} for name, values in _FACT_VALUES.items() for v in values]
+    grant = _grant(max_tlp_rank=max_tlp, min_confidence=min_confidence, types=types, embargo_us=embargo)
+    scope = visibility.RelayScope(
+        partner_pk=7, partner="cert-x", relayers=frozenset({8}), names={7: "cert-x", 8: "cert-y", 9: "cert-z"}
+    )
+    access = dataclasses.replace(_access(grant, now_us=2_000), relay=scope)
+    rows = [_row(i + 1, **f) for i, f in enumerate(facts)]
+    expected = [
+        r.pk
+        for r in rows
+        if decide(
+            grant,
+            ObjectFacts(
+                stix_id=r.stix_id,
+                type=r.type,
+                tlp_rank=r.tlp_rank,
+                default_tlp_rank=2,
+                confidence=r.confidence,
+                date_added_us=r.date_added_us,
+                audience=None if r.audience is None else frozenset(p for p in r.audience.split(",") if p),
+                revoked=r.revoked,
+                provenance=gate.provenance(r, scope, set()),
+            ),
+            now_us=2_000,
+            relayers=scope.relayer_names,
+        ).allowed
+    ]
+    assert [r.pk for r in gate.check(db, rows, access)] == expected

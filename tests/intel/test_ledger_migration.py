@@ -1,0 +1,92 @@
+"""Migration 0013_ledger: the ledger's index on the STIX id goes, and versions deleted before it
+are kept in deleted_version from the ledger rows that served them, so who received them stays
+answerable through the version pk."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import inspect, text
+
+from exchange.database.core import make_engine, make_session_factory
+from exchange.database.migrate import upgrade
+from exchange.disclosure import service as disclosure
+from tests.support.databases import throwaway_postgres
+
+KEPT = "indicator--00000000-0000-4000-8000-000000000001"
+GONE = "indicator--00000000-0000-4000-8000-000000000002"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        path = tmp_path / "empty.db"
+        sqlite3.connect(path).close()
+        yield f"sqlite:///{path}"
+        return
+    with throwaway_postgres("exchange_ledger") as url:
+        yield url
+
+
+def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_index(empty_database):
+    engine = make_engine(empty_database)
+    try:
+        upgrade(engine, "0012_peer")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
+                    "VALUES (7, 'cert-x', 'X', 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO api_root (pk, name, title, description, max_content_length) "
+                    "VALUES (1, 'root', 'r', '', 1000)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO collection (pk, id, api_root_pk, alias, title, description, default_tlp, "
+                    "last_date_added_us, created_at) VALUES (1, 'c1', 1, 'c', 't', '', 'green', 0, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO object_version (pk, collection_pk, stix_id, type, spec_version, version, "
+                    "version_text, date_added_us, revoked, is_latest, is_first, origin, added_by, body) "
+                    "VALUES (1, 1, :s, 'indicator', '2.1', 'v1', 'v1', 10, false, true, true, 'analyst', "
+                    "'staff', '{}')"
+                ),
+                {"s": KEPT},
+            )
+            # Version pk 2 (of GONE) was served twice, then deleted: only the ledger remembers it.
+            conn.execute(
+                text(
+                    "INSERT INTO disclosure (object_version_pk, stix_id, version, collection_pk, partner_pk, "
+                    "credential_id, requested_by, channel, at_us) VALUES (:pk, :s, 'v1', 1, 7, 'cred-x', "
+                    "'cred-x', 'taxii', :at)"
+                ),
+                [
+                    {"pk": 1, "s": KEPT, "at": 100},
+                    {"pk": 2, "s": GONE, "at": 100},
+                    {"pk": 2, "s": GONE, "at": 200},
+                ],
+            )
+        upgrade(engine, "head")
+        with engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT pk, collection_pk, stix_id, version_text FROM deleted_version")
+            ).all()
+        assert [tuple(r) for r in kept] == [(2, 1, GONE, "v1")]
+        assert "ix_disclosure_object" not in {ix["name"] for ix in inspect(engine).get_indexes("disclosure")}
+        with make_session_factory(engine)() as db:
+            gone = disclosure.recipients(db, GONE)
+            still = disclosure.recipients(db, KEPT)
+        assert [(r["partner"], r["version"], r["times"]) for r in gone["received"]] == [("cert-x", "v1", 2)]
+        assert [(r["partner"], r["version"], r["times"]) for r in still["received"]] == [("cert-x", "v1", 1)]
+    finally:
+        engine.dispose()
