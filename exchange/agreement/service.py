@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -238,6 +239,14 @@ def export_all(db: Session) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed(document: str) -> AgreementDoc:
+    """A stored agreement document, validated. Stored versions never change and AgreementDoc is
+    frozen, so equal texts share one parse: every partner request reads its own agreement and,
+    for originator control, every other partner's (a validation each, before this)."""
+    return AgreementDoc.model_validate(orjson.loads(document))
+
+
 def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
     """The validated current agreement of a partner, or None."""
     row = db.execute(
@@ -245,7 +254,7 @@ def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:
         .join(Agreement, Agreement.pk == AgreementVersion.agreement_pk)
         .where(Agreement.partner_pk == partner_pk, AgreementVersion.version == Agreement.current_version)
     ).first()
-    return AgreementDoc.model_validate(orjson.loads(row.document)) if row else None
+    return parsed(row.document) if row else None
 
 
 def current_docs(db: Session) -> list[tuple[Partner, AgreementDoc | None]]:
@@ -261,10 +270,7 @@ def current_docs(db: Session) -> list[tuple[Partner, AgreementDoc | None]]:
         )
         .order_by(Partner.pk)
     ).all()
-    return [
-        (partner, AgreementDoc.model_validate(orjson.loads(document)) if document else None)
-        for partner, document in rows
-    ]
+    return [(partner, parsed(document) if document else None) for partner, document in rows]
 
 
 def grants_for(

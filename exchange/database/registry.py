@@ -15,6 +15,7 @@ from exchange.intel import models as intel_models  # noqa: F401
 from exchange.partner import models as partner_models  # noqa: F401
 from exchange.peer import models as peer_models  # noqa: F401
 from exchange.push import models as push_models  # noqa: F401
+from exchange.sharing import models as sharing_models  # noqa: F401
 from exchange.ui import models as ui_models  # noqa: F401
 
 metadata = Base.metadata

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def page_by_date_added(
 # Partner page statements by what they are built from (see `keyset_page`), oldest first.
 _STATEMENTS: OrderedDict[tuple[Any, ...], Select[Any]] = OrderedDict()
 _STATEMENTS_KEPT = 256
+_STATEMENTS_LOCK = threading.Lock()  # requests run in threads
 _NO_FLOOR = -(2**62)  # below every date_added_us: "no lower bound" for a kept statement
 
 
@@ -140,7 +142,12 @@ def keyset_page(
     full = None
     if key is not None and flt.added_after_us is None:
         full = (key, collection_pk, flt, tuple(c.key for c in columns))
-    statement = _STATEMENTS.get(full) if full is not None else None
+    statement = None
+    if full is not None:
+        with _STATEMENTS_LOCK:
+            statement = _STATEMENTS.get(full)
+            if statement is not None:
+                _STATEMENTS.move_to_end(full)
     if statement is None:
         statement = (
             select(*columns)
@@ -154,11 +161,10 @@ def keyset_page(
             .limit(bindparam("page_limit", type_=Integer()))
         )
         if full is not None:
-            _STATEMENTS[full] = statement
-            while len(_STATEMENTS) > _STATEMENTS_KEPT:
-                _STATEMENTS.popitem(last=False)
-    else:
-        _STATEMENTS.move_to_end(full)  # type: ignore[arg-type]
+            with _STATEMENTS_LOCK:
+                _STATEMENTS[full] = statement
+                while len(_STATEMENTS) > _STATEMENTS_KEPT:
+                    _STATEMENTS.popitem(last=False)
     params = {"after_us": _NO_FLOOR if after_us is None else after_us, "page_limit": limit + 1}
     rows = list(db.connection().execute(statement, params))
     return rows[:limit], len(rows) > limit

@@ -7,9 +7,11 @@ write grant for POSTs; anything else is invisible (404), never merely forbidden.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -23,7 +25,8 @@ from exchange.intel.timestamps import now_us
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
 from exchange.sharing import visibility
-from policies.engine import ReadGrant, WriteGrant, read_grant, relayers_for
+from exchange.sharing.models import PolicyToken
+from policies.engine import ReadGrant, WriteGrant, read_grant, relayers_for, write_grant
 from policies.schemas import AgreementDoc
 
 
@@ -75,25 +78,20 @@ def _partner_access(
     now = utcnow()
     if principal.partner_pk is None:
         return None
-    if "partner" not in cache:
-        # Held for the request: the session's identity map keeps rows only while something refers
-        # to them, and grants_for looks the partner up for every collection it is asked about.
-        cache["partner"] = db.get(Partner, principal.partner_pk)
-    if "doc" not in cache:
-        cache["doc"] = agreement_service.current_doc_for(db, principal.partner_pk)
-    doc = cache["doc"]
-    read, write = agreement_service.grants_for(db, principal, collection, now=now, doc=doc)
+    if "inputs" not in cache:
+        cache["inputs"] = _inputs(db, principal.partner_pk, now)
+    inputs: _Inputs | None = cache["inputs"]
+    if inputs is None or inputs.doc is None:
+        return None
+    read = read_grant(inputs.doc, collection=collection.alias, now=now, partner_active=inputs.active)
+    write = write_grant(inputs.doc, collection=collection.alias, now=now, partner_active=inputs.active)
     if read is None and write is None:
         return None
     if read is None:
         return CollectionAccess(can_read=False, can_write=True, write_grant=write)
     stamp = now_us()
-    if "relay" not in cache:
-        cache["relay"] = relay_scope(db, principal.partner_pk)
-    if "grants" not in cache:
-        cache["grants"] = _all_read_grants(db, principal, doc, now, cache["relay"])
-    own = visibility.collection_grant(collection, read, cache["relay"])
-    predicates = visibility.read_predicates(own, cache["grants"], now_us=stamp)
+    own = visibility.collection_grant(collection, read, inputs.relay)
+    predicates = visibility.read_predicates(own, inputs.grants, now_us=stamp)
     return CollectionAccess(
         can_read=True,
         can_write=write is not None,
@@ -101,22 +99,64 @@ def _partner_access(
         read_grant=read,
         write_grant=write,
         collection_grant=own,
-        all_grants=cache["grants"],
+        all_grants=inputs.grants,
         now_us=stamp,
-        relay=cache["relay"],
-        sql_key=visibility.predicates_key(own, cache["grants"]),
+        relay=inputs.relay,
+        sql_key=visibility.predicates_key(own, inputs.grants),
     )
 
 
-def _all_read_grants(db: Session, principal: Caller, doc, now, relay) -> list[visibility.CollectionGrant]:  # type: ignore[no-untyped-def]
-    if doc is None or doc.read is None:
-        return []
-    grants = []
-    for coll in db.scalars(select(Collection).where(Collection.alias.in_(doc.read.collections))):
-        read, _ = agreement_service.grants_for(db, principal, coll, now=now, doc=doc)
-        if read is not None:
-            grants.append(visibility.collection_grant(coll, read, relay))
-    return grants
+@dataclass(frozen=True)
+class _Inputs:
+    """What one partner's access to any collection is worked out from, on one UTC day: its
+    status, its current agreement, originator control and the collections it may read."""
+
+    active: bool
+    doc: AgreementDoc | None
+    relay: visibility.RelayScope
+    grants: tuple[visibility.CollectionGrant, ...]
+
+
+# Inputs by (policy token, UTC day, partner pk). The token is renewed by the database itself, in
+# the transaction that changes any of them (exchange.sharing.models), so an entry is used only
+# while nothing it was read from has changed, in every process alike; one query reads it.
+_INPUTS: OrderedDict[tuple[str, date, int], _Inputs | None] = OrderedDict()
+_INPUTS_KEPT = 4096
+_INPUTS_LOCK = threading.Lock()
+
+
+def _inputs(db: Session, partner_pk: int, now: datetime) -> _Inputs | None:
+    token = db.scalar(select(PolicyToken.token).where(PolicyToken.pk == 1))
+    key = (token, now.date(), partner_pk) if token is not None else None
+    if key is not None:
+        with _INPUTS_LOCK:
+            if key in _INPUTS:
+                _INPUTS.move_to_end(key)
+                return _INPUTS[key]
+    found = _read_inputs(db, partner_pk, now)
+    if key is not None:
+        with _INPUTS_LOCK:
+            _INPUTS[key] = found
+            while len(_INPUTS) > _INPUTS_KEPT:
+                _INPUTS.popitem(last=False)
+    return found
+
+
+def _read_inputs(db: Session, partner_pk: int, now: datetime) -> _Inputs | None:
+    current = agreement_service.current_docs(db)
+    mine = next(((p, d) for p, d in current if p.pk == partner_pk), None)
+    if mine is None:
+        return None
+    partner, doc = mine
+    relay = relay_scope(db, partner_pk, current=current)
+    active = partner.status == "active"
+    grants: list[visibility.CollectionGrant] = []
+    if doc is not None and doc.read is not None:
+        for coll in db.scalars(select(Collection).where(Collection.alias.in_(doc.read.collections))):
+            read = read_grant(doc, collection=coll.alias, now=now, partner_active=active)
+            if read is not None:
+                grants.append(visibility.collection_grant(coll, read, relay))
+    return _Inputs(active=active, doc=doc, relay=relay, grants=tuple(grants))
 
 
 def relay_scope(
