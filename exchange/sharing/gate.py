@@ -31,8 +31,6 @@ GATE_COLUMNS = (
     ObjectVersion.date_added_us,
     ObjectVersion.audience,
     ObjectVersion.revoked,
-    ObjectVersion.version_text,
-    ObjectVersion.collection_pk,
     ObjectVersion.origin_partner_pk,
     ObjectVersion.originator_partner_pk,
     ObjectVersion.sighting_of_ref,

@@ -51,27 +51,41 @@ def _can_read(factory, principal, coll_pk) -> bool:  # type: ignore[no-untyped-d
         return found is not None and found.can_read
 
 
+_COPY_VERSION = (
+    "INSERT INTO agreement_version (agreement_pk, version, status, valid_from, valid_until, document, "
+    "created_by, created_at) SELECT agreement_pk, 99, status, valid_from, valid_until, document, created_by, "
+    "created_at FROM agreement_version WHERE agreement_pk IN (SELECT pk FROM agreement WHERE partner_pk = :partner)"
+)
+_OWN_VERSIONS = "agreement_pk IN (SELECT pk FROM agreement WHERE partner_pk = :partner)"
+
+# (what to do first, committed; the change whose commit must renew the token). Each touches only
+# this test's own partner and collection, and leaves its agreement whole: the database is shared.
 WATCHED_CHANGES = [
-    "UPDATE partner SET status = 'suspended' WHERE pk = :partner",
-    "UPDATE partner SET slug = slug || '-x' WHERE pk = :partner",
-    "UPDATE partner SET identity_id = 'identity--00000000-0000-4000-8000-000000000009' WHERE pk = :partner",
-    "UPDATE collection SET default_tlp = 'clear' WHERE pk = :coll",
-    "UPDATE collection SET alias = alias || '-x' WHERE pk = :coll",
-    "UPDATE agreement SET current_version = current_version WHERE partner_pk = :partner",
+    (None, "UPDATE partner SET status = 'suspended' WHERE pk = :partner"),
+    (None, "UPDATE partner SET slug = slug || '-x' WHERE pk = :partner"),
     (
-        "UPDATE agreement_version SET status = status WHERE agreement_pk IN "
-        "(SELECT pk FROM agreement WHERE partner_pk = :partner)"
+        None,
+        "UPDATE partner SET identity_id = 'identity--00000000-0000-4000-8000-000000000009' WHERE pk = :partner",
     ),
-    "DELETE FROM agreement_version WHERE agreement_pk IN (SELECT pk FROM agreement WHERE partner_pk = :partner)",
+    (None, "UPDATE collection SET default_tlp = 'clear' WHERE pk = :coll"),
+    (None, "UPDATE collection SET alias = alias || '-x' WHERE pk = :coll"),
+    (None, "UPDATE agreement SET current_version = current_version WHERE partner_pk = :partner"),
+    (None, f"UPDATE agreement_version SET status = status WHERE {_OWN_VERSIONS}"),
+    (None, _COPY_VERSION),
+    (_COPY_VERSION, f"DELETE FROM agreement_version WHERE version = 99 AND {_OWN_VERSIONS}"),
 ]
 
 
-@pytest.mark.parametrize("change", WATCHED_CHANGES)
-def test_every_change_of_an_access_input_renews_the_token(engine, setup, change):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("first", "change"), WATCHED_CHANGES)
+def test_every_change_of_an_access_input_renews_the_token(engine, setup, first, change):  # type: ignore[no-untyped-def]
     _, _, coll_pk, partner_pk, _, _ = setup
+    names = {"partner": partner_pk, "coll": coll_pk}
+    if first is not None:
+        with engine.begin() as conn:
+            conn.execute(text(first), names)
     before = _token(engine)
     with engine.begin() as conn:
-        conn.execute(text(change), {"partner": partner_pk, "coll": coll_pk})
+        conn.execute(text(change), names)
     assert _token(engine) != before
 
 
