@@ -74,9 +74,8 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
     return {pk: ids <= vouched for pk, ids in refs.items()}
 
 
-def _flowing_back(db: Session, rows: Sequence[AnyRow], scope: RelayScope) -> set[str]:
-    """Of the sightings among `rows`, the ids they sight that the recipient originated."""
-    targets = sorted({r.sighting_of_ref for r in rows if r.type == "sighting" and r.sighting_of_ref})
+def _flowing_back(db: Session, targets: list[str], scope: RelayScope) -> set[str]:
+    """Of the ids sightings sight (`targets`), those the recipient originated."""
     if not targets:
         return set()
     return set(
@@ -141,6 +140,11 @@ def _reader(row: AnyRow) -> operator.itemgetter[Any]:
     return operator.itemgetter(*(fields.index(name) for name in _READ))
 
 
+def _position(row: AnyRow, name: str) -> int | None:
+    fields = list(row._fields)
+    return fields.index(name) if name in fields else None
+
+
 def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list[AnyRow]:
     """The rows `decide` also allows; a disagreement withholds the row and is logged.
 
@@ -154,15 +158,20 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     scope = access.relay
     if scope is None:  # a partner's access always carries its originator control: fail closed
         return []
-    closure = _refs_visible(db, [r.pk for r in rows if getattr(r, "has_refs", True)], access)
-    back = _flowing_back(db, rows, scope)
+    read = _reader(rows[0])
+    values = [read(row) for row in rows]
+    # The closure is looked up only for versions that reference anything (a layout without
+    # has_refs: every version), flowing back only for sightings.
+    refs_at = _position(rows[0], "has_refs")
+    referring = [v[0] for v, row in zip(values, rows, strict=True) if refs_at is None or row[refs_at]]
+    closure = _refs_visible(db, referring, access)
+    back = _flowing_back(db, sorted({v[10] for v in values if v[2] == "sighting" and v[10]}), scope)
     relayers = scope.relayer_names
     now, embargo = access.now_us, grant.embargo_us
-    read = _reader(rows[0])
     memo: dict[tuple[Any, ...], bool] = {}
     allowed = []
-    for row in rows:
-        pk, stix_id, kind, tlp, confidence, added, audience, revoked, source, originator, sighted = read(row)
+    for row, value in zip(rows, values, strict=True):
+        pk, stix_id, kind, tlp, confidence, added, audience, revoked, source, originator, sighted = value
         refs_visible = closure.get(pk, True)
         flows_back = kind == "sighting" and sighted in back
         key = (
@@ -216,6 +225,23 @@ def _facts(
         revoked=bool(revoked),
         provenance=provenance(row, scope, back),
     )
+
+
+def body_texts(rows: Sequence[AnyRow], access: CollectionAccess, *, exchange_identity: str) -> list[str]:
+    """`body_text` of each row; without redaction or anonymisation in the grant, only rows that
+    came from a partner can change (their source may have to be hidden), so the others go
+    straight through as stored."""
+    grant = access.read_grant
+    if grant is None or not rows:
+        return [r.body for r in rows]
+    if grant.redact or grant.anonymize_source:
+        return [body_text(r, access, exchange_identity=exchange_identity) for r in rows]
+    fields = list(rows[0]._fields)
+    read = operator.itemgetter(fields.index("origin_partner_pk"), fields.index("originator_partner_pk"))
+    return [
+        r.body if read(r) == (None, None) else body_text(r, access, exchange_identity=exchange_identity)
+        for r in rows
+    ]
 
 
 def body_text(row: AnyRow, access: CollectionAccess, *, exchange_identity: str) -> str:

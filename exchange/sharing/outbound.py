@@ -278,18 +278,20 @@ def _partner_page(
         release_shift=release_shift,
         now_us=grant.now_us,
     )
-    if everyone:
-        entries += releases(1, None, release_shift)
-    if own:
-        entries += releases(2, recipient.partner_pk, 0)
-    entries.sort(key=_ORDER)
-    merged: list[_Entry] = []
-    seen: set[int] = set()
-    for entry in entries:
-        if entry[2] in seen:
-            continue  # the same version twice in one page (stored, then released): once
-        seen.add(entry[2])
-        merged.append(entry)
+    merged = entries  # stored versions only: already in date_added order, each once
+    if everyone or own:
+        if everyone:
+            entries += releases(1, None, release_shift)
+        if own:
+            entries += releases(2, recipient.partner_pk, 0)
+        entries.sort(key=_ORDER)
+        merged = []
+        seen: set[int] = set()
+        for entry in entries:
+            if entry[2] in seen:
+                continue  # the same version twice in one page (stored, then released): once
+            seen.add(entry[2])
+            merged.append(entry)
     chosen, more = merged[:limit], len(merged) > limit
     if more and chosen and merged[limit][0] == chosen[-1][0]:
         # Never end a page between two entries of one position: a client resuming from
@@ -309,9 +311,7 @@ def _partner_page(
 
 def bodies(rows: Sequence[AnyRow], grant: access.CollectionAccess, *, exchange_identity: str) -> list[str]:
     """The canonical texts of `rows` as the recipient may receive them (redactions applied)."""
-    if grant.read_grant is None:
-        return [r.body for r in rows]
-    return [gate.body_text(r, grant, exchange_identity=exchange_identity) for r in rows]
+    return gate.body_texts(rows, grant, exchange_identity=exchange_identity)
 
 
 def record(db: Session, recipient: Recipient, *, collection_pk: int, rows: Sequence[AnyRow]) -> int:
