@@ -3,7 +3,7 @@ when, through which channel, and who asked."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.database.core import Base
@@ -28,7 +28,9 @@ class Disclosure(Base):
     stix_id: Mapped[str] = mapped_column(String(300))
     version: Mapped[str] = mapped_column(String(40))
     collection_pk: Mapped[int] = mapped_column(Integer)
-    partner_pk: Mapped[int | None] = mapped_column(ForeignKey("partner.pk"), nullable=True)
+    # No foreign key: PostgreSQL would check it row by row, a third of a page's ledger write. A
+    # trigger (migration 0013_ledger) refuses instead to delete a partner the ledger names.
+    partner_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The credential the partner pulled with; NULL for exports and pushes, which use none.
     credential_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Who caused the delivery: the pulling credential, the exporting analyst, "scheduler", ...

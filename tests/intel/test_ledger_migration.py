@@ -1,6 +1,7 @@
 """Migration 0013_ledger: the ledger's index on the STIX id goes, and versions deleted before it
 are kept in deleted_version from the ledger rows that served them, so who received them stays
-answerable through the version pk."""
+answerable through the version pk; the ledger's foreign key to partner becomes a trigger that
+keeps a partner the ledger names from being deleted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from exchange.database.core import make_engine, make_session_factory
 from exchange.database.migrate import upgrade
@@ -82,7 +84,21 @@ def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_inde
                 text("SELECT pk, collection_pk, stix_id, version_text FROM deleted_version")
             ).all()
         assert [tuple(r) for r in kept] == [(2, 1, GONE, "v1")]
-        assert "ix_disclosure_object" not in {ix["name"] for ix in inspect(engine).get_indexes("disclosure")}
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("disclosure")}
+        assert "ix_disclosure_object" not in indexes
+        assert {"ix_disclosure_partner", "ix_disclosure_version_recipient"} <= indexes
+        assert inspect(engine).get_foreign_keys("disclosure") == []
+        # The foreign key's one duty, kept by a trigger: a partner the ledger names stays.
+        with pytest.raises(DBAPIError, match="suspend it instead"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM partner WHERE pk = 7"))
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
+                    "VALUES (8, 'cert-y', 'Y', 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
+                )
+            )
+            assert conn.execute(text("DELETE FROM partner WHERE pk = 8")).rowcount == 1
         with make_session_factory(engine)() as db:
             gone = disclosure.recipients(db, GONE)
             still = disclosure.recipients(db, KEPT)
