@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ from exchange.database.core import make_engine, make_session_factory, session_sc
 from exchange.main import create_app
 from exchange.signing import KeyRing, default_directory
 from feeds.launcher import Launcher
-from tests.support.databases import postgres_admin_url
+from tests.support.databases import postgres_admin_url, throwaway_postgres
 from tests.support.partners import Partners
 from tests.support.taxii import TAXII, LiveServer, free_port, start_uvicorn
 
@@ -95,6 +96,19 @@ def engine(settings: Settings) -> Iterator[Engine]:
         initialise(db, settings)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A database with no tables yet: a SQLite file, or a new PostgreSQL database (migration and
+    schema-check tests build on it)."""
+    if request.param == "sqlite":
+        path = tmp_path / "empty.db"
+        sqlite3.connect(path).close()
+        yield f"sqlite:///{path}"
+        return
+    with throwaway_postgres("exchange_empty") as url:
+        yield url
 
 
 @pytest.fixture

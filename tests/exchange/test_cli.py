@@ -21,7 +21,6 @@ from exchange.database import revision
 from exchange.database.core import make_engine
 from exchange.database.migrate import upgrade
 from tests.support.cli import EXE, environment, run, run_process
-from tests.support.databases import throwaway_postgres
 from tests.support.taxii import free_port
 
 
@@ -176,18 +175,6 @@ def test_data_dir_flag_before_or_after_the_command(tmp_path):
     flagged = run(env, "--data-dir", str(tmp_path / "typo"), "partner", "list")
     assert flagged.returncode == 2 and f"{tmp_path / 'typo'} (from --data-dir)" in flagged.stderr
     assert run(env, "--data-dir", "", "partner", "list").returncode == 2  # argparse: give a directory
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database(request, tmp_path):  # type: ignore[no-untyped-def]
-    """A database with no tables yet: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        path = tmp_path / "empty.db"
-        sqlite3.connect(path).close()
-        yield f"sqlite:///{path}"
-        return
-    with throwaway_postgres("exchange_empty") as url:
-        yield url
 
 
 def _tables(url: str) -> set[str]:

@@ -5,9 +5,6 @@ keeps a partner the ledger names from being deleted."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
@@ -15,21 +12,10 @@ from sqlalchemy.exc import DBAPIError
 from exchange.database.core import make_engine, make_session_factory
 from exchange.database.migrate import upgrade
 from exchange.disclosure import service as disclosure
-from tests.support.databases import throwaway_postgres
+from tests.support.databases import seed_collection, seed_partner
 
 KEPT = "indicator--00000000-0000-4000-8000-000000000001"
 GONE = "indicator--00000000-0000-4000-8000-000000000002"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        path = tmp_path / "empty.db"
-        sqlite3.connect(path).close()
-        yield f"sqlite:///{path}"
-        return
-    with throwaway_postgres("exchange_ledger") as url:
-        yield url
 
 
 def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_index(empty_database):
@@ -37,25 +23,8 @@ def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_inde
     try:
         upgrade(engine, "0012_peer")
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
-                    "VALUES (7, 'cert-x', 'X', 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO api_root (pk, name, title, description, max_content_length) "
-                    "VALUES (1, 'root', 'r', '', 1000)"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO collection (pk, id, api_root_pk, alias, title, description, default_tlp, "
-                    "last_date_added_us, created_at) VALUES (1, 'c1', 1, 'c', 't', '', 'green', 0, "
-                    "CURRENT_TIMESTAMP)"
-                )
-            )
+            seed_partner(conn, 7, "cert-x")
+            seed_collection(conn)
             conn.execute(
                 text(
                     "INSERT INTO object_version (pk, collection_pk, stix_id, type, spec_version, version, "
@@ -92,12 +61,7 @@ def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_inde
         with pytest.raises(DBAPIError, match="suspend it instead"), engine.begin() as conn:
             conn.execute(text("DELETE FROM partner WHERE pk = 7"))
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
-                    "VALUES (8, 'cert-y', 'Y', 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
-                )
-            )
+            seed_partner(conn, 8, "cert-y")
             assert conn.execute(text("DELETE FROM partner WHERE pk = 8")).rowcount == 1
         with make_session_factory(engine)() as db:
             gone = disclosure.recipients(db, GONE)

@@ -5,27 +5,12 @@ their target."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-
 import orjson
-import pytest
 from sqlalchemy import text
 
 from exchange.database.core import make_engine
 from exchange.database.migrate import upgrade
-from tests.support.databases import throwaway_postgres
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        path = tmp_path / "empty.db"
-        sqlite3.connect(path).close()
-        yield f"sqlite:///{path}"
-        return
-    with throwaway_postgres("exchange_origin") as url:
-        yield url
+from tests.support.databases import seed_collection, seed_partner
 
 
 def _row(pk, coll, stix_id, version, us, origin, added_by, body):  # type: ignore[no-untyped-def]
@@ -51,31 +36,14 @@ def test_0011_origin_backfills_sources_originators_and_sighting_targets(empty_da
         sig = "sighting--00000000-0000-4000-8000-000000000003"
         cert = "indicator--00000000-0000-4000-8000-000000000004"
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
-                    "VALUES (7, 'cert-x', 'X', 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
-                )
-            )
+            seed_partner(conn, 7, "cert-x")
             conn.execute(
                 text(
                     "INSERT INTO credential (id, name, role, partner_pk, key_hash, created_at) "
                     "VALUES ('cred-x', 'x', 'partner', 7, 'h', CURRENT_TIMESTAMP)"
                 )
             )
-            conn.execute(
-                text(
-                    "INSERT INTO api_root (pk, name, title, description, max_content_length) "
-                    "VALUES (1, 'root', 'r', '', 1000)"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO collection (pk, id, api_root_pk, alias, title, description, default_tlp, "
-                    "last_date_added_us, created_at) VALUES (1, 'c1', 1, 'c', 't', '', 'green', 0, "
-                    "CURRENT_TIMESTAMP)"
-                )
-            )
+            seed_collection(conn)
             created = {"created": "2026-01-01T00:00:00.000Z"}
             rows = [
                 _row(1, 1, ind, "v1", 10, "partner", "cred-x", {"id": ind, **created}),

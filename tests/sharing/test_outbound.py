@@ -111,7 +111,8 @@ def test_taxii_export_and_push_serve_the_same_bytes_and_record_the_partner(
     )
 
 
-def test_recipients_endpoint_names_the_partner_for_an_export(live_server, partners, http, admin):
+def _one_green_indicator(live_server, http):  # type: ignore[no-untyped-def]
+    """A new green collection holding one green indicator: the collection and the indicator."""
     coll = live_server.collection(default_tlp="green")
     obj = _indicator("green")
     http.post(
@@ -119,6 +120,11 @@ def test_recipients_endpoint_names_the_partner_for_an_export(live_server, partne
         content=orjson.dumps({"objects": [obj]}),
         headers={"Content-Type": TAXII},
     )
+    return coll, obj
+
+
+def test_recipients_endpoint_names_the_partner_for_an_export(live_server, partners, http, admin):
+    coll, obj = _one_green_indicator(live_server, http)
     slug, _ = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
     response = httpx.get(
         f"{live_server.url}/api/v1/exports/{coll.alias}",
@@ -140,13 +146,7 @@ def test_recipients_still_names_a_partner_after_the_version_it_received_is_delet
 ):
     # The ledger finds rows through version pks (it has no index on the STIX id): a version
     # deleted over TAXII is kept in deleted_version, so who received it stays answerable.
-    coll = live_server.collection(default_tlp="green")
-    obj = _indicator("green")
-    http.post(
-        live_server.collection_url(coll) + "objects/",
-        content=orjson.dumps({"objects": [obj]}),
-        headers={"Content-Type": TAXII},
-    )
+    coll, obj = _one_green_indicator(live_server, http)
     slug, cred = partners.add(
         lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"})
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
@@ -68,3 +68,31 @@ def own_store(backend: str, data_dir: Path, prefix: str) -> Iterator[Settings]:
     else:
         with throwaway_postgres(prefix) as url:
             yield made(url)
+
+
+def seed_partner(conn: Connection, pk: int, slug: str) -> None:
+    """A partner row as the schema's early revisions hold it (migration tests write plain SQL)."""
+    conn.execute(
+        text(
+            "INSERT INTO partner (pk, slug, name, country, contact, status, public_keys, created_at) "
+            "VALUES (:pk, :slug, :name, 'IN', '', 'active', '[]', CURRENT_TIMESTAMP)"
+        ),
+        {"pk": pk, "slug": slug, "name": slug.upper()},
+    )
+
+
+def seed_collection(conn: Connection) -> None:
+    """API root 1 and its collection 1, alias "c", in plain SQL (migration tests)."""
+    conn.execute(
+        text(
+            "INSERT INTO api_root (pk, name, title, description, max_content_length) "
+            "VALUES (1, 'root', 'r', '', 1000)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO collection (pk, id, api_root_pk, alias, title, description, default_tlp, "
+            "last_date_added_us, created_at) VALUES (1, 'c1', 1, 'c', 't', '', 'green', 0, "
+            "CURRENT_TIMESTAMP)"
+        )
+    )
