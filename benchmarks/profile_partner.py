@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from benchmarks import data, partner
 from benchmarks.instance import create_postgres_database
@@ -34,7 +34,9 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
+from exchange.disclosure import service as disclosure
 from exchange.intel import service
+from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory
 from taxii_server import create_taxii_app
@@ -97,6 +99,35 @@ def explain_page(engine: Any, client: Any, url: str, auth: tuple[str, str], *, p
         text = " ".join(statement.split())
         print(f"-- {text[:300]}{' ...' if len(text) > 300 else ''}")
         print("   " + "\n   ".join(str(r[-1]) for r in rows))
+
+
+def ledger_alone(env: Setup, *, page: int) -> None:
+    """Median wall time of one page's ledger rows written on their own: a write session, the
+    INSERT ... SELECT of `record_versions` for `page` versions, the commit (10 runs)."""
+    with session_scope(env.factory) as db:
+        pks = list(
+            db.scalars(
+                select(ObjectVersion.pk).where(ObjectVersion.collection_pk == env.collection_pk).limit(page)
+            )
+        )
+    runs = []
+    for _ in range(10):
+        started = time.perf_counter()
+        with session_scope(env.factory, write=True) as db:
+            disclosure.record_versions(
+                db,
+                partner_pk=env.partner_pk,
+                credential_id="ledger-timing",
+                requested_by="ledger-timing",
+                object_version_pks=pks,
+                collection_pk=env.collection_pk,
+                channel="taxii",
+            )
+        runs.append(time.perf_counter() - started)
+    print(
+        f"ledger write of {len(pks):,} versions alone: median {statistics.median(runs) * 1000:.1f} ms, "
+        f"min {min(runs) * 1000:.1f} ms (10 runs)"
+    )
 
 
 @dataclass
@@ -181,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-as", choices=("partner", "admin"), default="partner", help="whose pull --profile profiles"
     )
     parser.add_argument("--explain", action="store_true", help="EXPLAIN every statement of one partner page")
+    parser.add_argument(
+        "--ledger",
+        action="store_true",
+        help="also time one page's ledger write alone (1,000 versions, 10 runs)",
+    )
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     opts = parser.parse_args(argv)
 
@@ -205,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if opts.explain:
             explain_page(engine, client, objects_url, partner_auth, page=opts.page)
+        if opts.ledger:
+            ledger_alone(env, page=opts.page)
         if opts.profile:
             from pyinstrument import Profiler
 
