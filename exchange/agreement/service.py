@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,12 +12,10 @@ from sqlalchemy.orm import Session
 
 from exchange.agreement.models import Agreement, AgreementVersion
 from exchange.audit import service as audit
-from exchange.auth.service import Caller
 from exchange.errors import BadRequestError, NotFoundError
 from exchange.intel.models import Collection
 from exchange.partner import service as partner_service
 from exchange.partner.models import Partner
-from policies.engine import ReadGrant, WriteGrant, read_grant, write_grant
 from policies.schemas import AgreementDoc, AgreementError, diff_documents, type_warnings, validate_agreement
 
 STATUSES = ("draft", "active", "suspended")
@@ -271,27 +268,3 @@ def current_docs(db: Session) -> list[tuple[Partner, AgreementDoc | None]]:
         .order_by(Partner.pk)
     ).all()
     return [(partner, parsed(document) if document else None) for partner, document in rows]
-
-
-def grants_for(
-    db: Session,
-    principal: Caller,
-    collection: Collection,
-    *,
-    now: datetime,
-    doc: AgreementDoc | None = None,
-) -> tuple[ReadGrant | None, WriteGrant | None]:
-    """What a partner credential may read and write in one collection right now (fail closed)."""
-    if principal.partner_pk is None:
-        return None, None
-    partner = db.get(Partner, principal.partner_pk)
-    if partner is None:
-        return None, None
-    doc = doc or current_doc_for(db, partner.pk)
-    if doc is None:
-        return None, None
-    active = partner.status == "active"
-    return (
-        read_grant(doc, collection=collection.alias, now=now, partner_active=active),
-        write_grant(doc, collection=collection.alias, now=now, partner_active=active),
-    )

@@ -96,6 +96,15 @@ def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
     return _predicates(flt)
 
 
+def _page_query(
+    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
+    collection_pk: int,
+    flt: ObjectFilter,
+    extra: Sequence[ColumnElement[bool]],
+) -> Select[Any]:
+    return select(*columns).where(OV.collection_pk == collection_pk, *_predicates(flt), *extra)
+
+
 def page_by_date_added(
     db: Session,
     *,
@@ -107,8 +116,7 @@ def page_by_date_added(
     extra: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[AnyRow], bool]:
     """Up to `limit` rows in date_added order after `after_us`, and whether more follow."""
-    cols = columns or (OV.date_added_us, OV.body)
-    query = select(*cols).where(OV.collection_pk == collection_pk, *_predicates(flt), *extra)
+    query = _page_query(columns or (OV.date_added_us, OV.body), collection_pk, flt, extra)
     if after_us is not None:
         query = query.where(OV.date_added_us > after_us)
     rows = list(db.execute(query.order_by(OV.date_added_us).limit(limit + 1)))
@@ -150,13 +158,8 @@ def keyset_page(
                 _STATEMENTS.move_to_end(full)
     if statement is None:
         statement = (
-            select(*columns)
-            .where(
-                OV.collection_pk == collection_pk,
-                *_predicates(flt),
-                *extra,
-                OV.date_added_us > bindparam("after_us", type_=BigInteger()),
-            )
+            _page_query(columns, collection_pk, flt, extra)
+            .where(OV.date_added_us > bindparam("after_us", type_=BigInteger()))
             .order_by(OV.date_added_us)
             .limit(bindparam("page_limit", type_=Integer()))
         )

@@ -150,13 +150,8 @@ def _read_inputs(db: Session, partner_pk: int, now: datetime) -> _Inputs | None:
     partner, doc = mine
     relay = relay_scope(db, partner_pk, current=current)
     active = partner.status == "active"
-    grants: list[visibility.CollectionGrant] = []
-    if doc is not None and doc.read is not None:
-        for coll in db.scalars(select(Collection).where(Collection.alias.in_(doc.read.collections))):
-            read = read_grant(doc, collection=coll.alias, now=now, partner_active=active)
-            if read is not None:
-                grants.append(visibility.collection_grant(coll, read, relay))
-    return _Inputs(active=active, doc=doc, relay=relay, grants=tuple(grants))
+    granted = doc_grants(db, doc, now=now, partner_active=active, relay=relay) if doc is not None else {}
+    return _Inputs(active=active, doc=doc, relay=relay, grants=tuple(cg for _, cg in granted.values()))
 
 
 def relay_scope(

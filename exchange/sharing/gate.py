@@ -135,9 +135,10 @@ _READ = (
 )
 
 
-def _reader(row: AnyRow) -> operator.itemgetter[Any]:
+def _reader(row: AnyRow, names: Sequence[str] = _READ) -> operator.itemgetter[Any]:
+    """The values of `names`, by position, from rows laid out as `row` is."""
     fields = list(row._fields)
-    return operator.itemgetter(*(fields.index(name) for name in _READ))
+    return operator.itemgetter(*(fields.index(name) for name in names))
 
 
 def _position(row: AnyRow, name: str) -> int | None:
@@ -236,8 +237,7 @@ def body_texts(rows: Sequence[AnyRow], access: CollectionAccess, *, exchange_ide
         return [r.body for r in rows]
     if grant.redact or grant.anonymize_source:
         return [body_text(r, access, exchange_identity=exchange_identity) for r in rows]
-    fields = list(rows[0]._fields)
-    read = operator.itemgetter(fields.index("origin_partner_pk"), fields.index("originator_partner_pk"))
+    read = _reader(rows[0], ("origin_partner_pk", "originator_partner_pk"))
     return [
         r.body if read(r) == (None, None) else body_text(r, access, exchange_identity=exchange_identity)
         for r in rows
