@@ -148,7 +148,9 @@ def keyset_page(
     Core connection, without the ORM's result layer. `key` None: built for this request only.
     """
     full = None
-    if key is not None and flt.added_after_us is None:
+    # Kept only for filters without id or type lists: those come from the caller's query string,
+    # and a partner varying them would otherwise push every other grant's statement out.
+    if key is not None and flt.added_after_us is None and not flt.ids and not flt.types:
         full = (key, collection_pk, flt, tuple(c.key for c in columns))
     statement = None
     if full is not None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Disclosure
 from exchange.errors import ServiceUnavailableError
-from exchange.intel import ingest, service
+from exchange.intel import ingest, query, service
 from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
 from exchange.sharing import gate, visibility
@@ -325,3 +325,29 @@ def test_the_gate_memo_agrees_with_decide_row_by_row(
         ).allowed
     ]
     assert [r.pk for r in gate.check(db, rows, access)] == expected
+
+
+def test_page_statements_are_kept_per_grant_but_not_for_caller_chosen_id_or_type_lists(db) -> None:  # type: ignore[no-untyped-def]
+    cols = (ObjectVersion.pk, ObjectVersion.date_added_us)
+    key = ("grant", uuid.uuid4().hex)
+    before = len(query._STATEMENTS)
+    query.keyset_page(
+        db, key=key, collection_pk=1, flt=query.ObjectFilter(), after_us=None, limit=5, columns=cols
+    )
+    query.keyset_page(
+        db, key=key, collection_pk=1, flt=query.ObjectFilter(), after_us=7, limit=5, columns=cols
+    )
+    assert len(query._STATEMENTS) == min(before + 1, query._STATEMENTS_KEPT)  # one, reused for the next page
+    for n in range(3):
+        chosen = query.ObjectFilter(ids=(f"indicator--{uuid.UUID(int=n)}",))
+        query.keyset_page(db, key=key, collection_pk=1, flt=chosen, after_us=None, limit=5, columns=cols)
+        query.keyset_page(
+            db,
+            key=key,
+            collection_pk=1,
+            flt=query.ObjectFilter(types=(f"t{n}",)),
+            after_us=None,
+            limit=5,
+            columns=cols,
+        )
+    assert len(query._STATEMENTS) == min(before + 1, query._STATEMENTS_KEPT)
