@@ -54,6 +54,7 @@ class SchedulerService:
         self._thread: threading.Thread | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._next_sync = 0.0
+        self._held_until = 0.0  # monotonic time until which the last renewal keeps the lease ours
 
     @property
     def is_leader(self) -> bool:
@@ -85,13 +86,23 @@ class SchedulerService:
     def _loop(self) -> None:
         interval = max(0.2, self.settings.scheduler_lease_seconds / 3)
         while not self._stop.is_set():
+            attempted = time.monotonic()
             try:
                 with session_scope(self.factory, write=True) as db:
                     ours = lease.hold_lease(db, LEASE, holder=self.holder, ttl=self.ttl)
+                if ours:
+                    self._held_until = attempted + self.ttl.total_seconds()
             except Exception as exc:
-                # Without a renewed lease another process may lead soon: stop scheduling to be safe.
-                log.warning("scheduler %s: lease renewal failed (%s)", self.holder, type(exc).__name__)
-                ours = False
+                # A failed renewal (a busy or restarting database) leaves the lease ours until
+                # the last renewal runs out; one renewal interval before that, stop scheduling,
+                # since another process may then take it.
+                ours = self._scheduler is not None and time.monotonic() + interval < self._held_until
+                log.warning(
+                    "scheduler %s: lease renewal failed (%s)%s",
+                    self.holder,
+                    type(exc).__name__,
+                    "; still held from the last renewal" if ours else "",
+                )
             if ours and self._scheduler is None:
                 try:
                     self._lead()

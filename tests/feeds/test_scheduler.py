@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from exchange.database.core import session_scope
 from exchange.feed import service as feed_service
 from exchange.feed.models import Feed, FeedRun
 from exchange.signing import KeyRing, default_directory
-from feeds import jobs
+from feeds import jobs, lease
 from feeds.scheduler import SchedulerService
 from tests.support.processes import stop_all
 
@@ -69,10 +70,13 @@ def _job_time(factory, job_id: str):  # type: ignore[no-untyped-def]
         return feed_service.next_run_at(db, job_id)
 
 
-def test_one_leader_and_takeover_when_it_stops(schedulers, factory) -> None:
-    first = schedulers("holder-a")
+def test_one_leader_and_takeover_when_it_stops(schedulers, factory, fast) -> None:
+    # A lease long enough that a loaded machine's slow renewal does not hand it over by itself:
+    # this test is about the second process waiting, and taking over at once on a clean stop.
+    steady = fast.model_copy(update={"scheduler_lease_seconds": 6.0})
+    first = schedulers("holder-a", steady)
     wait_for(lambda: first.is_leader, what="a leader")
-    second = schedulers("holder-b")
+    second = schedulers("holder-b", steady)
     time.sleep(1.0)
     assert first.is_leader and not second.is_leader
     with session_scope(factory) as db:
@@ -92,6 +96,28 @@ def test_a_leader_that_stops_renewing_is_replaced_after_its_lease(schedulers, fa
     wait_for(lambda: second.is_leader, timeout=10, what="takeover after the lease expired")
     assert time.monotonic() - started >= fast.scheduler_lease_seconds * 0.5
     first._step_down("test")
+
+
+def test_a_failed_renewal_keeps_leading_until_the_lease_runs_out(schedulers, fast, monkeypatch) -> None:
+    first = schedulers("flaky-a")
+    wait_for(lambda: first.is_leader, what="a leader")
+    real = lease.hold_lease
+    failing = {"on": True}
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failing["on"]:
+            raise OperationalError("UPDATE scheduler_lease", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lease, "hold_lease", flaky)
+    started = time.monotonic()
+    time.sleep(fast.scheduler_lease_seconds / 3 + 0.1)  # at least one renewal has failed
+    assert first.is_leader  # the lease it renewed last is still its own
+    wait_for(lambda: not first.is_leader, timeout=5, what="the leader to step down")
+    # ... and it stops before the lease can pass to another process
+    assert time.monotonic() - started < fast.scheduler_lease_seconds + 0.5
+    failing["on"] = False
+    wait_for(lambda: first.is_leader, timeout=5, what="leading again once renewals succeed")
 
 
 def test_jobs_survive_a_restart_and_follow_feed_changes(schedulers, feeds, factory) -> None:
