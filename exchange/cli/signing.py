@@ -68,5 +68,5 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true")
     p = command(keys, "remove", cmd_signing_key_remove, "stop publishing a retired key")
-    p.add_argument("kid")
+    p.add_argument("kid", help="the retired key's id; put `--` before one that starts with `-`")
     command(keys, "jwks", cmd_signing_key_jwks, "print the published JWKS (current, next, retired)")
