@@ -103,16 +103,20 @@ def test_a_failed_renewal_keeps_leading_until_the_lease_runs_out(schedulers, fas
     wait_for(lambda: first.is_leader, what="a leader")
     real = lease.hold_lease
     failing = {"on": True}
+    leading_at_failure: list[bool] = []  # whether it led as each failing renewal began
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         if failing["on"]:
+            leading_at_failure.append(first.is_leader)
             raise OperationalError("UPDATE scheduler_lease", {}, Exception("database is locked"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lease, "hold_lease", flaky)
     started = time.monotonic()
-    time.sleep(fast.scheduler_lease_seconds / 3 + 0.1)  # at least one renewal has failed
-    assert first.is_leader  # the lease it renewed last is still its own
+    # Read when the second failing renewal begins, so the first one's decision is in, however
+    # the renewal loop's timing falls against this test's clock.
+    wait_for(lambda: len(leading_at_failure) >= 2, timeout=5, what="two failed renewals")
+    assert leading_at_failure[:2] == [True, True]  # the lease it renewed last was still its own
     wait_for(lambda: not first.is_leader, timeout=5, what="the leader to step down")
     # ... and it stops before the lease can pass to another process
     assert time.monotonic() - started < fast.scheduler_lease_seconds + 0.5

@@ -351,3 +351,5 @@ def test_page_statements_are_kept_per_grant_but_not_for_caller_chosen_id_or_type
             columns=cols,
         )
     assert len(query._STATEMENTS) == min(before + 1, query._STATEMENTS_KEPT)
+    kept = [k[2] for k in query._STATEMENTS if k[0] == key]
+    assert kept == [query.ObjectFilter()]  # the lists' statements were built, used and dropped
