@@ -94,7 +94,10 @@ def post(http: httpx.Client, url: str, body: dict[str, Any] | bytes, **headers: 
 def submit(client: httpx.Client | None, url: str, objs: list[dict[str, Any]], auth=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """POST `objs` (as `client`, or with `auth`) and return the status resource; the POST must be accepted."""
     send = client.post if client else httpx.post
-    kwargs = {"auth": auth} if auth else {}
+    # Without a client, the same 30 s read timeout as the suite's clients (httpx's own is 5 s).
+    kwargs: dict[str, Any] = {"auth": auth} if auth else {}
+    if client is None:
+        kwargs["timeout"] = 30
     response = send(
         url + "objects/",
         content=orjson.dumps({"objects": objs}),
