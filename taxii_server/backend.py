@@ -328,7 +328,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         root = self._root(api_root)
         if root is None:
             return None
-        if not self._principal().is_internal and root.pk not in {r.pk for r in self._visible_roots_cached()}:
+        if not self._principal().is_internal and not self._root_visible(root):
             return None
         return {
             "title": root.title,
@@ -336,6 +336,18 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
             "versions": [TAXII_MEDIA],
             "max_content_length": root.max_content_length,
         }
+
+    def _root_visible(self, root: ApiRoot) -> bool:
+        """Whether a partner may know of `root`: it may when it may know any of its collections.
+
+        medallion asks before every collection view; when the request names a collection the
+        caller may know, that collection answers the question (and is resolved once for the
+        view that follows), without working out the caller's access to every other collection.
+        """
+        ref = (request.view_args or {}).get("collection_id")
+        if isinstance(ref, str) and self._resolve(root.name, ref) is not None:
+            return True
+        return root.pk in {r.pk for r in self._visible_roots_cached()}
 
     def _visible_roots_cached(self) -> list[ApiRoot]:
         ctx = context.current()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement, exists, not_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, bindparam, exists, not_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.auth.service import Principal
@@ -188,6 +188,27 @@ def _not_received(recipient: Recipient) -> ColumnElement[bool]:
     return not_(exists(received))
 
 
+def _pending_probe() -> Select[Any]:
+    def pending(branch: ColumnElement[bool], prefix: str) -> ColumnElement[bool]:
+        return exists(
+            select(StreamRelease.pk).where(
+                StreamRelease.collection_pk == bindparam("collection_pk", type_=Integer()),
+                branch,
+                StreamRelease.at_us > bindparam(f"{prefix}_after", type_=BigInteger()),
+                StreamRelease.at_us <= bindparam(f"{prefix}_until", type_=BigInteger()),
+            )
+        )
+
+    everyone = pending(StreamRelease.partner_pk.is_(None), "everyone")
+    own = pending(StreamRelease.partner_pk == bindparam("partner_pk", type_=Integer()), "own")
+    return select(everyone.label("everyone"), own.label("own"))
+
+
+# Built once: every partner page asks it, and its bounds are bound parameters.
+_PENDING = _pending_probe()
+_UNBOUNDED = 2**62  # beyond every position: "no bound" for the probe's ranges
+
+
 def _pending_releases(
     db: Session,
     *,
@@ -204,17 +225,27 @@ def _pending_releases(
     find nothing (their conditions include its own), which is almost always.
     """
 
-    def pending(branch: ColumnElement[bool], offset: int) -> ColumnElement[bool]:
-        where = [StreamRelease.collection_pk == collection_pk, branch]
-        if lower is not None:
-            where.append(StreamRelease.at_us > lower - offset)
-        if offset:
-            where.append(StreamRelease.at_us <= now_us - offset)
-        return exists(select(StreamRelease.pk).where(*where))
+    def bounds(offset: int) -> tuple[int, int]:
+        after = -_UNBOUNDED if lower is None else lower - offset
+        return after, (now_us - offset) if offset else _UNBOUNDED
 
-    everyone = pending(StreamRelease.partner_pk.is_(None), release_shift)
-    own = pending(StreamRelease.partner_pk == partner_pk, 0)
-    found = db.execute(select(everyone.label("everyone"), own.label("own"))).one()
+    everyone_after, everyone_until = bounds(release_shift)
+    own_after, own_until = bounds(0)
+    found = (
+        db.connection()
+        .execute(
+            _PENDING,
+            {
+                "collection_pk": collection_pk,
+                "partner_pk": partner_pk,
+                "everyone_after": everyone_after,
+                "everyone_until": everyone_until,
+                "own_after": own_after,
+                "own_until": own_until,
+            },
+        )
+        .one()
+    )
     return bool(found.everyone), bool(found.own)
 
 
