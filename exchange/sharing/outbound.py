@@ -188,7 +188,7 @@ def _not_received(recipient: Recipient) -> ColumnElement[bool]:
     return not_(exists(received))
 
 
-def _pending_probe() -> Select[Any]:
+def _pending_probe() -> Select[bool, bool]:
     def pending(branch: ColumnElement[bool], prefix: str) -> ColumnElement[bool]:
         return exists(
             select(StreamRelease.pk).where(
