@@ -65,7 +65,7 @@ from exchange.auth import service as auth_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.feed import service as feed_service
 from exchange.feed.schemas import FeedCreate
 from exchange.intel.models import Collection, ObjectVersion
@@ -600,9 +600,12 @@ def check_partner(setup: Setup, poller: PartnerPoller, full: set[tuple[str, str,
         alias_of = {pk: c.alias for pk, c in colls.items()}
         ledger: Counter[tuple[str, str, str]] = Counter()
         for coll_pk, stix_id, version, n in db.execute(
-            select(Disclosure.collection_pk, Disclosure.stix_id, Disclosure.version, func.count())
-            .where(Disclosure.credential_id == poller.credential)
-            .group_by(Disclosure.collection_pk, Disclosure.stix_id, Disclosure.version)
+            select(Delivery.collection_pk, ObjectVersion.stix_id, ObjectVersion.version_text, func.count())
+            .select_from(Disclosure)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .join(ObjectVersion, ObjectVersion.pk == Disclosure.object_version_pk)
+            .where(Delivery.credential_id == poller.credential)
+            .group_by(Delivery.collection_pk, ObjectVersion.stix_id, ObjectVersion.version_text)
         ):
             ledger[(alias_of[coll_pk], stix_id, version)] += n
         served = poller.received + Counter(full)  # the polls, then the full pull
@@ -612,7 +615,8 @@ def check_partner(setup: Setup, poller: PartnerPoller, full: set[tuple[str, str,
         rows = db.execute(
             select(ObjectVersion)
             .join(Disclosure, Disclosure.object_version_pk == ObjectVersion.pk)
-            .where(Disclosure.partner_pk == partner_pk)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .where(Delivery.partner_pk == partner_pk)
         ).scalars()
         for row in rows:
             if not _allowed(row, colls[row.collection_pk], profile):

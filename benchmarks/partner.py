@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, not_, select
 
 from benchmarks import data
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.intel.models import ObjectVersion
 
 # TLP 2.0 marking definitions (DESIGN.md, "Sharing agreements") and the order of their levels.
@@ -196,20 +196,23 @@ def ledger(engine: Engine, collection_pks: list[int]) -> Ledger:
         func.coalesce(ov.confidence, -1) >= MIN_CONFIDENCE,
         ov.type.in_(READ_TYPES),
     )
+    v = Delivery
     with engine.connect() as conn:
         rows = conn.scalar(select(func.count()).select_from(d))
         per = dict(
             conn.execute(
-                select(d.collection_pk, func.count())
-                .where(d.collection_pk.in_(collection_pks))
-                .group_by(d.collection_pk)
+                select(v.collection_pk, func.count())
+                .join(d, d.delivery_pk == v.pk)
+                .where(v.collection_pk.in_(collection_pks))
+                .group_by(v.collection_pk)
             ).all()
         )
         distinct = dict(
             conn.execute(
-                select(d.collection_pk, func.count(d.object_version_pk.distinct()))
-                .where(d.collection_pk.in_(collection_pks))
-                .group_by(d.collection_pk)
+                select(v.collection_pk, func.count(d.object_version_pk.distinct()))
+                .join(d, d.delivery_pk == v.pk)
+                .where(v.collection_pk.in_(collection_pks))
+                .group_by(v.collection_pk)
             ).all()
         )
         bad = conn.scalar(

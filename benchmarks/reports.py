@@ -31,7 +31,7 @@ from exchange.agreement import service as agreement_service
 from exchange.bootstrap import initialise, migrate
 from exchange.config import Settings
 from exchange.database.core import make_engine, make_session_factory, session_scope
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.intel import service as intel_service
 from exchange.intel.models import ObjectVersion
 from exchange.partner import service as partner_service
@@ -90,22 +90,27 @@ def measure(backend: str, size: int, workdir: Path, pg_url: str, rounds: int) ->
                 select(ObjectVersion.pk, ObjectVersion.stix_id, ObjectVersion.version_text)
             ).all()
             now_us = report_service.to_us(datetime.now(UTC))
-            ledger = [
-                {
-                    "object_version_pk": r.pk,
-                    "stix_id": r.stix_id,
-                    "version": r.version_text,
-                    "collection_pk": coll_pk,
-                    "partner_pk": partner_pk,
-                    "credential_id": cred_id,
-                    "requested_by": cred_id,
-                    "channel": "taxii",
-                    "at_us": now_us - i,
-                }
-                for i, r in enumerate(rows[::2])
-            ]
-            for start in range(0, len(ledger), 20_000):
-                db.execute(insert(cast(Table, Disclosure.__table__)), ledger[start : start + 20_000])
+            served = rows[::2]
+            # One delivery per 1,000 versions, a microsecond apart, as pages of a pull are.
+            for i, start in enumerate(range(0, len(served), 1000)):
+                chunk = served[start : start + 1000]
+                delivery = db.execute(
+                    insert(Delivery)
+                    .values(
+                        collection_pk=coll_pk,
+                        partner_pk=partner_pk,
+                        credential_id=cred_id,
+                        requested_by=cred_id,
+                        channel="taxii",
+                        at_us=now_us - i,
+                        objects=len(chunk),
+                    )
+                    .returning(Delivery.pk)
+                ).scalar_one()
+                db.execute(
+                    insert(cast(Table, Disclosure.__table__)),
+                    [{"delivery_pk": delivery, "object_version_pk": r.pk} for r in chunk],
+                )
         draft = {
             "partner": slug,
             "title": "bench",
@@ -135,7 +140,7 @@ def measure(backend: str, size: int, workdir: Path, pg_url: str, rounds: int) ->
         # The figures themselves, checked against what was loaded.
         out["ok"] = (
             mine.contributed == size // 10
-            and mine.received == len(ledger)
+            and mine.received == len(served)
             and shown["total"] + shown["withheld"] == size
             and shown["change"]["becomes_withheld"] == shown["withheld"]
         )

@@ -29,7 +29,7 @@ from exchange.agreement import service as agreement_service
 from exchange.config import Settings
 from exchange.database.core import rowcount, session_scope
 from exchange.database.types import utcnow
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.service import safe_url
 from exchange.intel import query
@@ -172,11 +172,11 @@ def _already_received(db: Session, partner_pk: int, rows: Sequence[AnyRow]) -> s
         return set()
     return set(
         db.scalars(
-            select(Disclosure.object_version_pk).where(
-                Disclosure.partner_pk == partner_pk,
-                # The stix_id condition lets the database use the ledger's (stix_id, version) index.
-                Disclosure.stix_id.in_(sorted({r.stix_id for r in rows})),
-                Disclosure.object_version_pk.in_([r.pk for r in rows]),
+            select(Disclosure.object_version_pk)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .where(
+                Delivery.partner_pk == partner_pk,
+                query.among(db, Disclosure.object_version_pk, [r.pk for r in rows]),
             )
         )
     )

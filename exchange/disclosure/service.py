@@ -2,65 +2,20 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import BigInteger, Integer, Select, String, Table, func, insert, literal, select, union_all
+from sqlalchemy import BigInteger, Select, Subquery, Table, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from exchange import metrics
-from exchange.disclosure.models import Disclosure
-from exchange.errors import ServiceUnavailableError
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.intel import chain, query
 from exchange.intel.models import DeletedVersion, ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.partner.models import Partner
 
 CHANNELS = ("taxii", "export", "push")
-
-
-@dataclass(frozen=True)
-class Served:
-    object_version_pk: int
-    stix_id: str
-    version: str
-    collection_pk: int
-
-
-def record(
-    db: Session,
-    *,
-    partner_pk: int | None,
-    credential_id: str | None,
-    requested_by: str | None,
-    served: Iterable[Served],
-    channel: str,
-) -> int:
-    """Add one ledger row per object version served to a partner (through exchange.sharing.outbound)."""
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r}")
-    at = now_us()
-    rows = [
-        {
-            "object_version_pk": s.object_version_pk,
-            "stix_id": s.stix_id,
-            "version": s.version,
-            "collection_pk": s.collection_pk,
-            "partner_pk": partner_pk,
-            "credential_id": credential_id,
-            "requested_by": requested_by,
-            "channel": channel,
-            "at_us": at,
-        }
-        for s in served
-    ]
-    if rows:
-        # Core executemany: the ORM bulk path costs several times more for a 1,000-row page.
-        db.execute(insert(cast(Table, Disclosure.__table__)), rows)
-        metrics.OBJECTS_SERVED.inc(len(rows), channel=channel)
-    return len(rows)
 
 
 def record_versions(
@@ -73,66 +28,59 @@ def record_versions(
     collection_pk: int,
     channel: str,
 ) -> int:
-    """One ledger row per entry of `object_version_pks` served to a partner, in one statement.
+    """One delivery to a partner holding `object_version_pks`: its delivery row, then one ledger
+    row per entry, the keys bound as a single array (one statement however many objects a page
+    holds; it is written before every partner page is answered). A version listed twice gets two
+    rows, as it was delivered twice.
 
-    The database copies each version's id and version from object_version itself: one
-    INSERT ... SELECT by primary key over the keys bound as a single array, so a page's ledger
-    costs one statement however many objects it holds (it is written before every partner page
-    is answered). A version deleted since it was read would leave its row out: then this raises
-    ServiceUnavailableError (answered 503 with Retry-After), the caller's transaction is rolled
-    back and the page is not served.
+    The rows name versions by pk only: a version deleted since it was read is found, as every
+    deleted version is, in deleted_version under the same pk.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    ov = ObjectVersion
-    at = now_us()
-    table = cast(Table, Disclosure.__table__)
-    # A version listed twice gets two rows, as it was delivered twice: one statement per repeat.
-    pending = Counter(int(pk) for pk in object_version_pks)
-    written = 0
-    while pending:
-        batch = list(pending)
-        source = select(
-            ov.pk,
-            ov.stix_id,
-            ov.version_text,
-            literal(collection_pk, Integer()),
-            literal(partner_pk, Integer()),
-            literal(credential_id, String()),
-            literal(requested_by, String()),
-            literal(channel, String()),
-            literal(at, BigInteger()),
-        ).where(query.among(db, ov.pk, batch))
-        statement = insert(table).from_select(_COLUMNS, source).execution_options(preserve_rowcount=True)
-        inserted = db.execute(statement).rowcount  # type: ignore[attr-defined]
-        if inserted != len(batch):
-            raise ServiceUnavailableError(
-                "an object of this page was deleted while the page was assembled; try again"
-            )
-        written += inserted
-        pending = Counter({pk: n - 1 for pk, n in pending.items() if n > 1})
-    if written:
-        metrics.OBJECTS_SERVED.inc(written, channel=channel)
-    return written
+    keys = [int(pk) for pk in object_version_pks]
+    if not keys:
+        return 0
+    delivery = db.execute(
+        insert(Delivery)
+        .values(
+            collection_pk=collection_pk,
+            partner_pk=partner_pk,
+            credential_id=credential_id,
+            requested_by=requested_by,
+            channel=channel,
+            at_us=now_us(),
+            objects=len(keys),
+        )
+        .returning(Delivery.pk)
+    ).scalar_one()
+    each = query.each_key(db, keys)
+    db.execute(
+        insert(cast(Table, Disclosure.__table__)).from_select(
+            ("delivery_pk", "object_version_pk"), select(literal(delivery, BigInteger()), each)
+        )
+    )
+    metrics.OBJECTS_SERVED.inc(len(keys), channel=channel)
+    return len(keys)
 
 
-# The ledger's columns in the order record_versions writes them.
-_COLUMNS = (
-    "object_version_pk",
-    "stix_id",
-    "version",
-    "collection_pk",
-    "partner_pk",
-    "credential_id",
-    "requested_by",
-    "channel",
-    "at_us",
-)
+def named_versions(stix_ids: Sequence[str]) -> Subquery:
+    """The versions of these objects the ledger can name, stored or deleted, by pk: pk, stix_id,
+    version (the ledger keeps only the pk; see exchange.disclosure.models)."""
+    ids = sorted(set(stix_ids))
+    return union_all(
+        select(ObjectVersion.pk, ObjectVersion.stix_id, ObjectVersion.version_text.label("version")).where(
+            ObjectVersion.stix_id.in_(ids)
+        ),
+        select(DeletedVersion.pk, DeletedVersion.stix_id, DeletedVersion.version_text.label("version")).where(
+            DeletedVersion.stix_id.in_(ids)
+        ),
+    ).subquery("named_version")
 
 
 def version_pks(stix_ids: Sequence[str]) -> Select[tuple[int]]:
     """The pks of every version of these objects, stored or deleted: what ledger rows name them by
-    (the ledger has no index on the STIX id; see exchange.disclosure.models)."""
+    (the ledger keeps no STIX id; see exchange.disclosure.models)."""
     ids = sorted(set(stix_ids))
     return union_all(
         select(ObjectVersion.pk).where(ObjectVersion.stix_id.in_(ids)),
@@ -151,27 +99,30 @@ def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]
             .order_by(ObjectVersion.version)
         )
     ]
+    named = named_versions([stix_id])
     rows = db.execute(
         select(
             Partner.slug,
-            Disclosure.credential_id,
-            Disclosure.requested_by,
-            Disclosure.version,
-            Disclosure.channel,
-            func.min(Disclosure.at_us).label("first_at"),
-            func.max(Disclosure.at_us).label("last_at"),
+            Delivery.credential_id,
+            Delivery.requested_by,
+            named.c.version,
+            Delivery.channel,
+            func.min(Delivery.at_us).label("first_at"),
+            func.max(Delivery.at_us).label("last_at"),
             func.count().label("times"),
         )
-        .join(Partner, Partner.pk == Disclosure.partner_pk, isouter=True)
-        .where(Disclosure.object_version_pk.in_(version_pks([stix_id])))
+        .select_from(Disclosure)
+        .join(named, named.c.pk == Disclosure.object_version_pk)
+        .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+        .join(Partner, Partner.pk == Delivery.partner_pk, isouter=True)
         .group_by(
             Partner.slug,
-            Disclosure.credential_id,
-            Disclosure.requested_by,
-            Disclosure.version,
-            Disclosure.channel,
+            Delivery.credential_id,
+            Delivery.requested_by,
+            named.c.version,
+            Delivery.channel,
         )
-        .order_by(Partner.slug, Disclosure.version)
+        .order_by(Partner.slug, named.c.version)
     ).all()
     received = [
         {

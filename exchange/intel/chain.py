@@ -39,7 +39,7 @@ def first_source(row: Any, names: dict[int, str]) -> dict[str, Any]:
 
 def received_by(db: Session, version_pks: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """Version pk -> the partners that received it, by channel, from the disclosure ledger."""
-    from exchange.disclosure.models import Disclosure
+    from exchange.disclosure.models import Delivery, Disclosure
     from exchange.intel.timestamps import us_to_text
     from exchange.partner.models import Partner
 
@@ -50,14 +50,15 @@ def received_by(db: Session, version_pks: Sequence[int]) -> dict[int, list[dict[
         select(
             Disclosure.object_version_pk,
             Partner.slug,
-            Disclosure.channel,
-            func.min(Disclosure.at_us).label("first_at"),
+            Delivery.channel,
+            func.min(Delivery.at_us).label("first_at"),
             func.count().label("times"),
         )
-        .join(Partner, Partner.pk == Disclosure.partner_pk, isouter=True)
+        .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+        .join(Partner, Partner.pk == Delivery.partner_pk, isouter=True)
         .where(Disclosure.object_version_pk.in_(list(version_pks)))
-        .group_by(Disclosure.object_version_pk, Partner.slug, Disclosure.channel)
-        .order_by(Disclosure.object_version_pk, Partner.slug, Disclosure.channel)
+        .group_by(Disclosure.object_version_pk, Partner.slug, Delivery.channel)
+        .order_by(Disclosure.object_version_pk, Partner.slug, Delivery.channel)
     ):
         out.setdefault(row.object_version_pk, []).append(
             {

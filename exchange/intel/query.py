@@ -17,6 +17,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    column,
     delete,
     false,
     func,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy import values as sa_values
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -89,6 +91,19 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
         each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value")
         return column.in_(select(each.c.value))  # type: ignore[no-any-return]
     return column.in_(keys)  # type: ignore[no-any-return]
+
+
+def each_key(db: Session, values: Sequence[int]) -> ColumnElement[Any]:
+    """The integer keys `values`, one row each, for INSERT ... SELECT: bound as one parameter, as
+    in `among` (PostgreSQL unnests an array, SQLite walks a JSON array with json_each)."""
+    keys = [int(v) for v in values]
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return func.unnest(literal(keys, ARRAY(BigInteger)))
+    if dialect == "sqlite":
+        return func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value").c.value
+    rows = sa_values(column("key", BigInteger()), name="each_key").data([(k,) for k in keys])
+    return rows.c.key
 
 
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from exchange.agreement import service as agreement_service
 from exchange.auth.models import Credential
 from exchange.disclosure import service as disclosure
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import BadRequestError, NotFoundError
 from exchange.feed import service as feed_service
 from exchange.incident import service as incident_service
@@ -131,15 +131,17 @@ def _contributed(db: Session, start_us: int, end_us: int) -> Iterable[Any]:
 def _received(db: Session, start_us: int, end_us: int) -> Iterable[Any]:
     return db.execute(
         select(
-            Disclosure.partner_pk,
-            Disclosure.collection_pk,
+            Delivery.partner_pk,
+            Delivery.collection_pk,
             ObjectVersion.tlp_rank,
             func.count(func.distinct(Disclosure.object_version_pk)).label("n"),
             func.count().label("rows"),
         )
+        .select_from(Delivery)
+        .join(Disclosure, Disclosure.delivery_pk == Delivery.pk)
         .join(ObjectVersion, ObjectVersion.pk == Disclosure.object_version_pk)
-        .where(Disclosure.partner_pk.is_not(None), Disclosure.at_us >= start_us, Disclosure.at_us < end_us)
-        .group_by(Disclosure.partner_pk, Disclosure.collection_pk, ObjectVersion.tlp_rank)
+        .where(Delivery.partner_pk.is_not(None), Delivery.at_us >= start_us, Delivery.at_us < end_us)
+        .group_by(Delivery.partner_pk, Delivery.collection_pk, ObjectVersion.tlp_rank)
     )
 
 
@@ -225,40 +227,44 @@ def pending_revocations(
     partner received whose revoked version it has not received (yet)."""
     revoked = aliased(ObjectVersion)
     got = aliased(ObjectVersion)
-    later = aliased(Disclosure)
+    later, later_delivery = aliased(Disclosure), aliased(Delivery)
     query = (
         select(
-            Disclosure.partner_pk,
+            Delivery.partner_pk,
             revoked.stix_id,
             revoked.collection_pk,
             revoked.version_text,
             func.max(got.version).label("last_version"),
         )
+        .select_from(Disclosure)
+        .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
         .join(got, got.pk == Disclosure.object_version_pk)
         .join(
             revoked,
             and_(
-                revoked.stix_id == Disclosure.stix_id,
+                revoked.stix_id == got.stix_id,
                 # "+ 0": look the object up by its id (ix_object_version_stix_id); without
                 # statistics SQLite would otherwise scan the collection's latest rows per row.
-                revoked.collection_pk + 0 == Disclosure.collection_pk,
+                revoked.collection_pk + 0 == got.collection_pk,
                 revoked.is_latest.is_(True),
                 revoked.revoked.is_(True),
             ),
         )
         .where(
-            Disclosure.partner_pk.is_not(None),
+            Delivery.partner_pk.is_not(None),
             ~exists(
-                select(later.pk).where(
-                    later.partner_pk == Disclosure.partner_pk, later.object_version_pk == revoked.pk
+                select(later.object_version_pk)
+                .join(later_delivery, later_delivery.pk == later.delivery_pk)
+                .where(
+                    later_delivery.partner_pk == Delivery.partner_pk, later.object_version_pk == revoked.pk
                 )
             ),
         )
-        .group_by(Disclosure.partner_pk, revoked.stix_id, revoked.collection_pk, revoked.version_text)
-        .order_by(Disclosure.partner_pk, revoked.stix_id)
+        .group_by(Delivery.partner_pk, revoked.stix_id, revoked.collection_pk, revoked.version_text)
+        .order_by(Delivery.partner_pk, revoked.stix_id)
     )
     if partner_pk is not None:
-        query = query.where(Disclosure.partner_pk == partner_pk)
+        query = query.where(Delivery.partner_pk == partner_pk)
     if stix_ids is not None:
         if not stix_ids:
             return []
@@ -267,12 +273,10 @@ def pending_revocations(
 
 
 def _last_delivery(db: Session, *, channel: str | None) -> dict[int, int]:
-    query = select(Disclosure.partner_pk, func.max(Disclosure.at_us)).where(
-        Disclosure.partner_pk.is_not(None)
-    )
+    query = select(Delivery.partner_pk, func.max(Delivery.at_us)).where(Delivery.partner_pk.is_not(None))
     if channel is not None:
-        query = query.where(Disclosure.channel == channel)
-    rows = db.execute(query.group_by(Disclosure.partner_pk)).tuples()
+        query = query.where(Delivery.channel == channel)
+    rows = db.execute(query.group_by(Delivery.partner_pk)).tuples()
     return {pk: at for pk, at in rows if pk is not None}
 
 
@@ -448,6 +452,7 @@ def incident_delivery(db: Session, incident_id: str) -> IncidentDelivery:
         )
         for r in latest
     ]
+    named = disclosure.named_versions(ids)
     receipts = [
         Receipt(
             partner=r.slug,
@@ -461,17 +466,19 @@ def incident_delivery(db: Session, incident_id: str) -> IncidentDelivery:
         for r in db.execute(
             select(
                 Partner.slug,
-                Disclosure.stix_id,
-                Disclosure.version,
-                Disclosure.channel,
-                func.min(Disclosure.at_us).label("first_at"),
-                func.max(Disclosure.at_us).label("last_at"),
+                named.c.stix_id,
+                named.c.version,
+                Delivery.channel,
+                func.min(Delivery.at_us).label("first_at"),
+                func.max(Delivery.at_us).label("last_at"),
                 func.count().label("times"),
             )
-            .join(Partner, Partner.pk == Disclosure.partner_pk)
-            .where(Disclosure.object_version_pk.in_(disclosure.version_pks(ids)))
-            .group_by(Partner.slug, Disclosure.stix_id, Disclosure.version, Disclosure.channel)
-            .order_by(Partner.slug, Disclosure.stix_id, Disclosure.version)
+            .select_from(Disclosure)
+            .join(named, named.c.pk == Disclosure.object_version_pk)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .join(Partner, Partner.pk == Delivery.partner_pk)
+            .group_by(Partner.slug, named.c.stix_id, named.c.version, Delivery.channel)
+            .order_by(Partner.slug, named.c.stix_id, named.c.version)
         )
     ]
     sightings = []

@@ -20,7 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion, StreamRelease
 from exchange.intel.query import AnyRow
@@ -180,12 +180,16 @@ def _release_shift(grant: access.CollectionAccess) -> int:
 def _not_received(recipient: Recipient) -> ColumnElement[bool]:
     # A release repeats nothing: a TAXII credential that already has the version skips it, and
     # so does a partner already sent it by export or push.
-    received = select(Disclosure.pk).where(Disclosure.object_version_pk == ObjectVersion.pk)
+    return not_(exists(_received_by(recipient).where(Disclosure.object_version_pk == ObjectVersion.pk)))
+
+
+def _received_by(recipient: Recipient) -> Select[int]:
+    """The versions the recipient has received: by its credential when it pulled with one (TAXII),
+    else by its partner (export, push)."""
+    received = select(Disclosure.object_version_pk).join(Delivery, Delivery.pk == Disclosure.delivery_pk)
     if recipient.credential_id is not None:
-        received = received.where(Disclosure.credential_id == recipient.credential_id)
-    else:
-        received = received.where(Disclosure.partner_pk == recipient.partner_pk)
-    return not_(exists(received))
+        return received.where(Delivery.credential_id == recipient.credential_id)
+    return received.where(Delivery.partner_pk == recipient.partner_pk)
 
 
 def _pending_probe() -> Select[bool, bool]:
@@ -393,12 +397,7 @@ def drop_received_releases(db: Session, recipient: Recipient, page: Page) -> Pag
     released = {r.pk for r in page.rows if "released_at_us" in r._mapping}
     if not released:
         return page
-    received = select(Disclosure.object_version_pk).where(Disclosure.object_version_pk.in_(released))
-    if recipient.credential_id is not None:
-        received = received.where(Disclosure.credential_id == recipient.credential_id)
-    else:
-        received = received.where(Disclosure.partner_pk == recipient.partner_pk)
-    repeated = set(db.scalars(received))
+    repeated = set(db.scalars(_received_by(recipient).where(Disclosure.object_version_pk.in_(released))))
     if not repeated:
         return page
     keep = [i for i, r in enumerate(page.rows) if not (r.pk in released and r.pk in repeated)]

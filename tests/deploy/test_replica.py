@@ -130,7 +130,8 @@ def test_the_ledger_is_written_on_the_primary_before_the_page_is_answered(laggin
     assert fresh_pull[0] == 200 and len(fresh_pull[1]) == 2
     credential = lagging.auth("partner")[0]
     recorded = lagging.primary_scalar(
-        "SELECT count(*) FROM disclosure WHERE credential_id = :c AND stix_id = :s",
+        "SELECT count(*) FROM disclosure d JOIN delivery v ON v.pk = d.delivery_pk "
+        "JOIN object_version o ON o.pk = d.object_version_pk WHERE v.credential_id = :c AND o.stix_id = :s",
         c=credential,
         s=fresh_pull[1][1],
     )

@@ -18,7 +18,7 @@ import rfc8785
 from sqlalchemy import select
 
 from exchange.audit.models import AuditEvent
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import BadRequestError
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.partner import service as partner_service
@@ -140,9 +140,9 @@ class Setup:
             partner = partner_service.get_by_slug(db, self.slug)
             return set(
                 db.scalars(
-                    select(Disclosure.object_version_pk).where(
-                        Disclosure.partner_pk == partner.pk, Disclosure.channel == "push"
-                    )
+                    select(Disclosure.object_version_pk)
+                    .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+                    .where(Delivery.partner_pk == partner.pk, Delivery.channel == "push")
                 )
             )  # type: ignore[union-attr]
 

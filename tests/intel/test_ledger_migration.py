@@ -1,21 +1,24 @@
-"""Migration 0013_ledger: the ledger's index on the STIX id goes, and versions deleted before it
+"""Migrations 0013_ledger and 0015_delivery. 0013_ledger: the ledger's index on the STIX id goes, and versions deleted before it
 are kept in deleted_version from the ledger rows that served them, so who received them stays
 answerable through the version pk; the ledger's foreign key to partner becomes a trigger that
-keeps a partner the ledger names from being deleted."""
+keeps a partner the ledger names from being deleted. 0015_delivery: the ledger's rows of one
+delivery become one delivery row and one narrow row per version, and back."""
 
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from exchange.database.core import make_engine, make_session_factory
-from exchange.database.migrate import upgrade
+from exchange.database.migrate import alembic_config, upgrade
 from exchange.disclosure import service as disclosure
 from tests.support.databases import seed_collection, seed_partner
 
 KEPT = "indicator--00000000-0000-4000-8000-000000000001"
 GONE = "indicator--00000000-0000-4000-8000-000000000002"
+OTHER = "indicator--00000000-0000-4000-8000-000000000003"
 
 
 def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_index(empty_database):
@@ -47,7 +50,7 @@ def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_inde
                     {"pk": 2, "s": GONE, "at": 200},
                 ],
             )
-        upgrade(engine, "head")
+        upgrade(engine, "0014_policy_token")
         with engine.connect() as conn:
             kept = conn.execute(
                 text("SELECT pk, collection_pk, stix_id, version_text FROM deleted_version")
@@ -63,10 +66,146 @@ def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_inde
         with engine.begin() as conn:
             seed_partner(conn, 8, "cert-y")
             assert conn.execute(text("DELETE FROM partner WHERE pk = 8")).rowcount == 1
+        upgrade(engine, "head")
         with make_session_factory(engine)() as db:
             gone = disclosure.recipients(db, GONE)
             still = disclosure.recipients(db, KEPT)
         assert [(r["partner"], r["version"], r["times"]) for r in gone["received"]] == [("cert-x", "v1", 2)]
         assert [(r["partner"], r["version"], r["times"]) for r in still["received"]] == [("cert-x", "v1", 1)]
+    finally:
+        engine.dispose()
+
+
+def _old_ledger_row(conn, **row) -> None:  # type: ignore[no-untyped-def]
+    conn.execute(
+        text(
+            "INSERT INTO disclosure (object_version_pk, stix_id, version, collection_pk, partner_pk, "
+            "credential_id, requested_by, channel, at_us) VALUES (:pk, :s, :v, 1, :partner, :cred, "
+            ":by, :channel, :at)"
+        ),
+        row,
+    )
+
+
+def _version(conn, pk: int, stix_id: str) -> None:  # type: ignore[no-untyped-def]
+    conn.execute(
+        text(
+            "INSERT INTO object_version (pk, collection_pk, stix_id, type, spec_version, version, "
+            "version_text, date_added_us, revoked, is_latest, is_first, origin, added_by, body) "
+            "VALUES (:pk, 1, :s, 'indicator', '2.1', 'v1', 'v1', :at, false, true, true, 'analyst', "
+            "'staff', '{}')"
+        ),
+        {"pk": pk, "s": stix_id, "at": 10 * pk},
+    )
+
+
+OLD_ROWS = [
+    # A TAXII page of two versions for cred-x, an export of one to the same partner, a push of a
+    # version deleted before deleted_version existed (only the ledger says what it was).
+    {
+        "pk": 1,
+        "s": KEPT,
+        "v": "v1",
+        "partner": 7,
+        "cred": "cred-x",
+        "by": "cred-x",
+        "channel": "taxii",
+        "at": 100,
+    },
+    {
+        "pk": 3,
+        "s": OTHER,
+        "v": "v1",
+        "partner": 7,
+        "cred": "cred-x",
+        "by": "cred-x",
+        "channel": "taxii",
+        "at": 100,
+    },
+    {
+        "pk": 1,
+        "s": KEPT,
+        "v": "v1",
+        "partner": 7,
+        "cred": None,
+        "by": "analyst",
+        "channel": "export",
+        "at": 150,
+    },
+    {
+        "pk": 9,
+        "s": GONE,
+        "v": "v0",
+        "partner": 7,
+        "cred": None,
+        "by": "scheduler",
+        "channel": "push",
+        "at": 200,
+    },
+]
+
+
+def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_database):
+    engine = make_engine(empty_database)
+    try:
+        upgrade(engine, "0014_policy_token")
+        with engine.begin() as conn:
+            seed_partner(conn, 7, "cert-x")
+            seed_collection(conn)
+            _version(conn, 1, KEPT)
+            _version(conn, 3, OTHER)
+            for row in OLD_ROWS:
+                _old_ledger_row(conn, **row)
+        upgrade(engine, "head")
+        with engine.connect() as conn:
+            deliveries = conn.execute(
+                text(
+                    "SELECT pk, collection_pk, partner_pk, credential_id, requested_by, channel, at_us, "
+                    "objects FROM delivery ORDER BY pk"
+                )
+            ).all()
+            rows = conn.execute(
+                text(
+                    "SELECT delivery_pk, object_version_pk FROM disclosure ORDER BY delivery_pk, object_version_pk"
+                )
+            ).all()
+            deleted = conn.execute(text("SELECT pk, stix_id, version_text FROM deleted_version")).all()
+        assert [tuple(d)[1:] for d in deliveries] == [
+            (1, 7, "cred-x", "cred-x", "taxii", 100, 2),
+            (1, 7, None, "analyst", "export", 150, 1),
+            (1, 7, None, "scheduler", "push", 200, 1),
+        ]
+        taxii, export, push = (d.pk for d in deliveries)
+        assert [tuple(r) for r in rows] == [(taxii, 1), (taxii, 3), (export, 1), (push, 9)]
+        assert [tuple(r) for r in deleted] == [(9, GONE, "v0")]
+        assert {ix["name"] for ix in inspect(engine).get_indexes("disclosure")} == {
+            "ix_disclosure_version",
+            "ix_disclosure_delivery",
+        }
+        with pytest.raises(DBAPIError, match="suspend it instead"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM partner WHERE pk = 7"))
+        with make_session_factory(engine)() as db:
+            kept = disclosure.recipients(db, KEPT)["received"]
+            gone = disclosure.recipients(db, GONE)["received"]
+        assert sorted((r["channel"], r["credential_id"], r["requested_by"]) for r in kept) == [
+            ("export", None, "analyst"),
+            ("taxii", "cred-x", "cred-x"),
+        ]
+        assert [(r["channel"], r["version"]) for r in gone] == [("push", "v0")]
+
+        command.downgrade(alembic_config(engine), "0014_policy_token")
+        with engine.connect() as conn:
+            back = conn.execute(
+                text(
+                    "SELECT object_version_pk, stix_id, version, partner_pk, credential_id, requested_by, "
+                    "channel, at_us FROM disclosure ORDER BY at_us, object_version_pk"
+                )
+            ).all()
+        assert [tuple(r) for r in back] == [
+            (r["pk"], r["s"], r["v"], r["partner"], r["cred"], r["by"], r["channel"], r["at"])
+            for r in OLD_ROWS
+        ]
+        with pytest.raises(DBAPIError, match="suspend it instead"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM partner WHERE pk = 7"))
     finally:
         engine.dispose()

@@ -12,7 +12,7 @@ import rfc8785
 from sqlalchemy import select
 
 from exchange.database.core import make_session_factory
-from exchange.disclosure.models import Disclosure
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.export.service import export_bundle, signer
 from exchange.partner import service as partner_service
 from exchange.signing import KeyRing, default_directory, verify_detached
@@ -96,10 +96,9 @@ def test_taxii_export_and_push_serve_the_same_bytes_and_record_the_partner(
         partner = partner_service.get_by_slug(db, slug)
         assert partner is not None
         rows = db.execute(
-            select(
-                Disclosure.channel, Disclosure.partner_pk, Disclosure.credential_id, Disclosure.requested_by
-            )
-            .where(Disclosure.partner_pk == partner.pk)
+            select(Delivery.channel, Delivery.partner_pk, Delivery.credential_id, Delivery.requested_by)
+            .join(Disclosure, Disclosure.delivery_pk == Delivery.pk)
+            .where(Delivery.partner_pk == partner.pk)
             .distinct()
         ).all()
     assert sorted(rows) == sorted(

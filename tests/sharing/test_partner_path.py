@@ -7,18 +7,17 @@ import dataclasses
 import uuid
 from collections import namedtuple
 
-import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from exchange.disclosure import service as disclosure
-from exchange.disclosure.models import Disclosure
-from exchange.errors import ServiceUnavailableError
+from exchange.disclosure.models import Delivery, Disclosure
 from exchange.intel import ingest, query, service
-from exchange.intel.models import ObjectVersion
+from exchange.intel.models import DeletedVersion, ObjectVersion
 from exchange.partner import service as partner_service
+from exchange.partner.models import Partner
 from exchange.sharing import gate, visibility
 from exchange.sharing.access import CollectionAccess
 from policies.engine import ObjectFacts, ReadGrant, decide
@@ -66,17 +65,35 @@ def _partner(db) -> int:  # type: ignore[no-untyped-def]
 
 
 def _ledger_rows(db, collection_pk: int) -> list[tuple[int, str, str]]:  # type: ignore[no-untyped-def]
+    """(version pk, STIX id, version) of each ledger row of the collection's deliveries, as the
+    store names them (stored or deleted versions)."""
+    named = union_all(
+        select(ObjectVersion.pk, ObjectVersion.stix_id, ObjectVersion.version_text),
+        select(DeletedVersion.pk, DeletedVersion.stix_id, DeletedVersion.version_text),
+    ).subquery()
     return [
-        (r.object_version_pk, r.stix_id, r.version)
+        (r.object_version_pk, r.stix_id, r.version_text)
         for r in db.execute(
-            select(Disclosure.object_version_pk, Disclosure.stix_id, Disclosure.version).where(
-                Disclosure.collection_pk == collection_pk
+            select(Disclosure.object_version_pk, named.c.stix_id, named.c.version_text)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .join(named, named.c.pk == Disclosure.object_version_pk)
+            .where(Delivery.collection_pk == collection_pk)
+        )
+    ]
+
+
+def _deliveries(db, collection_pk: int) -> list[tuple[str | None, str | None, str, int]]:  # type: ignore[no-untyped-def]
+    return [
+        tuple(r)
+        for r in db.execute(
+            select(Delivery.credential_id, Delivery.requested_by, Delivery.channel, Delivery.objects).where(
+                Delivery.collection_pk == collection_pk
             )
         )
     ]
 
 
-def test_the_ledger_copies_each_served_version_from_the_store(db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_one_delivery_row_says_who_and_how_and_each_served_version_has_its_row(db, settings) -> None:  # type: ignore[no-untyped-def]
     coll_pk, pks = _stored(db, settings, 5)
     partner_pk = _partner(db)
     written = disclosure.record_versions(
@@ -98,6 +115,21 @@ def test_the_ledger_copies_each_served_version_from_the_store(db, settings) -> N
         )
     }
     assert sorted(_ledger_rows(db, coll_pk)) == sorted(stored.values())
+    assert _deliveries(db, coll_pk) == [("cred-x", "cred-x", "taxii", 5)]
+
+
+def test_nothing_served_writes_no_delivery(db, settings) -> None:  # type: ignore[no-untyped-def]
+    coll_pk, _ = _stored(db, settings, 1)
+    written = disclosure.record_versions(
+        db,
+        partner_pk=_partner(db),
+        credential_id="cred-x",
+        requested_by="cred-x",
+        object_version_pks=[],
+        collection_pk=coll_pk,
+        channel="taxii",
+    )
+    assert written == 0 and _deliveries(db, coll_pk) == []
 
 
 def test_a_version_served_twice_is_recorded_twice(db, settings) -> None:  # type: ignore[no-untyped-def]
@@ -117,31 +149,40 @@ def test_a_version_served_twice_is_recorded_twice(db, settings) -> None:  # type
     counts = dict(
         db.execute(
             select(Disclosure.object_version_pk, func.count())
-            .where(Disclosure.collection_pk == coll_pk)
+            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
+            .where(Delivery.collection_pk == coll_pk)
             .group_by(Disclosure.object_version_pk)
         ).all()
     )
     assert counts == {pks[0]: 3, pks[1]: 1, pks[2]: 1}
+    assert _deliveries(db, coll_pk) == [(None, "analyst", "export", 5)]
 
 
-def test_a_version_deleted_before_its_ledger_row_fails_the_page(db, settings) -> None:  # type: ignore[no-untyped-def]
-    """Served but not recordable: nothing may be answered (503), nothing half recorded."""
-    coll_pk, pks = _stored(db, settings, 4)
-    partner_pk = _partner(db)
-    savepoint = db.begin_nested()
-    db.execute(ObjectVersion.__table__.delete().where(ObjectVersion.pk == pks[2]))
-    with pytest.raises(ServiceUnavailableError):
-        disclosure.record_versions(
-            db,
-            partner_pk=partner_pk,
-            credential_id="cred-x",
-            requested_by="cred-x",
-            object_version_pks=pks,
-            collection_pk=coll_pk,
-            channel="taxii",
-        )
-    savepoint.rollback()  # what the request's session_scope does with the error
-    assert _ledger_rows(db, coll_pk) == []
+def test_a_version_deleted_after_it_was_read_stays_named_in_the_ledger(db, settings) -> None:  # type: ignore[no-untyped-def]
+    """A TAXII DELETE between a page's read and its ledger write: the page was read before the
+    delete, so it is served and recorded; the row names the version by pk, and deleted_version
+    (where DELETE keeps every deleted version) still says what it was and who received it."""
+    coll_pk, pks = _stored(db, settings, 3)
+    partner = db.get(Partner, _partner(db))
+    gone_pk, gone_id = db.execute(
+        select(ObjectVersion.pk, ObjectVersion.stix_id).where(ObjectVersion.pk == pks[1])
+    ).one()
+    assert query.delete_versions(
+        db, collection_pk=coll_pk, stix_id=gone_id, flt=query.ObjectFilter(versions=("all",))
+    )
+    written = disclosure.record_versions(
+        db,
+        partner_pk=partner.pk,
+        credential_id="cred-x",
+        requested_by="cred-x",
+        object_version_pks=pks,
+        collection_pk=coll_pk,
+        channel="taxii",
+    )
+    assert written == 3
+    assert gone_pk in {pk for pk, _, _ in _ledger_rows(db, coll_pk)}
+    received = disclosure.recipients(db, gone_id)["received"]
+    assert [(r["partner"], r["credential_id"], r["times"]) for r in received] == [(partner.slug, "cred-x", 1)]
 
 
 def _grant(**kwargs) -> ReadGrant:  # type: ignore[no-untyped-def]
