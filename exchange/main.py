@@ -202,6 +202,13 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
             media_type="application/problem+json",
         )
 
+    taxii = create_taxii_app(
+        settings, factory, key_cache, keyring, read_factory=replica_factory, limits=limits
+    )
+    # First in the routing table: partners pull page after page, and each request is matched
+    # against the routes in order (FastAPI builds each API route's context as it tries it).
+    app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]
+
     for router in (
         partner_router,
         agreement_router,
@@ -220,8 +227,4 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     ui_routes.install(app)
     ui_docs.install(app)
 
-    taxii = create_taxii_app(
-        settings, factory, key_cache, keyring, read_factory=replica_factory, limits=limits
-    )
-    app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]
     return app

@@ -15,9 +15,9 @@ from sqlalchemy import (
     Integer,
     Row,
     Select,
+    String,
     and_,
     bindparam,
-    column,
     delete,
     false,
     func,
@@ -26,7 +26,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy import values as sa_values
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -93,17 +92,21 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
     return column.in_(keys)  # type: ignore[no-any-return]
 
 
-def each_key(db: Session, values: Sequence[int]) -> ColumnElement[Any]:
-    """The integer keys `values`, one row each, for INSERT ... SELECT: bound as one parameter, as
-    in `among` (PostgreSQL unnests an array, SQLite walks a JSON array with json_each)."""
-    keys = [int(v) for v in values]
-    dialect = db.get_bind().dialect.name
+def each_key(dialect: str, name: str) -> ColumnElement[Any]:
+    """One row per integer key of the list bound later as `name` (`key_list` makes the value),
+    for an INSERT ... SELECT built once: one parameter however many keys, as in `among`
+    (PostgreSQL unnests an array, SQLite walks a JSON array with json_each)."""
     if dialect == "postgresql":
-        return func.unnest(literal(keys, ARRAY(BigInteger)))
+        return func.unnest(bindparam(name, type_=ARRAY(BigInteger)))
     if dialect == "sqlite":
-        return func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value").c.value
-    rows = sa_values(column("key", BigInteger()), name="each_key").data([(k,) for k in keys])
-    return rows.c.key
+        return func.json_each(bindparam(name, type_=String())).table_valued("value").c.value
+    raise NotImplementedError(f"no key list for the {dialect} dialect")
+
+
+def key_list(dialect: str, values: Sequence[int]) -> Any:
+    """The value to bind for an `each_key` parameter."""
+    keys = [int(v) for v in values]
+    return keys if dialect == "postgresql" else orjson.dumps(keys).decode()
 
 
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
