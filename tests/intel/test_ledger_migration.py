@@ -99,49 +99,19 @@ def _version(conn, pk: int, stix_id: str) -> None:  # type: ignore[no-untyped-de
     )
 
 
+_FIELDS = ("pk", "s", "v", "partner", "cred", "by", "channel", "at")
 OLD_ROWS = [
-    # A TAXII page of two versions for cred-x, an export of one to the same partner, a push of a
-    # version deleted before deleted_version existed (only the ledger says what it was).
-    {
-        "pk": 1,
-        "s": KEPT,
-        "v": "v1",
-        "partner": 7,
-        "cred": "cred-x",
-        "by": "cred-x",
-        "channel": "taxii",
-        "at": 100,
-    },
-    {
-        "pk": 3,
-        "s": OTHER,
-        "v": "v1",
-        "partner": 7,
-        "cred": "cred-x",
-        "by": "cred-x",
-        "channel": "taxii",
-        "at": 100,
-    },
-    {
-        "pk": 1,
-        "s": KEPT,
-        "v": "v1",
-        "partner": 7,
-        "cred": None,
-        "by": "analyst",
-        "channel": "export",
-        "at": 150,
-    },
-    {
-        "pk": 9,
-        "s": GONE,
-        "v": "v0",
-        "partner": 7,
-        "cred": None,
-        "by": "scheduler",
-        "channel": "push",
-        "at": 200,
-    },
+    dict(zip(_FIELDS, row, strict=True))
+    for row in (
+        # A TAXII page of two versions for cred-x; at the same moment, a page of one for another
+        # partner's cred-y; an export to cert-x; a push of a version deleted before
+        # deleted_version existed (only the ledger says what it was).
+        (1, KEPT, "v1", 7, "cred-x", "cred-x", "taxii", 100),
+        (3, OTHER, "v1", 7, "cred-x", "cred-x", "taxii", 100),
+        (3, OTHER, "v1", 8, "cred-y", "cred-y", "taxii", 100),
+        (1, KEPT, "v1", 7, None, "analyst", "export", 150),
+        (9, GONE, "v0", 7, None, "scheduler", "push", 200),
+    )
 ]
 
 
@@ -151,6 +121,7 @@ def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_dat
         upgrade(engine, "0014_policy_token")
         with engine.begin() as conn:
             seed_partner(conn, 7, "cert-x")
+            seed_partner(conn, 8, "cert-y")
             seed_collection(conn)
             _version(conn, 1, KEPT)
             _version(conn, 3, OTHER)
@@ -170,13 +141,15 @@ def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_dat
                 )
             ).all()
             deleted = conn.execute(text("SELECT pk, stix_id, version_text FROM deleted_version")).all()
+        # Two pages at the same moment, for two partners, stay two deliveries.
         assert [tuple(d)[1:] for d in deliveries] == [
             (1, 7, "cred-x", "cred-x", "taxii", 100, 2),
+            (1, 8, "cred-y", "cred-y", "taxii", 100, 1),
             (1, 7, None, "analyst", "export", 150, 1),
             (1, 7, None, "scheduler", "push", 200, 1),
         ]
-        taxii, export, push = (d.pk for d in deliveries)
-        assert [tuple(r) for r in rows] == [(taxii, 1), (taxii, 3), (export, 1), (push, 9)]
+        taxii, other, export, push = (d.pk for d in deliveries)
+        assert [tuple(r) for r in rows] == [(taxii, 1), (taxii, 3), (other, 3), (export, 1), (push, 9)]
         assert [tuple(r) for r in deleted] == [(9, GONE, "v0")]
         assert {ix["name"] for ix in inspect(engine).get_indexes("disclosure")} == {
             "ix_disclosure_version",
@@ -192,13 +165,30 @@ def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_dat
             ("taxii", "cred-x", "cred-x"),
         ]
         assert [(r["channel"], r["version"]) for r in gone] == [("push", "v0")]
+        # New deliveries number on from the migrated ones (PostgreSQL's sequence was moved on).
+        with make_session_factory(engine)() as db:
+            disclosure.record_versions(
+                db,
+                partner_pk=7,
+                credential_id="cred-x",
+                requested_by="cred-x",
+                object_version_pks=[1],
+                collection_pk=1,
+                channel="taxii",
+            )
+            db.commit()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT MAX(pk) FROM delivery")).scalar() == push + 1
+            conn.execute(text("DELETE FROM disclosure WHERE delivery_pk = :d"), {"d": push + 1})
+            conn.execute(text("DELETE FROM delivery WHERE pk = :d"), {"d": push + 1})
+            conn.commit()
 
         command.downgrade(alembic_config(engine), "0014_policy_token")
         with engine.connect() as conn:
             back = conn.execute(
                 text(
                     "SELECT object_version_pk, stix_id, version, partner_pk, credential_id, requested_by, "
-                    "channel, at_us FROM disclosure ORDER BY at_us, object_version_pk"
+                    "channel, at_us FROM disclosure ORDER BY at_us, object_version_pk, partner_pk"
                 )
             ).all()
         assert [tuple(r) for r in back] == [

@@ -19,13 +19,6 @@ depends_on = None
 DETAILS = ("collection_pk", "partner_pk", "credential_id", "requested_by", "channel", "at_us")
 
 
-def _same(left: str, right: str, column: str) -> str:
-    # NULL-safe equality (the recipient columns are NULL for exports, pushes and staff).
-    if op.get_bind().dialect.name == "sqlite":
-        return f"{left}.{column} IS {right}.{column}"
-    return f"{left}.{column} IS NOT DISTINCT FROM {right}.{column}"
-
-
 def _drop_trigger() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS partner_keeps_ledger")
@@ -72,11 +65,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk"),
     )
     details = ", ".join(DETAILS)
-    # The rows of one delivery share all of these (one page's rows were written with one at_us).
-    op.execute(
-        f"INSERT INTO delivery ({details}, objects) SELECT {details}, COUNT(*) FROM disclosure "
-        f"GROUP BY {details} ORDER BY MIN(pk)"
-    )
+    # The rows of one delivery share all of these (one page's rows were written with one at_us):
+    # numbered in time order by a window over them (NULLs are peers there, as they must be here),
+    # a delivery is a number, with no join on six nullable columns (which would be quadratic).
+    in_time = ", ".join(("at_us", *(c for c in DETAILS if c != "at_us")))
+    numbered = f"SELECT d.*, DENSE_RANK() OVER (ORDER BY {in_time}) AS delivery FROM disclosure d"
     # A version deleted before deleted_version existed is named, from here on, only by its pk:
     # keep what the old rows said it was (0013_ledger did the same for the versions gone then).
     op.execute(
@@ -87,6 +80,15 @@ def upgrade() -> None:
         "(SELECT 1 FROM deleted_version g WHERE g.pk = d.object_version_pk) "
         "GROUP BY d.object_version_pk"
     )
+    op.execute(
+        f"INSERT INTO delivery (pk, {details}, objects) SELECT delivery, {details}, COUNT(*) "
+        f"FROM ({numbered}) n GROUP BY delivery, {details}"
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "SELECT setval(pg_get_serial_sequence('delivery', 'pk'), COALESCE(MAX(pk), 0) + 1, false) "
+            "FROM delivery"
+        )
     op.drop_index("ix_disclosure_partner", table_name="disclosure")
     op.drop_index("ix_disclosure_version_recipient", table_name="disclosure")
     op.rename_table("disclosure", "disclosure_rows")
@@ -95,10 +97,9 @@ def upgrade() -> None:
         sa.Column("delivery_pk", sa.BigInteger(), nullable=False),
         sa.Column("object_version_pk", sa.BigInteger(), nullable=False),
     )
-    same = " AND ".join(_same("v", "r", c) for c in DETAILS)
     op.execute(
-        "INSERT INTO disclosure (delivery_pk, object_version_pk) "
-        f"SELECT v.pk, r.object_version_pk FROM disclosure_rows r JOIN delivery v ON {same} ORDER BY r.pk"
+        "INSERT INTO disclosure (delivery_pk, object_version_pk) SELECT delivery, object_version_pk "
+        f"FROM ({numbered.replace('FROM disclosure d', 'FROM disclosure_rows d')}) n ORDER BY pk"
     )
     op.drop_table("disclosure_rows")
     op.create_index("ix_delivery_partner", "delivery", ["partner_pk", "at_us"], unique=False)
