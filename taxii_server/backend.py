@@ -456,7 +456,10 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         recipient = self._recipient()
         ledger = None
         if not recipient.is_internal:
-            self._end_read()
+            if self._db().get_bind().dialect.name == "sqlite":
+                # SQLite only: an open reader pins the WAL the ledger writes into (see _end_read);
+                # on PostgreSQL the read transaction may stay open beside the ledger's.
+                self._end_read()
 
             def write() -> None:
                 with session_scope(self._factory, write=True) as db:

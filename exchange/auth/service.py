@@ -130,7 +130,14 @@ def authenticate(
         return None
     if "\x00" in credential_id or "\x00" in key:  # no credential holds one; PostgreSQL cannot compare it
         return None
-    credential = db.get(Credential, credential_id)
+    # The credential and its partner's slug and status in one query (partners pull page after
+    # page; each request authenticates).
+    found = db.execute(
+        select(Credential, Partner.slug, Partner.status)
+        .outerjoin(Partner, Partner.pk == Credential.partner_pk)
+        .where(Credential.id == credential_id)
+    ).first()
+    credential, holder = (found[0], (found.slug, found.status)) if found is not None else (None, None)
     if credential is None:
         # DESIGN: the Basic user name may be the partner's slug; the key names its credential.
         credential = _partner_credential(db, credential_id, key)
@@ -143,7 +150,7 @@ def authenticate(
         return None
     if credential.cert_sha256 is None and certificate is not None and find_by_certificate(db, certificate):
         return None
-    return _principal(db, credential)
+    return _principal(db, credential, holder)
 
 
 def authenticate_certificate(db: Session, certificate: str) -> Principal | None:
@@ -178,17 +185,23 @@ def bind_certificate(db: Session, credential_id: str, certificate: str | None, *
     return credential
 
 
-def _principal(db: Session, credential: Credential) -> Principal | None:
+def _principal(
+    db: Session, credential: Credential, holder: tuple[str | None, str | None] | None = None
+) -> Principal | None:
+    """The caller `credential` makes, or None; `holder` is its partner's (slug, status) when the
+    caller already read them with the credential ((None, None): no such partner)."""
     if credential.revoked_at is not None:
         return None
     if credential.expires_at is not None and credential.expires_at <= utcnow():
         return None
     slug = None
     if credential.partner_pk is not None:
-        partner = db.get(Partner, credential.partner_pk)
-        if partner is None or partner.status != "active":
+        if holder is None:
+            partner = db.get(Partner, credential.partner_pk)
+            holder = (partner.slug, partner.status) if partner is not None else (None, None)
+        slug, status = holder
+        if slug is None or status != "active":
             return None
-        slug = partner.slug
     return Principal(
         credential_id=credential.id,
         name=credential.name,

@@ -237,9 +237,14 @@ def body_texts(rows: Sequence[AnyRow], access: CollectionAccess, *, exchange_ide
         return [r.body for r in rows]
     if grant.redact or grant.anonymize_source:
         return [body_text(r, access, exchange_identity=exchange_identity) for r in rows]
-    read = _reader(rows[0], ("origin_partner_pk", "originator_partner_pk"))
+    fields = list(rows[0]._fields)
+    body, source, originator = (
+        fields.index(n) for n in ("body", "origin_partner_pk", "originator_partner_pk")
+    )
     return [
-        r.body if read(r) == (None, None) else body_text(r, access, exchange_identity=exchange_identity)
+        r[body]
+        if r[source] is None and r[originator] is None
+        else body_text(r, access, exchange_identity=exchange_identity)
         for r in rows
     ]
 

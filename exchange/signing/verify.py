@@ -21,8 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.errors import BadRequestError, ExchangeError
-from exchange.signing.jws import SIGNATURE_MEMBER, canonical_bytes
-from exchange.signing.keys import ALG, b64url, b64url_decode
+from exchange.signing.jws import SIGNATURE_MEMBER, canonical_bytes, signing_input
+from exchange.signing.keys import ALG, b64url_decode
 
 MALFORMED_TOKEN = "malformed token"
 NOT_DETACHED = "not detached"
@@ -165,7 +165,7 @@ def verify_detached(
 
     try:
         signature = b64url_decode(signature_segment)
-        public_key.verify(signature, f"{protected}.{b64url(content)}".encode("ascii"))
+        public_key.verify(signature, signing_input(protected.encode("ascii"), content))
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise SignatureError(BAD_SIGNATURE, "the content or the header changed after signing") from exc
 
