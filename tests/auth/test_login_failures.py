@@ -108,3 +108,31 @@ def test_a_wrong_key_costs_the_same_for_known_and_unknown_ids(db):
     # Generous: before, an unknown id answered about ten times sooner than a known one.
     assert _median_seconds(unknown) > slow / 2.5, "an unknown credential id is refused measurably sooner"
     assert _median_seconds(was_revoked) > slow / 2.5, "a revoked credential id is refused measurably sooner"
+
+
+def test_a_partner_credential_signs_in_only_while_its_partner_is_active(db):
+    """The credential and its partner's status are read in one query: by credential id and by
+    the partner's slug as user name alike, a suspended partner's key is refused, and allowed
+    again once the partner is active."""
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    partner, credential, key = partner_service.create(db, slug=slug, name="P", country="IN", actor="test")
+    cache = VerifiedKeyCache(60)
+
+    def callers() -> list[object]:
+        return [auth_service.authenticate(db, user, key, cache=cache) for user in (credential.id, slug)]
+
+    active = callers()
+    assert [(p.partner_slug, p.partner_pk, p.credential_id) for p in active] == [  # type: ignore[union-attr]
+        (slug, partner.pk, credential.id)
+    ] * 2
+    partner_service.set_status(db, slug, "suspended", actor="test")
+    db.flush()
+    assert callers() == [None, None]
+    partner_service.set_status(db, slug, "active", actor="test")
+    db.flush()
+    assert all(p is not None for p in callers())
+    # A wrong key is refused whatever the partner's status.
+    assert (
+        auth_service.authenticate(db, credential.id, key[:-1] + ("A" if key[-1] != "A" else "B"), cache=cache)
+        is None
+    )
