@@ -6,11 +6,24 @@ import functools
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import BigInteger, Insert, Select, Subquery, Table, bindparam, func, insert, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Insert,
+    Select,
+    Subquery,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.disclosure.models import Delivery, Disclosure
+from exchange.errors import ServiceUnavailableError
 from exchange.intel import chain, query
 from exchange.intel.models import DeletedVersion, ObjectVersion
 from exchange.intel.timestamps import now_us, us_to_text
@@ -34,8 +47,10 @@ def record_versions(
     holds; it is written before every partner page is answered). A version listed twice gets two
     rows, as it was delivered twice.
 
-    The rows name versions by pk only: a version deleted since it was read is found, as every
-    deleted version is, in deleted_version under the same pk.
+    The rows name versions by pk only (deleted_version keeps a deleted version's id and version
+    under its pk). A version deleted since the page was read leaves its row out: then this
+    raises ServiceUnavailableError (answered 503 with Retry-After), the caller's transaction is
+    rolled back, delivery row included, and the page is not served.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
@@ -58,9 +73,15 @@ def record_versions(
             "objects": len(object_version_pks),
         },
     ).scalar_one()
-    conn.execute(
+    inserted = conn.execute(
         _items(dialect), {"delivery_pk": delivery, "keys": query.key_list(dialect, object_version_pks)}
-    )
+    ).rowcount
+    if inserted != len(object_version_pks):
+        # Deleted since the page was read (or not yet replayed away on the replica it was read
+        # from): a withdrawn object is not served. The caller's transaction is rolled back.
+        raise ServiceUnavailableError(
+            "an object of this page was deleted while the page was assembled; try again"
+        )
     metrics.OBJECTS_SERVED.inc(len(object_version_pks), channel=channel)
     return len(object_version_pks)
 
@@ -76,10 +97,17 @@ _DELIVERY = (
 
 @functools.cache
 def _items(dialect: str) -> Insert:
-    """INSERT INTO disclosure SELECT :delivery_pk, <each key of :keys>."""
-    return insert(_DISCLOSURES).from_select(
-        ("delivery_pk", "object_version_pk"),
-        select(bindparam("delivery_pk", type_=BigInteger()), query.each_key(dialect, "keys")),
+    """INSERT INTO disclosure SELECT :delivery_pk, k FROM <each key of :keys> k WHERE version k is
+    stored (on the primary: an index probe by pk each)."""
+    key = query.each_key(dialect, "keys")
+    stored = exists(select(ObjectVersion.pk).where(ObjectVersion.pk == key))
+    return (
+        insert(_DISCLOSURES)
+        .from_select(
+            ("delivery_pk", "object_version_pk"),
+            select(bindparam("delivery_pk", type_=BigInteger()), key).where(stored),
+        )
+        .execution_options(preserve_rowcount=True)
     )
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from exchange import metrics
 from exchange.database.core import plan_for_current_size
 from exchange.errors import InvalidJsonError, InvalidStixError, PayloadTooLargeError
 from exchange.intel import release
-from exchange.intel.models import Collection, ObjectRef, ObjectVersion
+from exchange.intel.models import Collection, DeletedVersion, ObjectRef, ObjectVersion
 from exchange.intel.strictjson import canonical_text
 from exchange.intel.timestamps import now_us, us_to_text
 from exchange.intel.validation import StixMeta, validate_object
@@ -273,8 +273,12 @@ def ingest(
         return result
     _set_version_flags(db, stored, {c.meta.stix_id for c in new_rows})
     rows = [c.row for c in new_rows if c.row is not None]  # every new candidate got its row above
-    for row in rows:
-        del row["pk"]
+    first_pk = _first_free_pk(db)
+    for i, row in enumerate(rows):
+        if first_pk is None:
+            del row["pk"]
+        else:
+            row["pk"] = first_pk + i
     for start in range(0, len(rows), _CHUNK):
         db.execute(insert(ObjectVersion), rows[start : start + _CHUNK])
     linked = _store_refs(db, collection.pk, [c for c in new_rows if c.refs])
@@ -491,6 +495,21 @@ def closure_refs(obj: dict[str, Any]) -> set[str]:
             ref = "unresolvable--" + hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest()
         found.add(ref)
     return found
+
+
+def _first_free_pk(db: Session) -> int | None:
+    """On SQLite, the pk after every one ever used, stored or deleted; None elsewhere.
+
+    SQLite numbers a new row after the largest pk present, so deleting the newest version freed
+    its pk for the next one, and the disclosure ledger, which names versions by pk (a deleted one
+    through deleted_version), would have named the new version too. PostgreSQL's sequence never
+    gives a number twice. Ingest holds SQLite's write lock, so no other writer numbers meanwhile.
+    """
+    if db.get_bind().dialect.name != "sqlite":
+        return None
+    stored = db.scalar(select(func.max(ObjectVersion.pk))) or 0
+    deleted = db.scalar(select(func.max(DeletedVersion.pk))) or 0
+    return max(stored, deleted) + 1
 
 
 def _store_refs(db: Session, collection_pk: int, cands: list[_Candidate]) -> dict[int, set[str]]:

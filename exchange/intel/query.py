@@ -94,10 +94,11 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
 
 def each_key(dialect: str, name: str) -> ColumnElement[Any]:
     """One row per integer key of the list bound later as `name` (`key_list` makes the value),
-    for an INSERT ... SELECT built once: one parameter however many keys, as in `among`
-    (PostgreSQL unnests an array, SQLite walks a JSON array with json_each)."""
+    as the column of a table-valued function, for statements built once: one parameter however
+    many keys, as in `among` (PostgreSQL unnests an array, SQLite walks a JSON array)."""
     if dialect == "postgresql":
-        return func.unnest(bindparam(name, type_=ARRAY(BigInteger)))
+        keys = func.unnest(bindparam(name, type_=ARRAY(BigInteger))).table_valued("key")
+        return keys.render_derived(with_types=False).c.key
     if dialect == "sqlite":
         return func.json_each(bindparam(name, type_=String())).table_valued("value").c.value
     raise NotImplementedError(f"no key list for the {dialect} dialect")

@@ -19,6 +19,7 @@ from tests.support.databases import seed_collection, seed_partner
 KEPT = "indicator--00000000-0000-4000-8000-000000000001"
 GONE = "indicator--00000000-0000-4000-8000-000000000002"
 OTHER = "indicator--00000000-0000-4000-8000-000000000003"
+REUSED = "indicator--00000000-0000-4000-8000-000000000004"
 
 
 def test_0013_keeps_deleted_versions_the_ledger_names_and_drops_the_stix_id_index(empty_database):
@@ -111,6 +112,8 @@ OLD_ROWS = [
         (3, OTHER, "v1", 8, "cred-y", "cred-y", "taxii", 100),
         (1, KEPT, "v1", 7, None, "analyst", "export", 150),
         (9, GONE, "v0", 7, None, "scheduler", "push", 200),
+        # A row whose pk SQLite has since given to another version (KEPT): pk alone cannot name it.
+        (1, REUSED, "v9", 7, None, "scheduler", "push", 300),
     )
 ]
 
@@ -147,10 +150,16 @@ def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_dat
             (1, 8, "cred-y", "cred-y", "taxii", 100, 1),
             (1, 7, None, "analyst", "export", 150, 1),
             (1, 7, None, "scheduler", "push", 200, 1),
+            (1, 7, None, "scheduler", "push", 300, 1),
         ]
-        taxii, other, export, push = (d.pk for d in deliveries)
+        taxii, other, export, push, _ = (d.pk for d in deliveries)
         assert [tuple(r) for r in rows] == [(taxii, 1), (taxii, 3), (other, 3), (export, 1), (push, 9)]
         assert [tuple(r) for r in deleted] == [(9, GONE, "v0")]
+        with engine.connect() as conn:
+            unresolved = conn.execute(
+                text("SELECT object_version_pk, stix_id, version FROM disclosure_unresolved")
+            ).all()
+        assert [tuple(r) for r in unresolved] == [(1, REUSED, "v9")]
         assert {ix["name"] for ix in inspect(engine).get_indexes("disclosure")} == {
             "ix_disclosure_version",
             "ix_disclosure_delivery",
@@ -178,9 +187,9 @@ def test_0015_makes_one_delivery_per_page_and_keeps_every_row_and_back(empty_dat
             )
             db.commit()
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT MAX(pk) FROM delivery")).scalar() == push + 1
-            conn.execute(text("DELETE FROM disclosure WHERE delivery_pk = :d"), {"d": push + 1})
-            conn.execute(text("DELETE FROM delivery WHERE pk = :d"), {"d": push + 1})
+            assert conn.execute(text("SELECT MAX(pk) FROM delivery")).scalar() == push + 2
+            conn.execute(text("DELETE FROM disclosure WHERE delivery_pk = :d"), {"d": push + 2})
+            conn.execute(text("DELETE FROM delivery WHERE pk = :d"), {"d": push + 2})
             conn.commit()
 
         command.downgrade(alembic_config(engine), "0014_policy_token")

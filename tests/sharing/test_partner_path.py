@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections import namedtuple
 
+import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
@@ -14,10 +15,10 @@ from sqlalchemy import func, select, union_all
 
 from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Delivery, Disclosure
+from exchange.errors import ServiceUnavailableError
 from exchange.intel import ingest, query, service
 from exchange.intel.models import DeletedVersion, ObjectVersion
 from exchange.partner import service as partner_service
-from exchange.partner.models import Partner
 from exchange.sharing import gate, visibility
 from exchange.sharing.access import CollectionAccess
 from policies.engine import ObjectFacts, ReadGrant, decide
@@ -158,31 +159,55 @@ def test_a_version_served_twice_is_recorded_twice(db, settings) -> None:  # type
     assert _deliveries(db, coll_pk) == [(None, "analyst", "export", 5)]
 
 
-def test_a_version_deleted_after_it_was_read_stays_named_in_the_ledger(db, settings) -> None:  # type: ignore[no-untyped-def]
-    """A TAXII DELETE between a page's read and its ledger write: the page was read before the
-    delete, so it is served and recorded; the row names the version by pk, and deleted_version
-    (where DELETE keeps every deleted version) still says what it was and who received it."""
-    coll_pk, pks = _stored(db, settings, 3)
-    partner = db.get(Partner, _partner(db))
-    gone_pk, gone_id = db.execute(
-        select(ObjectVersion.pk, ObjectVersion.stix_id).where(ObjectVersion.pk == pks[1])
-    ).one()
+def test_a_version_deleted_before_its_ledger_row_fails_the_page(db, settings) -> None:  # type: ignore[no-untyped-def]
+    """A TAXII DELETE between a page's read and its ledger write (or a page read from a replica
+    that has not replayed the delete yet): the withdrawn object is not served (503), and nothing
+    is half recorded, delivery row included."""
+    coll_pk, pks = _stored(db, settings, 4)
+    partner_pk = _partner(db)
+    gone_id = db.scalar(select(ObjectVersion.stix_id).where(ObjectVersion.pk == pks[2]))
+    savepoint = db.begin_nested()
     assert query.delete_versions(
         db, collection_pk=coll_pk, stix_id=gone_id, flt=query.ObjectFilter(versions=("all",))
     )
-    written = disclosure.record_versions(
+    with pytest.raises(ServiceUnavailableError):
+        disclosure.record_versions(
+            db,
+            partner_pk=partner_pk,
+            credential_id="cred-x",
+            requested_by="cred-x",
+            object_version_pks=pks,
+            collection_pk=coll_pk,
+            channel="taxii",
+        )
+    savepoint.rollback()  # what the request's session_scope does with the error
+    assert _ledger_rows(db, coll_pk) == [] and _deliveries(db, coll_pk) == []
+
+
+def test_a_deleted_newest_versions_pk_is_never_given_to_another_version(db, settings) -> None:  # type: ignore[no-untyped-def]
+    """The ledger names versions by pk: a pk freed by deleting the newest version (SQLite numbers
+    after the largest pk present) must not come back, or the next version would inherit who
+    received the deleted one."""
+    coll_pk, pks = _stored(db, settings, 2)
+    newest = max(pks)
+    newest_id = db.scalar(select(ObjectVersion.stix_id).where(ObjectVersion.pk == newest))
+    disclosure.record_versions(
         db,
-        partner_pk=partner.pk,
+        partner_pk=_partner(db),
         credential_id="cred-x",
         requested_by="cred-x",
-        object_version_pks=pks,
+        object_version_pks=[newest],
         collection_pk=coll_pk,
         channel="taxii",
     )
-    assert written == 3
-    assert gone_pk in {pk for pk, _, _ in _ledger_rows(db, coll_pk)}
-    received = disclosure.recipients(db, gone_id)["received"]
-    assert [(r["partner"], r["credential_id"], r["times"]) for r in received] == [(partner.slug, "cred-x", 1)]
+    assert query.delete_versions(
+        db, collection_pk=coll_pk, stix_id=newest_id, flt=query.ObjectFilter(versions=("all",))
+    )
+    _, fresh = _stored(db, settings, 1)
+    assert fresh[0] > newest
+    fresh_id = db.scalar(select(ObjectVersion.stix_id).where(ObjectVersion.pk == fresh[0]))
+    assert disclosure.recipients(db, fresh_id)["received"] == []
+    assert [r["credential_id"] for r in disclosure.recipients(db, newest_id)["received"]] == ["cred-x"]
 
 
 def _grant(**kwargs) -> ReadGrant:  # type: ignore[no-untyped-def]

@@ -19,6 +19,17 @@ depends_on = None
 DETAILS = ("collection_pk", "partner_pk", "credential_id", "requested_by", "channel", "at_us")
 
 
+# A ledger row (alias {d}) whose version pk is in both object_version and deleted_version, or
+# names neither with the row's STIX id and version.
+_UNRESOLVED = (
+    "(EXISTS (SELECT 1 FROM object_version o WHERE o.pk = {d}.object_version_pk) AND EXISTS "
+    "(SELECT 1 FROM deleted_version g WHERE g.pk = {d}.object_version_pk)) OR (NOT EXISTS "
+    "(SELECT 1 FROM object_version o WHERE o.pk = {d}.object_version_pk AND o.stix_id = {d}.stix_id "
+    "AND o.version_text = {d}.version) AND NOT EXISTS (SELECT 1 FROM deleted_version g WHERE "
+    "g.pk = {d}.object_version_pk AND g.stix_id = {d}.stix_id AND g.version_text = {d}.version))"
+)
+
+
 def _drop_trigger() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS partner_keeps_ledger")
@@ -80,6 +91,14 @@ def upgrade() -> None:
         "(SELECT 1 FROM deleted_version g WHERE g.pk = d.object_version_pk) "
         "GROUP BY d.object_version_pk"
     )
+    # SQLite gave a deleted newest version's pk to the next version (ingest now numbers past
+    # every pk used): a row whose pk is so shared, or whose id and version its pk no longer
+    # names, cannot be named by pk alone. Such rows are kept whole, as they were, in
+    # disclosure_unresolved, and left out of the new ledger (where they would name another
+    # version).
+    op.execute(
+        f"CREATE TABLE disclosure_unresolved AS SELECT * FROM disclosure d WHERE {_UNRESOLVED.format(d='d')}"
+    )
     op.execute(
         f"INSERT INTO delivery (pk, {details}, objects) SELECT delivery, {details}, COUNT(*) "
         f"FROM ({numbered}) n GROUP BY delivery, {details}"
@@ -99,7 +118,8 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO disclosure (delivery_pk, object_version_pk) SELECT delivery, object_version_pk "
-        f"FROM ({numbered.replace('FROM disclosure d', 'FROM disclosure_rows d')}) n ORDER BY pk"
+        f"FROM ({numbered.replace('FROM disclosure d', 'FROM disclosure_rows d')}) n "
+        f"WHERE NOT ({_UNRESOLVED.format(d='n')}) ORDER BY pk"
     )
     op.drop_table("disclosure_rows")
     op.create_index("ix_delivery_partner", "delivery", ["partner_pk", "at_us"], unique=False)
@@ -138,6 +158,11 @@ def downgrade() -> None:
         "SELECT pk, stix_id, version_text FROM deleted_version) s ON s.pk = i.object_version_pk "
         "ORDER BY i.delivery_pk"
     )
+    op.execute(
+        f"INSERT INTO disclosure (object_version_pk, stix_id, version, {details}) "
+        f"SELECT object_version_pk, stix_id, version, {details} FROM disclosure_unresolved"
+    )
+    op.drop_table("disclosure_unresolved")
     op.drop_table("disclosure_items")
     op.drop_index("ix_delivery_partner", table_name="delivery")
     op.drop_table("delivery")
