@@ -7,7 +7,7 @@ Before: one row per served version with an id column, the STIX id and version co
 object_version, the recipient, channel, collection and time repeated on each row, and indexes on
 (partner_pk, at_us) and (object_version_pk, partner_pk, credential_id). Now: one delivery row
 (who, how, when, from where, how many; index on (partner_pk, at_us)) and one (delivery_pk,
-object_version_pk) row per version, indexed by each. Each page is 1,000 versions picked at random
+object_version_pk) row per version not deleted (checked in deleted_version), indexed by each. Each page is 1,000 versions picked at random
 from `--existing` stored ones, written in one transaction and committed, as the exchange writes a
 page's ledger (SQLite in WAL mode with synchronous=NORMAL); the two layouts take turns page by
 page. Prints the median and 90th percentile milliseconds per page and their ratio.
@@ -78,9 +78,14 @@ def _now(conn: Connection, keys: list[int], sqlite: bool) -> None:
         ),
         {"c": CREDENTIAL, "at": time.time_ns() // 1000, "n": len(keys)},
     ).scalar_one()
-    each = "value FROM json_each(:keys)" if sqlite else "unnest(CAST(:keys AS BIGINT[]))"
+    each = "json_each(:keys) k" if sqlite else "unnest(CAST(:keys AS BIGINT[])) AS k(value)"
+    # As record_versions: a row only for a version not deleted (a probe into deleted_version).
     conn.execute(
-        text(f"INSERT INTO disclosure (delivery_pk, object_version_pk) SELECT :d, {each}"),
+        text(
+            f"INSERT INTO disclosure (delivery_pk, object_version_pk) SELECT :d, k.value FROM {each} "
+            "WHERE NOT EXISTS (SELECT 1 FROM deleted_version g WHERE g.pk = k.value AND NOT EXISTS "
+            "(SELECT 1 FROM object_version o WHERE o.pk = g.pk))"
+        ),
         {"d": delivery, "keys": _bound(keys, sqlite)},
     )
 
@@ -103,6 +108,12 @@ def run(url: str, *, existing: int, pages: int, seed: int) -> dict[str, list[flo
                     "CREATE TABLE object_version (pk BIGINT PRIMARY KEY, stix_id VARCHAR(300), "
                     "version_text VARCHAR(40))"
                 )
+            )
+            conn.execute(text("CREATE TABLE deleted_version (pk BIGINT PRIMARY KEY)"))
+            # A few hundred deleted versions, as an exchange that has deleted some holds.
+            conn.execute(
+                text("INSERT INTO deleted_version VALUES (:pk)"),
+                [{"pk": existing + 1 + i} for i in range(300)],
             )
             for statement in (*BEFORE, *NOW):
                 conn.execute(text(statement.format(serial=serial)))
