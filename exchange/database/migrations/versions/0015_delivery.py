@@ -30,6 +30,26 @@ _UNRESOLVED = (
 )
 
 
+def _details() -> list[sa.Column]:  # type: ignore[type-arg]
+    """The DETAILS columns, as delivery holds them now and disclosure held them before."""
+    return [
+        sa.Column("collection_pk", sa.Integer(), nullable=False),
+        sa.Column("partner_pk", sa.Integer(), nullable=True),
+        sa.Column("credential_id", sa.String(length=64), nullable=True),
+        sa.Column("requested_by", sa.String(length=64), nullable=True),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("at_us", sa.BigInteger(), nullable=False),
+    ]
+
+
+def _numbered(table: str) -> str:
+    """`table`'s old ledger rows, each with its delivery's number: a window in time order over the
+    DETAILS (NULLs are peers there, as they must be here), with no join on six nullable columns
+    (which would be quadratic)."""
+    in_time = ", ".join(("at_us", *(c for c in DETAILS if c != "at_us")))
+    return f"SELECT d.*, DENSE_RANK() OVER (ORDER BY {in_time}) AS delivery FROM {table} d"
+
+
 def _drop_trigger() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS partner_keeps_ledger")
@@ -66,21 +86,12 @@ def upgrade() -> None:
         sa.Column(
             "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column("collection_pk", sa.Integer(), nullable=False),
-        sa.Column("partner_pk", sa.Integer(), nullable=True),
-        sa.Column("credential_id", sa.String(length=64), nullable=True),
-        sa.Column("requested_by", sa.String(length=64), nullable=True),
-        sa.Column("channel", sa.String(length=16), nullable=False),
-        sa.Column("at_us", sa.BigInteger(), nullable=False),
+        *_details(),
         sa.Column("objects", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("pk"),
     )
     details = ", ".join(DETAILS)
-    # The rows of one delivery share all of these (one page's rows were written with one at_us):
-    # numbered in time order by a window over them (NULLs are peers there, as they must be here),
-    # a delivery is a number, with no join on six nullable columns (which would be quadratic).
-    in_time = ", ".join(("at_us", *(c for c in DETAILS if c != "at_us")))
-    numbered = f"SELECT d.*, DENSE_RANK() OVER (ORDER BY {in_time}) AS delivery FROM disclosure d"
+    # The rows of one delivery share all of these (one page's rows were written with one at_us).
     # A version deleted before deleted_version existed is named, from here on, only by its pk:
     # keep what the old rows said it was (0013_ledger did the same for the versions gone then).
     op.execute(
@@ -101,7 +112,7 @@ def upgrade() -> None:
     )
     op.execute(
         f"INSERT INTO delivery (pk, {details}, objects) SELECT delivery, {details}, COUNT(*) "
-        f"FROM ({numbered}) n GROUP BY delivery, {details}"
+        f"FROM ({_numbered('disclosure')}) n GROUP BY delivery, {details}"
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -118,7 +129,7 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO disclosure (delivery_pk, object_version_pk) SELECT delivery, object_version_pk "
-        f"FROM ({numbered.replace('FROM disclosure d', 'FROM disclosure_rows d')}) n "
+        f"FROM ({_numbered('disclosure_rows')}) n "
         f"WHERE NOT ({_UNRESOLVED.format(d='n')}) ORDER BY pk"
     )
     op.drop_table("disclosure_rows")
@@ -141,12 +152,7 @@ def downgrade() -> None:
         sa.Column("object_version_pk", sa.BigInteger(), nullable=False),
         sa.Column("stix_id", sa.String(length=300), nullable=False),
         sa.Column("version", sa.String(length=40), nullable=False),
-        sa.Column("collection_pk", sa.Integer(), nullable=False),
-        sa.Column("partner_pk", sa.Integer(), nullable=True),
-        sa.Column("credential_id", sa.String(length=64), nullable=True),
-        sa.Column("requested_by", sa.String(length=64), nullable=True),
-        sa.Column("channel", sa.String(length=16), nullable=False),
-        sa.Column("at_us", sa.BigInteger(), nullable=False),
+        *_details(),
         sa.PrimaryKeyConstraint("pk"),
     )
     details = ", ".join(DETAILS)
