@@ -15,7 +15,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,6 @@ from exchange.agreement import service as agreement_service
 from exchange.config import Settings
 from exchange.database.core import rowcount, session_scope
 from exchange.database.types import utcnow
-from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.service import safe_url
 from exchange.intel import query
@@ -166,22 +164,6 @@ def _state(factory: sessionmaker[Session], partner_pk: int, collection_pk: int) 
         return _state(factory, partner_pk, collection_pk)
 
 
-def _already_received(db: Session, partner_pk: int, rows: Sequence[AnyRow]) -> set[int]:
-    """Object version pks among `rows` that the partner received before, through any channel."""
-    if not rows:
-        return set()
-    return set(
-        db.scalars(
-            select(Disclosure.object_version_pk)
-            .join(Delivery, Delivery.pk == Disclosure.delivery_pk)
-            .where(
-                Delivery.partner_pk == partner_pk,
-                query.among(db, Disclosure.object_version_pk, [r.pk for r in rows]),
-            )
-        )
-    )
-
-
 def _next_envelope(
     db: Session,
     *,
@@ -210,7 +192,8 @@ def _next_envelope(
             columns=(ObjectVersion.body,),
             recipient=recipient,
         )
-        have = _already_received(db, recipient.partner_pk, page.rows)
+        # Through any channel: a push recipient has no credential, so it counts by partner.
+        have = outbound.already_received(db, recipient, [r.pk for r in page.rows])
         for row, position in zip(page.rows, page.positions, strict=True):
             if row.pk in have:
                 continue  # already with the partner: passed over

@@ -43,7 +43,7 @@ def record_versions(
     channel: str,
 ) -> int:
     """One delivery to a partner holding `object_version_pks`: its delivery row, then one ledger
-    row per entry, the keys bound as a single array (one statement however many objects a page
+    row per entry, the keys bound as a single array (two statements however many objects a page
     holds; it is written before every partner page is answered). A version listed twice gets two
     rows, as it was delivered twice.
 
@@ -136,11 +136,7 @@ def named_versions(stix_ids: Sequence[str]) -> Subquery:
 def version_pks(stix_ids: Sequence[str]) -> Select[tuple[int]]:
     """The pks of every version of these objects, stored or deleted: what ledger rows name them by
     (the ledger keeps no STIX id; see exchange.disclosure.models)."""
-    ids = sorted(set(stix_ids))
-    return union_all(
-        select(ObjectVersion.pk).where(ObjectVersion.stix_id.in_(ids)),
-        select(DeletedVersion.pk).where(DeletedVersion.stix_id.in_(ids)),
-    )  # type: ignore[return-value]
+    return select(named_versions(stix_ids).c.pk)
 
 
 def recipients(db: Session, stix_id: str) -> dict:  # type: ignore[type-arg]

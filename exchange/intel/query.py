@@ -82,14 +82,13 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
     An expanding IN renders and binds a thousand parameters on every run; an array (PostgreSQL)
     or a JSON array read by json_each (SQLite) is one value, and the statement stays the same.
     """
-    keys = [int(v) for v in values]
     dialect = db.get_bind().dialect.name
     if dialect == "postgresql":
-        return column == func.any(literal(keys, ARRAY(BigInteger)))  # type: ignore[no-any-return]
+        return column == func.any(literal(key_list(dialect, values), ARRAY(BigInteger)))  # type: ignore[no-any-return]
     if dialect == "sqlite":
-        each = func.json_each(literal(orjson.dumps(keys).decode())).table_valued("value")
+        each = func.json_each(literal(key_list(dialect, values))).table_valued("value")
         return column.in_(select(each.c.value))  # type: ignore[no-any-return]
-    return column.in_(keys)  # type: ignore[no-any-return]
+    return column.in_([int(v) for v in values])  # type: ignore[no-any-return]
 
 
 def each_key(dialect: str, name: str) -> ColumnElement[Any]:
@@ -105,7 +104,7 @@ def each_key(dialect: str, name: str) -> ColumnElement[Any]:
 
 
 def key_list(dialect: str, values: Sequence[int]) -> Any:
-    """The value to bind for an `each_key` parameter."""
+    """The value to bind for an `each_key` parameter (and what `among` binds)."""
     keys = [int(v) for v in values]
     return keys if dialect == "postgresql" else orjson.dumps(keys).decode()
 

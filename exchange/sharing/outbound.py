@@ -192,6 +192,15 @@ def _received_by(recipient: Recipient) -> Select[int]:
     return received.where(Delivery.partner_pk == recipient.partner_pk)
 
 
+def already_received(db: Session, recipient: Recipient, version_pks: Sequence[int]) -> set[int]:
+    """Of `version_pks`, those the recipient has received before (as `_received_by` counts)."""
+    if not version_pks:
+        return set()
+    return set(
+        db.scalars(_received_by(recipient).where(query.among(db, Disclosure.object_version_pk, version_pks)))
+    )
+
+
 def _pending_probe() -> Select[bool, bool]:
     def pending(branch: ColumnElement[bool], prefix: str) -> ColumnElement[bool]:
         return exists(
@@ -402,7 +411,7 @@ def drop_received_releases(db: Session, recipient: Recipient, page: Page) -> Pag
     released = {r.pk for r in page.rows if "released_at_us" in r._mapping}
     if not released:
         return page
-    repeated = set(db.scalars(_received_by(recipient).where(Disclosure.object_version_pk.in_(released))))
+    repeated = already_received(db, recipient, sorted(released))
     if not repeated:
         return page
     keep = [i for i, r in enumerate(page.rows) if not (r.pk in released and r.pk in repeated)]
