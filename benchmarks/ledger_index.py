@@ -1,9 +1,10 @@
-"""What an index on the ledger's STIX id costs a partner page: the disclosure table as it was
-(three secondary indexes) against as it is (no index on stix_id), SQLite, one run, side by side.
+"""What an index on the ledger's STIX id cost a partner page: the disclosure table as it was
+before migration 0013 (three secondary indexes) against as it was after it (no index on stix_id),
+SQLite, one run, side by side. (Migration 0015 replaced that layout again; see ledger_layout.)
 
     .venv/bin/python -m benchmarks.ledger_index [--existing 200000] [--pages 50]
 
-Each page is what `disclosure.service.record_versions` does for 1,000 served versions: one
+Each page is what `disclosure.service.record_versions` did then for 1,000 served versions: one
 INSERT ... SELECT by primary key over the keys bound as one JSON array, then a commit (WAL,
 synchronous=NORMAL, as the exchange runs SQLite). The ledger starts with `--existing` rows. STIX
 ids are random UUIDs, so an index led by them takes each new row at a random place.

@@ -102,8 +102,8 @@ def explain_page(engine: Any, client: Any, url: str, auth: tuple[str, str], *, p
 
 
 def ledger_alone(env: Setup, *, page: int) -> None:
-    """Median wall time of one page's ledger rows written on their own: a write session, the
-    INSERT ... SELECT of `record_versions` for `page` versions, the commit (10 runs)."""
+    """Median wall time of one page's ledger rows written on their own: a write session,
+    `record_versions` for `page` versions (the delivery row, then its rows), the commit (10 runs)."""
     with session_scope(env.factory) as db:
         pks = list(
             db.scalars(
