@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, 
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.util import AliasedClass
 
+from exchange.database.lists import one_of
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from policies.engine import ReadGrant
 from policies.tlp import rank
@@ -124,7 +125,7 @@ def row_rules(
     ceiling = min(grant.max_tlp_rank, RED - 1)
     rules = [Rule("tlp", func.coalesce(table.tlp_rank, literal(cg.default_tlp_rank)) <= ceiling)]
     if grant.types is not None:
-        rules.append(Rule("type", table.type.in_(sorted(grant.types)) if grant.types else false()))
+        rules.append(Rule("type", one_of(table.type, sorted(grant.types)) if grant.types else false()))
     if grant.min_confidence is not None:
         # NULL confidence compares as unknown, so it is withheld: fail closed.
         rules.append(Rule("confidence", table.confidence >= grant.min_confidence))
