@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
-from taxii2client.v21 import Collection as TaxiiCollection
-from taxii2client.v21 import as_pages
 
 from exchange.intel.query import ObjectFilter, page_by_date_added
 
@@ -59,7 +61,6 @@ class PullResult:
     missing: int = 0  # expected ids not received (when the expected set is known)
     unexpected: int = 0  # ids received that are not in the expected set (when it is known)
     page_seconds: list[float] = field(default_factory=list)
-    _started: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -86,48 +87,72 @@ def taxii_pull(
     deadline_seconds: float,
     on_timeout: Callable[[], None],
 ) -> PullResult:
-    """Pull every object with `as_pages(collection.get_objects, per_request=...)`.
+    """Pull every object with `as_pages(collection.get_objects, per_request=...)`, in a client
+    process of its own (`benchmarks.pull_client`: what a partner runs holds nothing of ours).
 
-    The pull runs in a worker thread; past the deadline `on_timeout` is called (it kills the
-    server, which ends the client's request) and the partial result is returned.
+    Past the deadline `on_timeout` is called (it kills the server, which ends the client's
+    request), the client is stopped, and the partial result is returned.
     """
     result = PullResult()
-
-    def pull() -> None:
-        seen: set[str] = set()
-        result._started = time.perf_counter()
-        try:
-            collection = TaxiiCollection(collection_url, user=auth[0], password=auth[1])
-            last = time.perf_counter()
-            for envelope in as_pages(collection.get_objects, per_request=per_request):
-                objects = envelope.get("objects", [])
-                seen.update(obj["id"] for obj in objects)
-                result.objects += len(objects)
-                result.pages += 1
-                now = time.perf_counter()
-                result.page_seconds.append(now - last)
-                last = now
-            result.seconds = time.perf_counter() - result._started
-            result.finished = True
-        except Exception as exc:  # reported in the table, never raised past the harness
-            result.seconds = time.perf_counter() - result._started
-            result.error = f"{type(exc).__name__}: {exc}"[:300]
-        result.duplicates = result.objects - len(seen)
+    with tempfile.TemporaryDirectory(prefix="taxii-pull-") as workdir:
+        request: dict[str, Any] = {
+            "url": collection_url,
+            "user": auth[0],
+            "password": auth[1],
+            "per_request": per_request,
+            "expected_ids": None,
+        }
         if expected_ids is not None:
-            result.missing = len(expected_ids - seen)
-            result.unexpected = len(seen - expected_ids)
-        elif result.finished:
-            result.missing = max(0, expected - len(seen))
+            ids_path = Path(workdir) / "expected-ids"
+            ids_path.write_text("".join(f"{i}\n" for i in expected_ids), encoding="ascii")
+            request["expected_ids"] = str(ids_path)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.pull_client"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(orjson.dumps(request))
+        child.stdin.close()
+        outcome: dict[str, Any] = {}
+        started = time.perf_counter()
 
-    worker = threading.Thread(target=pull, name="taxii-pull", daemon=True)
-    worker.start()
-    worker.join(timeout=max(0.0, deadline_seconds))
-    if worker.is_alive():
-        on_timeout()
-        worker.join(timeout=30)
-        result.seconds = time.perf_counter() - result._started
-        result.error = f"stopped after {result.seconds:.1f} s (time budget spent)"
-        result.finished = False
+        def read(stream: IO[bytes]) -> None:
+            for line in stream:
+                kind, _, rest = line.decode().strip().partition(" ")
+                if kind == "page":
+                    objects, seconds = rest.split()
+                    result.objects += int(objects)
+                    result.pages += 1
+                    result.page_seconds.append(float(seconds))
+                elif kind == "done":
+                    outcome.update(orjson.loads(rest))
+
+        reader = threading.Thread(target=read, args=(child.stdout,), name="taxii-pull", daemon=True)
+        reader.start()
+        reader.join(timeout=max(0.0, deadline_seconds))
+        if reader.is_alive():
+            on_timeout()
+            child.kill()
+            reader.join(timeout=30)
+            result.seconds = time.perf_counter() - started
+            result.error = f"stopped after {result.seconds:.1f} s (time budget spent)"
+            child.wait()
+            return result
+        child.wait()
+    if not outcome:
+        result.seconds = time.perf_counter() - started
+        result.error = f"the pull client exited with status {child.returncode} and no result"
+        return result
+    result.seconds = outcome["seconds"]
+    result.error = outcome["error"]
+    result.finished = outcome["finished"]
+    result.duplicates = outcome["duplicates"]
+    if expected_ids is not None:
+        result.missing, result.unexpected = outcome["missing"], outcome["unexpected"]
+    elif result.finished:
+        result.missing = max(0, expected - (result.objects - result.duplicates))
     return result
 
 
