@@ -462,8 +462,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
                 self._end_read()
 
             def write() -> None:
-                with session_scope(self._factory, write=True) as db:
-                    outbound.record(db, recipient, collection_pk=coll.pk, rows=rows)
+                outbound.record_committed(self._factory, recipient, collection_pk=coll.pk, rows=rows)
 
             ledger = _Ledger(write)
         try:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
+    Connection,
+    Exists,
     Insert,
     Select,
     Subquery,
@@ -17,11 +21,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
+from exchange.database.core import session_scope
 from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import ServiceUnavailableError
 from exchange.intel import chain, query
@@ -42,78 +48,156 @@ def record_versions(
     collection_pk: int,
     channel: str,
 ) -> int:
-    """One delivery to a partner holding `object_version_pks`: its delivery row, then one ledger
-    row per entry, the keys bound as a single array (two statements however many objects a page
-    holds; it is written before every partner page is answered). A version listed twice gets two
-    rows, as it was delivered twice.
+    """One delivery to a partner holding `object_version_pks`, in `db`'s transaction: its
+    delivery row and one ledger row per entry, the keys bound as a single array (it is written
+    before every partner page is answered). A version listed twice gets two rows, as it was
+    delivered twice.
 
     The rows name versions by pk only (deleted_version keeps a deleted version's id and version
-    under its pk). A version deleted since the page was read leaves its row out: then this
-    raises ServiceUnavailableError (answered 503 with Retry-After), the caller's transaction is
-    rolled back, delivery row included, and the page is not served.
+    under its pk). A version deleted since the page was read leaves the whole delivery out: then
+    this raises ServiceUnavailableError (answered 503 with Retry-After) and the page is not
+    served; the caller's transaction is rolled back.
     """
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r}")
+    return _record(
+        db.connection(),
+        _Delivered(partner_pk, credential_id, requested_by, channel, collection_pk),
+        object_version_pks,
+    )
+
+
+def record_versions_committed(
+    factory: sessionmaker[Session],
+    *,
+    partner_pk: int | None,
+    credential_id: str | None,
+    requested_by: str | None,
+    object_version_pks: Sequence[int],
+    collection_pk: int,
+    channel: str,
+) -> int:
+    """`record_versions` in a transaction of its own, committed when this returns.
+
+    On PostgreSQL the delivery is one statement run in autocommit: one round trip, where a
+    transaction of its own costs four (BEGIN, two statements, COMMIT), and a TAXII page's ledger
+    is written in a thread beside the page's signature, which holds the interpreter between
+    round trips. The statement is atomic: all of the delivery, or (a version deleted) none.
+    """
+    delivered = _Delivered(partner_pk, credential_id, requested_by, channel, collection_pk)
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with session_scope(factory, write=True) as db:
+            return _record(db.connection(), delivered, object_version_pks)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return _record(conn, delivered, object_version_pks)
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    partner_pk: int | None
+    credential_id: str | None
+    requested_by: str | None
+    channel: str
+    collection_pk: int
+
+
+def _record(conn: Connection, delivered: _Delivered, object_version_pks: Sequence[int]) -> int:
+    if delivered.channel not in CHANNELS:
+        raise ValueError(f"unknown channel {delivered.channel!r}")
     if not object_version_pks:
         return 0
-    # Core statements built once per dialect, on the session's connection: a page's ledger is
-    # written in a thread beside the signature, and the ORM's insert path cost it milliseconds
-    # of the interpreter the signing thread needs.
-    conn = db.connection()
     dialect = conn.dialect.name
-    delivery = conn.execute(
-        _DELIVERY,
-        {
-            "collection_pk": collection_pk,
-            "partner_pk": partner_pk,
-            "credential_id": credential_id,
-            "requested_by": requested_by,
-            "channel": channel,
-            "at_us": now_us(),
-            "objects": len(object_version_pks),
-        },
-    ).scalar_one()
-    inserted = conn.execute(
-        _items(dialect), {"delivery_pk": delivery, "keys": query.key_list(dialect, object_version_pks)}
-    ).rowcount
+    row = {
+        "collection_pk": delivered.collection_pk,
+        "partner_pk": delivered.partner_pk,
+        "credential_id": delivered.credential_id,
+        "requested_by": delivered.requested_by,
+        "channel": delivered.channel,
+        "at_us": now_us(),
+        "objects": len(object_version_pks),
+    }
+    keys = query.key_list(dialect, object_version_pks)
+    # Core statements built once per dialect: the ORM's insert path cost a page's ledger
+    # milliseconds of the interpreter the signing thread needs.
+    if dialect == "postgresql":
+        inserted = conn.execute(_delivery_at_once(), row | {"keys": keys}).rowcount
+    else:
+        delivery = conn.execute(_DELIVERY, row).scalar_one()
+        inserted = conn.execute(_items(dialect), {"delivery_pk": delivery, "keys": keys}).rowcount
     if inserted != len(object_version_pks):
         # Deleted since the page was read (or not yet replayed away on the replica it was read
-        # from): a withdrawn object is not served. The caller's transaction is rolled back.
+        # from): a withdrawn object is not served, and the delivery is not recorded.
         raise ServiceUnavailableError(
             "an object of this page was deleted while the page was assembled; try again"
         )
-    metrics.OBJECTS_SERVED.inc(len(object_version_pks), channel=channel)
+    metrics.OBJECTS_SERVED.inc(len(object_version_pks), channel=delivered.channel)
     return len(object_version_pks)
 
 
 _DELIVERIES = cast(Table, Delivery.__table__)
 _DISCLOSURES = cast(Table, Disclosure.__table__)
+_DELIVERY_COLUMNS = [name for name in _DELIVERIES.c.keys() if name != "pk"]
 _DELIVERY = (
     insert(_DELIVERIES)
-    .values({name: bindparam(name) for name in _DELIVERIES.c.keys() if name != "pk"})
+    .values({name: bindparam(name) for name in _DELIVERY_COLUMNS})
     .returning(_DELIVERIES.c.pk)
 )
 
 
-@functools.cache
-def _items(dialect: str) -> Insert:
-    """INSERT INTO disclosure SELECT :delivery_pk, k FROM <each key of :keys> k WHERE version k was
-    not deleted. A deleted version is in deleted_version and no longer in object_version (TAXII
-    DELETE moves it): one probe per key into deleted_version's small index, where a probe into
-    object_version's cost a PostgreSQL page about 4 ms (benchmarks/ledger_layout.py)."""
-    key = query.each_key(dialect, "keys")
-    gone = exists(
+def _gone(key: ColumnElement[Any]) -> Exists:
+    """Whether version `key` was deleted: a deleted version is in deleted_version and no longer
+    in object_version (TAXII DELETE moves it). One probe per key into deleted_version's small
+    index, where a probe into object_version's cost a PostgreSQL page about 4 ms
+    (benchmarks/ledger_layout.py)."""
+    return exists(
         select(DeletedVersion.pk).where(
             DeletedVersion.pk == key,
             ~exists(select(ObjectVersion.pk).where(ObjectVersion.pk == DeletedVersion.pk)),
         )
     )
-    stored = ~gone
+
+
+@functools.cache
+def _items(dialect: str) -> Insert:
+    """INSERT INTO disclosure SELECT :delivery_pk, k FROM <each key of :keys> k WHERE version k was
+    not deleted (the caller compares the count with the keys)."""
+    key = query.each_key(dialect, "keys")
     return (
         insert(_DISCLOSURES)
         .from_select(
             ("delivery_pk", "object_version_pk"),
-            select(bindparam("delivery_pk", type_=BigInteger()), key).where(stored),
+            select(bindparam("delivery_pk", type_=BigInteger()), key).where(~_gone(key)),
+        )
+        .execution_options(preserve_rowcount=True)
+    )
+
+
+@functools.cache
+def _delivery_at_once() -> Insert:
+    """PostgreSQL: the delivery row and its ledger rows in one statement, both only when no key
+    names a deleted version (then it inserts nothing and counts 0):
+
+        WITH delivered AS (INSERT INTO delivery ... SELECT :... WHERE NOT EXISTS
+            (SELECT FROM unnest(:keys) WHERE <deleted>) RETURNING pk)
+        INSERT INTO disclosure SELECT delivered.pk, k FROM delivered, unnest(:keys) k
+    """
+    probe = query.each_key("postgresql", "keys")
+    delivered = (
+        insert(_DELIVERIES)
+        .from_select(
+            _DELIVERY_COLUMNS,
+            select(*(bindparam(name, type_=_DELIVERIES.c[name].type) for name in _DELIVERY_COLUMNS)).where(
+                ~select(probe).where(_gone(probe)).exists()
+            ),
+        )
+        .returning(_DELIVERIES.c.pk)
+        .cte("delivered")
+    )
+    key = query.each_key("postgresql", "keys")
+    return (
+        insert(_DISCLOSURES)
+        .from_select(
+            ("delivery_pk", "object_version_pk"),
+            select(delivered.c.pk, key).select_from(delivered.join(key.table, true())),
         )
         .execution_options(preserve_rowcount=True)
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, Select, bindparam, exists, not_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from exchange.auth.service import Principal
 from exchange.disclosure import service as disclosure
@@ -364,18 +364,32 @@ def bodies(rows: Sequence[AnyRow], grant: access.CollectionAccess, *, exchange_i
 
 
 def record(db: Session, recipient: Recipient, *, collection_pk: int, rows: Sequence[AnyRow]) -> int:
-    """Ledger rows for what a partner recipient receives (staff reads are not disclosures)."""
+    """Ledger rows for what a partner recipient receives (staff reads are not disclosures), in
+    `db`'s transaction."""
     if recipient.is_internal or not rows:
         return 0
-    return disclosure.record_versions(
-        db,
-        partner_pk=recipient.partner_pk,
-        credential_id=recipient.credential_id,
-        requested_by=recipient.requested_by,
-        channel=recipient.channel,
-        object_version_pks=[r.pk for r in rows],
-        collection_pk=collection_pk,
-    )
+    return disclosure.record_versions(db, **_delivery(recipient, collection_pk, rows))
+
+
+def record_committed(
+    factory: sessionmaker[Session], recipient: Recipient, *, collection_pk: int, rows: Sequence[AnyRow]
+) -> int:
+    """`record`, in a transaction of its own committed when this returns (a TAXII page's
+    ledger, written before the page is answered)."""
+    if recipient.is_internal or not rows:
+        return 0
+    return disclosure.record_versions_committed(factory, **_delivery(recipient, collection_pk, rows))
+
+
+def _delivery(recipient: Recipient, collection_pk: int, rows: Sequence[AnyRow]) -> dict[str, Any]:
+    return {
+        "partner_pk": recipient.partner_pk,
+        "credential_id": recipient.credential_id,
+        "requested_by": recipient.requested_by,
+        "channel": recipient.channel,
+        "object_version_pks": [r.pk for r in rows],
+        "collection_pk": collection_pk,
+    }
 
 
 def signed_envelope(

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from sqlalchemy import func, select, union_all
+from sqlalchemy import event, func, select, union_all
 
+from exchange.database.core import make_session_factory, session_scope
 from exchange.disclosure import service as disclosure
 from exchange.disclosure.models import Delivery, Disclosure
 from exchange.errors import ServiceUnavailableError
@@ -419,3 +420,60 @@ def test_page_statements_are_kept_per_grant_but_not_for_caller_chosen_id_or_type
     assert len(query._STATEMENTS) == min(before + 1, query._STATEMENTS_KEPT)
     kept = [k[2] for k in query._STATEMENTS if k[0] == key]
     assert kept == [query.ObjectFilter()]  # the lists' statements were built, used and dropped
+
+
+def _committed(engine, settings, count: int) -> tuple[int, list[int], int]:  # type: ignore[no-untyped-def]
+    """`count` stored versions and a partner, committed (what record_versions_committed sees)."""
+    with session_scope(make_session_factory(engine), write=True) as db:
+        coll_pk, pks = _stored(db, settings, count)
+        return coll_pk, pks, _partner(db)
+
+
+def _record_committed(engine, coll_pk: int, partner_pk: int, pks: list[int]) -> int:  # type: ignore[no-untyped-def]
+    return disclosure.record_versions_committed(
+        make_session_factory(engine),
+        partner_pk=partner_pk,
+        credential_id="cred-y",
+        requested_by="cred-y",
+        object_version_pks=pks,
+        collection_pk=coll_pk,
+        channel="taxii",
+    )
+
+
+def test_a_delivery_committed_on_its_own_is_there_for_every_session(engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """A TAXII page's ledger is committed before the page is answered, in one statement on
+    PostgreSQL: another session sees the delivery and each of its rows, a repeat included."""
+    coll_pk, pks, partner_pk = _committed(engine, settings, 3)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, _parameters, _context, _many):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert _record_committed(engine, coll_pk, partner_pk, [pks[0], pks[1], pks[2], pks[0]]) == 4
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    if engine.dialect.name == "postgresql":
+        assert len(statements) == 1, statements
+    with session_scope(make_session_factory(engine)) as db:
+        assert _deliveries(db, coll_pk) == [("cred-y", "cred-y", "taxii", 4)]
+        assert sorted(pk for pk, _, _ in _ledger_rows(db, coll_pk)) == sorted([pks[0], *pks])
+
+
+def test_a_delivery_committed_on_its_own_with_a_deleted_version_leaves_nothing(engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """The statement is all or nothing without any rollback of the caller's: a version deleted
+    since the page was read makes it 503 and records neither the delivery nor any row."""
+    coll_pk, pks, partner_pk = _committed(engine, settings, 4)
+    with session_scope(make_session_factory(engine), write=True) as db:
+        gone_id = db.scalar(select(ObjectVersion.stix_id).where(ObjectVersion.pk == pks[1]))
+        assert query.delete_versions(
+            db, collection_pk=coll_pk, stix_id=gone_id, flt=query.ObjectFilter(versions=("all",))
+        )
+    with pytest.raises(ServiceUnavailableError):
+        _record_committed(engine, coll_pk, partner_pk, pks)
+    with session_scope(make_session_factory(engine)) as db:
+        assert _ledger_rows(db, coll_pk) == [] and _deliveries(db, coll_pk) == []
+    # The versions still stored are recorded as usual.
+    assert _record_committed(engine, coll_pk, partner_pk, [pks[0], pks[2]]) == 2
