@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -74,6 +74,7 @@ def record_versions_committed(
     object_version_pks: Sequence[int],
     collection_pk: int,
     channel: str,
+    under_way: Callable[[], None] = lambda: None,
 ) -> int:
     """`record_versions` in a transaction of its own, committed when this returns.
 
@@ -81,13 +82,19 @@ def record_versions_committed(
     transaction of its own costs four (BEGIN, two statements, COMMIT), and a TAXII page's ledger
     is written in a thread beside the page's signature, which holds the interpreter between
     round trips. The statement is atomic: all of the delivery, or (a version deleted) none.
+
+    `under_way` is called once the connection is held (and, on SQLite, the write lock), just
+    before the rows are sent: a caller waiting for it knows the rest is the database's work.
     """
     delivered = _Delivered(partner_pk, credential_id, requested_by, channel, collection_pk)
     engine = factory.kw["bind"]
     if engine.dialect.name != "postgresql":
         with session_scope(factory, write=True) as db:
-            return _record(db.connection(), delivered, object_version_pks)
+            conn = db.connection()
+            under_way()
+            return _record(conn, delivered, object_version_pks)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        under_way()
         return _record(conn, delivered, object_version_pks)
 
 

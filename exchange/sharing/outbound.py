@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -372,13 +372,22 @@ def record(db: Session, recipient: Recipient, *, collection_pk: int, rows: Seque
 
 
 def record_committed(
-    factory: sessionmaker[Session], recipient: Recipient, *, collection_pk: int, rows: Sequence[AnyRow]
+    factory: sessionmaker[Session],
+    recipient: Recipient,
+    *,
+    collection_pk: int,
+    rows: Sequence[AnyRow],
+    under_way: Callable[[], None] = lambda: None,
 ) -> int:
     """`record`, in a transaction of its own committed when this returns (a TAXII page's
-    ledger, written before the page is answered)."""
+    ledger, written before the page is answered); `under_way` as in
+    `disclosure.record_versions_committed` (called at once when there is nothing to record)."""
     if recipient.is_internal or not rows:
+        under_way()
         return 0
-    return disclosure.record_versions_committed(factory, **_delivery(recipient, collection_pk, rows))
+    return disclosure.record_versions_committed(
+        factory, **_delivery(recipient, collection_pk, rows), under_way=under_way
+    )
 
 
 def _delivery(recipient: Recipient, collection_pk: int, rows: Sequence[AnyRow]) -> dict[str, Any]:
