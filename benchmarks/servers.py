@@ -30,6 +30,7 @@ def _serve(app, fd: int) -> None:  # type: ignore[no-untyped-def]
 
 
 def _exchange(args: argparse.Namespace) -> None:
+    from exchange import heap
     from exchange.config import Settings
     from exchange.main import create_app
 
@@ -39,7 +40,9 @@ def _exchange(args: argparse.Namespace) -> None:
         secret_key=os.environ["BENCH_SECRET_KEY"],
         max_page_size=1000,
     )
-    _serve(create_app(settings), args.fd)
+    app = create_app(settings)
+    heap.settle()  # as `exchange serve` does
+    _serve(app, args.fd)
 
 
 def _medallion(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from exchange import heap
 from exchange.cli import store
 from exchange.cli.common import CLI_ACTOR, command, urls
 
@@ -54,6 +55,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from feeds.launcher import Launcher
 
     app = create_app(settings, feeds=Launcher)
+    heap.settle()
     for name, url in urls(settings, host, port).items():
         print(f"{name:16} {url}")
     scheduler = None
@@ -149,7 +151,9 @@ def worker_app() -> Any:
     from exchange.main import create_app
     from feeds.launcher import Launcher
 
-    return create_app(Settings(), feeds=Launcher)
+    app = create_app(Settings(), feeds=Launcher)
+    heap.settle()
+    return app
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
