@@ -42,6 +42,10 @@ def _exchange(args: argparse.Namespace) -> None:
     )
     app = create_app(settings)
     heap.settle()  # as `exchange serve` does
+    if os.environ.get("BENCH_PHASES"):
+        from benchmarks import phases
+
+        phases.install(os.environ["BENCH_PHASES"])
     _serve(app, args.fd)
 
 
