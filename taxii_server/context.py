@@ -52,4 +52,4 @@ def close() -> None:
     if ctx is not None:
         for session in (ctx.db, ctx.replica_db):
             if session is not None:
-                database.close(session)  # never raises: the answer has been decided (and may be sent)
+                database.end_read(session)  # never raises: the answer has been decided (and may be sent)

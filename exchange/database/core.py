@@ -8,7 +8,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from exchange.errors import BadRequestError, ExchangeError, ServiceUnavailableError
@@ -104,6 +104,26 @@ def close(session: Session) -> None:
     except DBAPIError as exc:
         log.warning("discarding a database connection that could not roll back: %s", describe(exc))
         session.invalidate()
+
+
+def end_read(session: Session) -> None:
+    """End a request's read session: its transaction committed, then closed; never raises.
+
+    It holds no changes, so committing ends it as a rollback would, but on PostgreSQL a ROLLBACK
+    makes psycopg forget every statement it prepared on the connection (it cannot tell what the
+    rollback undid): a partner's page statement was then parsed and planned afresh on every page,
+    4.2 ms of its 8.2 ms in the server. A session holding ORM changes (none should) is rolled
+    back, and one whose commit fails is closed as `close` does.
+    """
+    if not (session.new or session.dirty or session.deleted):
+        try:
+            session.commit()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "a read session could not commit: %s",
+                describe(exc) if isinstance(exc, DBAPIError) else type(exc).__name__,
+            )
+    close(session)
 
 
 def plan_for_current_size(db: Session) -> None:
