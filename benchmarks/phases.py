@@ -83,8 +83,9 @@ def report(path: str) -> str:
             events.append((name, float(start), float(seconds)))
     events.sort(key=lambda e: e[1])
     requests = [(start, start + seconds) for name, start, seconds in events if name == "wsgi_app"]
-    steps: dict[str, dict[str, list[float]]] = {"partner": collections.defaultdict(list), "admin": {}}
-    steps["admin"] = collections.defaultdict(list)
+    steps: dict[str, dict[str, list[float]]] = {
+        who: collections.defaultdict(list) for who in ("partner", "admin")
+    }
     gaps: dict[str, list[float]] = {"partner": [], "admin": []}
     collections_total: dict[str, list[float]] = collections.defaultdict(list)
     previous_end = None

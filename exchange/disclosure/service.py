@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -100,6 +100,8 @@ def record_versions_committed(
 
 @dataclass(frozen=True)
 class _Delivered:
+    """Who received a delivery, and how: the delivery row's columns but its time and size."""
+
     partner_pk: int | None
     credential_id: str | None
     requested_by: str | None
@@ -113,15 +115,7 @@ def _record(conn: Connection, delivered: _Delivered, object_version_pks: Sequenc
     if not object_version_pks:
         return 0
     dialect = conn.dialect.name
-    row = {
-        "collection_pk": delivered.collection_pk,
-        "partner_pk": delivered.partner_pk,
-        "credential_id": delivered.credential_id,
-        "requested_by": delivered.requested_by,
-        "channel": delivered.channel,
-        "at_us": now_us(),
-        "objects": len(object_version_pks),
-    }
+    row = asdict(delivered) | {"at_us": now_us(), "objects": len(object_version_pks)}
     keys = query.key_list(dialect, object_version_pks)
     # Core statements built once per dialect: the ORM's insert path cost a page's ledger
     # milliseconds of the interpreter the signing thread needs.
