@@ -175,7 +175,9 @@ def test_sigkill_during_a_large_post_loses_nothing_acknowledged_and_stores_no_ha
 
         writer = threading.Thread(target=small_writer, daemon=True)
         writer.start()
-        large = [indicator(10_000 + i) for i in range(2000)]
+        # Large enough that storing it holds the write for most of a second: the kill lands some
+        # 150 ms into it (2,000 objects took some 180 ms and CI's machine once answered first).
+        large = [indicator(10_000 + i) for i in range(8000)]
         outcome: dict[str, Any] = {}
 
         def post_large() -> None:
