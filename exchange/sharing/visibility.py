@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.util import AliasedClass
 
 from exchange.database.lists import one_of
+from exchange.database.texts import contains_text
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from policies.engine import ReadGrant
 from policies.tlp import rank
@@ -131,7 +132,9 @@ def row_rules(
         rules.append(Rule("confidence", table.confidence >= grant.min_confidence))
     if grant.embargo_us:
         rules.append(Rule("embargo", table.date_added_us <= now_us - grant.embargo_us))
-    rules.append(Rule("audience", or_(table.audience.is_(None), table.audience.like(f"%,{grant.partner},%"))))
+    rules.append(
+        Rule("audience", or_(table.audience.is_(None), contains_text(table.audience, f",{grant.partner},")))
+    )
     if relay:
         echo = echo_predicate(cg.relay, table=table)
         rules.append(Rule("originator", not_(echo)))
