@@ -16,8 +16,10 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    Text,
     and_,
     bindparam,
+    cast,
     delete,
     false,
     func,
@@ -84,7 +86,7 @@ def among(db: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool
     """
     dialect = db.get_bind().dialect.name
     if dialect == "postgresql":
-        return column == func.any(literal(key_list(dialect, values), ARRAY(BigInteger)))  # type: ignore[no-any-return]
+        return column == func.any(_array_of_keys(literal(key_list(dialect, values), Text())))  # type: ignore[no-any-return]
     if dialect == "sqlite":
         each = func.json_each(literal(key_list(dialect, values))).table_valued("value")
         return column.in_(select(each.c.value))  # type: ignore[no-any-return]
@@ -96,17 +98,27 @@ def each_key(dialect: str, name: str) -> ColumnElement[Any]:
     as the column of a table-valued function, for statements built once: one parameter however
     many keys, as in `among` (PostgreSQL unnests an array, SQLite walks a JSON array)."""
     if dialect == "postgresql":
-        keys = func.unnest(bindparam(name, type_=ARRAY(BigInteger))).table_valued("key")
+        keys = func.unnest(_array_of_keys(bindparam(name, type_=Text()))).table_valued("key")
         return keys.render_derived(with_types=False).c.key
     if dialect == "sqlite":
         return func.json_each(bindparam(name, type_=String())).table_valued("value").c.value
     raise NotImplementedError(f"no key list for the {dialect} dialect")
 
 
-def key_list(dialect: str, values: Sequence[int]) -> Any:
-    """The value to bind for an `each_key` parameter (and what `among` binds)."""
+def key_list(dialect: str, values: Sequence[int]) -> str:
+    """The value to bind for an `each_key` parameter (and what `among` binds): one text, an
+    array literal on PostgreSQL (`{1,2,3}`, cast to bigint[] in the statement), a JSON array
+    elsewhere. Bound as a Python list, psycopg adapted a ledger page's thousand keys one by one
+    (0.6 ms a statement, where joining them into one text takes 0.1 ms)."""
     keys = [int(v) for v in values]
-    return keys if dialect == "postgresql" else orjson.dumps(keys).decode()
+    if dialect == "postgresql":
+        return "{" + ",".join(map(str, keys)) + "}"
+    return orjson.dumps(keys).decode()
+
+
+def _array_of_keys(text: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`text` (a `key_list` value bound as text) as PostgreSQL's bigint[]."""
+    return cast(text, ARRAY(BigInteger))
 
 
 def filter_predicates(flt: ObjectFilter) -> list[ColumnElement[bool]]:
