@@ -36,3 +36,26 @@ def test_a_writer_failing_before_it_is_under_way_fails_the_page_without_holding_
     with pytest.raises(ConnectionError):
         ledger.wait()
     assert time.monotonic() - started < 5
+
+
+def test_without_hand_over_the_request_goes_on_at_once_and_waits_at_the_end() -> None:
+    steps: list[str] = []
+
+    def write(under_way: Callable[[], None]) -> None:
+        time.sleep(0.05)
+        under_way()
+        steps.append("committed")
+
+    ledger = _Ledger(write, hand_over=False)
+    assert steps == []  # the request is signing meanwhile
+    ledger.wait()
+    assert steps == ["committed"]
+
+
+def test_a_failed_writer_without_hand_over_still_fails_the_page() -> None:
+    def write(under_way: Callable[[], None]) -> None:
+        raise ConnectionError("the database went away")
+
+    ledger = _Ledger(write, hand_over=False)
+    with pytest.raises(ConnectionError):
+        ledger.wait()
