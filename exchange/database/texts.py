@@ -1,12 +1,11 @@
-"""`column` holds `needle` somewhere, matched exactly, with a statement SQLite keeps prepared.
+"""`column` holds `needle` somewhere, matched exactly.
 
-SQLite re-prepares a statement on every run whose LIKE pattern is a bound parameter: the value
-might change the plan, so a new binding marks the statement stale (sqlite3_prepare_v2's
-documentation). A partner's page statement carries its audience test at every level of the
-reference closure, and re-preparing all of it cost each page about 0.6 ms, more than running it.
-`instr` (SQLite) and `strpos` (PostgreSQL) take the needle as a plain value: no re-prepare, no
-wildcards (`%` and `_` in the needle are characters, not patterns) and no ASCII case folding,
-which SQLite's LIKE does.
+A partner's audience test (`,slug,` in the version's audience list) used to be `LIKE '%,slug,%'`:
+SQLite's LIKE folds ASCII case and reads `%` and `_` as wildcards, where the gate compares slugs
+exactly; and SQLite marks a statement whose LIKE pattern is a bound parameter for re-preparing at
+each new binding (sqlite3_prepare_v2's documentation), the whole reference closure with it.
+`instr` (SQLite) and `strpos` (PostgreSQL) take the needle as a plain value: no wildcards, no case
+folding, nothing to re-prepare.
 """
 
 from __future__ import annotations
