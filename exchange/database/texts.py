@@ -12,39 +12,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, bindparam
+from sqlalchemy import ColumnElement, Integer, String, bindparam, literal_column
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.sql.functions import FunctionElement
 
 
-class ContainsText(ColumnElement[bool]):
-    """True where `column` contains `needle` (NULL where the column is NULL)."""
+class _Position(FunctionElement[int]):
+    """Where `needle` first starts in `column` (1-based), 0 where it does not occur."""
 
-    __visit_name__ = "contains_text"
-    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own attribute, read from the class)
-        ("column", InternalTraversal.dp_clauseelement),
-        ("needle", InternalTraversal.dp_clauseelement),
-    ]
-    type = Boolean()
-
-    def __init__(self, column: ColumnElement[Any], needle: str) -> None:
-        if not needle:
-            raise ValueError("contains_text needs a needle: every text contains the empty one")
-        self.column = column
-        self.needle = bindparam(None, needle, type_=String(), unique=True)
+    type = Integer()
+    inherit_cache = True
 
 
 def contains_text(column: Any, needle: str) -> ColumnElement[bool]:
-    """`column` contains `needle` as it is (see the module's docstring)."""
-    return ContainsText(column, needle)
+    """`column` contains `needle` as it is (see the module's docstring); NULL where the column is NULL."""
+    if not needle:
+        raise ValueError("contains_text needs a needle: every text contains the empty one")
+    position = _Position(column, bindparam(None, needle, type_=String(), unique=True))
+    return position > literal_column("0", Integer())
 
 
-@compiles(ContainsText, "postgresql")
-def _contains_postgresql(element: ContainsText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(strpos({compiler.process(element.column, **kw)}, {compiler.process(element.needle, **kw)}) > 0)"
+@compiles(_Position, "postgresql")
+def _position_postgresql(element: _Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(ContainsText)
-def _contains(element: ContainsText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(instr({compiler.process(element.column, **kw)}, {compiler.process(element.needle, **kw)}) > 0)"
+@compiles(_Position)
+def _position(element: _Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
