@@ -456,7 +456,9 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         """
         recipient = self._recipient()
         ledger = None
-        if not recipient.is_internal:
+        # HEAD is answered as GET without its body: nothing is delivered, so nothing is recorded
+        # (a ledger row would say a partner holds, say, a revocation it never received).
+        if not recipient.is_internal and not context.current().head:
             sqlite = self._db().get_bind().dialect.name == "sqlite"
             if sqlite:
                 # SQLite only: an open reader pins the WAL the ledger writes into (see _end_read);

@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from exchange.disclosure.models import Delivery, Disclosure
 from tests.support.partners import agreement_doc
 from tests.support.stix import AMBER, GREEN, T0, indicator_on, sdo
 from tests.support.taxii import TAXII, ids, submit
@@ -198,3 +200,32 @@ def test_resume_points_at_the_ends_of_time_are_answers_not_errors(live_server, h
                 if response.status_code >= 500:
                     problems.append((method, path, stamp, response.status_code))
     assert problems == []
+
+
+def test_a_head_request_delivers_nothing_and_records_nothing(live_server, http, partners):
+    """HEAD is GET without the body: the ledger must not say a partner received what it was
+    never sent (a revocation it holds, on paper only, would never be pushed to it)."""
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    objs = [indicator_on(f"192.0.2.{n}") for n in (170, 171)]
+    submit(http, url, objs)
+    _, cred = partners.add(lambda s: agreement_doc(s, read={"collections": [coll.alias], "max_tlp": "green"}))
+
+    def recorded() -> tuple[int, int]:
+        with live_server.session() as db:
+            deliveries = select(Delivery.pk).where(Delivery.collection_pk == coll.pk)
+            rows = db.scalar(
+                select(func.count()).select_from(Disclosure).where(Disclosure.delivery_pk.in_(deliveries))
+            )
+            return int(db.scalar(select(func.count()).select_from(deliveries.subquery())) or 0), int(
+                rows or 0
+            )
+
+    paths = ("objects/", f"objects/{objs[0]['id']}/", f"objects/{objs[0]['id']}/?match[version]=all")
+    for path in paths:
+        head = httpx.head(url + path, auth=cred, headers={"Accept": TAXII})
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["Content-Length"]) > 0
+    assert recorded() == (0, 0)
+    got = httpx.get(url + "objects/", auth=cred, headers={"Accept": TAXII})
+    assert len(got.json()["objects"]) == 2
+    assert recorded() == (1, 2)
