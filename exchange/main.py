@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     def _exchange_error(request: Request, exc: ExchangeError) -> Response:
         if request.url.path.startswith("/ui/") and not request.url.path.startswith("/ui/static/"):
             page = error_page(request, exc.status, exc.message)
-            if isinstance(exc, ServiceUnavailableError):
+            if isinstance(exc, ServiceUnavailableError | RateLimitedError):
                 page.headers["Retry-After"] = str(exc.retry_after_seconds)
             return page
         headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if exc.status == 401 else None

@@ -41,15 +41,25 @@ def _certificate() -> str | None:
 
 
 def _verify_certificate() -> Principal | None:
+    """The caller of a certificate a trusted proxy verified: counted, throttled and rate-limited
+    as a key is (a revoked partner's certificate may still pass the proxy's check)."""
     certificate = _certificate()
     if certificate is None:
         return None
+    ext = current_app.extensions["exchange"]
+    address = request.remote_addr
+    if ext.limits is not None:
+        ext.limits.before_login(address, certificate, "taxii")
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
-        ext = current_app.extensions["exchange"]
-        record_login_failure(ext.session_factory, "", "taxii")
+        if ext.limits is not None:
+            ext.limits.login_failed(address, "", "taxii")
+        else:
+            record_login_failure(ext.session_factory, "", "taxii")
         log.warning("TAXII client certificate %s… is bound to no usable credential", certificate[:12])
+    elif ext.limits is not None:
+        ext.limits.admit(principal, "taxii")
     return principal
 
 

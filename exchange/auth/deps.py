@@ -59,8 +59,8 @@ def current_user(request: Request, ctx: Ctx) -> Principal:
     )
     principal = None
     if given or certificate:
-        if given and ctx.limits is not None:
-            ctx.limits.before_login(address, given[1], "rest")
+        if ctx.limits is not None:
+            ctx.limits.before_login(address, given[1] if given else certificate or "", "rest")
         with session_scope(ctx.sessions) as db:
             if given:
                 principal = auth_service.authenticate(

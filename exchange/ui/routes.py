@@ -26,7 +26,7 @@ from exchange.auth.models import Credential
 from exchange.context import Ctx, KeyRingDep, context_of
 from exchange.database.core import session_scope
 from exchange.database.types import utcnow
-from exchange.errors import BadRequestError, ExchangeError
+from exchange.errors import BadRequestError, ExchangeError, RateLimitedError
 from exchange.feed import service as feed_service
 from exchange.feed.schemas import KINDS, FeedCreate, FeedUpdate
 from exchange.incident import service as incident_service
@@ -120,6 +120,16 @@ async def login(request: Request, ctx: Ctx) -> Response:
     fields = dict(_parse(raw))
     key, next_url = fields.get("key", ""), safe_next(fields.get("next"))
     throttle: sessions.SignInThrottle = request.app.state.ui_throttle
+    address = request.client.host if request.client else None
+    if key.strip() and ctx.limits is not None:
+        # The address's failed logins, counted with REST's and TAXII's: a flood is refused
+        # before its slow hash, and audited once a minute rather than once an attempt.
+        try:
+            await run_in_threadpool(ctx.limits.before_login, address, key.strip(), "ui")
+        except RateLimitedError as exc:
+            page = render(request, "login.html", status=429, next=next_url, error=exc.message)
+            page.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return page
 
     def attempt() -> tuple[Any, str] | None:
         with session_scope(ctx.sessions, write=True) as db:
@@ -132,9 +142,11 @@ async def login(request: Request, ctx: Ctx) -> Response:
 
     signed = await run_in_threadpool(attempt) if key.strip() else None
     if signed is None:
-        if key.strip():
+        if key.strip() and ctx.limits is not None:
+            await run_in_threadpool(ctx.limits.login_failed, address, key.strip(), "ui")
+        elif key.strip():
             await run_in_threadpool(record_login_failure, ctx.sessions, key.strip(), "ui")
-        await asyncio.sleep(throttle.failed(request.client.host if request.client else "?"))
+        await asyncio.sleep(throttle.failed(address or "?"))
         message = tr(
             request,
             "That key was not accepted. Use an administrator's or analyst's key; partner keys cannot sign in here.",

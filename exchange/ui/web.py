@@ -134,6 +134,10 @@ def signed_in(request: Request) -> Signed:
     signed = find_signed(request)
     if signed is None:
         raise SignInRequired()
+    limits = context_of(request.app).limits
+    if limits is not None:
+        # The signed-in credential's rate, as on REST and TAXII: a page is one more request.
+        limits.admit(signed.principal, "ui")
     request.state.signed = signed
     return signed
 

@@ -4,6 +4,8 @@ its certificate alone, its key alone is refused, and nobody else can claim a cer
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,11 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from exchange.audit import service as audit
 from exchange.auth import certs
 from exchange.config import Settings
+from exchange.context import context_of
+from exchange.database.core import session_scope
 from exchange.main import create_app
 from tests.support.certs import issue, make_ca
 from tests.support.cli import environment, run
@@ -192,3 +197,35 @@ def test_administrators_bind_and_unbind_through_the_rest_api(world: World) -> No
         assert client.delete(path, auth=admin).json()["cert_sha256"] is None
         assert client.get(COLLECTIONS, headers=TAXII, auth=key).status_code == 200
         assert client.get(COLLECTIONS, headers=forwarded(cert)).status_code == 401
+
+
+def test_a_certificate_is_throttled_counted_and_rate_limited_as_a_key_is(world: World) -> None:
+    """A certificate bound to nothing (a revoked partner's, still passing the proxy's check) is a
+    failed login: counted toward its address's threshold, refused over it on TAXII and REST, and
+    audited once for the flood, not once a request; a bound one draws from its credential's rate."""
+    if time.time() % 60 > 45:  # counts are per minute: stay inside one
+        time.sleep(61 - time.time() % 60)
+    tight = create_app(
+        world.settings.model_copy(
+            update={"login_failures_per_minute": 3, "rate_limit_per_minute": 1, "rate_limit_burst": 2}
+        )
+    )
+    sessions = context_of(tight).sessions
+    with session_scope(sessions) as db:
+        before = len(audit.list_(db, limit=1000, action="login.failure"))
+    flooder = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    with TestClient(tight, client=PROXY) as client:
+        stray = forwarded(world.stray_cert) | {"X-Forwarded-For": flooder}
+        codes = [client.get(COLLECTIONS, headers=stray).status_code for _ in range(6)]
+        assert codes == [401, 401, 401, 429, 429, 429], codes
+        assert client.get("/api/v1/partners", headers=stray).status_code == 429
+        refused = client.get(COLLECTIONS, headers=stray)
+        assert int(refused.headers["Retry-After"]) >= 1 and refused.json()["http_status"] == "429"
+        bound = forwarded(world.bound_cert) | {"X-Forwarded-For": "203.0.113.80"}
+        codes = [client.get(COLLECTIONS, headers=bound).status_code for _ in range(3)]
+        assert codes == [200, 200, 429], codes
+    with session_scope(sessions) as db:
+        assert len(audit.list_(db, limit=1000, action="login.failure")) == before + 3
+        throttled = [e for e in audit.list_(db, limit=1000, action="login.throttled") if e.target == flooder]
+        assert len(throttled) == 1
+    context_of(tight).engine.dispose()

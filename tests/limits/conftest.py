@@ -84,3 +84,9 @@ def proxied(settings: Settings, engine: Engine) -> Iterator[Limited]:
 def untrusting(settings: Settings, engine: Engine) -> Iterator[Limited]:
     """A proxy is configured, but it is not the peer these tests connect from."""
     yield from _serve(settings, engine, trusted_proxies="10.0.0.1", **LIMITS)
+
+
+@pytest.fixture(scope="module")
+def staff_limited(settings: Settings, engine: Engine) -> Iterator[Limited]:
+    """A staff rate (1 a minute, burst 3): pages, REST and TAXII share each credential's bucket."""
+    yield from _serve(settings, engine, rate_limit_staff_per_minute=1, rate_limit_staff_burst=3)

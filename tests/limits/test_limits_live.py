@@ -289,3 +289,65 @@ def test_the_docs_page_runs_no_inline_script_under_the_strict_policy(strict: Lim
     assert inline == [], "the docs page carries inline script"
     assert b"<style" not in page.content and b" style=" not in page.content
     assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp
+
+
+# -- the pages ----------------------------------------------------------------------------------
+
+
+def _clear_of_a_window_edge() -> None:
+    """Counts are per minute: start a counted sequence well inside one."""
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+
+
+def test_failed_sign_ins_on_the_pages_count_with_rest_and_taxii_and_are_refused_once_over(
+    proxied: Limited,
+) -> None:
+    """The sign-in page is one more door for a key-guessing flood: its failures count toward
+    the address's threshold with REST's and TAXII's, and over it the page refuses before the hash
+    (429, Retry-After), writing one throttled row for the window instead of a row per guess."""
+    _clear_of_a_window_edge()
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    forwarded = {"X-Forwarded-For": address}
+    with proxied.session() as db:
+        before = db.scalars(audit.select(AuditEvent.seq).order_by(AuditEvent.seq.desc())).first() or 0
+    with httpx.Client(base_url=proxied.url, timeout=30, follow_redirects=False) as client:
+        for _ in range(2):
+            assert client.get("/api/v1/partners", headers=forwarded, auth=("x", "y")).status_code == 401
+        page = client.post("/ui/login", data={"key": "cred-nobody.guess", "next": "/ui/"}, headers=forwarded)
+        assert page.status_code == 401
+        problem_429(client.get("/api/v1/partners", headers=forwarded, auth=("x", "y")))
+        taxii_429(
+            client.get(
+                f"{proxied.api_root}collections/", headers=forwarded | {"Accept": TAXII}, auth=("x", "y")
+            )
+        )
+        analyst = proxied.credential("analyst")
+        for key in ("cred-nobody.guess", analyst[1]):  # a real key not shown here lately, too
+            refused = client.post("/ui/login", data={"key": key, "next": "/ui/"}, headers=forwarded)
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            assert refused.headers["content-type"].startswith("text/html")
+            assert "set-cookie" not in refused.headers
+    with proxied.session() as db:
+        new = list(db.scalars(audit.select(AuditEvent).where(AuditEvent.seq > before)))
+    failures = [e for e in new if e.action == "login.failure"]
+    assert len(failures) == 3 and sum('"channel":"ui"' in e.details for e in failures) == 1
+    assert [e.target for e in new if e.action == "login.throttled"] == [address]
+
+
+def test_pages_draw_from_the_signed_in_credentials_rate(staff_limited: Limited) -> None:
+    """A signed-in page is a request like any other: it takes from the credential's bucket, which
+    REST and TAXII share, and over it the page answers 429 with Retry-After."""
+    _clear_of_a_window_edge()
+    analyst = staff_limited.credential("analyst")
+    with httpx.Client(base_url=staff_limited.url, timeout=30, follow_redirects=False) as browser:
+        signed = browser.post("/ui/login", data={"key": analyst[1], "next": "/ui/"})
+        assert signed.status_code == 303, signed.text[:200]
+        codes = [browser.get("/ui/").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429], codes
+        refused = browser.get("/ui/")
+        assert int(refused.headers["retry-after"]) >= 1 and refused.headers["content-type"].startswith(
+            "text/html"
+        )
+    rest = httpx.get(f"{staff_limited.url}/api/v1/partners", auth=analyst, timeout=30)
+    problem_429(rest)
