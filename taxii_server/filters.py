@@ -11,9 +11,10 @@ from exchange.errors import BadRequestError
 from exchange.intel.query import VERSION_KEYWORDS, ObjectFilter
 from exchange.intel.timestamps import text_to_us, version_key
 
-_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}$")
-_SPEC_VERSION = re.compile(r"^\d\.\d$")
+_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}")
+_SPEC_VERSION = re.compile(r"[0-9]\.[0-9]")
+_LIMIT = re.compile(r"[0-9]+")
 FILTER_KEYS = ("added_after", "match[id]", "match[type]", "match[version]", "match[spec_version]")
 # Each value becomes an SQL parameter and a part of every `next` cursor: a page's worth is
 # plenty for a client, and thousands made SQLite and PostgreSQL statements fail.
@@ -43,6 +44,16 @@ def _single(args: MultiDict[str, str], key: str) -> str | None:
     return raw[0] if raw else None
 
 
+def check_paging(args: MultiDict[str, str]) -> None:
+    """`limit` and `next` once each (section 3.4, as every other parameter), and `limit` a whole
+    number in ASCII digits: Python's int() also reads '+5', '5_0' and other scripts' digits."""
+    for key in ("limit", "next"):
+        _single(args, key)
+    limit = args.get("limit")
+    if limit is not None and not _LIMIT.fullmatch(limit):
+        raise BadRequestError(f"limit: {limit[:40]!r} is not a whole number of objects such as 1000")
+
+
 def normalised_filters(
     args: MultiDict[str, str], *, allowed: tuple[str, ...] = FILTER_KEYS
 ) -> dict[str, Any]:
@@ -67,7 +78,7 @@ def normalised_filters(
         if values is None:
             continue
         for value in values:
-            if not pattern.match(value):
+            if not pattern.fullmatch(value):
                 raise BadRequestError(f"{key}: {value!r} is not {what}")
         out[key] = [v.lower() for v in values] if key == "match[id]" else values
     if "match[version]" in allowed:

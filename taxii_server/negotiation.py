@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, request
 from exchange.errors import BadRequestError, PayloadTooLargeError
 from taxii_server import auth, context
 from taxii_server.errors import error_response
+from taxii_server.filters import check_paging
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 _TAXII = "application/taxii+json"
@@ -116,6 +117,8 @@ def install(app: Flask, *, max_content_length_for) -> None:  # type: ignore[no-u
         ok, why = accept_ok(request.headers.get("Accept"))
         if not ok:
             return error_response(406, "Not acceptable", why)
+        if request.method == "GET":
+            check_paging(request.args)
         request.environ["HTTP_ACCEPT"] = TAXII_MEDIA
         if request.method == "POST":
             ok, why = content_type_ok(request.headers.get("Content-Type"))

@@ -8,9 +8,11 @@ import time
 from datetime import UTC, datetime
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# ASCII digits only (`\d` is any Unicode digit, and int() reads full-width ones), the whole text.
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
 )
 
 
@@ -29,7 +31,7 @@ def text_to_us(text: str) -> int:
 
     Raises ValueError with a readable message for anything that is not a real timestamp.
     """
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp such as 2026-01-31T12:00:00Z")
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))

@@ -164,6 +164,13 @@ def test_empty_body_is_400(live_server, http, coll):
         ({"match[version]": "last,last"}, "match[version]"),
         ({"match[type]": "indicator,indicator"}, "match[type]"),
         ({"next": "eyJhIjoxfQ.AAAA"}, "next"),
+        # What Python's int() and a Unicode \\d read, and ASCII digits alone do not.
+        ({"limit": "\u0663"}, "limit"),
+        ({"limit": "5_0"}, "limit"),
+        ({"limit": "+5"}, "limit"),
+        ({"limit": " 5"}, "limit"),
+        ({"limit": "\uff15"}, "limit"),
+        ({"added_after": "\uff12\uff10\uff12\uff10-01-01T00:00:00Z"}, "added_after"),
     ],
 )
 def test_bad_query_parameters_are_400(live_server, http, coll, params, says):
@@ -183,6 +190,29 @@ def test_repeated_parameters_are_400(live_server, http, coll, key):
     params = [(key, values[key]), (key, values[key])]
     error = is_error_resource(http.get(live_server.collection_url(coll) + "objects/", params=params), 400)
     assert key in error["description"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("limit", "1"), ("limit", "abc")],
+        [("limit", "abc"), ("limit", "1")],
+        [("limit", "1"), ("limit", "1")],
+    ],
+)
+def test_a_repeated_limit_is_400_whichever_comes_first(live_server, http, coll, params):
+    error = is_error_resource(http.get(live_server.collection_url(coll) + "objects/", params=params), 400)
+    assert "'limit' occurs 2 times" in error["description"], error
+
+
+def test_a_repeated_next_is_400_whichever_comes_first(live_server, http, coll):
+    url = live_server.collection_url(coll)
+    post(http, url, envelope([indicator(1), indicator(2)]))
+    token = http.get(url + "objects/", params={"limit": 1}).json()["next"]
+    for params in ([("next", token), ("next", "garbage")], [("next", "garbage"), ("next", token)]):
+        error = is_error_resource(http.get(url + "objects/", params=params), 400)
+        assert "'next' occurs 2 times" in error["description"], error
+    assert http.get(url + "objects/", params={"next": token}).status_code == 200
 
 
 def test_tampered_cursor_is_400(live_server, http, coll):
