@@ -6,7 +6,8 @@ One pure ASGI middleware around everything the app serves (REST, TAXII, pages, /
 - every body outside /taxii2 is capped at EXCHANGE_MAX_CONTENT_LENGTH, declared or chunked: a
   413 problem (TAXII caps its own bodies per API root and answers a TAXII error resource);
 - every response carries nosniff, frame-deny, a referrer policy and a strict CSP, plus HSTS when
-  the public URL is https; the Swagger UI page's own inline script is allowed by its hash.
+  the public URL is https (the API docs page runs no inline script, so the same CSP holds there;
+  the server's own refusals before the app carry these too, see exchange.httpserver).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ CSP = (
 )
 
 
+# On every response (HSTS is added when the public URL is https).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
 def too_large(limit: int) -> HTTPException:
     return HTTPException(413, f"the request body is over {limit} bytes, the most this server takes")
 
@@ -40,11 +49,7 @@ class EdgeMiddleware:
         self.app = app
         self.limit = settings.max_content_length
         self.networks = settings.trusted_proxy_networks
-        headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
+        headers = list(SECURITY_HEADERS)
         if (settings.public_url or "").lower().startswith("https://") and settings.hsts_seconds:
             headers.append((b"strict-transport-security", b"max-age=%d" % settings.hsts_seconds))
         self.headers = headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 import uuid
 
@@ -221,3 +222,76 @@ def test_an_envelope_of_more_objects_than_one_transaction_should_hold_is_413(liv
     )
     assert f"at most {limit}" in problem(response, 413)["detail"]
     assert http.get(url + "objects/").json().get("objects") is None
+
+
+# --- the server's own refusals: bounded headers, the exchange's shapes, security headers ------
+
+
+def _raw(port: int, request: bytes, *, finish: bool = True) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` bytes over a plain socket and read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)  # the server may answer and close before taking it all
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def _secured(headers: dict[str, str]) -> None:
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert (
+        headers["referrer-policy"] == "no-referrer"
+        and "frame-ancestors 'none'" in headers["content-security-policy"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "media"),
+    [
+        ("/taxii2/root/collections/", "application/taxii+json"),
+        ("/api/v1/partners", "application/problem+json"),
+    ],
+)
+def test_headers_past_the_limit_are_431_in_the_paths_shape_without_waiting_for_their_end(
+    live_server, path, media
+):
+    from exchange.httpserver import MAX_HEADER_BYTES
+
+    port = _port(live_server)
+    pad = b"X-Pad: " + b"a" * (MAX_HEADER_BYTES + 10_000) + b"\r\n"
+    for finish in (b"\r\n", b""):  # a complete request, and one whose headers never end
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + pad + finish
+        status, headers, body = _raw(port, request)
+        assert status == 431 and headers["content-type"].startswith(media), body[:200]
+        _secured(headers)
+        assert "431" in body.decode()
+    # Large headers within the limit are still read: the request reaches authentication.
+    ok = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: {'a' * 20_000}\r\n\r\n"
+    assert _raw(port, ok.encode())[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "media"),
+    [
+        (b"FOO /taxii2/root/ HTTP/1.1\r\nHost: x\r\n\r\n", "application/taxii+json"),
+        (b"GET /taxii2/root/ HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "application/taxii+json"),
+        (
+            b"GET /api/v1/partners HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "application/problem+json",
+        ),
+    ],
+)
+def test_requests_the_parser_refuses_are_400_in_the_paths_shape_with_security_headers(
+    live_server, request_bytes, media
+):
+    status, headers, body = _raw(_port(live_server), request_bytes)
+    assert status == 400 and headers["content-type"].startswith(media), body[:200]
+    _secured(headers)
