@@ -68,6 +68,8 @@ def _parse_moment(name: str, text: str, *, end: bool) -> datetime:
         if len(value) == 10:
             day = date.fromisoformat(value)
             # A date alone means the whole day: `until=2026-11-30` includes the 30th.
+            if end and day == date.max:
+                raise BadRequestError(f"{name}: {text!r} is out of range (the last day is 9999-12-30)")
             return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, OverflowError):
