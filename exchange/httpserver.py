@@ -71,6 +71,7 @@ class ExchangeHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._request_line = b""
         self._refused = False
+        self._pending: tuple[int | None] | None = None  # a refusal waiting for a response to end
         self._discarded = 0
         self._ended_in_data = False
 
@@ -118,9 +119,26 @@ class ExchangeHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(None if len(getattr(self, "url", b"")) > MAX_URL_BYTES else 431)
 
     def _refuse(self, status: int | None) -> None:
-        """Answer and close. What the client is still sending is read and dropped for a moment
-        first (a socket closed with unread data is reset, and the client may lose the answer)."""
+        """Stop reading this connection's requests and answer: at once, or after the response
+        still going out on it (a pipelined request before this one)."""
         self._refused = True
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            self._pending = (status,)
+            self.flow.pause_reading()
+            return
+        self._answer(status)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._answer(pending[0])
+
+    def _answer(self, status: int | None) -> None:
+        """Answer the refusal and close. What the client is still sending is read and dropped for
+        a moment first (a socket closed with unread data is reset, and the client may lose the
+        answer)."""
         url = getattr(self, "url", b"") or _target(self._request_line)
         status, media, body = refusal(url, status)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]

@@ -295,3 +295,37 @@ def test_requests_the_parser_refuses_are_400_in_the_paths_shape_with_security_he
     status, headers, body = _raw(_port(live_server), request_bytes)
     assert status == 400 and headers["content-type"].startswith(media), body[:200]
     _secured(headers)
+
+
+def test_a_refused_pipelined_request_is_answered_after_the_response_before_it(live_server, admin):
+    """Two requests on one connection, the second with headers past the limit: the first gets
+    its whole answer, then the second its 431, never bytes of one inside the other."""
+    from exchange.httpserver import MAX_HEADER_BYTES
+
+    token = base64.b64encode(f"{admin[0]}:{admin[1]}".encode()).decode()
+    first = (
+        f"GET /taxii2/root/collections/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+        f"Accept: {TAXII}\r\n\r\n"
+    ).encode()
+    # Past the limit by more than a read: the read in which the first request ends is not counted.
+    second = b"GET /taxii2/root/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * (MAX_HEADER_BYTES + 400_000)
+    with socket.create_connection(("127.0.0.1", _port(live_server)), timeout=30) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(first + second)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers["content-length"])
+        answers.append((int(lines[0].split()[1]), headers["content-type"], orjson.loads(rest[:length])))
+        data = rest[length:]
+    assert [(status, media.split(";")[0]) for status, media, _ in answers] == [
+        (200, "application/taxii+json"),
+        (431, "application/taxii+json"),
+    ], answers
+    assert "collections" in answers[0][2] and answers[1][2]["http_status"] == "431"
