@@ -124,15 +124,23 @@ class ExchangeHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         cycle = getattr(self, "cycle", None)
         if cycle is not None and not cycle.response_complete:
-            self._pending = (status,)
-            self.flow.pause_reading()
-            return
+            if not cycle.more_body:
+                # An earlier request, read whole, is still being answered (or queued behind
+                # one): the refusal follows the last of them.
+                self._pending = (status,)
+                self.flow.pause_reading()
+                return
+            # The request being read is the one refused (its body broke): whatever runs for it
+            # learns that its client is gone, as when a connection drops.
+            cycle.disconnected = True
+            cycle.message_event.set()
         self._answer(status)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        super().on_response_complete()  # may start a pipelined request queued behind it
+        cycle = getattr(self, "cycle", None)
+        if self._pending is not None and not self.pipeline and (cycle is None or cycle.response_complete):
+            pending, self._pending = self._pending, None
             self._answer(pending[0])
 
     def _answer(self, status: int | None) -> None:

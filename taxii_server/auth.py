@@ -41,15 +41,15 @@ def _certificate() -> str | None:
 
 
 def _verify_certificate() -> Principal | None:
-    """The caller of a certificate a trusted proxy verified: counted, throttled and rate-limited
-    as a key is (a revoked partner's certificate may still pass the proxy's check)."""
+    """The caller of a certificate a trusted proxy verified, rate-limited as a key's caller is. A
+    certificate bound to nothing (a revoked partner's may still pass the proxy's check) is a
+    failed login, counted with the address's others; it is not refused before its check, which
+    costs no slow hash, so bound certificates behind a throttled address keep working."""
     certificate = _certificate()
     if certificate is None:
         return None
     ext = current_app.extensions["exchange"]
     address = request.remote_addr
-    if ext.limits is not None:
-        ext.limits.before_login(address, certificate, "taxii")
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:

@@ -48,7 +48,9 @@ def check_paging(args: MultiDict[str, str]) -> None:
     """`limit` and `next` once each (section 3.4, as every other parameter), and `limit` a whole
     number in ASCII digits: Python's int() also reads '+5', '5_0' and other scripts' digits."""
     for key in ("limit", "next"):
-        _single(args, key)
+        given = args.getlist(key)
+        if len(given) > 1:
+            raise BadRequestError(f"'{key}' occurs {len(given)} times; give it once")
     limit = args.get("limit")
     if limit is not None and not _LIMIT.fullmatch(limit):
         raise BadRequestError(f"limit: {limit[:40]!r} is not a whole number of objects such as 1000")

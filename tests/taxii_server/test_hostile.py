@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import time
 import uuid
 
 import httpx
@@ -329,3 +330,61 @@ def test_a_refused_pipelined_request_is_answered_after_the_response_before_it(li
         (431, "application/taxii+json"),
     ], answers
     assert "collections" in answers[0][2] and answers[1][2]["http_status"] == "431"
+
+
+def _answers(data: bytes) -> list[tuple[int, str, bytes]]:
+    """The HTTP responses in `data`, one after another: (status, media type, body)."""
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers["content-length"])
+        answers.append((int(lines[0].split()[1]), headers["content-type"].split(";")[0], rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def _exchange(port: int, *parts: bytes, pause: float = 0.2) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for part in parts:
+            sock.sendall(part)
+            time.sleep(pause)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_a_body_that_breaks_mid_way_is_answered_at_once_and_its_connection_closed(live_server):
+    """The request being read is the one refused: it is answered now (not after a response that
+    can never come), and the connection is closed, not left open."""
+    started = time.monotonic()
+    data = _exchange(
+        _port(live_server),
+        b"POST /api/v1/partners HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"zz\r\n",
+    )
+    assert [(status, media) for status, media, _ in _answers(data)] == [(400, "application/problem+json")]
+    assert time.monotonic() - started < 5
+
+
+def test_a_refusal_behind_two_pipelined_requests_lets_both_be_answered_whole(live_server, admin):
+    token = base64.b64encode(f"{admin[0]}:{admin[1]}".encode()).decode()
+    data = _exchange(
+        _port(live_server),
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        + (
+            f"GET /taxii2/root/collections/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+            f"Accept: {TAXII}\r\n\r\n"
+        ).encode()
+        + b"GET /taxii2/root/ HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
+    )
+    answers = _answers(data)
+    assert [(status, media) for status, media, _ in answers] == [
+        (200, "application/json"),
+        (200, "application/taxii+json"),
+        (400, "application/taxii+json"),
+    ], answers
+    assert b"collections" in answers[1][2]
