@@ -93,10 +93,6 @@ class ExchangeHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes > MAX_HEADER_BYTES:
             self._refuse_oversize()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_head = True
-
     def on_headers_complete(self) -> None:
         self._in_head = False
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)

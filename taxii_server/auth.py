@@ -9,7 +9,7 @@ from medallion import auth
 
 from exchange.auth import service as auth_service
 from exchange.auth.certs import forwarded_fingerprint, tcp_peer
-from exchange.auth.deps import record_login_failure
+from exchange.auth.deps import count_login_failure
 from exchange.auth.service import Principal
 from taxii_server import context
 from taxii_server.errors import error_response
@@ -53,10 +53,7 @@ def _verify_certificate() -> Principal | None:
     db = current_app.medallion_backend.request_session()  # type: ignore[attr-defined]
     principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
-        if ext.limits is not None:
-            ext.limits.login_failed(address, "", "taxii")
-        else:
-            record_login_failure(ext.session_factory, "", "taxii")
+        count_login_failure(ext.limits, ext.session_factory, address, "", "taxii")
         log.warning("TAXII client certificate %s… is bound to no usable credential", certificate[:12])
     elif ext.limits is not None:
         ext.limits.admit(principal, "taxii")
@@ -88,10 +85,7 @@ def _verify(username: str, password: str) -> Principal | None:
         db, username, password, cache=ext.key_cache, certificate=_certificate()
     )
     if principal is None:
-        if ext.limits is not None:
-            actor = ext.limits.login_failed(address, username, "taxii")
-        else:
-            actor = record_login_failure(ext.session_factory, username, "taxii")
+        actor = count_login_failure(ext.limits, ext.session_factory, address, username, "taxii")
         log.warning("TAXII authentication failed for user %r", actor)
     elif ext.limits is not None:
         ext.limits.admit(principal, "taxii")

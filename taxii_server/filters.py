@@ -36,22 +36,21 @@ def _values(args: MultiDict[str, str], key: str) -> list[str] | None:
     return sorted(values)
 
 
-def _single(args: MultiDict[str, str], key: str) -> str | None:
+def _single(
+    args: MultiDict[str, str], key: str, *, hint: str = "give it once, with comma-separated values"
+) -> str | None:
     """TAXII 2.1 section 3.4: a parameter MUST NOT occur more than once in a request."""
     raw = args.getlist(key)
     if len(raw) > 1:
-        raise BadRequestError(f"'{key}' occurs {len(raw)} times; give it once, with comma-separated values")
+        raise BadRequestError(f"'{key}' occurs {len(raw)} times; {hint}")
     return raw[0] if raw else None
 
 
 def check_paging(args: MultiDict[str, str]) -> None:
     """`limit` and `next` once each (section 3.4, as every other parameter), and `limit` a whole
     number in ASCII digits: Python's int() also reads '+5', '5_0' and other scripts' digits."""
-    for key in ("limit", "next"):
-        given = args.getlist(key)
-        if len(given) > 1:
-            raise BadRequestError(f"'{key}' occurs {len(given)} times; give it once")
-    limit = args.get("limit")
+    _single(args, "next", hint="give it once")
+    limit = _single(args, "limit", hint="give it once")
     if limit is not None and not _LIMIT.fullmatch(limit):
         raise BadRequestError(f"limit: {limit[:40]!r} is not a whole number of objects such as 1000")
 

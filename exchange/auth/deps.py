@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +16,9 @@ from exchange.auth.service import Principal
 from exchange.context import Ctx
 from exchange.database.core import session_scope
 from exchange.errors import ForbiddenError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from exchange.limits.service import Limits
 
 
 def record_login_failure(factory: sessionmaker[Session], who: str, channel: str) -> str:
@@ -29,6 +32,17 @@ def record_login_failure(factory: sessionmaker[Session], who: str, channel: str)
         actor = auth_service.failure_actor(db, who)
         audit.record(db, actor=actor, action="login.failure", details={"channel": channel})
     return actor
+
+
+def count_login_failure(
+    limits: Limits | None, factory: sessionmaker[Session], address: str | None, who: str, channel: str
+) -> str:
+    """A failed login, as every entry point records it: counted toward `address`'s throttle (and
+    audited while under its threshold) by `limits`, or audited on its own row where an app runs
+    without limits (tests). Returns the actor, fit for logs."""
+    if limits is not None:
+        return limits.login_failed(address, who, channel)
+    return record_login_failure(factory, who, channel)
 
 
 def _credentials(request: Request) -> tuple[str, str] | None:
@@ -72,10 +86,7 @@ def current_user(request: Request, ctx: Ctx) -> Principal:
                 principal = auth_service.authenticate_certificate(db, certificate)
     if principal is None:
         if given or certificate:
-            if ctx.limits is not None:
-                ctx.limits.login_failed(address, given[0] if given else "", "rest")
-            else:
-                record_login_failure(ctx.sessions, given[0] if given else "", "rest")
+            count_login_failure(ctx.limits, ctx.sessions, address, given[0] if given else "", "rest")
         raise UnauthorizedError("a valid credential is required (Authorization: Bearer <key>)")
     if ctx.limits is not None:
         ctx.limits.admit(principal, "rest")

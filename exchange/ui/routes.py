@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from exchange.agreement import service as agreement_service
 from exchange.audit import service as audit
 from exchange.auth import service as auth_service
-from exchange.auth.deps import record_login_failure
+from exchange.auth.deps import count_login_failure
 from exchange.auth.models import Credential
 from exchange.context import Ctx, KeyRingDep, context_of
 from exchange.database.core import session_scope
@@ -142,10 +142,8 @@ async def login(request: Request, ctx: Ctx) -> Response:
 
     signed = await run_in_threadpool(attempt) if key.strip() else None
     if signed is None:
-        if key.strip() and ctx.limits is not None:
-            await run_in_threadpool(ctx.limits.login_failed, address, key.strip(), "ui")
-        elif key.strip():
-            await run_in_threadpool(record_login_failure, ctx.sessions, key.strip(), "ui")
+        if key.strip():
+            await run_in_threadpool(count_login_failure, ctx.limits, ctx.sessions, address, key.strip(), "ui")
         await asyncio.sleep(throttle.failed(address or "?"))
         message = tr(
             request,
