@@ -124,6 +124,7 @@ def report(path: str) -> str:
             ordered = sorted(samples)
             lines.append(
                 f"  {name:26} median {statistics.median(ordered) * 1000:7.2f} ms"
+                f"  mean {statistics.fmean(ordered) * 1000:7.2f} ms"
                 f"  p90 {ordered[int(0.9 * (len(ordered) - 1))] * 1000:7.2f} ms  ({len(ordered)} pages)"
             )
     for name, samples in sorted(collections_total.items()):
