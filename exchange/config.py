@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # A PostgreSQL streaming replica for TAXII and REST reads; writes, the disclosure ledger and
     # every access decision (credentials, partners, agreements) stay on the primary.
     database_replica_url: str | None = Field(default=None, repr=False)
+    # How long reads go to the primary after the replica failed to answer, before it is tried again.
+    database_replica_retry_seconds: float = Field(default=10.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     # API processes for `exchange serve` (uvicorn workers). Any worker answers any request. Rate

@@ -3,6 +3,7 @@ typed dependencies routes read it through (never `request.app.state` directly)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
@@ -29,8 +30,9 @@ class AppContext:
     keyring: KeyRing
     key_cache: VerifiedKeyCache
     feeds: FeedLauncher | None = None  # None: this app starts no feed runs or pushes
-    # Sessions on the read replica (EXCHANGE_DATABASE_REPLICA_URL); None: reads use the primary.
-    replica_sessions: sessionmaker[Session] | None = None
+    # Sessions on the read replica (EXCHANGE_DATABASE_REPLICA_URL), or on the primary while the
+    # replica is down (exchange.database.replica); None: reads use the primary.
+    replica_sessions: Callable[[], Session] | None = None
     limits: Limits | None = None  # None: no rate limits or login throttling (tests)
 
     @cached_property
@@ -39,7 +41,7 @@ class AppContext:
         return self.settings.trusted_proxy_networks
 
     @property
-    def read_sessions(self) -> sessionmaker[Session]:
+    def read_sessions(self) -> Callable[[], Session]:
         """Where REST and TAXII reads go: the replica when there is one, else the primary."""
         return self.replica_sessions or self.sessions
 

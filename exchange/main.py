@@ -27,6 +27,7 @@ from exchange.database.core import (
     make_session_factory,
     refuses_writes,
 )
+from exchange.database.replica import ReadSessions
 from exchange.errors import ExchangeError, RateLimitedError, ServiceUnavailableError
 from exchange.export.routes import router as export_router
 from exchange.feed.launcher import FeedLauncherFactory
@@ -48,6 +49,8 @@ from policies.schemas import AgreementError
 from taxii_server import create_taxii_app
 
 log = logging.getLogger(__name__)
+# How long a connection attempt to the read replica may take before reads go to the primary.
+REPLICA_CONNECT_SECONDS = 3
 
 
 def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory | None = None) -> FastAPI:
@@ -61,12 +64,17 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
     settings.ensure_secret()
     engine = make_engine(settings.sqlalchemy_url, busy_seconds=settings.database_busy_seconds)
     factory = make_session_factory(engine)
-    replica_factory = None
+    replica_factory = read_sessions = None
     if settings.database_replica_url:
         replica_engine = make_engine(
-            settings.database_replica_url, busy_seconds=settings.database_busy_seconds
+            settings.database_replica_url,
+            busy_seconds=settings.database_busy_seconds,
+            connect_timeout=REPLICA_CONNECT_SECONDS,
         )
         replica_factory = make_session_factory(replica_engine)
+        read_sessions = ReadSessions(
+            replica_factory, factory, retry_seconds=settings.database_replica_retry_seconds
+        )
     key_cache = VerifiedKeyCache(settings.key_cache_seconds)
     keyring = KeyRing(default_directory(settings))
     keyring.ensure()
@@ -89,7 +97,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         keyring,
         key_cache,
         launcher,
-        replica_sessions=replica_factory,
+        replica_sessions=read_sessions,
         limits=limits,
     ).install(app)
     # Outside Starlette's own error middleware, so that even its bare 500 carries the headers.
@@ -202,9 +210,7 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
             media_type="application/problem+json",
         )
 
-    taxii = create_taxii_app(
-        settings, factory, key_cache, keyring, read_factory=replica_factory, limits=limits
-    )
+    taxii = create_taxii_app(settings, factory, key_cache, keyring, read_factory=read_sessions, limits=limits)
     # First in the routing table: partners pull page after page, and each request is matched
     # against the routes in order (FastAPI builds each API route's context as it tries it).
     app.mount("/taxii2", WSGIMiddleware(taxii, workers=8))  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ def create_taxii_app(
     key_cache: VerifiedKeyCache,
     keyring: KeyRing,
     *,
-    read_factory: sessionmaker[Session] | None = None,
+    read_factory: Callable[[], Session] | None = None,
     limits: Limits | None = None,
 ) -> Flask:
     """A new Flask app serving TAXII 2.1 at its root (mount it at /taxii2).

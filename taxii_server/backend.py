@@ -65,7 +65,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         *,
         session_factory: sessionmaker[Session],
         settings: Settings,
-        read_factory: sessionmaker[Session] | None = None,
+        read_factory: Callable[[], Session] | None = None,
         codec: CursorCodec,
         keyring: KeyRing,
     ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, cast
 
@@ -21,17 +21,24 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str, *, busy_seconds: float = 30.0, **kwargs: object) -> Engine:
+def make_engine(
+    url: str, *, busy_seconds: float = 30.0, connect_timeout: int | None = None, **kwargs: object
+) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
 
     A statement that waits `busy_seconds` for a lock fails with OperationalError (SQLite's
     busy timeout, PostgreSQL's lock_timeout), which the API answers as 503 with Retry-After.
+    `connect_timeout` (PostgreSQL, seconds) bounds a connection attempt to a host that does not
+    answer (libpq waits for the operating system otherwise, minutes for a host that is gone).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_seconds}, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
     lock_timeout = f"-c lock_timeout={int(busy_seconds * 1000)}"
+    connect_args: dict[str, object] = {"options": lock_timeout}
+    if connect_timeout is not None:
+        connect_args["connect_timeout"] = connect_timeout
     return create_engine(
         url,
         pool_pre_ping=True,
@@ -41,7 +48,7 @@ def make_engine(url: str, *, busy_seconds: float = 30.0, **kwargs: object) -> En
         pool_use_lifo=True,
         pool_size=10,
         max_overflow=20,
-        connect_args={"options": lock_timeout},
+        connect_args=connect_args,
         **kwargs,
     )
 
@@ -70,7 +77,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+def session_scope(factory: Callable[[], Session], *, write: bool = False) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error.
 
     `write=True` begins it at once with a write lock on SQLite (the session carries the

@@ -75,6 +75,10 @@ class Pair:
     def stop_replica(self) -> None:
         _run("pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.replica, "stop", "-m", "fast")
 
+    def start_replica(self) -> None:
+        _run("pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.replica, "start")
+        _wait_ready(self.replica_port)
+
     def replica_sql(self, statement: str) -> object:
         engine = create_engine(self.url(self.replica_port, "postgres"), isolation_level="AUTOCOMMIT")
         try:
