@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, InternalError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from exchange.agreement.routes import router as agreement_router
 from exchange.audit import anchor as audit_anchor
@@ -51,6 +53,22 @@ from taxii_server import create_taxii_app
 log = logging.getLogger(__name__)
 # How long a connection attempt to the read replica may take before reads go to the primary.
 REPLICA_CONNECT_SECONDS = 3
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The methods some route of `app` answers at the path of `scope`, for an Allow header."""
+    # Asked method by method through each route's own `matches` (included routers answer for
+    # the routes they hold); only 405s come here.
+    methods = {
+        method
+        for method in _METHODS
+        for route in app.router.routes
+        if route.matches({**scope, "method": method})[0] == Match.FULL
+    }
+    return ", ".join(sorted(methods))
 
 
 def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory | None = None) -> FastAPI:
@@ -155,9 +173,15 @@ def create_app(settings: Settings | None = None, *, feeds: FeedLauncherFactory |
         except ValueError:
             title = "Error"
         detail = exc.detail if isinstance(exc.detail, str) else title
-        if request.url.path.startswith("/ui/") and exc.status_code in (404, 405):
-            return error_page(request, exc.status_code, title)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 section 15.5.6: every method the path takes, not only the first route's
+            # (Starlette names the methods of the first route whose path matched).
+            headers["Allow"] = allowed_methods(request.app, request.scope)
+        if request.url.path.startswith("/ui/") and exc.status_code in (404, 405):
+            page = error_page(request, exc.status_code, title)
+            page.headers.update(headers)
+            return page
         body: dict[str, object]
         if request.url.path.startswith("/taxii2"):
             body = {"title": title, "description": detail, "http_status": str(exc.status_code)}

@@ -109,3 +109,19 @@ def test_a_nul_in_a_password_is_401(live_server, admin):
     raw = base64.b64encode(f"{admin[0]}:{admin[1]}\x00".encode()).decode()
     response = httpx.get(f"{live_server.url}/api/v1/partners", headers={"Authorization": f"Basic {raw}"})
     problem(response, 401)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/partners", {"GET", "POST"}),
+        ("PUT", "/api/v1/partners/cert-nowhere", {"GET", "PATCH"}),
+        ("POST", "/ui/", {"GET"}),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_405_naming_every_method_it_does(api, method, path, allowed):
+    # RFC 9110 section 15.5.6: Allow lists the target's methods, not one route's (Starlette named
+    # only the first route whose path matched: POST alone for /api/v1/partners).
+    response = api.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == allowed
