@@ -243,9 +243,12 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
     def _empty_headers(
         self, coll: Collection, grant: access.CollectionAccess, filters: dict[str, Any], position: Any
     ) -> dict[str, str]:
-        """Where a poller may resume after an empty page, from nothing it may not see."""
-        shift = outbound.stream_shift(grant)
-        floor = max(filters.get("added_after") or 0, position + shift if isinstance(position, int) else 0)
+        """Where a poller may resume after an empty page, from nothing it may not see.
+
+        A `next` position is already in the recipient's stream (a partner's includes its
+        embargo: exchange.sharing.outbound), as `added_after` is: adding the embargo again put the
+        resume point one embargo ahead, past objects that became visible meanwhile."""
+        floor = max(filters.get("added_after") or 0, position if isinstance(position, int) else 0)
         if grant.read_grant is None:
             # Staff see everything: nothing matched up to the collection's high-water mark read
             # before the page query, so that mark is a safe point to resume from.

@@ -115,3 +115,36 @@ def test_an_empty_page_does_not_reveal_when_a_hidden_object_was_added(live_serve
         url + "manifest/", params={"added_after": last_seen}, auth=cred, headers={"Accept": TAXII}
     )
     assert manifest.headers.get("X-TAXII-Date-Added-Last") in (None, last_seen)
+
+
+def test_an_empty_next_page_under_an_embargo_resumes_where_the_stream_is(live_server, http, partners):
+    """A partner's cursor holds a position in its stream (embargo included): an empty page that
+    follows it must not add the embargo again, or the poller resuming from its header skips what
+    became visible within one embargo after that point."""
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    read = {"collections": [coll.alias], "max_tlp": "green", "embargo": 2}
+    _slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
+    first, second, later = indicator(), indicator(), indicator()
+    publish(http, url, [first])
+    publish(http, url, [second])
+    time.sleep(1.0)
+    publish(http, url, [later])
+    time.sleep(1.2)  # the first two are visible to the partner, `later` not yet
+    page = httpx.get(url + "objects/", params={"limit": 1}, auth=cred, headers={"Accept": TAXII}, timeout=30)
+    assert [o["id"] for o in page.json()["objects"]] == [first["id"]] and page.json()["more"] is True
+    # Staff delete what the next page would have held: that page comes back empty.
+    assert http.delete(url + f"objects/{second['id']}/").status_code == 200
+    empty = httpx.get(
+        url + "objects/",
+        params={"limit": 1, "next": page.json()["next"]},
+        auth=cred,
+        headers={"Accept": TAXII},
+        timeout=30,
+    )
+    assert empty.status_code == 200 and empty.json().get("objects", []) == []
+    resume = empty.headers["X-TAXII-Date-Added-Last"]
+    assert resume == page.headers["X-TAXII-Date-Added-Last"]  # where the stream was, not later
+    time.sleep(1.2)  # `later` is visible now
+    objs, _ = poll(url, cred, added_after=resume)
+    assert [o["id"] for o in objs] == [later["id"]]
