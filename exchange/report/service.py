@@ -4,7 +4,9 @@ Every figure is a grouped SQL count over the store and the disclosure ledger; no
 pages through rows in Python, so a report costs a few queries whatever the store holds.
 
 - contributed: object versions stored by one of the partner's credentials (its accepted
-  submissions; a refused object is never stored), dated by `date_added`;
+  submissions; a refused object is never stored), dated by `date_added`: versions of objects
+  it originated, and observables nobody else sent before it, never another party's object
+  posted back as received;
 - received: distinct object versions the ledger says the partner received (TAXII pulls,
   exports made for it, pushes to it), dated by the delivery; `deliveries` counts ledger rows.
 """
@@ -113,6 +115,21 @@ def _level(collections: dict[int, tuple[str, int]], collection_pk: int, tlp_rank
 
 
 def _contributed(db: Session, start_us: int, end_us: int) -> Iterable[Any]:
+    # What the partner brought: versions of objects it originated, and observables (no one
+    # originates those) nobody else had sent before it. An echo, another party's object posted
+    # back as it was received, is stored as a copy and counts for nobody (else a partner could
+    # raise its ratio by re-posting what it pulls).
+    earlier = aliased(ObjectVersion)
+    sent_before_by_another = exists(
+        select(earlier.pk).where(
+            earlier.stix_id == ObjectVersion.stix_id,
+            earlier.date_added_us < ObjectVersion.date_added_us,
+            earlier.origin_partner_pk.is_distinct_from(Credential.partner_pk),
+        )
+    )
+    own = (ObjectVersion.originator_partner_pk == Credential.partner_pk) | (
+        ObjectVersion.originator_partner_pk.is_(None) & ~sent_before_by_another
+    )
     return db.execute(
         select(
             Credential.partner_pk,
@@ -125,6 +142,7 @@ def _contributed(db: Session, start_us: int, end_us: int) -> Iterable[Any]:
             Credential.partner_pk.is_not(None),
             ObjectVersion.date_added_us >= start_us,
             ObjectVersion.date_added_us < end_us,
+            own,
         )
         .group_by(Credential.partner_pk, ObjectVersion.collection_pk, ObjectVersion.tlp_rank)
     )

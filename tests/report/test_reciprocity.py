@@ -55,6 +55,10 @@ def scene(live_server, http, partners):  # type: ignore[no-untyped-def]
         assert again["success_count"] == len(mine), again  # exact duplicates: no new contribution
         refused = post(client, live_server.collection_url(shared), {"objects": [indicator(marking=GREEN)]})
         assert refused.status_code in (403, 404)  # not stored: not a contribution
+        # Echoes: the CERT's own objects, pulled and posted back as they are. Stored (a copy
+        # changes nothing), but not the partner's contribution.
+        echoed = post(client, live_server.collection_url(inbox), {"objects": got_wide[:3]}).json()
+        assert echoed["success_count"] == 3, echoed
 
     def levels(objs):  # type: ignore[no-untyped-def]
         return Counter("amber" if AMBER in o.get("object_marking_refs", []) else "green" for o in objs)
