@@ -123,14 +123,16 @@ def test_an_empty_next_page_under_an_embargo_resumes_where_the_stream_is(live_se
     became visible within one embargo after that point."""
     coll = live_server.collection(default_tlp="green")
     url = live_server.collection_url(coll)
-    read = {"collections": [coll.alias], "max_tlp": "green", "embargo": 2}
+    embargo = 3.0
+    read = {"collections": [coll.alias], "max_tlp": "green", "embargo": int(embargo)}
     _slug, cred = partners.add(lambda s: agreement_doc(s, read=read))
     first, second, later = indicator(), indicator(), indicator()
     publish(http, url, [first])
     publish(http, url, [second])
-    time.sleep(1.0)
+    time.sleep(2.0)
     publish(http, url, [later])
-    time.sleep(1.2)  # the first two are visible to the partner, `later` not yet
+    later_visible = time.monotonic() + embargo
+    time.sleep(embargo - 2.0 + 0.2)  # the first two are visible to the partner, `later` not yet
     page = httpx.get(url + "objects/", params={"limit": 1}, auth=cred, headers={"Accept": TAXII}, timeout=30)
     assert [o["id"] for o in page.json()["objects"]] == [first["id"]] and page.json()["more"] is True
     # Staff delete what the next page would have held: that page comes back empty.
@@ -145,6 +147,7 @@ def test_an_empty_next_page_under_an_embargo_resumes_where_the_stream_is(live_se
     assert empty.status_code == 200 and empty.json().get("objects", []) == []
     resume = empty.headers["X-TAXII-Date-Added-Last"]
     assert resume == page.headers["X-TAXII-Date-Added-Last"]  # where the stream was, not later
-    time.sleep(1.2)  # `later` is visible now
+    assert time.monotonic() < later_visible, "too slow: `later` became visible before the empty page"
+    time.sleep(max(0.0, later_visible - time.monotonic()) + 0.3)  # `later` is visible now
     objs, _ = poll(url, cred, added_after=resume)
     assert [o["id"] for o in objs] == [later["id"]]
