@@ -59,7 +59,8 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
     if not refs:
         return {}
     wanted = sorted(set().union(*refs.values()))
-    vouched: set[str] = set()
+    # Renamed to the exchange's identity in what is served (RelayScope.hidden_identities).
+    vouched: set[str] = set(access.relay.hidden_identities) if access.relay is not None else set()
     if access.relay is not None and access.all_grants:
         # Visible to the partner (originator control included), or brought in by it (see visibility).
         for stix_id, visible, known in db.execute(
@@ -168,11 +169,20 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     closure = _refs_visible(db, referring, access)
     back = _flowing_back(db, sorted({v[10] for v in values if v[2] == "sighting" and v[10]}), scope)
     relayers = scope.relayer_names
+    hidden_identities = scope.hidden_identities
     now, embargo = access.now_us, grant.embargo_us
     memo: dict[tuple[Any, ...], bool] = {}
     allowed = []
     for row, value in zip(rows, values, strict=True):
         pk, stix_id, kind, tlp, confidence, added, audience, revoked, source, originator, sighted = value
+        if hidden_identities and stix_id in hidden_identities:
+            log.error(
+                "policy gate withheld %s from %s although SQL selected it: the identity of a "
+                "partner that relays anonymously",
+                stix_id,
+                grant.partner,
+            )
+            continue
         refs_visible = closure.get(pk, True)
         flows_back = kind == "sighting" and sighted in back
         key = (

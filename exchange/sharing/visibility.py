@@ -51,6 +51,22 @@ class RelayScope:
     def name(self, pk: int | None) -> str | None:
         return None if pk is None else self.names.get(pk, f"partner {pk}")
 
+    @property
+    def hidden_identities(self) -> tuple[str, ...]:
+        """The STIX identities of the partners (other than the recipient) whose agreement asks
+        `anonymize_on_relay`: never served to the recipient, whoever stored them (the identity
+        object names the originator the relay hides), and never a reason to withhold what
+        references them (what the recipient is served names the exchange instead)."""
+        return tuple(
+            sorted(
+                {
+                    identity
+                    for pk in self.anonymized
+                    if pk != self.partner_pk and (identity := self.identities.get(pk)) is not None
+                }
+            )
+        )
+
 
 @dataclass(frozen=True)
 class CollectionGrant:
@@ -140,7 +156,10 @@ def row_rules(
         rules.append(Rule("originator", not_(echo)))
         # What came from the recipient is the "originator" rule's to refuse, so a preview counts
         # it once. Its flow-back test is a subquery: asked on its own in previews, like the closure.
-        rules.append(Rule("relay", or_(echo, relay_predicate(cg.relay, table=table)), deep=True))
+        relayed = or_(echo, relay_predicate(cg.relay, table=table))
+        if cg.relay.hidden_identities:
+            relayed = and_(relayed, table.stix_id.not_in(cg.relay.hidden_identities))
+        rules.append(Rule("relay", relayed, deep=True))
     return rules
 
 
@@ -220,9 +239,13 @@ def closure_predicate(
     else:
         deeper = aliased(ObjectRef)
         conditions.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
+    # A reference to an anonymised relayer's identity is renamed in what is served: it withholds
+    # nothing (and the identity itself is never served: see RelayScope.hidden_identities).
+    waived = grants[0].relay.hidden_identities
     hidden_ref = exists(
         select(ref.ref_id).where(
             ref.object_version_pk == table.pk,
+            *([ref.ref_id.not_in(waived)] if waived else []),
             not_(exists(select(target.pk).where(*conditions))),
             not_(
                 exists(
@@ -280,5 +303,12 @@ _PREDICATES_KEPT = 512
 def _sql_key(cg: CollectionGrant) -> tuple[Any, ...]:
     """Everything of a grant the read rules' SQL is built from: a rule that reads anything more
     must add it here, or two partners could share one partner's predicates. (The relay scope's
-    names, identities and anonymisation are the gate's, never in SQL.)"""
-    return (cg.collection_pk, cg.default_tlp_rank, cg.grant, cg.relay.partner_pk, cg.relay.relayers)
+    names are the gate's; of its identities, only those it hides are in SQL.)"""
+    return (
+        cg.collection_pk,
+        cg.default_tlp_rank,
+        cg.grant,
+        cg.relay.partner_pk,
+        cg.relay.relayers,
+        cg.relay.hidden_identities,
+    )

@@ -325,3 +325,33 @@ def _now():  # type: ignore[no-untyped-def]
     from exchange.database.types import utcnow
 
     return utcnow()
+
+
+def test_an_anonymised_relay_never_serves_the_originators_identity(live_server, http):
+    """anonymize_on_relay: the relayed copies name the exchange, and the originator's own
+    identity object, which names it, does not travel with them (TAXII and export alike), while
+    its objects that reference that identity still do."""
+    coll = live_server.collection(default_tlp="green")
+    url = live_server.collection_url(coll)
+    b = _party(live_server, coll.alias)
+    a = _party(live_server, coll.alias, relay_to=[b.slug])
+    own_identity = sdo("identity", name=f"{a.slug} national CERT", identity_class="organization")
+    own_identity["id"] = a.identity
+    mine = indicator(created_by_ref=a.identity)
+    submit(None, url, [own_identity, mine], auth=a.cred)
+    # Relayed by name first: both reach B, the identity too.
+    assert set(pull(url, b)[0]) == {a.identity, mine["id"]}
+    _apply(live_server, a, coll.alias, relay_to=[b.slug], anonymize_on_relay=True)
+    served, _ = pull(url, b)
+    assert set(served) == {mine["id"]}
+    assert served[mine["id"]]["created_by_ref"] == live_server.settings.identity_id
+    assert set(exported(live_server, b, coll)) == {mine["id"]}
+    one = httpx.get(url + f"objects/{a.identity}/", auth=b.cred, headers={"Accept": TAXII})
+    assert one.status_code == 404
+    for path in ("objects/", "manifest/"):
+        listed = httpx.get(
+            url + path, auth=b.cred, headers={"Accept": TAXII}, params={"match[id]": a.identity}
+        )
+        assert listed.status_code == 200 and a.identity not in listed.text
+    # A itself still gets nothing of its own back.
+    assert a.identity not in pull(url, a)[0]
