@@ -170,21 +170,33 @@ class PushSection(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        # Messages never repeat the URL: whatever it carries, they are shown and logged.
         if value != value.strip() or any(ch.isspace() or ord(ch) < 32 for ch in value):
             raise ValueError("a push URL must not contain spaces or control characters")
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018  (raises on a malformed port)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a URL: {exc}") from None
+            raise ValueError(f"the push URL is not a URL: {exc}") from None
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"a push URL must start with https:// or http://, not {value!r}")
+            raise ValueError(
+                f"a push URL must start with https:// or http://, not {parts.scheme or '(none)'}:"
+            )
         if not parts.hostname:
-            raise ValueError(f"a push URL must name a host: {value!r}")
+            raise ValueError("a push URL must name a host")
         if parts.username is not None or parts.password is not None:
             # Agreements are versioned and shown in history and diffs: no secrets in them.
             raise ValueError("a push URL must not carry credentials; register them with the partner")
+        if ("?" in value or "#" in value) and _is_new(info):
+            # Any query, not only secret-looking names: names say nothing (pw=, p=, sig=...), and a
+            # TAXII 2.1 collection URL has none. Only new documents: stored versions stay readable.
+            raise ValueError(
+                "a push URL must carry no query string or fragment (a TAXII collection URL has "
+                "none; agreements are versioned and shown in history, diffs and the audit trail); "
+                "give a key as push credentials instead: PUT /api/v1/partners/{slug}/push-auth "
+                "or `exchange partner push-auth`"
+            )
         return value
 
     @field_validator("every")
@@ -277,6 +289,15 @@ class AgreementDoc(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# The validation context of a document being written (validate_agreement); stored versions are
+# read without it, so a rule added later never makes an existing version unreadable.
+NEW_DOCUMENT: dict[str, Any] = {"new_document": True}
+
+
+def _is_new(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("new_document"))
+
+
 def _error_at(subpath: str, reason: str) -> PydanticCustomError:
     """An error about a part of the value being validated (pydantic would name only the whole)."""
     return PydanticCustomError("agreement_field", "{reason}", {"reason": reason, "subpath": subpath})
@@ -315,7 +336,7 @@ def validate_agreement(
     problems: list[tuple[str, str]] = []
     doc: AgreementDoc | None = None
     try:
-        doc = AgreementDoc.model_validate(data)
+        doc = AgreementDoc.model_validate(data, context=NEW_DOCUMENT)
     except ValidationError as exc:
         problems.extend(_problem(error) for error in exc.errors())
     # Checked on the raw document so these show up alongside schema errors elsewhere.

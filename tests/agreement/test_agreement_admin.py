@@ -262,6 +262,14 @@ BAD = {
         "partner",
         "unknown partner 'no-such-partner'",
     ),
+    "a key in the push URL": (
+        lambda d, c: (
+            d
+            | {"push": {"url": "https://127.0.0.1:9/taxii2/root/collections/5f0a/?apikey=k3y", "every": "1h"}}
+        ),
+        "push.url",
+        "PUT /api/v1/partners/{slug}/push-auth",
+    ),
     "a list, not an object": (lambda d, c: [d], "body", ""),
     "a string, not an object": (lambda d, c: "agreement", "body", ""),
     "null, not an object": (lambda d, c: None, "body", ""),
@@ -308,6 +316,29 @@ def test_a_bad_agreement_is_a_422_naming_the_field_and_changes_nothing(rest, agr
     assert rest.get(f"/agreements/{slug}").json() == doc | {
         "read": doc["read"] | {"redact": [], "anonymize_source": False}
     }
+
+
+def test_a_push_url_with_a_query_never_reaches_versions_pages_or_the_audit_trail(  # type: ignore[no-untyped-def]
+    live_server, rest
+) -> None:
+    slug, doc, _ = agreed_partner(live_server, rest)
+    secret = "SECRETPUSHQ" + uuid.uuid4().hex
+    collection = "https://127.0.0.1:9/taxii2/root/collections/5f0a/"
+    for query in (f"?apikey={secret}", f"?pwd={secret}", f"?p={secret}&format=json"):
+        for method, path in (("PUT", "/agreements"), ("POST", "/agreements/check")):
+            response = send_json(
+                rest, method, path, doc | {"push": {"url": collection + query, "every": "1h"}}
+            )
+            if method == "PUT":
+                assert response.status_code == 422, response.text
+            assert "push-auth" in response.text and secret not in response.text, response.text
+    assert len(versions(rest, slug)[1]) == 1
+    # The same collection URL without a query is fine.
+    put_agreement(rest, doc | {"push": {"url": collection, "every": "1h"}})
+    assert len(versions(rest, slug)[1]) == 2
+    trail = rest.get("/audit", params={"limit": 1000})
+    assert trail.status_code == 200 and slug in trail.text
+    assert secret not in trail.text
 
 
 def non_admin_calls(slug: str, doc: dict[str, Any]) -> list[tuple[str, str, Any]]:

@@ -292,6 +292,10 @@ def test_push_collection_may_name_a_read_collection() -> None:
         ("push.url", "not a url", "push.url", "spaces"),
         ("push.url", "https://user:secret@taxii.example/", "push.url", "credentials"),
         ("push.url", "https://taxii.example:99999/", "push.url", "not a URL"),
+        ("push.url", "https://taxii.example/c/5f0a/?apikey=k3y", "push.url", "/push-auth"),
+        ("push.url", "https://taxii.example/c/5f0a/?p=k3y", "push.url", "no query string"),
+        ("push.url", "https://taxii.example/c/5f0a/?", "push.url", "no query string"),
+        ("push.url", "https://taxii.example/c/5f0a/#k3y", "push.url", "fragment"),
         ("push.collection", "partner-submissions", "push.collection", "not one of the read collections"),
         # partner slug, title, status, dates
         ("partner", "CERT-IN", "partner", "slug"),
@@ -315,6 +319,30 @@ def test_schema_errors_name_the_field(path: str, value: Any, field: str, says: s
     assert matching, f"no problem reported at {field!r}: {error.problems}"
     assert any(says in reason for reason in matching), matching
     assert field in str(error)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://taxii.example/c/?apikey=SECRETPUSHQ",
+        "https://:SECRETPUSHQ@taxii.example/c/",
+        "https://taxii.example:99999/c/?pw=SECRETPUSHQ",
+        "https://taxii.example/c/?pw=SECRETPUSHQ",
+        "https://taxii.example/c/?x=1&SECRETPUSHQ",
+        "https://taxii.example/c/#SECRETPUSHQ",
+    ],
+)
+def test_a_refused_push_url_is_not_repeated_in_the_problem(url: str) -> None:
+    error = problems_of(changed("push.url", url))
+    assert [field for field, _ in error.problems] == ["push.url"], error.problems
+    assert "SECRETPUSHQ" not in str(error)
+
+
+def test_a_stored_version_with_a_push_query_still_reads() -> None:
+    # Refused for new documents only: versions stored before stay readable (every partner
+    # request parses its agreement), and push still uses their URL as written.
+    data = changed("push.url", "https://taxii.example/c/5f0a/?apikey=k3y")
+    assert AgreementDoc.model_validate(data).push.url.endswith("?apikey=k3y")  # type: ignore[union-attr]
 
 
 def test_an_end_before_the_start_names_both_dates() -> None:
