@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from sqlalchemy import select, update
@@ -38,6 +39,7 @@ from exchange.push import service as push_service
 from exchange.push.models import PushState
 from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, KeyRing
+from feeds.masking import credential_forms, mask_remote
 from policies.engine import push_grant
 from policies.schemas import AgreementDoc
 
@@ -135,7 +137,9 @@ def _scope(db: Session, doc: AgreementDoc) -> list[Collection]:
 
 
 def _objects_url(url: str) -> str:
-    return url.rstrip("/") + "/objects/"
+    """The collection's objects endpoint (TAXII 2.1 section 5.5), any query kept as it is."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/objects/", fragment=""))
 
 
 def _state(factory: sessionmaker[Session], partner_pk: int, collection_pk: int) -> tuple[int, int]:
@@ -216,17 +220,10 @@ def _auth_parts(auth: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str,
     return None, dict(auth.get("headers") or {})
 
 
-def _secrets(auth: dict[str, Any]) -> list[str]:
-    values = [auth.get("password") or "", *(auth.get("headers") or {}).values()]
-    return [v for v in values if isinstance(v, str) and len(v) >= 4]
-
-
-def _scrub(text: str, auth: dict[str, Any]) -> str:
-    """`text` from the partner's server, short, with any of our secrets it echoes masked."""
-    text = " ".join(text.split())[:_MAX_REMOTE_TEXT]
-    for secret in _secrets(auth):
-        text = text.replace(secret, "***")
-    return text
+def _scrub(text: str, auth: dict[str, Any], url: str) -> str:
+    """`text` from the partner's server, short, with every form of our credentials it echoes
+    masked (before shortening: a cut must not leave part of one unmasked)."""
+    return mask_remote(" ".join(text.split()), credential_forms(auth, url))[:_MAX_REMOTE_TEXT]
 
 
 def _failed_ids(status: Any) -> set[str]:
@@ -261,9 +258,10 @@ def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any]
     with response:
         if not 200 <= response.status_code < 300:
             hint = " (check the partner's push credentials)" if response.status_code in (401, 403) else ""
-            detail = _remote_detail(response, auth)
+            reason = _scrub(response.reason or "", auth, url)  # the status line is the server's text too
+            detail = _remote_detail(response, auth, url)
             raise PushError(
-                f"{shown} answered HTTP {response.status_code} {response.reason}{hint}"
+                f"{shown} answered HTTP {response.status_code} {reason}{hint}"
                 + (f": {detail}" if detail else "")
             )
         try:
@@ -276,14 +274,14 @@ def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any]
         return _failed_ids(status)
 
 
-def _remote_detail(response: requests.Response, auth: dict[str, Any]) -> str:
+def _remote_detail(response: requests.Response, auth: dict[str, Any], url: str) -> str:
     try:
         error = response.json()
     except ValueError:
         return ""
     if isinstance(error, dict):
         parts = [str(error[k]) for k in ("title", "description") if isinstance(error.get(k), str)]
-        return _scrub(" - ".join(parts), auth)
+        return _scrub(" - ".join(parts), auth, url)
     return ""
 
 

@@ -16,6 +16,7 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from exchange.feed.service import safe_url
+from feeds.masking import credential_forms, mask, mask_remote
 
 _CHUNK = 64 * 1024
 # urllib3 logs every request line, query string included (where feeds put API keys), at DEBUG.
@@ -79,6 +80,7 @@ class HttpClient:
         timeout: float,
         ca_bundle: str | None = None,
         auth: dict[str, Any] | None = None,
+        url: str | None = None,
         max_bytes: int = 512 * 1024 * 1024,
         deadline: float | None = None,
         user_agent: str = "national-cert-exchange/1.0",
@@ -100,10 +102,16 @@ class HttpClient:
         else:
             self.session.verify = True
         auth = auth or {}
+        # What must never be stored or logged from this feed: its credentials and query values.
+        self._secret_forms = credential_forms(auth, url)
         if auth.get("username") is not None:
             self.session.auth = HTTPBasicAuth(auth["username"], auth.get("password") or "")
         self.session.headers.update(auth.get("headers") or {})
         self.session.secret_headers = set(auth.get("headers") or {})
+
+    def scrub(self, text: str) -> str:
+        """`text` (a run error, a failure) with every form of the feed's credentials masked."""
+        return mask(text, self._secret_forms)
 
     @property
     def notes(self) -> list[str]:
@@ -159,8 +167,10 @@ class HttpClient:
         if response.status_code not in ok:
             response.close()
             hint = " (check the feed's credentials)" if response.status_code in (401, 403) else ""
+            # The reason phrase is the server's own text: it may echo what it received.
+            reason = mask_remote(" ".join((response.reason or "").split()), self._secret_forms)[:200]
             raise HttpError(
-                f"{shown} answered HTTP {response.status_code} {response.reason}{hint}",
+                f"{shown} answered HTTP {response.status_code} {reason}{hint}",
                 status=response.status_code,
             )
         length = response.headers.get("Content-Length")

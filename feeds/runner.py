@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,7 @@ def begin_run(
             timeout=feed.timeout_seconds,
             ca_bundle=feed.ca_bundle,
             auth=feed_service.auth(feed),
+            url=feed.url,
             max_bytes=settings.feed_max_bytes,
             deadline=time.monotonic() + settings.feed_max_run_seconds,
         )
@@ -156,6 +158,7 @@ def continue_run(
             checked = _check(job, batch)  # validation needs no database: before the write lock
             with session_scope(factory, write=True) as db:
                 counts, failures = _store(db, job, batch, checked)
+                failures = [{k: prepared.http.scrub(v) for k, v in f.items()} for f in failures]
                 if batch.cursor is not None:
                     feed_service.set_cursor(db, job.feed_pk, batch.cursor)
                 feed_service.add_counts(db, summary.run_id, counts, failures)
@@ -166,10 +169,13 @@ def continue_run(
                 summary.seconds = time.monotonic() - started
                 progress(summary)
     except (FeedError, HttpError) as exc:
-        error = str(exc)
+        # Sources may quote what the server sent (a TAXII error, a parse error): scrubbed too.
+        error = prepared.http.scrub(str(exc))
     except Exception as exc:  # a bug or a library failure: record it, never lose the run record
-        log.exception("feed %s: run %d failed unexpectedly", name, summary.run_id)
-        error = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+        # The traceback too: a library's message may carry the feed's URL or a header.
+        trace = prepared.http.scrub("".join(traceback.format_exception(exc)))
+        log.error("feed %s: run %d failed unexpectedly\n%s", name, summary.run_id, trace.rstrip())
+        error = f"internal error: {type(exc).__name__}: {prepared.http.scrub(str(exc))[:300]}"
     finally:
         prepared.http.close()
         summary.status = _finish(

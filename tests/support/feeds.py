@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import ssl
 import threading
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from sqlalchemy import Engine
@@ -37,7 +39,11 @@ class Route:
     fail_first: int = 0  # answer 500 this many times first
     hang: float = 0.0  # sleep this long before answering
     redirect: str | None = None  # answer 302 with this Location
+    # Answer `status` as a careless debug page does: the credentials and the query it received,
+    # in the reason phrase and in a TAXII-style error body (GET and POST).
+    echo: bool = False
     requests: int = 0
+    seen_paths: list[str] = field(default_factory=list)  # as requested, query included
     conditional_hits: int = 0  # 304s answered
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # sent with a 200 (e.g. Content-Encoding)
@@ -61,6 +67,10 @@ class FeedHttpServer:
                     return
                 route.requests += 1
                 route.seen_headers.append(dict(self.headers))
+                route.seen_paths.append(self.path)
+                if route.echo:
+                    self._echo(route)
+                    return
                 if route.hang:
                     time.sleep(route.hang)
                 if route.redirect:
@@ -100,11 +110,37 @@ class FeedHttpServer:
                     extra["Last-Modified"] = route.last_modified
                 self._send(200, route.body, route.content_type, extra)
 
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                route = server.routes.get(self.path.split("?", 1)[0])
+                if route is None or not route.echo:
+                    self._send(404, b"not found", "text/plain")
+                    return
+                route.requests += 1
+                route.seen_headers.append(dict(self.headers))
+                route.seen_paths.append(self.path)
+                self._echo(route)
+
+            def _echo(self, route: Route) -> None:
+                sent = " ".join(
+                    f"{name}={self.headers[name]}"
+                    for name in ("Authorization", "X-Api-Key")
+                    if self.headers.get(name) is not None
+                )
+                said = f"bad credentials: {sent} query={self.path} decoded={unquote_plus(self.path)}"
+                body = json.dumps({"title": "Unauthorized", "description": said}).encode()
+                self._send(route.status, body, "application/taxii+json;version=2.1", reason=said)
+
             def _send(
-                self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+                self,
+                status: int,
+                body: bytes,
+                ctype: str,
+                extra: dict[str, str] | None = None,
+                reason: str | None = None,
             ) -> None:
                 try:
-                    self.send_response(status)
+                    self.send_response(status, reason)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(body)))
                     for name, value in (extra or {}).items():
