@@ -4,8 +4,10 @@ only to the feed's own origin."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def test_rest_never_shows_a_query_string_key_or_an_auth_header(api, feed_server,
     }
     created = api.post("/feeds", json=body)
     assert created.status_code == 201, created.text
-    assert created.json()["url"].endswith("?apikey=***&type=ip")
+    assert created.json()["url"].endswith("?apikey=***&type=***")
     for shown in (created, api.get("/feeds"), api.get(f"/feeds/{name}")):
         _no_secret(shown.text)
 
@@ -139,3 +141,45 @@ def test_a_redirect_to_another_origin_gets_no_credentials(feed_server, feeds, fa
         assert feeds.runs(name)[0].failures == []
     finally:
         other.close()
+
+
+def test_every_query_value_is_masked_in_every_view(live_server, api, feed_server, coll, caplog) -> None:  # type: ignore[no-untyped-def]
+    # Whatever the parameter is called: pwd, pw and p carry keys as well as apiKey does.
+    values = {name: f"v5ecret{name}{uuid.uuid4().hex}" for name in ("user", "pwd", "pw", "p", "apiKey")}
+    query = "&".join(f"{name}={value}" for name, value in values.items()) + "&" + "b5ecret" + uuid.uuid4().hex
+    url = feed_server.serve("/masked.txt", LIST, status=403) + "?" + query
+    name = f"masked-{uuid.uuid4().hex[:8]}"
+    with caplog.at_level(logging.INFO):
+        created = api.post(
+            "/feeds", json={"name": name, "kind": "text", "url": url, "collection": coll.alias}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["url"].endswith("?user=***&pwd=***&pw=***&p=***&apiKey=***&***")
+        assert api.post(f"/feeds/{name}/run").status_code == 202
+        for _ in range(600):
+            last = api.get(f"/feeds/{name}").json()["last_run"]
+            if last and last["status"] != "running":
+                break
+            time.sleep(0.05)
+        assert last["status"] == "failed" and "403" in last["error"], last
+    # The real URL is what was fetched.
+    assert feed_server.routes["/masked.txt"].seen_paths == ["/masked.txt?" + query]
+
+    with httpx.Client(base_url=live_server.url, timeout=60) as browser:
+        _, key = live_server.credential("analyst")
+        assert browser.post("/ui/login", data={"key": key, "next": "/ui/"}).status_code == 303
+        pages = [browser.get(path) for path in ("/ui/", "/ui/feeds", f"/ui/feeds/{name}")]
+    assert all(page.status_code == 200 for page in pages) and name in pages[2].text
+    shown = [
+        created.text,
+        api.get("/feeds").text,
+        api.get(f"/feeds/{name}").text,
+        api.get(f"/feeds/{name}/runs").text,
+        api.get("/audit", params={"limit": 1000}).text,
+        *(page.text for page in pages),
+        caplog.text,
+    ]
+    assert f"feed {name}: failed" in caplog.text
+    for text in shown:
+        for secret in [*values.values(), query.rpartition("&")[2]]:
+            assert secret not in text, "a query value was shown"

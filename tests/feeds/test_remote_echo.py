@@ -32,6 +32,7 @@ TOKEN = "tok5ECRET" + uuid.uuid4().hex
 KEY = "key5ECRET" + uuid.uuid4().hex
 QUERY_KEY = "q5ECRET+" + uuid.uuid4().hex
 QUERY_TOKEN = "qtok5ECRET" + uuid.uuid4().hex
+QUERY_PWD = "qpw5ECRET" + uuid.uuid4().hex
 
 
 def _basic(user: str, password: str) -> str:
@@ -99,7 +100,7 @@ def test_a_stored_push_url_with_a_query_posts_to_its_objects_and_never_shows_the
 ) -> None:
     auth, secrets = AUTHS["basic"]
     feed_server.serve(COLLECTION + "objects/", status=401, echo=True)
-    query = f"?apikey={QUERY_KEY.replace('+', '%2B')}&token={QUERY_TOKEN}"
+    query = f"?apikey={QUERY_KEY.replace('+', '%2B')}&token={QUERY_TOKEN}&pwd={QUERY_PWD}"
     slug = _push_to(live_server, http, feed_server.base + COLLECTION, auth)
     # An agreement version stored before such URLs were refused.
     with live_server.session() as db:
@@ -120,7 +121,7 @@ def test_a_stored_push_url_with_a_query_posts_to_its_objects_and_never_shows_the
     route = feed_server.routes[COLLECTION + "objects/"]
     assert route.seen_paths == [COLLECTION + "objects/" + query]  # the objects endpoint, query kept
     assert "HTTP 401" in error and "bad credentials" in error, error
-    assert_no_part_of([*secrets, QUERY_KEY, QUERY_TOKEN], error, logged)
+    assert_no_part_of([*secrets, QUERY_KEY, QUERY_TOKEN, QUERY_PWD], error, logged)
 
 
 @pytest.mark.parametrize("kind", list(AUTHS))
