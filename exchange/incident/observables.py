@@ -42,19 +42,57 @@ class Observable:
         return f"[{self.type}:value = '{literal}']"
 
 
+# Addresses that name nothing outside their own network: a partner acting on one (blocking it)
+# would cut into its own network. Documentation ranges (192.0.2.0/24, ...) stay usable.
+_LOCAL_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network", 0.0.0.0 included
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, the broadcast address included
+        "::/127",  # unspecified and loopback
+        "::ffff:0:0/96",  # IPv4-mapped: the IPv4 address is the indicator
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+# A block wider than this matches a large part of the Internet (0.0.0.0/0 all of it): never an
+# indicator, whatever a feed says. Blocklists' widest entries are far narrower.
+MIN_PREFIX = {4: 8, 6: 16}
+
+
 def _ip(value: str, version: int) -> str:
     try:
         network = ipaddress.ip_network(value, strict=False) if "/" in value else None
         if network is not None:
             if network.version != version:
                 raise ValueError
-            return str(network)
-        address = ipaddress.ip_address(value)
-        if address.version != version:
-            raise ValueError
-        return str(address)
+        else:
+            address = ipaddress.ip_address(value)
+            if address.version != version:
+                raise ValueError
+            network = ipaddress.ip_network(address)
     except ValueError:
         raise ObservableError(f"{value!r} is not an IPv{version} address or CIDR block") from None
+    if network.prefixlen < MIN_PREFIX[version]:
+        raise ObservableError(
+            f"{value!r} is wider than /{MIN_PREFIX[version]}: an indicator on it would match a large "
+            "part of the Internet"
+        )
+    local = next((n for n in _LOCAL_NETWORKS if n.version == version and network.overlaps(n)), None)
+    if local is not None:
+        raise ObservableError(
+            f"{value!r} is in {local} (private, loopback, link-local, multicast or reserved): it names "
+            "nothing outside its own network, so it is not shared as an indicator"
+        )
+    return str(network.network_address) if "/" not in value else str(network)
 
 
 def _domain(value: str) -> str:

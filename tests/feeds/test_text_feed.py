@@ -81,3 +81,16 @@ def test_changed_list_updates_only_what_changed(feed_server, feeds, factory, fee
     again = run_feed(factory, feed_settings, name)
     assert (again.counts["new"], again.counts["unchanged"], again.counts["updated"]) == (1, 2, 0)
     assert len(_bodies(factory, coll)) == 3
+
+
+def test_catch_all_and_local_addresses_never_become_indicators(
+    feed_server, feeds, factory, feed_settings
+) -> None:
+    """A partner that blocks what it is sent would block the whole Internet (0.0.0.0/0) or its
+    own network (10.0.0.1): such lines are refused, each with its reason, beside good ones."""
+    hostile = b"0.0.0.0/0\n::/0\n0.0.0.0/1\n128.0.0.0/1\n127.0.0.1\n192.168.1.1\n10.0.0.1\n169.254.169.254\n"
+    url = feed_server.serve("/wide.txt", hostile + b"198.51.100.9\n")
+    name, coll = feeds.add("text", url, tlp="clear")
+    result = run_feed(factory, feed_settings, name)
+    assert (result.status, result.counts["new"], result.counts["failed"]) == ("partial", 1, 8), result.line()
+    assert [b["pattern"] for b in _bodies(factory, coll)] == ["[ipv4-addr:value = '198.51.100.9']"]
