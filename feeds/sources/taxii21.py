@@ -108,7 +108,8 @@ def _verified(ctx: FetchContext, pages: list[bytes], number: int, shown: str) ->
 
 
 def _plausible(stamp: str, shown: str) -> str:
-    """A resume point from an (unsigned) header may not lie in the future: it would skip pages."""
+    """A resume point from a header (unsigned, even a peer's) may not lie in the future: it
+    would skip pages."""
     import time
 
     from exchange.intel.timestamps import text_to_us
@@ -189,6 +190,7 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             raise FeedError(f"{shown} sent something that is not a TAXII envelope")
         objects = envelope.get("objects", [])
         if seen and seen[-1]:
-            stamp = seen[-1] if ctx.trust is None else _plausible(seen[-1], shown)
-            cursor = {**cursor, "added_after": stamp}
+            # Checked for every server, not only peers: a resume point in the future (a clock
+            # ahead, a lie) or unreadable would make every later run skip what was added meanwhile.
+            cursor = {**cursor, "added_after": _plausible(seen[-1], shown)}
         yield Batch(objects=objects, fetched=len(objects), cursor=dict(cursor))

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from exchange.database.core import session_scope
 from exchange.intel.models import ObjectVersion
 from feeds.runner import run_feed
+from tests.peer.proxy import Proxy
 from tests.support.stix import sdo
 from tests.support.taxii_peer import start_medallion
 
@@ -136,3 +137,25 @@ def test_an_alias_url_is_resolved_to_the_collections_id_url(
     name, _ = feeds.add("taxii21", unknown, auth={"username": admin[0], "password": admin[1]})
     result = run_feed(factory, feed_settings, name)
     assert result.status == "failed" and "404" in (result.error or ""), result.line()
+
+
+@pytest.mark.parametrize("header", ["2999-01-01T00:00:00.000Z", "x" * 60_000])
+def test_a_resume_point_in_the_future_or_unreadable_fails_the_run_and_skips_nothing(
+    peer, feeds, factory, feed_settings, tmp_path, header
+) -> None:
+    """X-TAXII-Date-Added-Last is the next run's added_after: taken in the future (or as garbage)
+    it would make every later run skip what the server adds meanwhile."""
+    proxy = Proxy(peer.port, tmp_path, None)
+    try:
+        url = peer.collection_url("intel").replace(peer.url, proxy.url)
+        auth = {"username": USER, "password": PASSWORD}
+        name, coll = feeds.add("taxii21", url, tlp="green", options={"page_size": 5}, auth=auth)
+        proxy.controls.date_added_last = header
+        first = run_feed(factory, feed_settings, name)
+        assert first.status == "failed", first.line()
+        assert "X-TAXII-Date-Added-Last" in (first.error or "") and header not in (first.error or "")
+        second = run_feed(factory, feed_settings, name)
+        assert second.status == "ok", second.line()
+        assert _stored(factory, coll) == 23
+    finally:
+        proxy.stop()
