@@ -356,7 +356,9 @@ def _refusal(
     for decision in checks:
         if not decision.allowed and not _copy_stored_elsewhere(db, stix_id, cand.version, cand.body):
             return f"{stix_id}: {decision.reason}"
-    if facts.revoked_version is not None and cand.version >= facts.revoked_version:
+    # An SCO is not versioned: a stored copy marked revoked (before validation refused that) is
+    # its sender's own copy and revokes nobody else's.
+    if versioned and facts.revoked_version is not None and cand.version >= facts.revoked_version:
         return (
             f"{stix_id} was revoked (version {facts.revoked_version}); a revoked object "
             "cannot get new versions (STIX 2.1 section 3.6): publish a new object instead"
@@ -384,7 +386,8 @@ def _copy_stored_elsewhere(db: Session, stix_id: str, version: str, body: str) -
 
 
 def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
-    """Per id of this batch already stored anywhere: who first stored it, and its first revocation."""
+    """Per id of this batch already stored anywhere: who first stored it, and its first revocation
+    (of a versioned object: an SCO's copy is its sender's own and revokes no one else's)."""
     found: dict[str, _Known] = {}
     ids = sorted(stix_ids)
     for start in range(0, len(ids), _CHUNK):
@@ -414,9 +417,22 @@ def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
                 facts.first = FirstVersion(row.origin, row.added_by, creator)
                 facts.first_us = row.date_added_us
                 facts.originator_pk = row.originator_partner_pk
-            if row.revoked and (facts.revoked_version is None or row.version < facts.revoked_version):
+            if (
+                row.revoked
+                and (facts.revoked_version is None or row.version < facts.revoked_version)
+                and _is_versioned(row.body)
+            ):
                 facts.revoked_version = row.version
     return found
+
+
+def _is_versioned(body: str) -> bool:
+    """Whether a stored body has created or modified (STIX 2.1 section 3.6: only those versions)."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return True  # unreadable: keep the revocation (fail closed)
+    return isinstance(obj, dict) and ("created" in obj or "modified" in obj)
 
 
 def _statement_levels(db: Session, valid: list[tuple[Any, _Candidate]]) -> dict[str, str]:

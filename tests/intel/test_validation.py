@@ -746,3 +746,21 @@ def test_a_pattern_at_every_bound_parses_in_well_under_a_second() -> None:
 def test_a_string_literal_may_hold_anything_the_bounds_count() -> None:
     literal = "(" * 100 + " OR " * 100
     validate_object(sample("indicator", pattern=f"[url:value = '{literal}' AND url:value = 'x']"))
+
+
+SCO_SAMPLES = [t for t in SAMPLES if t not in SDO_LIKE and t != "marking-definition"]
+
+
+@pytest.mark.parametrize("revoked", [True, False])
+@pytest.mark.parametrize("typ", SCO_SAMPLES)
+def test_revoked_on_an_sco_is_refused(typ: str, revoked: bool) -> None:
+    # STIX 2.1 gives cyber-observables no `revoked` (they are not versioned, section 3.6): one
+    # accepted would read as a revocation of the value for every party that stores it.
+    message = refused(sample(typ, revoked=revoked))
+    assert "'revoked'" in message and "observable" in message
+
+
+def test_revoked_on_an_unversioned_custom_object_is_refused() -> None:
+    obj = {"type": "x-acme-widget", "spec_version": "2.1", "id": sid("x-acme-widget"), "revoked": True}
+    assert "'revoked'" in refused(obj)
+    assert validate_object(obj | {"created": T0, "modified": T1}).revoked
