@@ -195,15 +195,15 @@ def ingest(
     for obj, cand in valid:
         versions = stored.setdefault(cand.meta.stix_id, {})
         if not cand.version:
-            # No modified/created (e.g. an SCO): the same content is the same object; but a copy
-            # only partners sent does not stand for the CERT's or a feed's, which is stored too
-            # (else a partner posting a value first would keep it from every other partner).
+            # No modified/created (e.g. an SCO): the same content from the same sender is the same
+            # copy. Each party's copy is its own (the CERT's and the feeds' together): matching
+            # another's would keep a value from others (posted first) and answer with that
+            # party's time, telling the sender what another party holds, how marked, since when.
             same = next(
                 (
                     v
                     for v, row in versions.items()
-                    if row["body"] == cand.body
-                    and (origin_partner_pk is not None or row["origin_partner_pk"] is None)
+                    if row["body"] == cand.body and row["origin_partner_pk"] == origin_partner_pk
                 ),
                 None,
             )
@@ -271,7 +271,12 @@ def ingest(
 
     if not new_rows:
         return result
-    _set_version_flags(db, stored, {c.meta.stix_id for c in new_rows})
+    _set_version_flags(
+        db,
+        stored,
+        {c.meta.stix_id for c in new_rows},
+        per_sender={c.meta.stix_id for c in new_rows if not c.meta.version},
+    )
     rows = [c.row for c in new_rows if c.row is not None]  # every new candidate got its row above
     first_pk = _first_free_pk(db)
     for i, row in enumerate(rows):
@@ -585,12 +590,29 @@ def _stored_versions(
     return found
 
 
-def _set_version_flags(db: Session, stored: dict[str, dict[str, dict[str, Any]]], touched: set[str]) -> None:
-    """Mark the first and latest version of each touched object, fixing stored rows too."""
+def _set_version_flags(
+    db: Session,
+    stored: dict[str, dict[str, dict[str, Any]]],
+    touched: set[str],
+    *,
+    per_sender: Iterable[str] = (),
+) -> None:
+    """Mark the first and latest version of each touched object, fixing stored rows too.
+
+    An unversioned object (`per_sender`: an SCO) has one copy per sender (the CERT and feeds
+    count as one), each with its own first and latest: reads take latest versions, so one
+    party's later copy must not push another's out of what partners read."""
+    by_sender = set(per_sender)
     for stix_id in touched:
         versions = stored[stix_id]
-        first, latest = min(versions), max(versions)
+        sender = stix_id in by_sender
+        bounds: dict[int | None, tuple[str, str]] = {}
         for version, row in versions.items():
+            group = row["origin_partner_pk"] if sender else None
+            low, high = bounds.get(group, (version, version))
+            bounds[group] = (min(low, version), max(high, version))
+        for version, row in versions.items():
+            first, latest = bounds[row["origin_partner_pk"] if sender else None]
             want_first, want_latest = version == first, version == latest
             if row["pk"] is None:
                 row["is_first"], row["is_latest"] = want_first, want_latest
@@ -607,4 +629,5 @@ def refresh_version_flags(db: Session, collection_pk: int, stix_id: str) -> None
     """Recompute first/latest for one object after some of its versions were deleted."""
     stored = _stored_versions(db, collection_pk, [stix_id])
     if stored:
-        _set_version_flags(db, stored, {stix_id})
+        versioned = any(_is_versioned(row["body"]) for row in stored[stix_id].values())
+        _set_version_flags(db, stored, {stix_id}, per_sender=() if versioned else (stix_id,))

@@ -259,7 +259,7 @@ def test_a_partners_sco_does_not_hide_the_same_value_the_cert_publishes(live_ser
     assert pull(url, c)[0] == {}
     publish(http, url, [sco])  # the CERT's own copy of the value, stored beside A's
     assert set(pull(url, c)[0]) == {sco["id"]}
-    # A posting a value the CERT already has adds nothing and takes nothing away.
+    # A posting a value the CERT already has stores its own copy and takes nothing away.
     other = f"203.0.113.{uuid.uuid4().int % 250}"
     cert_sco = {"type": "ipv4-addr", "spec_version": "2.1", "id": _sco_id(other), "value": other}
     publish(http, url, [cert_sco])
