@@ -145,9 +145,64 @@ def _store(
     return result
 
 
-def report_id(incident_id: str) -> str:
-    """The id of the report that carries an incident to consumers that do not read `incident`."""
-    return deterministic_id("report", incident_id)
+def report_id(incident_id: str, *, key: bytes) -> str:
+    """The id of the report that carries an incident to consumers that do not read `incident`,
+    keyed like indicator ids: a partner that reads the incident cannot compute it and store it
+    first (revoked, or as a placeholder that would make it the report's originator)."""
+    return deterministic_id("report", incident_id, key=key)
+
+
+def relationship_id(indicator_id: str, incident_id: str, *, key: bytes) -> str:
+    """The id of the relationship from an indicator to its incident, keyed for the same reason."""
+    return deterministic_id("relationship", indicator_id, INDICATOR_TO_INCIDENT, incident_id, key=key)
+
+
+def _own_id(db: Session, coll: Collection, keyed: str, unkeyed: str) -> str:
+    """`keyed`, unless the CERT published the object in `coll` under `unkeyed`, the id it derived
+    before ids were keyed: then that object keeps getting the new versions (a second report or
+    relationship would stand beside it). An unkeyed id that a partner or a feed stored first is
+    not the CERT's (a partner could compute it) and is left to whoever stored it."""
+    if keyed == unkeyed or _latest_row(db, coll.pk, keyed) is not None:
+        return keyed
+    rows = db.execute(
+        select(
+            ObjectVersion.collection_pk,
+            ObjectVersion.origin,
+            ObjectVersion.originator_partner_pk,
+            ObjectVersion.date_added_us,
+        ).where(ObjectVersion.stix_id == unkeyed)
+    ).all()
+    earliest = min(rows, key=lambda r: r.date_added_us, default=None)
+    cert_held = (
+        earliest is not None
+        and earliest.origin == "analyst"
+        and all(r.originator_partner_pk is None for r in rows)
+        and any(r.collection_pk == coll.pk and r.origin == "analyst" for r in rows)
+    )
+    return unkeyed if cert_held else keyed
+
+
+def incident_report_id(db: Session, coll: Collection, incident_id: str, *, key: bytes) -> str:
+    """The id of the incident's report in `coll`: the one the CERT already publishes, else the keyed one."""
+    return _own_id(db, coll, report_id(incident_id, key=key), deterministic_id("report", incident_id))
+
+
+def cert_report_ids(db: Session, incident_id: str) -> list[str]:
+    """The reports the CERT stored that list the incident (under a keyed or an earlier unkeyed id)."""
+    return list(
+        db.scalars(
+            select(ObjectVersion.stix_id)
+            .join(ObjectRef, ObjectRef.object_version_pk == ObjectVersion.pk)
+            .where(
+                ObjectRef.ref_id == incident_id,
+                ObjectVersion.type == "report",
+                ObjectVersion.origin == "analyst",
+                ObjectVersion.originator_partner_pk.is_(None),
+            )
+            .distinct()
+            .order_by(ObjectVersion.stix_id)
+        )
+    )
 
 
 def report_labels(incident: dict[str, Any]) -> list[str]:
@@ -171,6 +226,7 @@ def _report(
     members: list[dict[str, Any]],
     common: dict[str, Any],
     now: str,
+    key: bytes,
 ) -> dict[str, Any]:
     """A report whose object_refs are the incident, its indicators and their relationships.
 
@@ -178,7 +234,7 @@ def _report(
     makes it a container. Its title, description and labels repeat the incident's, so what
     the analyst published survives either import.
     """
-    rid = report_id(incident["id"])
+    rid = incident_report_id(db, coll, incident["id"], key=key)
     stored = _latest(db, coll.pk, rid)
     report: dict[str, Any] = {
         "type": "report",
@@ -286,7 +342,12 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
                 "type": "relationship",
                 "created": now,
                 "modified": now,
-                "id": deterministic_id("relationship", indicator["id"], INDICATOR_TO_INCIDENT, incident_id),
+                "id": _own_id(
+                    db,
+                    coll,
+                    relationship_id(indicator["id"], incident_id, key=ids_key),
+                    deterministic_id("relationship", indicator["id"], INDICATOR_TO_INCIDENT, incident_id),
+                ),
                 "relationship_type": INDICATOR_TO_INCIDENT,
                 "source_ref": indicator["id"],
                 "target_ref": incident_id,
@@ -300,7 +361,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     stored_incident, *members = (
         _versioned(db, coll, o, now, audience_text) for o in [incident, *indicators, *relationships]
     )
-    report = _report(db, coll, incident=stored_incident, members=members, common=common, now=now)
+    report = _report(db, coll, incident=stored_incident, members=members, common=common, now=now, key=ids_key)
     objects += [stored_incident, *members, _versioned(db, coll, report, now, audience_text)]
     _store(db, coll, objects, actor=actor, audience=body.audience or None)
     audit.record(
@@ -420,7 +481,8 @@ def new_version(
             )
         fresh = {k: v for k, v in (latest | changes).items() if v is not None}
         fresh["modified"] = _after(latest["modified"])
-        _store(db, coll, [fresh, *_report_follows(db, coll, fresh)], actor=actor, audience=audience)
+        follows = _report_follows(db, coll, fresh, key=id_key(settings.resolved_secret()))
+        _store(db, coll, [fresh, *follows], actor=actor, audience=audience)
         stored_versions.append({"collection": coll.alias, "version": fresh["modified"]})
     audit.record(
         db,
@@ -432,22 +494,24 @@ def new_version(
     return stored_versions
 
 
-def _report_follows(db: Session, coll: Collection, incident: dict[str, Any]) -> list[dict[str, Any]]:
+def _report_follows(
+    db: Session, coll: Collection, incident: dict[str, Any], *, key: bytes
+) -> list[dict[str, Any]]:
     """The incident's report, renamed, re-described, re-labelled or revoked with it (if it has one)."""
     if incident.get("type") != "incident":
         return []
-    report = _latest(db, coll.pk, report_id(incident["id"]))
+    report = _latest(db, coll.pk, incident_report_id(db, coll, incident["id"], key=key))
     if report is None:
         return []
     fresh = {k: v for k, v in report.items() if k not in ("description", "labels", "revoked")}
     fresh["name"] = incident["name"]
-    for key, value in (
+    for name, value in (
         ("description", incident.get("description")),
         ("labels", report_labels(incident)),
         ("revoked", incident.get("revoked")),
     ):
         if value:
-            fresh[key] = value
+            fresh[name] = value
     if fresh == report:
         return []
     fresh["modified"] = _after(report["modified"])

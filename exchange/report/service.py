@@ -416,9 +416,9 @@ def _incident_ids(db: Session, incident_id: str) -> list[str]:
         is None
     ):
         raise NotFoundError(f"no incident {incident_id!r}")
-    rid = incident_service.report_id(incident_id)
-    ids = {incident_id: None, rid: None}
-    for body in db.scalars(select(ObjectVersion.body).where(ObjectVersion.stix_id == rid)):
+    reports = incident_service.cert_report_ids(db, incident_id)
+    ids = {incident_id: None, **dict.fromkeys(reports)}
+    for body in db.scalars(select(ObjectVersion.body).where(ObjectVersion.stix_id.in_(reports))):
         for ref in orjson.loads(body).get("object_refs", []):
             if isinstance(ref, str):
                 ids.setdefault(ref, None)

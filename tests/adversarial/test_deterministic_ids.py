@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.partners import agreement_doc
 from tests.support.stix import RED, indicator_on
-from tests.support.taxii import submit
+from tests.support.taxii import TAXII, submit
 
 pytestmark = pytest.mark.live
 
@@ -133,3 +133,136 @@ def test_a_partner_cannot_squat_the_id_a_feed_will_store_a_value_under(
         assert squatted.created == 1
     summary = run_feed(factory, feed_settings, name)
     assert (summary.counts["new"], summary.counts["failed"]) == (1, 0), summary.line()
+
+
+def _incident_from_elsewhere(live_server, http) -> tuple[dict[str, object], object]:  # type: ignore[no-untyped-def]
+    """An incident stored with no report yet (it came in over TAXII), in a fresh collection."""
+    coll = live_server.collection(default_tlp="green")
+    incident = {
+        "type": "incident",
+        "spec_version": "2.1",
+        "id": f"incident--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "came in over TAXII",
+        "created_by_ref": live_server.settings.identity_id,
+    }
+    submit(http, live_server.collection_url(coll), [incident])
+    return incident, coll
+
+
+def _squat_report(report_id: str, incident_id: str, **extra: object) -> dict[str, object]:
+    return {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": report_id,
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "placeholder",
+        "published": "2026-01-01T00:00:00.000Z",
+        "object_refs": [incident_id],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("revoked", [True, False], ids=["revoked", "placeholder"])
+def test_a_partner_cannot_squat_the_report_or_relationships_of_an_incident(
+    live_server, http, partners, revoked
+):
+    incident, coll = _incident_from_elsewhere(live_server, http)
+    inbox = live_server.collection(default_tlp="green")
+    _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
+    guess = public_formula_id("report", str(incident["id"]))
+    squat = _squat_report(guess, str(incident["id"]), **({"revoked": True} if revoked else {}))
+    assert submit(None, live_server.collection_url(inbox), [squat], auth=cred)["success_count"] == 1
+
+    analyst = live_server.credential("analyst")
+    published = httpx.post(
+        f"{live_server.url}/api/v1/incidents",
+        headers={"Authorization": f"Bearer {analyst[1]}"},
+        json=ANALYST_BODY
+        | {
+            "collection": coll.alias,
+            "id": incident["id"],
+            "observables": [{"type": "ipv4-addr", "value": "192.0.2.77"}],
+        },
+        timeout=30,
+    )
+    assert published.status_code == 201, published.text
+    objects = {o["type"]: o["id"] for o in published.json()["objects"]}
+    assert objects["report"] != guess
+    formula = public_formula_id("relationship", objects["indicator"], "related-to", str(incident["id"]))
+    assert objects["relationship"] != formula
+    shown = httpx.get(
+        f"{live_server.url}/api/v1/objects/{objects['report']}",
+        headers={"Authorization": f"Bearer {analyst[1]}"},
+        timeout=30,
+    ).json()
+    assert shown["came_from"]["origin"] == "analyst", shown["came_from"]
+
+
+def test_an_incident_published_under_the_unkeyed_ids_keeps_its_report_and_relationships(live_server, http):
+    # Published before report and relationship ids were keyed: republishing and new versions
+    # update that report and those relationships instead of starting second ones.
+    from exchange.intel.ids import deterministic_id, id_key
+
+    incident, coll = _incident_from_elsewhere(live_server, http)
+    ip = "192.0.2.78"
+    pattern = f"[ipv4-addr:value = '{ip}']"
+    indicator = indicator_on(ip) | {
+        "id": deterministic_id("indicator", pattern, key=id_key(live_server.settings.resolved_secret())),
+        "pattern": pattern,
+        "created_by_ref": live_server.settings.identity_id,
+    }
+    old_rel = public_formula_id("relationship", indicator["id"], "related-to", str(incident["id"]))
+    relationship = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": old_rel,
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "relationship_type": "related-to",
+        "source_ref": indicator["id"],
+        "target_ref": incident["id"],
+        "created_by_ref": live_server.settings.identity_id,
+    }
+    old_report = public_formula_id("report", str(incident["id"]))
+    report = _squat_report(
+        old_report,
+        str(incident["id"]),
+        name="came in over TAXII",
+        object_refs=[incident["id"], indicator["id"], old_rel],
+        created_by_ref=live_server.settings.identity_id,
+    )
+    submit(http, live_server.collection_url(coll), [indicator, relationship, report])
+
+    analyst = live_server.credential("analyst")
+    auth = {"Authorization": f"Bearer {analyst[1]}"}
+    published = httpx.post(
+        f"{live_server.url}/api/v1/incidents",
+        headers=auth,
+        json=ANALYST_BODY
+        | {
+            "collection": coll.alias,
+            "id": incident["id"],
+            "observables": [{"type": "ipv4-addr", "value": ip}],
+        },
+        timeout=30,
+    )
+    assert published.status_code == 201, published.text
+    objects = {o["type"]: o["id"] for o in published.json()["objects"]}
+    assert (objects["report"], objects["relationship"]) == (old_report, old_rel)
+    renamed = httpx.post(
+        f"{live_server.url}/api/v1/objects/{incident['id']}/versions",
+        headers=auth,
+        json={"name": "Renamed"},
+        timeout=30,
+    )
+    assert renamed.status_code == 200, renamed.text
+    with httpx.Client(auth=analyst, headers={"Accept": TAXII}, timeout=30) as client:
+        served = client.get(
+            live_server.collection_url(coll) + "objects/", params={"match[type]": "report,relationship"}
+        )
+    latest = {o["id"]: o for o in served.json()["objects"]}
+    assert set(latest) == {old_report, old_rel}
+    assert latest[old_report]["name"] == "Renamed"
