@@ -363,7 +363,7 @@ def publish_incident(db: Session, body: IncidentIn, *, actor: str, settings: Set
     )
     report = _report(db, coll, incident=stored_incident, members=members, common=common, now=now, key=ids_key)
     objects += [stored_incident, *members, _versioned(db, coll, report, now, audience_text)]
-    _store(db, coll, objects, actor=actor, audience=body.audience or None)
+    _store(db, coll, objects, actor=actor, audience=body.audience)
     audit.record(
         db,
         actor=actor,
@@ -471,7 +471,7 @@ def new_version(
             continue
         latest = orjson.loads(row.body)
         # The new version goes to the same partners as the one it replaces, never to more.
-        audience = [slug for slug in (row.audience or "").split(",") if slug] or None
+        audience = [slug for slug in (row.audience or "").split(",") if slug]
         if "modified" not in latest:
             raise InvalidStixError(f"{stix_id}: objects without 'modified' cannot be versioned")
         if latest.get("revoked") is True:

@@ -144,7 +144,7 @@ def ingest(
     objects: Sequence[Any] | PreparedBatch,
     origin: str,
     added_by: str | None = None,
-    audience: Sequence[str] | None = None,
+    audience: Sequence[str] | None = None,  # staff's choice (empty: every partner); None: kept
     writer: Writer | None = None,
     exchange_identity: str | None = None,
     origin_partner_pk: int | None = None,
@@ -155,6 +155,9 @@ def ingest(
     Who may version what is `policies.engine.decide_version`'s call, over every collection;
     a revoked object gets no new versions from anyone (STIX 2.1 section 3.6). With
     `exchange_identity`, partners and feeds may not publish as the CERT (`decide_authorship`).
+
+    With `audience` None, a new version or copy of a versioned object keeps the audience the
+    object has (`_kept_audiences`); only staff routes pass one, and an empty one means every partner.
 
     Every version records where it came from: `origin`, `added_by` (the credential, or
     "feed:<name>") and, for a partner or peer, `origin_partner_pk` (found from the credential
@@ -173,7 +176,7 @@ def ingest(
     writer = writer or _writer_for(origin, added_by)
     batch = objects if isinstance(objects, PreparedBatch) else prepare(objects)
     result = IngestResult(failures=list(batch.failures))
-    audience_text = f",{','.join(sorted(set(audience)))}," if audience else None
+    audience_text = _audience_text(audience) if audience is not None else None
     valid = batch.valid
     if not valid:
         return result
@@ -187,6 +190,11 @@ def ingest(
     owners = _known_objects(db, {c.meta.stix_id for _, c in valid})
     partner_identities = _partner_identities(db) if writer.kind == "partner" else frozenset()
     statements = _statement_levels(db, valid)
+    kept = (
+        _kept_audiences(db, collection.pk, {c.meta.stix_id for _, c in valid if c.meta.version})
+        if audience is None
+        else {}
+    )
 
     # Whole, distinct milliseconds: clients that keep X-TAXII-Date-Added-Last to the millisecond
     # (OpenCTI does) then resume exactly after the last object they got, never inside a batch.
@@ -260,7 +268,7 @@ def ingest(
             # SCOs are not versioned and their ids come from their values: no one owns them.
             "originator_partner_pk": facts.originator_pk if cand.meta.version else None,
             "sighting_of_ref": _sighting_of(obj) if cand.meta.type == "sighting" else None,
-            "audience": audience_text,
+            "audience": audience_text if audience is not None else kept.get(cand.meta.stix_id),
             "body": cand.body,
             "pk": None,
         }
@@ -307,6 +315,43 @@ def ingest(
     result.created = len(rows)
     metrics.OBJECTS_INGESTED.inc(result.created, origin=origin)
     return result
+
+
+def _audience_text(slugs: Iterable[str]) -> str | None:
+    """The stored form of an audience: ",slug,slug," (NULL: every partner)."""
+    chosen = sorted(set(slugs))
+    return f",{','.join(chosen)}," if chosen else None
+
+
+def _kept_audiences(db: Session, collection_pk: int, stix_ids: set[str]) -> dict[str, str | None]:
+    """The audience each versioned object's new version or copy keeps when no staff member sets one:
+    that of its latest version in this collection, else (a copy arriving here) the narrowest of its
+    latest versions elsewhere, the partners in every one of their audiences (",": none of them).
+
+    An audience is the originator's control over the object: a version over TAXII, a bundle or a
+    partner's re-post of what it was shown must not reach partners the object was kept from."""
+    ids = sorted(stix_ids)
+    here: dict[str, str | None] = {}
+    elsewhere: dict[str, set[str] | None] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for row in db.execute(
+            select(ObjectVersion.stix_id, ObjectVersion.collection_pk, ObjectVersion.audience).where(
+                ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]), ObjectVersion.is_latest.is_(True)
+            )
+        ):
+            if row.collection_pk == collection_pk:
+                here[row.stix_id] = row.audience
+            elif row.audience is not None:
+                slugs = {slug for slug in row.audience.split(",") if slug}
+                known = elsewhere.get(row.stix_id)
+                elsewhere[row.stix_id] = slugs if known is None else known & slugs
+    kept: dict[str, str | None] = {
+        stix_id: f",{','.join(sorted(slugs))}," if slugs else ","
+        for stix_id, slugs in elsewhere.items()
+        if slugs is not None
+    }
+    kept.update(here)
+    return kept
 
 
 def _writer_for(origin: str, added_by: str | None) -> Writer:
