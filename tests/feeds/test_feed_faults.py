@@ -108,7 +108,7 @@ def test_an_endless_feed_stops_at_the_size_limit(feed_server, feeds, factory, fe
         n = 0
         while True:
             n += 1
-            yield b"".join(f"10.{n % 200}.{i // 250}.{i % 250}\n".encode() for i in range(1000))
+            yield b"".join(f"45.{n % 200}.{i // 250}.{i % 250}\n".encode() for i in range(1000))
 
     url = feed_server.serve("/endless.txt", endless)
     name, coll = feeds.add("text", url)

@@ -44,7 +44,7 @@ def _published_indicator(live_server, api, http, setting) -> dict[str, Any]:  # 
     # A value of its own: other tests publish incident_body's values elsewhere, to other audiences.
     n = uuid.uuid4().int
     body["observables"] = [
-        {"type": "ipv4-addr", "value": f"10.{n % 250}.{n // 250 % 250}.{n // 62500 % 250}"}
+        {"type": "ipv4-addr", "value": f"45.{n % 250}.{n // 250 % 250}.{n // 62500 % 250}"}
     ]
     published = api.post("/api/v1/incidents", json=body)
     assert published.status_code == 201, published.text

@@ -156,7 +156,7 @@ def test_publish_shows_problems_and_stores_nothing_on_them(app, exchange: Exchan
         assert len(audit.list_(db, limit=1000, action="publish.incident")) == before
     detected = analyst.get(
         "/ui/publish/detect",
-        params={"lines": "45.13.22.7\n\nfe80::1\nx@y.example\nd41d8cd98f00b204e9800998ecf8427e\n???"},
+        params={"lines": "45.13.22.7\n\n2001:db8::1\nx@y.example\nd41d8cd98f00b204e9800998ecf8427e\n???"},
     ).json()
     assert [o["type"] for o in detected["observables"]] == [
         "ipv4-addr",
