@@ -34,6 +34,36 @@ HOUSEKEEPING = {"agreements": 600, "statuses": 3600, "keys": 86400}  # seconds b
 FIRST_RUN_DELAY = timedelta(seconds=5)  # a new or rescheduled job runs soon, not one interval later
 
 
+JOB_ROUND_RETRY_SECONDS = 10.0  # after a round of due jobs failed (say the job store's database)
+
+
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # apscheduler ships no types
+    """APScheduler whose job thread outlives a failed round: in 3.x an exception there (a job
+    store write, a trigger that cannot compute its next run) ends the thread for good, while
+    the lease thread keeps renewing, so this process would lead and run nothing."""
+
+    def _process_jobs(self) -> float | None:
+        try:
+            wait: float | None = super()._process_jobs()
+        except Exception:
+            log.exception(
+                "scheduler: a round of due jobs failed; next round in %g s", JOB_ROUND_RETRY_SECONDS
+            )
+            return JOB_ROUND_RETRY_SECONDS
+        return wait
+
+
+def _unplannable(trigger: Any, soon: datetime) -> str | None:
+    """Why a trigger cannot plan its first two runs (an interval that ends past year 9999), or None."""
+    try:
+        first = trigger.get_next_fire_time(None, soon)
+        if first is not None:
+            trigger.get_next_fire_time(first, first)
+    except (ValueError, OverflowError) as exc:
+        return str(exc)
+    return None
+
+
 class SchedulerService:
     """Offers to lead; while leading, runs APScheduler and keeps its jobs in line with the database."""
 
@@ -55,6 +85,7 @@ class SchedulerService:
         self._scheduler: BackgroundScheduler | None = None
         self._next_sync = 0.0
         self._held_until = 0.0  # monotonic time until which the last renewal keeps the lease ours
+        self._refused: dict[str, str] = {}  # job id -> the signature logged as unplannable
 
     @property
     def is_leader(self) -> bool:
@@ -130,7 +161,7 @@ class SchedulerService:
                 "scheduler %s: %d runs left by stopped processes marked abandoned", self.holder, stale
             )
         engine = self.factory.kw["bind"]
-        scheduler = BackgroundScheduler(
+        scheduler = _Scheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={
@@ -172,15 +203,36 @@ class SchedulerService:
         soon = datetime.now(UTC) + FIRST_RUN_DELAY
         for job_id, (func, args, signature, trigger) in wanted.items():
             job = existing.get(job_id)
-            if job is None:
-                scheduler.add_job(
-                    func, trigger(soon), args=args, id=job_id, name=signature, replace_existing=True
-                )
-                log.info("scheduler: job %s added (%s)", job_id, signature)
-            elif job.name != signature:
-                scheduler.modify_job(job_id, name=signature)
-                scheduler.reschedule_job(job_id, trigger=trigger(soon))
-                log.info("scheduler: job %s now %s", job_id, signature)
+            planned = trigger(soon)
+            # Checked on every sync, not only when the schedule changes: a job an older release
+            # stored with such an interval (same signature) is taken out before it comes due.
+            problem = _unplannable(planned, soon)
+            if problem is not None:
+                if job is not None:
+                    scheduler.remove_job(job_id)
+                if self._refused.get(job_id) != signature:
+                    log.error(
+                        "scheduler: job %s (%s) not scheduled: its next run cannot be computed (%s); "
+                        "give it an interval of at most 365d",
+                        job_id,
+                        signature,
+                        problem,
+                    )
+                    self._refused[job_id] = signature
+                continue
+            self._refused.pop(job_id, None)
+            try:
+                if job is None:
+                    scheduler.add_job(
+                        func, planned, args=args, id=job_id, name=signature, replace_existing=True
+                    )
+                    log.info("scheduler: job %s added (%s)", job_id, signature)
+                elif job.name != signature:
+                    scheduler.modify_job(job_id, name=signature)
+                    scheduler.reschedule_job(job_id, trigger=planned)
+                    log.info("scheduler: job %s now %s", job_id, signature)
+            except Exception:  # one job that cannot be stored leaves the others scheduled
+                log.exception("scheduler: job %s (%s) could not be scheduled", job_id, signature)
 
     def _wanted(self) -> dict[str, tuple[str, list[Any], str, Any]]:
         from feeds.delivery import push_targets

@@ -2,6 +2,8 @@
 
 Pure module: standard library only. Whole seconds only; months and years are refused because
 they have no fixed length (an embargo must mean the same thing in February and in March).
+At most MAX_DURATION: a longer feed or push interval put the scheduler's next run beyond what a
+datetime holds, and a longer embargo beyond what the database's integers hold.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ _COMPACT = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
 _ISO = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", re.ASCII)
 _ISO_CALENDAR = re.compile(r"P\d+[YM]", re.ASCII)
 _UNIT_SECONDS = (7 * 86400, 86400, 3600, 60, 1)  # w, d, h, m, s
+MAX_DURATION = timedelta(days=365)
 _EXPECTED = 'expected e.g. "30m", "24h", "1h30m", "7d", "2w", "PT24H", "P7D" or a number of seconds'
 
 
-def parse_duration(text: str | int | timedelta) -> timedelta:
-    """A non-negative duration from agreement text; ValueError says what is wrong."""
+def parse_duration(text: str | int | timedelta, *, maximum: timedelta | None = MAX_DURATION) -> timedelta:
+    """A non-negative duration from agreement text, at most `maximum` (None: any that a
+    timedelta holds); ValueError says what is wrong."""
+    td = _parse(text)
+    if maximum is not None and td > maximum:
+        raise ValueError(f"duration {text!r} is longer than the maximum of {format_duration(maximum)}")
+    return td
+
+
+def _parse(text: str | int | timedelta) -> timedelta:
     if isinstance(text, timedelta):
         return _checked(text, text)
     if isinstance(text, bool):

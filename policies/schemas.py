@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from policies.duration import format_duration, parse_duration
+from policies.duration import MAX_DURATION, format_duration, parse_duration
 from policies.tlp import LEVELS, normalise
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]", re.ASCII)
@@ -70,8 +70,11 @@ def _tlp_level(value: Any) -> str:
     return normalise(value)  # which names the allowed levels when it refuses
 
 
-def _duration(value: Any) -> timedelta:
-    return parse_duration(value)
+def _duration(value: Any, info: ValidationInfo) -> timedelta:
+    # A version an older release stored with a longer duration stays readable: refusing it
+    # would break every request that reads the agreement (new input is held to the maximum).
+    stored = bool(info.context and info.context.get("stored"))
+    return parse_duration(value, maximum=None if stored else MAX_DURATION)
 
 
 def _redact_path(value: str) -> str:

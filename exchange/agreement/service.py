@@ -19,6 +19,8 @@ from exchange.partner.models import Partner
 from policies.schemas import AgreementDoc, AgreementError, diff_documents, type_warnings, validate_agreement
 
 STATUSES = ("draft", "active", "suspended")
+# Validation context of documents read back from storage (see policies.schemas._duration).
+STORED = {"stored": True}
 
 
 @dataclass
@@ -128,7 +130,7 @@ def apply(db: Session, data: Any, *, actor: str, source: str | None = None) -> A
         db,
         partner_pk=partner.pk,
         partner_active=partner.status == "active",
-        before=AgreementDoc.model_validate(old) if old else None,
+        before=AgreementDoc.model_validate(old, context=STORED) if old else None,
         after=doc,
     )
     audit.record(
@@ -241,7 +243,7 @@ def parsed(document: str) -> AgreementDoc:
     """A stored agreement document, validated. Stored versions never change and AgreementDoc is
     frozen, so equal texts share one parse: every partner request reads its own agreement and,
     for originator control, every other partner's (a validation each, before this)."""
-    return AgreementDoc.model_validate(orjson.loads(document))
+    return AgreementDoc.model_validate(orjson.loads(document), context=STORED)
 
 
 def current_doc_for(db: Session, partner_pk: int) -> AgreementDoc | None:

@@ -102,10 +102,12 @@ def _check_schedule(every: str | None, cron: str | None) -> tuple[int | None, st
         return None, cron.strip()
     try:
         interval = parse_duration(every) if every else DEFAULT_EVERY
-    except ValueError as exc:
-        raise BadRequestError(f"bad interval {every!r}: {exc}") from None
+    except ValueError as exc:  # which includes one longer than the maximum, 365d
+        raise BadRequestError(f"every: bad interval {every!r}: {exc}") from None
     if interval < MIN_EVERY:
-        raise BadRequestError(f"interval {format_duration(interval)} is shorter than the minimum of 1m")
+        raise BadRequestError(
+            f"every: interval {format_duration(interval)} is shorter than the minimum of 1m"
+        )
     return int(interval.total_seconds()), None
 
 

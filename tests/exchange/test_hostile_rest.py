@@ -125,3 +125,47 @@ def test_a_method_a_path_does_not_take_is_405_naming_every_method_it_does(api, m
     response = api.request(method, path)
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == allowed
+
+
+def _agreement(slug: str, alias: str, **sections: object) -> dict[str, object]:
+    return {
+        "partner": slug,
+        "title": "long intervals",
+        "valid_from": "2026-01-01",
+        "valid_until": "2027-01-01",
+        "status": "active",
+        "read": {"collections": [alias], "max_tlp": "amber"},
+        **sections,
+    }
+
+
+@pytest.mark.parametrize("every", ["3000000d", "366d", "P53W"])
+def test_a_feed_interval_over_a_year_is_400_naming_every(live_server, api, every):
+    # 3000000d once passed, ran once and then killed the scheduler computing the next run.
+    coll = live_server.collection()
+    body = {"name": f"f-{uuid.uuid4().hex[:8]}", "kind": "text", "collection": coll.alias}
+    body |= {"url": "http://127.0.0.1:9/list.txt", "every": every}
+    error = problem(api.post("/api/v1/feeds", json=body), 400)
+    assert "every" in error["detail"] and "365d" in error["detail"], error
+
+
+@pytest.mark.parametrize(
+    ("field", "section"),
+    [
+        ("push.every", {"push": {"url": "https://taxii.example.org/", "every": "999999999d"}}),
+        ("read.embargo", {}),
+    ],
+)
+def test_an_agreement_duration_over_a_year_is_422_naming_the_field(live_server, api, field, section):
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/v1/partners", json={"slug": slug, "name": "P", "country": "IN"}).status_code == 201
+    alias = live_server.collection().alias
+    doc = _agreement(slug, alias, **section)
+    if field == "read.embargo":
+        doc["read"] = {"collections": [alias], "max_tlp": "amber", "embargo": "999999999d"}
+    checked = api.post("/api/v1/agreements/check", json=doc)
+    assert checked.status_code == 200 and checked.json()["valid"] is False, checked.text
+    assert any(field in str(p) and "365d" in str(p) for p in checked.json()["problems"]), checked.text
+    for method, path in (("POST", "/api/v1/agreements/preview"), ("PUT", "/api/v1/agreements")):
+        error = problem(api.request(method, path, json=doc), 422)
+        assert field in str(error) and "365d" in str(error), error

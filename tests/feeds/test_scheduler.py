@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
@@ -241,3 +243,82 @@ def test_two_scheduler_processes_never_run_a_feed_at_once(
     spans = sorted((r.started_at, r.finished_at) for r in runs)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two runs of the same feed overlapped"
+
+
+def _finished_runs(factory, name: str) -> list[FeedRun]:  # type: ignore[no-untyped-def]
+    return [r for r in _runs(factory, name) if r.status != "running"]
+
+
+def test_a_feed_whose_next_run_cannot_be_computed_does_not_stop_the_scheduler(
+    schedulers, feeds, feed_server, factory, monkeypatch
+) -> None:
+    # An older release stored an interval of 3,000,000 days and its job: the job ran once, and
+    # computing its next run (year 10240) killed APScheduler's thread, at every start again.
+    from apscheduler.job import Job
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from feeds import scheduler as scheduler_module
+
+    if factory.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's integer feed.every_seconds cannot hold such an interval")
+    monkeypatch.setattr(scheduler_module, "FIRST_RUN_DELAY", timedelta(seconds=0.2))
+    url = feed_server.serve("/long.txt", b"198.51.100.90\n")
+    long_seconds = 3_000_000 * 86400
+    bad, _ = feeds.add("text", url, every="1h")
+    with session_scope(factory, write=True) as db:
+        db.execute(update(Feed).where(Feed.name == bad).values(every_seconds=long_seconds))
+    store = SQLAlchemyJobStore(engine=factory.kw["bind"], tablename="apscheduler_jobs")
+    store.start(BackgroundScheduler(timezone=UTC), "default")  # never started: no thread runs it
+    store.add_job(
+        Job(
+            store._scheduler,
+            id=f"feed:{bad}",
+            func=jobs.FEED_JOB,
+            trigger=IntervalTrigger(seconds=long_seconds, start_date=datetime.now(UTC), timezone=UTC),
+            executor="default",
+            args=[bad],
+            kwargs={},
+            name=f"every {long_seconds}s",
+            misfire_grace_time=60,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
+    )
+
+    try:
+        service = schedulers("long-a")
+        wait_for(lambda: service.is_leader, what="a leader")
+        time.sleep(1.5)  # time for the stored job to come due and its next run to be computed
+        good, _ = feeds.add("text", url, every="1h")
+        wait_for(lambda: _finished_runs(factory, good), timeout=15, what="a later feed to run")
+        assert service.is_leader
+        assert _job_time(factory, f"feed:{bad}") is None  # not scheduled, rather than failing each time
+    finally:  # the database is shared with later tests
+        with session_scope(factory, write=True) as db:
+            feed_service.set_enabled(db, bad, False, actor="test")
+
+
+def test_a_job_store_error_while_planning_the_next_run_does_not_stop_the_scheduler(
+    schedulers, feeds, feed_server, factory, monkeypatch
+) -> None:
+    from feeds import scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "FIRST_RUN_DELAY", timedelta(seconds=0.2))
+    real = SQLAlchemyJobStore.update_job
+    failed: list[str] = []
+
+    def flaky(self, job):  # type: ignore[no-untyped-def]
+        if not failed and job.id.startswith("feed:"):
+            failed.append(job.id)
+            raise OperationalError("UPDATE apscheduler_jobs", {}, Exception("database is locked"))
+        return real(self, job)
+
+    monkeypatch.setattr(SQLAlchemyJobStore, "update_job", flaky)
+    url = feed_server.serve("/hiccup.txt", b"198.51.100.91\n")
+    feeds.add("text", url, every="1h")  # its job is the one whose update fails
+    schedulers("hiccup-a")
+    wait_for(lambda: failed, timeout=15, what="the failing update")
+    second, _ = feeds.add("text", url, every="1h")
+    wait_for(lambda: _finished_runs(factory, second), timeout=15, what="a later feed to run")

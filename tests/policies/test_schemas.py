@@ -140,6 +140,10 @@ def test_parse_duration_reads_compact_iso_and_seconds(text: Any, expected: timed
         (True, "cannot be True"),
         (None, "not NoneType"),
         ("9" * 40 + "d", "too long"),
+        ("366d", "longer than the maximum of 365d"),
+        ("999999999d", "longer than the maximum of 365d"),
+        ("P53W", "longer than the maximum of 365d"),
+        (366 * 86400, "longer than the maximum of 365d"),
     ],
 )
 def test_parse_duration_refuses_with_a_clear_message(text: Any, says: str) -> None:
@@ -297,6 +301,8 @@ def test_push_collection_may_name_a_read_collection() -> None:
         ("push.url", "https://taxii.example/c/5f0a/?", "push.url", "no query string"),
         ("push.url", "https://taxii.example/c/5f0a/#k3y", "push.url", "fragment"),
         ("push.collection", "partner-submissions", "push.collection", "not one of the read collections"),
+        ("push.every", "999999999d", "push.every", "longer than the maximum of 365d"),
+        ("read.embargo", "366d", "read.embargo", "longer than the maximum of 365d"),
         # partner slug, title, status, dates
         ("partner", "CERT-IN", "partner", "slug"),
         ("partner", "-cert", "partner", "slug"),
@@ -343,6 +349,16 @@ def test_a_stored_version_with_a_push_query_still_reads() -> None:
     # request parses its agreement), and push still uses their URL as written.
     data = changed("push.url", "https://taxii.example/c/5f0a/?apikey=k3y")
     assert AgreementDoc.model_validate(data).push.url.endswith("?apikey=k3y")  # type: ignore[union-attr]
+
+
+def test_a_stored_agreement_over_the_duration_maximum_still_loads() -> None:
+    # Versions an older release stored with a longer embargo or push interval stay readable
+    # (refusing them would break every request that reads the agreement); new input is refused.
+    from exchange.agreement.service import parsed
+
+    data = changed("read.embargo", "400d")
+    problems_of(data)
+    assert parsed(json.dumps(data, default=str)).read.embargo == timedelta(days=400)  # type: ignore[union-attr]
 
 
 def test_an_end_before_the_start_names_both_dates() -> None:
