@@ -174,7 +174,7 @@ class HttpClient:
                 status=response.status_code,
             )
         length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_bytes:
             response.close()
             raise HttpError(f"{shown} is {int(length):,} bytes, over the limit of {self.max_bytes:,}")
         return response

@@ -24,7 +24,8 @@ class Base(DeclarativeBase):
 def make_engine(
     url: str, *, busy_seconds: float = 30.0, connect_timeout: int | None = None, **kwargs: object
 ) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions. Its errors
+    never quote their bound parameters.
 
     A statement that waits `busy_seconds` for a lock fails with OperationalError (SQLite's
     busy timeout, PostgreSQL's lock_timeout), which the API answers as 503 with Retry-After.
@@ -32,7 +33,7 @@ def make_engine(
     answer (libpq waits for the operating system otherwise, minutes for a host that is gone).
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": busy_seconds}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": busy_seconds}, hide_parameters=True, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
     lock_timeout = f"-c lock_timeout={int(busy_seconds * 1000)}"
@@ -41,6 +42,9 @@ def make_engine(
         connect_args["connect_timeout"] = connect_timeout
     return create_engine(
         url,
+        # A failed statement's text would quote every bound value (a key hash, a feed's
+        # credentials) wherever it is logged or shown; the statement itself is enough.
+        hide_parameters=True,
         pool_pre_ping=True,
         # The connection used last is used next: its prepared statements (psycopg prepares a
         # statement after five runs, and PostgreSQL settles on a generic plan five runs later)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from exchange.database.types import to_utc
 from policies.tlp import LEVELS, normalise
 
 
@@ -49,6 +50,12 @@ class IncidentIn(BaseModel):
     @classmethod
     def _tlp(cls, value: str) -> str:
         return normalise(value)
+
+    @field_validator("first_seen", "last_seen")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # Naive ones are refused by _window; an aware one must have a UTC time to be written.
+        return to_utc(value) if value is not None and value.tzinfo is not None else value
 
     @model_validator(mode="after")
     def _window(self) -> IncidentIn:

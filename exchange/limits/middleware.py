@@ -67,7 +67,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.limit:
             await _problem(send, 413, "Payload too large", too_large(self.limit).detail)
             return
         await self.app(scope, self._capped(receive), send)

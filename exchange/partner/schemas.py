@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from exchange.database.types import to_utc
+
+# A time without a zone names no moment; one whose UTC time is past 9999 cannot be stored.
+UtcMoment = Annotated[AwareDatetime, AfterValidator(to_utc)]
 
 
 class PartnerCreate(BaseModel):
@@ -37,7 +42,7 @@ class PartnerRead(BaseModel):
 class CredentialCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
-    expires_at: AwareDatetime | None = None  # a time without a zone names no moment
+    expires_at: UtcMoment | None = None
 
 
 class CredentialRead(BaseModel):
@@ -88,4 +93,4 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     role: Literal["admin", "analyst"]
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcMoment | None = None

@@ -135,7 +135,7 @@ def fetch(url: str, *, ca_bundle: str | None, timeout: float = 10.0) -> dict[str
             if response.status_code != 200:
                 raise KeySetError(f"the JWK Set at {url} answered HTTP {response.status_code}")
             length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_BYTES:
+            if length and length.isascii() and length.isdigit() and int(length) > MAX_BYTES:
                 raise KeySetError(f"the JWK Set at {url} is larger than {MAX_BYTES:,} bytes")
             body = b""
             try:

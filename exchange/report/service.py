@@ -92,7 +92,16 @@ def window(
     """The report's [since, until) from text: a date (the whole day) or an ISO date and time;
     `until` defaults to now, `since` to `default_days` before `until`. BadRequestError otherwise."""
     end = _parse_moment("until", until, end=True) if until else now
-    start = _parse_moment("since", since, end=False) if since else end - timedelta(days=default_days)
+    if since:
+        start = _parse_moment("since", since, end=False)
+    else:
+        try:
+            start = end - timedelta(days=default_days)
+        except OverflowError:
+            raise BadRequestError(
+                f"until: {until!r} leaves no room for the default since ({default_days} days "
+                "earlier, before year 1); give since too"
+            ) from None
     # `until` as a date is the end of that day: since=2026-11-02&until=2026-11-01 is backwards too.
     if start > end or (until and len(until.strip()) == 10 and start >= end):
         raise BadRequestError(f"since ({start.isoformat()}) is after until ({end.isoformat()})")

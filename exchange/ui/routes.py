@@ -423,6 +423,12 @@ def _words(text: str) -> list[str]:
     return [w for w in _SPLIT.split(text.strip()) if w]
 
 
+def _form_int(value: str) -> int | str:
+    """A field's ASCII digits as a number, else the text for the schema to refuse by field
+    ("²".isdigit() is true, and int("²") raises)."""
+    return int(value) if value.isascii() and value.isdigit() else value
+
+
 def document_from_form(request: Request, form: dict[str, str], slug: str) -> dict[str, Any]:
     """The agreement document the editor's fields describe (validation is the service's)."""
     doc: dict[str, Any] = {
@@ -439,7 +445,7 @@ def document_from_form(request: Request, form: dict[str, str], slug: str) -> dic
             read["types"] = _words(form["read_types"])
         if form.get("read_min_confidence", "").strip():
             value = form["read_min_confidence"].strip()
-            read["min_confidence"] = int(value) if value.isdigit() else value
+            read["min_confidence"] = _form_int(value)
         if form.get("read_embargo", "").strip():
             read["embargo"] = form["read_embargo"].strip()
         if form.get("read_redact", "").strip():
@@ -465,9 +471,9 @@ def document_from_form(request: Request, form: dict[str, str], slug: str) -> dic
         form.get("rate_limit_burst", "").strip(),
     )
     if per_minute or burst:
-        rate: dict[str, Any] = {"per_minute": int(per_minute) if per_minute.isdigit() else per_minute}
+        rate: dict[str, Any] = {"per_minute": _form_int(per_minute)}
         if burst:
-            rate["burst"] = int(burst) if burst.isdigit() else burst
+            rate["burst"] = _form_int(burst)
         doc["rate_limit"] = rate
     if form.get("push_url", "").strip() or form.get("push_every", "").strip():
         push: dict[str, Any] = {

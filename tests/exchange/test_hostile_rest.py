@@ -169,3 +169,33 @@ def test_an_agreement_duration_over_a_year_is_422_naming_the_field(live_server, 
     for method, path in (("POST", "/api/v1/agreements/preview"), ("PUT", "/api/v1/agreements")):
         error = problem(api.request(method, path, json=doc), 422)
         assert field in str(error) and "365d" in str(error), error
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_an_expiry_whose_utc_time_is_out_of_range_is_422(api, moment):
+    # Valid as written, but in UTC after 9999-12-31 or before 0001-01-01: a 500 storing it.
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/v1/partners", json={"slug": slug, "name": "P", "country": "IN"}).status_code == 201
+    for path, body in (
+        (f"/api/v1/partners/{slug}/credentials", {"expires_at": moment}),
+        ("/api/v1/users", {"name": "u", "role": "analyst", "expires_at": moment}),
+    ):
+        error = problem(api.post(path, json=body), 422)
+        assert "expires_at" in error["detail"] and "out of range" in error["detail"], error
+
+
+def test_a_first_seen_whose_utc_time_is_out_of_range_is_422(live_server, api):
+    body = {
+        "title": "t",
+        "tlp": "amber",
+        "collection": live_server.collection().alias,
+        "first_seen": "9999-12-31T23:59:59-05:00",
+    }
+    error = problem(api.post("/api/v1/incidents", json=body), 422)
+    assert "first_seen" in error["detail"] and "out of range" in error["detail"], error
+
+
+@pytest.mark.parametrize("until", ["0001-01-01", "0001-01-01T00:00:00Z"])
+def test_a_report_window_whose_default_start_is_before_year_1_is_400(api, until):
+    error = problem(api.get("/api/v1/reports/reciprocity", params={"until": until}), 400)
+    assert "since" in error["detail"] and "until" in error["detail"], error

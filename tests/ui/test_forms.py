@@ -116,6 +116,26 @@ def test_agreement_yaml_errors_beside_their_fields_and_nothing_saved_without_sav
     )
     assert unknown.status_code == 422
     assert 'id="err-read_collections"' in unknown.text and 'id="err-read_min_confidence"' in unknown.text
+    # "²".isdigit() is true, int("²") raises: once a 500 for each of these fields
+    for field, value in (
+        ("read_min_confidence", "\u00b2"),
+        ("rate_limit_per_minute", "\u00b2"),
+        ("rate_limit_burst", "\u00b9"),
+    ):
+        form = {
+            "csrf": csrf,
+            "action": "preview",
+            "title": "t",
+            "valid_from": "2026-01-01",
+            "valid_until": "2027-01-01",
+            "status": "active",
+            "read_max_tlp": "amber",
+            "read_collections": "indicators",
+            "rate_limit_per_minute": "60",
+        }
+        superscript = admin.post("/ui/agreements/cert-in", data=form | {field: value})
+        assert superscript.status_code == 422, (field, superscript.text[-500:])
+        assert f'id="err-{field}"' in superscript.text, field
     previewed = admin.post(
         "/ui/agreements/cert-in",
         data={
@@ -145,6 +165,7 @@ def test_publish_shows_problems_and_stores_nothing_on_them(app, exchange: Exchan
         ({"tlp": "purple", "observables": "1.2.3.4"}, "tlp"),
         ({"confidence": "101"}, "confidence"),
         ({"first_seen": "yesterday"}, "first_seen"),
+        ({"first_seen": "9999-12-31T23:59:59-05:00"}, "first_seen"),
         ({"collection": "no-such"}, "no-such"),
         ({"title": ""}, "title"),
     ]
