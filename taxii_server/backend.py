@@ -578,7 +578,7 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
         keys = partner_service.jwks(partner) if partner is not None else {"keys": []}
         peer = peer_service.find_by_slug(db, partner.slug) if partner is not None else None
         if not keys["keys"] and peer is None:
-            return "no public key is registered for this partner"
+            return "no valid public key is registered for this partner"
         reason = ""
         if keys["keys"]:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -15,6 +16,8 @@ from exchange.auth import service as auth_service
 from exchange.auth.models import Credential
 from exchange.errors import BadRequestError, ConflictError, NotFoundError
 from exchange.partner.models import Partner
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from policies.engine import Writer
@@ -162,6 +165,9 @@ def add_public_key(db: Session, slug: str, jwk: dict[str, Any], *, actor: str) -
         )
     if "d" in jwk:
         raise BadRequestError("that JWK holds a private key; register only the public part")
+    problem = _key_problem(jwk)
+    if problem is not None:
+        raise BadRequestError(f"jwk.{problem}")
     partner = get_by_slug(db, slug)
     assert partner is not None
     keys = orjson.loads(partner.public_keys)
@@ -172,12 +178,30 @@ def add_public_key(db: Session, slug: str, jwk: dict[str, Any], *, actor: str) -
     return partner
 
 
+def _key_problem(jwk: dict[str, Any]) -> str | None:
+    """What makes a stored or offered partner JWK unusable ("x must be ..."), or None."""
+    from exchange.signing.keys import ed25519_public_key
+
+    try:
+        ed25519_public_key(jwk.get("x"))
+    except ValueError as exc:
+        return str(exc)
+    kid = jwk.get("kid")
+    if kid is not None and not (isinstance(kid, str) and 0 < len(kid) <= 200 and kid.isprintable()):
+        return "kid must be text of 1-200 printable characters"
+    return None
+
+
 def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
-    """The partner's registered public keys as a JWKS (kid = RFC 7638 thumbprint when unset)."""
+    """The partner's registered public keys as a JWKS (kid = RFC 7638 thumbprint when unset).
+    A malformed key an older release stored is left out (and logged), as if not registered."""
     from exchange.signing.keys import public_jwk, thumbprint
 
-    return {
-        "keys": [
-            public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"]) for k in orjson.loads(partner.public_keys)
-        ]
-    }
+    keys = []
+    for index, k in enumerate(orjson.loads(partner.public_keys)):
+        problem = _key_problem(k) if isinstance(k, dict) else "not a JWK object"
+        if problem is not None:
+            log.warning("partner %s: stored public key %d ignored: %s", partner.slug, index, problem)
+            continue
+        keys.append(public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"]))
+    return {"keys": keys}

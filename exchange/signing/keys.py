@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ METADATA_FILE = "keyring.json"
 LOCK_FILE = ".lock"
 ALG = "EdDSA"
 KeyState = Literal["current", "next", "retired"]
+# An Ed25519 public key's `x` (RFC 8037 section 2): 32 bytes, base64url without padding.
+_X = re.compile(r"[A-Za-z0-9_-]{43}", re.ASCII)
 _STATE_ORDER = {"current": 0, "next": 1, "retired": 2}
 
 
@@ -53,6 +56,21 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def ed25519_public_key(x: object) -> Ed25519PublicKey:
+    """The Ed25519 public key a JWK's `x` names; ValueError for anything else (another length,
+    characters outside base64url, padding, non-canonical trailing bits, not text at all)."""
+    shape = "a 32-byte Ed25519 public key in base64url (43 characters, no padding)"
+    if not isinstance(x, str) or not _X.fullmatch(x):
+        raise ValueError(f"x must be {shape}")
+    raw = b64url_decode(x)
+    if b64url(raw) != x:
+        raise ValueError(f"x must be {shape}; its last character is not canonical")
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise ValueError(f"x must be {shape}") from None
 
 
 def thumbprint(x: str) -> str:

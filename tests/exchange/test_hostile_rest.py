@@ -199,3 +199,14 @@ def test_a_first_seen_whose_utc_time_is_out_of_range_is_422(live_server, api):
 def test_a_report_window_whose_default_start_is_before_year_1_is_400(api, until):
     error = problem(api.get("/api/v1/reports/reciprocity", params={"until": until}), 400)
     assert "since" in error["detail"] and "until" in error["detail"], error
+
+
+@pytest.mark.parametrize("x", ["\u00e4", "!!!", "AAAA", 123, "A" * 43 + "=", "_" * 44, None])
+def test_a_partner_key_that_is_not_an_ed25519_public_key_is_400(api, x):
+    # Once stored as given: every signed POST of the partner was then a 500 (thumbprint of "ä").
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/v1/partners", json={"slug": slug, "name": "P", "country": "IN"}).status_code == 201
+    error = problem(
+        api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}}), 400
+    )
+    assert "x" in error["detail"] and "Ed25519" in error["detail"], error

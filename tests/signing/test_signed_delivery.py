@@ -240,3 +240,38 @@ def test_require_signature_rejects_unsigned_and_badly_signed_submissions(live_se
     assert stored() == 0
     ok = post(client, live_server.collection_url(coll), good_env).json()
     assert ok["success_count"] == 1 and stored() == 1
+
+
+def test_a_malformed_key_stored_by_an_older_release_is_no_key_not_a_500(live_server, partners):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import update
+
+    from exchange.partner.models import Partner
+    from exchange.signing import CTY_TAXII, SigningKey, canonical_bytes, sign_canonical
+    from exchange.signing.keys import public_x, thumbprint
+
+    private = Ed25519PrivateKey.generate()
+    key = SigningKey(kid=thumbprint(public_x(private.public_key())), private_key=private)
+    coll = live_server.collection()
+    slug, cred = partners.add(
+        lambda s: agreement_doc(s, write={"collections": [coll.alias], "require_signature": True})
+    )
+    client = httpx.Client(auth=cred, headers={"Accept": TAXII})
+
+    def store_keys(keys: list[dict]) -> None:  # type: ignore[type-arg]
+        with live_server.session() as db:
+            db.execute(update(Partner).where(Partner.slug == slug).values(public_keys=json.dumps(keys)))
+
+    def signed(env: dict) -> dict:  # type: ignore[type-arg]
+        token = sign_canonical(canonical_bytes(env), key=key, cty=CTY_TAXII, aud=None, iss=slug)
+        return dict(env, x_exchange_jws=token)
+
+    malformed = [{"kty": "OKP", "crv": "Ed25519", "x": x} for x in ("\u00e4", "!!!", "AAAA", 123)]
+    store_keys(malformed)
+    answer = post(client, live_server.collection_url(coll), signed(envelope([indicator(1)])))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["failure_count"] == 1
+    assert "no valid public key" in answer.json()["failures"][0]["message"]
+    store_keys([*malformed, key.public_jwk()])
+    answer = post(client, live_server.collection_url(coll), signed(envelope([indicator(2)])))
+    assert answer.status_code == 202 and answer.json()["success_count"] == 1, answer.text
