@@ -10,10 +10,16 @@ from pydantic import BaseModel
 from exchange.agreement import service
 from exchange.agreement.schemas import CheckRead, PreviewRead, Problem, VersionDiffRead, VersionYaml
 from exchange.auth.deps import AdminUser, DbSession, require_admin
+from exchange.context import StrictJsonRoute
 from exchange.database.types import utcnow
 from exchange.sharing import preview as preview_service
 
-router = APIRouter(prefix="/api/v1/agreements", tags=["agreements"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/v1/agreements",
+    tags=["agreements"],
+    dependencies=[Depends(require_admin)],
+    route_class=StrictJsonRoute,
+)
 
 
 class AppliedRead(BaseModel):

@@ -8,10 +8,15 @@ from fastapi import APIRouter, Depends, Query
 
 from exchange.audit import service
 from exchange.auth.deps import PrimaryDbSession, require_admin, require_staff
-from exchange.context import SettingsDep
+from exchange.context import SettingsDep, StrictJsonRoute
 from exchange.disclosure import service as disclosure
 
-router = APIRouter(prefix="/api/v1", tags=["audit and disclosure"], dependencies=[Depends(require_staff)])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["audit and disclosure"],
+    dependencies=[Depends(require_staff)],
+    route_class=StrictJsonRoute,
+)
 
 
 @router.get("/audit", dependencies=[Depends(require_admin)])

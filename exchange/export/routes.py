@@ -7,12 +7,12 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 
 from exchange.auth.deps import StaffUser, WriteDbSession
-from exchange.context import KeyRingDep, SettingsDep
+from exchange.context import KeyRingDep, SettingsDep, StrictJsonRoute
 from exchange.errors import BadRequestError
 from exchange.export.service import export_bundle, signer
 from exchange.intel.timestamps import text_to_us
 
-router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
+router = APIRouter(prefix="/api/v1/exports", tags=["exports"], route_class=StrictJsonRoute)
 STIX_MEDIA = "application/stix+json;version=2.1"
 JWS_HEADER = "X-Exchange-JWS"
 

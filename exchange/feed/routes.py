@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 
 from exchange.auth.deps import AdminUser, DbSession, PrimaryDbSession, require_admin
-from exchange.context import FeedLauncherDep
+from exchange.context import FeedLauncherDep, StrictJsonRoute
 from exchange.feed import service
 from exchange.feed.schemas import FeedCreate, FeedRead, FeedRunRead, FeedUpdate
 
-router = APIRouter(prefix="/api/v1", tags=["feeds"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/v1", tags=["feeds"], dependencies=[Depends(require_admin)], route_class=StrictJsonRoute
+)
 
 
 @router.get("/feeds", response_model=list[FeedRead])

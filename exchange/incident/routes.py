@@ -7,13 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from exchange.auth.deps import DbSession, StaffUser, require_staff
-from exchange.context import SessionsDep, SettingsDep
+from exchange.context import SessionsDep, SettingsDep, StrictJsonRoute
 from exchange.errors import PayloadTooLargeError
 from exchange.incident import service
 from exchange.incident.schemas import IncidentIn, Published
 from exchange.intel.strictjson import loads_strict
 
-router = APIRouter(prefix="/api/v1", tags=["publishing"], dependencies=[Depends(require_staff)])
+router = APIRouter(
+    prefix="/api/v1", tags=["publishing"], dependencies=[Depends(require_staff)], route_class=StrictJsonRoute
+)
 
 
 @router.post("/incidents", status_code=201, response_model=Published)

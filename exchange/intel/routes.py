@@ -10,12 +10,18 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from exchange.auth.deps import DbSession, require_staff
+from exchange.context import StrictJsonRoute
 from exchange.errors import NotFoundError
 from exchange.intel import chain
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import us_to_text
 
-router = APIRouter(prefix="/api/v1/objects", tags=["objects"], dependencies=[Depends(require_staff)])
+router = APIRouter(
+    prefix="/api/v1/objects",
+    tags=["objects"],
+    dependencies=[Depends(require_staff)],
+    route_class=StrictJsonRoute,
+)
 
 
 def _row(row: Any, names: dict[int, str] | None = None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from exchange.auth import service as auth_service
 from exchange.auth.deps import AdminUser, DbSession, require_admin
-from exchange.context import KeyCacheDep
+from exchange.context import KeyCacheDep, StrictJsonRoute
 from exchange.errors import BadRequestError
 from exchange.partner import service
 from exchange.partner.schemas import (
@@ -22,7 +22,12 @@ from exchange.partner.schemas import (
     UserCreate,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["partners and credentials"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["partners and credentials"],
+    dependencies=[Depends(require_admin)],
+    route_class=StrictJsonRoute,
+)
 
 
 @router.post("/partners", status_code=201, response_model=PartnerCreated)

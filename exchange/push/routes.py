@@ -7,13 +7,15 @@ from fastapi import APIRouter, Depends
 
 from exchange.audit import service as audit
 from exchange.auth.deps import AdminUser, DbSession, require_admin
-from exchange.context import FeedLauncherDep, SessionsDep
+from exchange.context import FeedLauncherDep, SessionsDep, StrictJsonRoute
 from exchange.database.core import session_scope
 from exchange.partner.schemas import PartnerRead
 from exchange.push import service
 from exchange.push.schemas import PushAuthIn
 
-router = APIRouter(prefix="/api/v1", tags=["push"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/v1", tags=["push"], dependencies=[Depends(require_admin)], route_class=StrictJsonRoute
+)
 
 
 @router.get("/push/{slug}")

@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from exchange.auth.deps import DbSession, require_staff
+from exchange.context import StrictJsonRoute
 from exchange.database.types import utcnow
 from exchange.report import service
 from exchange.report.schemas import Dashboard, IncidentDelivery, ReciprocityReport
 
-router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Depends(require_staff)])
+router = APIRouter(
+    prefix="/api/v1", tags=["reports"], dependencies=[Depends(require_staff)], route_class=StrictJsonRoute
+)
 
 
 @router.get("/reports/reciprocity", response_model=ReciprocityReport)

@@ -210,3 +210,45 @@ def test_a_partner_key_that_is_not_an_ed25519_public_key_is_400(api, x):
         api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}}), 400
     )
     assert "x" in error["detail"] and "Ed25519" in error["detail"], error
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [
+        ("/api/v1/incidents", b'{"title":"dup","tlp":"red","tlp":"clear","collection":"incidents"}', "tlp"),
+        (
+            "/api/v1/incidents",
+            b'{"title":"dup","tlp":"red","observables":[{"type":"url","type":"x","value":"v"}]}',
+            "type",
+        ),
+        (
+            "/api/v1/agreements/check",
+            (
+                b'{"partner":"cert-in","title":"t","valid_from":"2026-01-01","valid_until":"2027-01-01",'
+                b'"status":"draft","status":"active"}'
+            ),
+            "status",
+        ),
+        ("/api/v1/partners", b'{"slug":"dup-keys","name":"a","name":"b","country":"IN"}', "name"),
+    ],
+)
+def test_a_duplicate_key_in_a_rest_body_is_400_naming_it(api, path, body, key):
+    # Last one won: {"tlp":"red","tlp":"clear"} published at TLP clear.
+    response = api.post(path, content=body, headers={"Content-Type": "application/json"})
+    error = problem(response, 400)
+    assert f"duplicate key {key!r}" in error["detail"], error
+
+
+def test_every_rest_route_parses_its_body_strictly(live_server) -> None:
+    from fastapi.routing import APIRoute
+
+    from exchange.context import StrictJsonRoute
+    from exchange.main import create_app
+
+    app = create_app(live_server.settings)
+    loose = [
+        r.path
+        for r in app.routes
+        if isinstance(r, APIRoute) and r.body_field is not None and not isinstance(r, StrictJsonRoute)
+    ]
+    assert loose == []
