@@ -44,7 +44,8 @@ _SIMPLE_PATTERN = re.compile(r"^\[([a-z0-9-]+):(value|hashes\.'?[A-Za-z0-9-]+'?)
 
 def stix_time(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as STIX timestamps are usually written."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime("%Y"): that writes year 1 as "1" on Linux
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -258,7 +258,9 @@ def _level_name(level: int) -> str:
 
 def _timestamp(us: int) -> str:
     try:
-        return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # isoformat, not strftime("%Y"), which writes year 1 as "1" on Linux
+        moment = (_EPOCH + timedelta(microseconds=us)).replace(tzinfo=None)
+        return moment.isoformat(timespec="microseconds") + "Z"
     except OverflowError:
         return f"{us} us after the epoch"
 

@@ -512,7 +512,8 @@ class SqlBackend(Backend):  # type: ignore[misc]  # medallion is untyped
             raise BadRequestError("the envelope holds no objects; there is nothing to add")
         ingest_service.check_batch_size(len(objs["objects"]), self._settings.max_envelope_objects)
         principal = self._principal()
-        timestamp = request_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # isoformat, not strftime("%Y"), which writes year 1 as "1" on Linux
+        timestamp = request_time.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
         signature_problem = None
         if grant.write_grant is not None and grant.write_grant.require_signature:
             signature_problem = self._submission_signature_problem(objs)

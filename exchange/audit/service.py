@@ -258,7 +258,8 @@ def verify(db: Session, *, checkpoints: list[tuple[str, dict[str, Any]]] | None 
 def utc_text(epoch_seconds: int) -> str:
     from datetime import datetime
 
-    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"  # strftime("%Y") writes year 1 as "1"
 
 
 def export_checkpoint(db: Session, *, issuer: str | None = None) -> dict[str, Any]:

@@ -35,7 +35,8 @@ EXTENSION_NAME = "national-cert-incident"
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime("%Y"): that writes year 1 as "1" on Linux
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _after(previous: str | None) -> str:

@@ -23,7 +23,11 @@ def now_us() -> int:
 def us_to_text(us: int) -> str:
     """TAXII timestamp text with microsecond precision, e.g. 2026-11-23T20:24:21.123456Z."""
     seconds, micros = divmod(us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    t = time.gmtime(seconds)  # fields, not strftime("%Y"), which writes year 1 as "1" on Linux
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        f".{micros:06d}Z"
+    )
 
 
 def text_to_us(text: str) -> int:

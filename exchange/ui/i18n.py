@@ -72,8 +72,9 @@ def when(moment: datetime | str | None) -> Markup:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    shown = moment.strftime("%Y-%m-%d %H:%M UTC")
+    # isoformat, not strftime("%Y"): that writes year 1 as "1" on Linux
+    stamp = moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    shown = moment.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes") + " UTC"
     return Markup('<time datetime="{}">{}</time>').format(stamp, shown)
 
 

@@ -252,3 +252,25 @@ def test_every_rest_route_parses_its_body_strictly(live_server) -> None:
         if isinstance(r, APIRoute) and r.body_field is not None and not isinstance(r, StrictJsonRoute)
     ]
     assert loose == []
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00Z", "0999-12-31T23:59:59.5Z"])
+def test_a_first_seen_before_year_1000_is_written_with_four_digits(live_server, api, moment):
+    # strftime("%Y") writes year 1 as "1" on Linux: the server then refused its own indicator's
+    # valid_from "1-01-01T00:00:00.000Z" (422).
+    body = {
+        "title": "t",
+        "tlp": "amber",
+        "collection": live_server.collection().alias,
+        "first_seen": moment,
+        "observables": [{"type": "domain-name", "value": f"early-{uuid.uuid4().hex[:8]}.example"}],
+    }
+    response = api.post("/api/v1/incidents", json=body)
+    assert response.status_code == 201, response.text
+    incident = api.get(f"/api/v1/objects/{response.json()['incident']}").json()
+    written = [
+        ext["first_seen"]
+        for ext in incident["versions"][-1]["object"]["extensions"].values()
+        if "first_seen" in ext
+    ]
+    assert [w[:19] for w in written] == [moment[:19]], incident
