@@ -190,6 +190,11 @@ def ingest(
     owners = _known_objects(db, {c.meta.stix_id for _, c in valid})
     partner_identities = _partner_identities(db) if writer.kind == "partner" else frozenset()
     statements = _statement_levels(db, valid)
+    latest_ranks = (
+        _latest_tlp_ranks(db, {c.meta.stix_id for _, c in valid if c.meta.version})
+        if writer.kind == "feed"
+        else {}
+    )
     kept = (
         _kept_audiences(db, collection.pk, {c.meta.stix_id for _, c in valid if c.meta.version})
         if audience is None
@@ -235,6 +240,10 @@ def ingest(
             continue
         facts = owners.setdefault(cand.meta.stix_id, _Known())
         refusal = _refusal(db, writer, facts, cand, obj, exchange_identity, partner_identities)
+        if refusal is None and writer.kind == "feed":
+            refusal = _lowered_by_another_feed(
+                cand, facts, added_by, latest_ranks, _tlp_rank(obj, cand.meta.tlp, statements), collection
+            )
         if refusal is not None:
             result.failures.append(status_detail(obj, refusal))
             if facts.revoked_version is not None and refusal.startswith(f"{cand.meta.stix_id} was revoked"):
@@ -474,6 +483,48 @@ def _known_objects(db: Session, stix_ids: Iterable[str]) -> dict[str, _Known]:
             ):
                 facts.revoked_version = row.version
     return found
+
+
+def _latest_tlp_ranks(db: Session, stix_ids: set[str]) -> dict[str, int]:
+    """The most restrictive TLP the latest versions of each id carry, in any collection (an
+    unmarked one at its collection's default)."""
+    ranks: dict[str, int] = {}
+    ids = sorted(stix_ids)
+    for start in range(0, len(ids), _CHUNK):
+        for stix_id, tlp_rank, default_tlp in db.execute(
+            select(ObjectVersion.stix_id, ObjectVersion.tlp_rank, Collection.default_tlp)
+            .join(Collection, Collection.pk == ObjectVersion.collection_pk)
+            .where(ObjectVersion.stix_id.in_(ids[start : start + _CHUNK]), ObjectVersion.is_latest.is_(True))
+        ):
+            level = tlp_rank if tlp_rank is not None else rank(default_tlp)
+            ranks[stix_id] = max(level, ranks.get(stix_id, level))
+    return ranks
+
+
+def _lowered_by_another_feed(
+    cand: _Candidate,
+    facts: _Known,
+    added_by: str | None,
+    latest_ranks: dict[str, int],
+    new_rank: int | None,
+    collection: Collection,
+) -> str | None:
+    """Why a feed's new version may not lower the TLP of an object another source created, or None.
+
+    Feeds may version each other's objects (a feed that re-publishes another's list), but one
+    feed marking another's AMBER indicator CLEAR would hand it to every partner whose ceiling is
+    below AMBER: declassifying is for the object's own source or the CERT's analysts."""
+    stix_id = cand.meta.stix_id
+    had = latest_ranks.get(stix_id)
+    if had is None or facts.first is None or facts.first.added_by == added_by:
+        return None
+    now = new_rank if new_rank is not None else rank(collection.default_tlp)
+    if now >= had:
+        return None
+    return (
+        f"{stix_id}: this version would lower its TLP, which another source set; only that source "
+        "or the CERT's analysts may lower it"
+    )
 
 
 def _is_versioned(body: str) -> bool:

@@ -97,3 +97,31 @@ def test_warninglists_drop_known_benign_values(feed_server, feeds, factory, feed
     result = run_feed(factory, feed_settings, name)
     assert (result.counts["dropped"], result.counts["new"]) == (1, 1)
     assert [o["id"] for o in stored(factory, coll)] == [bad["id"]]
+
+
+def test_a_feed_cannot_lower_the_tlp_of_another_feeds_object(
+    feed_server, feeds, factory, feed_settings
+) -> None:
+    """Feeds may version each other's objects, but one marking another's AMBER indicator CLEAR
+    would hand it to every partner whose ceiling is below AMBER."""
+    amber = indicator("198.51.100.120", object_marking_refs=[AMBER])
+    first_url = feed_server.serve("/first.json", bundle(amber))
+    first, coll = feeds.add("stix-bundle", first_url)
+    assert run_feed(factory, feed_settings, first).counts["new"] == 1
+    lowered = {**amber, "modified": T1, "object_marking_refs": [CLEAR]}
+    raised = {**amber, "modified": T1, "object_marking_refs": [AMBER], "confidence": 90}
+    other_url = feed_server.serve("/other.json", bundle(lowered))
+    other, other_coll = feeds.add("stix-bundle", other_url)
+    refused = run_feed(factory, feed_settings, other)
+    assert (refused.status, refused.counts["new"], refused.counts["failed"]) == ("partial", 0, 1), refused.line()
+    assert "lower its TLP" in feeds.runs(other)[0].failures[0]["message"]
+    assert stored(factory, other_coll) == [] and [
+        o["object_marking_refs"] for o in stored(factory, coll)
+    ] == [[AMBER]]
+    # The same level (or a stricter one) is still a version the other feed may publish.
+    feed_server.serve("/other.json", bundle(raised))
+    assert run_feed(factory, feed_settings, other).counts["new"] == 1
+    # The source that set the level may lower it.
+    later = {**amber, "modified": "2026-04-03T00:00:00.000Z", "object_marking_refs": [CLEAR]}
+    feed_server.serve("/first.json", bundle(later))
+    assert run_feed(factory, feed_settings, first).counts["updated"] == 1
