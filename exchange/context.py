@@ -18,6 +18,7 @@ from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings
 from exchange.errors import ServiceUnavailableError
 from exchange.feed.launcher import FeedLauncher
+from exchange.intel.strictjson import duplicate_key
 from exchange.limits.service import Limits
 from exchange.signing import KeyRing
 
@@ -105,13 +106,11 @@ FeedLauncherDep = Annotated[FeedLauncher, Depends(get_feed_launcher)]
 def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                # HTTPException: FastAPI passes it on as it is (any other error while it parses
-                # the body becomes an anonymous 400).
-                raise HTTPException(400, f"duplicate key {key!r} in a JSON object: give each name once")
-            seen.add(key)
+        # HTTPException: FastAPI passes it on as it is (any other error while it parses the
+        # body becomes an anonymous 400).
+        raise HTTPException(
+            400, f"duplicate key {duplicate_key(pairs)!r} in a JSON object: give each name once"
+        )
     return obj
 
 

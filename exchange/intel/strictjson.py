@@ -94,14 +94,21 @@ def _nested_deeper_than(raw: bytes, max_depth: int) -> bool:
     return False
 
 
+def duplicate_key(pairs: list[tuple[str, Any]]) -> str | None:
+    """The first name a JSON object's `pairs` (as json's object_pairs_hook gets them) repeat;
+    callers ask only once `dict(pairs)` came out shorter than `pairs`."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise InvalidJsonError(f"duplicate key {key!r} in a JSON object")
-            seen.add(key)
+        raise InvalidJsonError(f"duplicate key {duplicate_key(pairs)!r} in a JSON object")
     return obj
 
 

@@ -113,7 +113,9 @@ def test_a_feed_cannot_lower_the_tlp_of_another_feeds_object(
     other_url = feed_server.serve("/other.json", bundle(lowered))
     other, other_coll = feeds.add("stix-bundle", other_url)
     refused = run_feed(factory, feed_settings, other)
-    assert (refused.status, refused.counts["new"], refused.counts["failed"]) == ("partial", 0, 1), refused.line()
+    assert (refused.status, refused.counts["new"], refused.counts["failed"]) == ("partial", 0, 1), (
+        refused.line()
+    )
     assert "lower its TLP" in feeds.runs(other)[0].failures[0]["message"]
     assert stored(factory, other_coll) == [] and [
         o["object_marking_refs"] for o in stored(factory, coll)

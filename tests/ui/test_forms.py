@@ -100,19 +100,18 @@ def test_agreement_yaml_errors_beside_their_fields_and_nothing_saved_without_sav
     )
     wrong = admin.post("/ui/agreements/cert-in", data={"csrf": csrf, "action": "save_yaml", "yaml": text})
     assert wrong.status_code == 422 and 'id="err-read_max_tlp"' in wrong.text
+    form = {
+        "csrf": csrf,
+        "action": "preview",
+        "title": "t",
+        "valid_from": "2026-01-01",
+        "valid_until": "2027-01-01",
+        "status": "active",
+        "read_max_tlp": "amber",
+    }
     unknown = admin.post(
         "/ui/agreements/cert-in",
-        data={
-            "csrf": csrf,
-            "action": "preview",
-            "title": "t",
-            "valid_from": "2026-01-01",
-            "valid_until": "2027-01-01",
-            "status": "active",
-            "read_max_tlp": "amber",
-            "read_collections": "no-such-collection",
-            "read_min_confidence": "lots",
-        },
+        data=form | {"read_collections": "no-such-collection", "read_min_confidence": "lots"},
     )
     assert unknown.status_code == 422
     assert 'id="err-read_collections"' in unknown.text and 'id="err-read_min_confidence"' in unknown.text
@@ -122,18 +121,8 @@ def test_agreement_yaml_errors_beside_their_fields_and_nothing_saved_without_sav
         ("rate_limit_per_minute", "\u00b2"),
         ("rate_limit_burst", "\u00b9"),
     ):
-        form = {
-            "csrf": csrf,
-            "action": "preview",
-            "title": "t",
-            "valid_from": "2026-01-01",
-            "valid_until": "2027-01-01",
-            "status": "active",
-            "read_max_tlp": "amber",
-            "read_collections": "indicators",
-            "rate_limit_per_minute": "60",
-        }
-        superscript = admin.post("/ui/agreements/cert-in", data=form | {field: value})
+        good = form | {"read_collections": "indicators", "rate_limit_per_minute": "60"}
+        superscript = admin.post("/ui/agreements/cert-in", data=good | {field: value})
         assert superscript.status_code == 422, (field, superscript.text[-500:])
         assert f'id="err-{field}"' in superscript.text, field
     previewed = admin.post(
