@@ -8,6 +8,7 @@ hand medallion the canonical header values it expects.
 from __future__ import annotations
 
 import io
+import re
 
 from flask import Flask, Response, current_app, request
 
@@ -34,11 +35,15 @@ def _media_ranges(header: str) -> list[tuple[str, dict[str, str]]]:
     return ranges
 
 
+# RFC 9110 section 12.4.2: 0 to 1 with at most three decimals. float() also read "nan", "inf",
+# "1e-3" and "+.5" (and "nan" compared as acceptable).
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
 def _q(params: dict[str, str]) -> float:
-    try:
-        return float(params.get("q", "1"))
-    except ValueError:
-        return 0.0
+    """The range's weight; one that is not an RFC 9110 qvalue makes the range unacceptable."""
+    text = params.get("q", "1")
+    return float(text) if _QVALUE.fullmatch(text) else 0.0
 
 
 def accept_ok(header: str | None) -> tuple[bool, str]:

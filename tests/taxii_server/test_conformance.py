@@ -101,7 +101,19 @@ def test_acceptable_accept_headers(live_server, admin, accept):
     assert response.headers["content-type"] == TAXII
 
 
-@pytest.mark.parametrize("accept", ["application/json", "application/taxii+json;version=2.0", "text/html"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json",
+        "application/taxii+json;version=2.0",
+        "text/html",
+        # Not RFC 9110 qvalues: float() read them, and "nan" passed as acceptable.
+        "application/taxii+json;version=2.1;q=nan",
+        "application/taxii+json;version=2.1;q=inf",
+        "application/taxii+json;version=2.1;q=1.5",
+        "*/*;q=1e-3",
+    ],
+)
 def test_unacceptable_accept_headers_are_406(live_server, admin, accept):
     response = httpx.get(f"{live_server.url}/taxii2/", headers={"Accept": accept}, auth=admin)
     is_error_resource(response, 406)
