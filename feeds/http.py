@@ -16,6 +16,7 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from exchange.feed.service import safe_url
+from exchange.http_deadline import HEAD, DeadlineSession
 from feeds.masking import credential_forms, mask, mask_remote
 
 _CHUNK = 64 * 1024
@@ -40,7 +41,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _FeedSession(requests.Session):
+class _FeedSession(DeadlineSession):
     """A session that sends a feed's credentials only to the feed's own origin.
 
     requests drops `Authorization` on a redirect to another host, but keeps every other header
@@ -49,8 +50,8 @@ class _FeedSession(requests.Session):
     that hop and all after it, and leaves a note for the run record.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, deadline: float | None, head_within: float) -> None:
+        super().__init__(deadline=deadline, head_within=head_within)
         self.secret_headers: set[str] = set()
         self.notes: list[str] = []
 
@@ -88,7 +89,9 @@ class HttpClient:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.deadline = deadline  # time.monotonic() value after which reading stops
-        self.session = _FeedSession()
+        # The deadline holds whatever the server does (headers included): a watchdog shuts the
+        # connection when it passes, and the response head must come within `timeout`.
+        self.session = _FeedSession(deadline=deadline, head_within=timeout)
         # Not from the environment: REQUESTS_CA_BUNDLE would silently replace the feed's own CA
         # bundle, and ~/.netrc or proxy variables would send credentials where nobody configured them.
         self.session.trust_env = False
@@ -135,8 +138,32 @@ class HttpClient:
         self.close()
 
     def check_deadline(self) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise HttpError("the run took longer than its time limit and was stopped")
+        if self.session.expired or (self.deadline is not None and time.monotonic() > self.deadline):
+            raise self._expired()
+
+    def stopped(self) -> HttpError | None:
+        """Why this session was stopped by a limit (the HttpError to raise), or None."""
+        return self._expired() if self.session.expired else None
+
+    def _expired(self, shown: str = "the feed's server") -> HttpError:
+        if self.session.expired == HEAD:
+            return HttpError(f"{shown} did not answer within {self.timeout:g} s (no complete response head)")
+        return HttpError("the run took longer than its time limit and was stopped")
+
+    def _failed(self, exc: requests.exceptions.RequestException, shown: str) -> HttpError:
+        """What a request that raised `exc` tells the run record."""
+        if self.session.expired:  # the watchdog shut the connection: say which limit, not how
+            return self._expired(shown)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return HttpError(
+                f"TLS verification failed for {shown}: {_reason(exc)} "
+                "(give the feed the CA bundle that signs its certificate)"
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return HttpError(f"{shown} did not answer within {self.timeout:g} s")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return HttpError(f"cannot connect to {shown}: {_reason(exc)}")
+        return HttpError(f"request to {shown} failed: {type(exc).__name__}")
 
     def get(
         self,
@@ -153,17 +180,8 @@ class HttpClient:
             response = self.session.get(
                 url, headers=headers, params=params, stream=True, timeout=(self.timeout, self.timeout)
             )
-        except requests.exceptions.SSLError as exc:
-            raise HttpError(
-                f"TLS verification failed for {shown}: {_reason(exc)} "
-                "(give the feed the CA bundle that signs its certificate)"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise HttpError(f"{shown} did not answer within {self.timeout:g} s") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise HttpError(f"cannot connect to {shown}: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
-            raise HttpError(f"request to {shown} failed: {type(exc).__name__}") from None
+            raise self._failed(exc, shown) from None
         if response.status_code not in ok:
             response.close()
             hint = " (check the feed's credentials)" if response.status_code in (401, 403) else ""
@@ -190,7 +208,11 @@ class HttpClient:
                     raise HttpError(f"{shown} sent more than the limit of {self.max_bytes:,} bytes")
                 self.check_deadline()
                 yield chunk
+            if self.session.expired:  # cut short by a limit, not the end of the body
+                raise self._expired(shown)
         except requests.exceptions.RequestException as exc:
+            if self.session.expired:
+                raise self._expired(shown) from None
             if (
                 isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
                 and "timed out" in str(exc).lower()

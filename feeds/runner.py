@@ -74,6 +74,11 @@ class Prepared:
     trigger: str
 
 
+# The claim's lease: how long a run may go unheard-of before another may claim the feed. The
+# run's own thread renews it every third of that (_keep_claim) for as long as the run lives.
+MIN_LEASE_SECONDS = 60.0
+
+
 def begin_run(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -90,7 +95,7 @@ def begin_run(
     are recorded as runs only.
     """
     holder = holder or holder_name()
-    lease = timedelta(seconds=max(60.0, settings.feed_max_run_seconds / 10))
+    lease = timedelta(seconds=max(MIN_LEASE_SECONDS, settings.feed_max_run_seconds / 10))
     with session_scope(factory, write=True) as db:
         feed = feed_service.claim(db, name, holder=holder, lease=lease)
         run = feed_service.start_run(db, feed, trigger=trigger, attempt=attempt)
@@ -148,6 +153,16 @@ def continue_run(
     started = time.monotonic()
     error: str | None = None
     log.info("feed %s: run %d started (%s)", name, summary.run_id, prepared.trigger)
+    # A run slower than its lease between batches (a feed that trickles) must keep its claim, or
+    # a second run of the feed would start beside it; if this process dies, the renewals stop.
+    stop = threading.Event()
+    keeper = threading.Thread(
+        target=_keep_claim,
+        args=(factory, job.feed_pk, holder, lease, stop),
+        daemon=True,
+        name=f"feed-claim-{name}",
+    )
+    keeper.start()
     try:
         if prepared.spec.options.get("peer") is not None:
             with session_scope(factory) as db:
@@ -177,6 +192,8 @@ def continue_run(
         log.error("feed %s: run %d failed unexpectedly\n%s", name, summary.run_id, trace.rstrip())
         error = f"internal error: {type(exc).__name__}: {prepared.http.scrub(str(exc))[:300]}"
     finally:
+        stop.set()
+        keeper.join()
         prepared.http.close()
         summary.status = _finish(
             factory, settings, summary.run_id, job.feed_pk, holder, error, prepared.http.notes
@@ -190,6 +207,18 @@ def continue_run(
         metrics.ERRORS.inc(where="feed")
     (log.warning if error else log.info)("%s", summary.line())
     return summary
+
+
+def _keep_claim(
+    factory: sessionmaker[Session], feed_pk: int, holder: str, lease: timedelta, stop: threading.Event
+) -> None:
+    """Renew the run's claim every third of its lease until `stop` is set."""
+    while not stop.wait(lease.total_seconds() / 3):
+        try:
+            with session_scope(factory, write=True) as db:
+                feed_service.renew(db, feed_pk, holder=holder, lease=lease)
+        except Exception as exc:  # the database away for a moment: the next beat tries again
+            log.warning("feed claim %d: renewal failed (%s); retrying", feed_pk, type(exc).__name__)
 
 
 FINISH_PATIENCE_SECONDS = 30.0

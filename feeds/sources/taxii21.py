@@ -167,20 +167,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             envelope = next(pages)
         except StopIteration:
             return
-        except requests.exceptions.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else "?"
-            hint = " (check the feed's credentials)" if status in (401, 403) else ""
-            hint = " (is the URL a TAXII 2.1 collection the credentials may read?)" if status == 404 else hint
-            raise FeedError(f"{shown} answered HTTP {status}{hint}") from None
-        except requests.exceptions.SSLError:
-            raise FeedError(
-                f"TLS verification failed for {shown} (give the feed the CA bundle that signs "
-                "its certificate)"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise FeedError(f"{shown} did not answer within {ctx.spec.timeout:g} s") from None
-        except requests.exceptions.ConnectionError:
-            raise FeedError(f"cannot connect to {shown}") from None
+        except requests.exceptions.RequestException as exc:
+            if (stopped := ctx.http.stopped()) is not None:
+                raise stopped from None  # a time limit shut the connection: say which
+            raise _request_failed(exc, shown, ctx.spec.timeout) from None
         except (TAXIIServiceException, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200] if isinstance(exc, TAXIIServiceException) else "not JSON"
             raise FeedError(f"{shown} did not answer as a TAXII 2.1 server: {reason}") from None
@@ -194,3 +184,21 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             # ahead, a lie) or unreadable would make every later run skip what was added meanwhile.
             cursor = {**cursor, "added_after": _plausible(seen[-1], shown)}
         yield Batch(objects=objects, fetched=len(objects), cursor=dict(cursor))
+
+
+def _request_failed(exc: requests.exceptions.RequestException, shown: str, timeout: float) -> FeedError:
+    """What a failed request of the TAXII client tells the run record."""
+    if isinstance(exc, requests.exceptions.HTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        hint = " (check the feed's credentials)" if status in (401, 403) else ""
+        hint = " (is the URL a TAXII 2.1 collection the credentials may read?)" if status == 404 else hint
+        return FeedError(f"{shown} answered HTTP {status}{hint}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FeedError(
+            f"TLS verification failed for {shown} (give the feed the CA bundle that signs its certificate)"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return FeedError(f"{shown} did not answer within {timeout:g} s")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return FeedError(f"cannot connect to {shown}")
+    return FeedError(f"request to {shown} failed: {type(exc).__name__}")

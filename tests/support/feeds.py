@@ -47,6 +47,10 @@ class Route:
     conditional_hits: int = 0  # 304s answered
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # sent with a 200 (e.g. Content-Encoding)
+    # A streamed body without a length or chunks: read until the server closes the connection.
+    close_delimited: bool = False
+    # Send the status line, then one header line every this many seconds, never ending the head.
+    trickle_head: float = 0.0
 
 
 class FeedHttpServer:
@@ -73,6 +77,9 @@ class FeedHttpServer:
                     return
                 if route.hang:
                     time.sleep(route.hang)
+                if route.trickle_head:
+                    self._trickle_head(route.trickle_head)
+                    return
                 if route.redirect:
                     self._send(302, b"", "text/plain", {"Location": route.redirect})
                     return
@@ -84,17 +91,7 @@ class FeedHttpServer:
                     self._send(route.status, b"nope", "text/plain")
                     return
                 if callable(route.body):
-                    self.send_response(200)
-                    self.send_header("Content-Type", route.content_type)
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    try:
-                        for chunk in route.body():
-                            if chunk:
-                                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                        self.wfile.write(b"0\r\n\r\n")
-                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                        pass
+                    self._stream(route, 200)
                     return
                 etag = f'"{hashlib.sha256(route.body).hexdigest()[:16]}"' if route.etag else None
                 if etag and self.headers.get("If-None-Match") == etag:
@@ -113,13 +110,52 @@ class FeedHttpServer:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 route = server.routes.get(self.path.split("?", 1)[0])
-                if route is None or not route.echo:
+                if route is None:
                     self._send(404, b"not found", "text/plain")
                     return
                 route.requests += 1
                 route.seen_headers.append(dict(self.headers))
                 route.seen_paths.append(self.path)
-                self._echo(route)
+                if route.echo:
+                    self._echo(route)
+                elif route.trickle_head:
+                    self._trickle_head(route.trickle_head)
+                elif callable(route.body):
+                    self._stream(route, route.status)
+                else:  # as a TAXII server answers a POST: `status` (e.g. 202) with the body
+                    self._send(route.status, route.body, route.content_type, route.headers)
+
+            def _stream(self, route: Route, status: int) -> None:
+                assert callable(route.body)
+                self.send_response(status)
+                self.send_header("Content-Type", route.content_type)
+                if route.close_delimited:
+                    self.close_connection = True
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in route.body():
+                        if chunk and route.close_delimited:
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                        elif chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    if not route.close_delimited:
+                        self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    pass
+
+            def _trickle_head(self, every: float) -> None:
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    for _ in range(int(60 / every)):
+                        self.wfile.flush()
+                        time.sleep(every)
+                        self.wfile.write(b"X-Padding: x\r\n")
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    pass
+                self.close_connection = True
 
             def _echo(self, route: Route) -> None:
                 sent = " ".join(
@@ -229,3 +265,25 @@ class Feeds:
 @pytest.fixture
 def feeds(factory: sessionmaker[Session], feed_settings: Settings) -> Feeds:
     return Feeds(factory, feed_settings)
+
+
+def within(seconds: float, call: Callable[[], Any]) -> Any:
+    """`call()`'s result, failing the test if it is still running after `seconds` (it is left
+    behind on a daemon thread: a hang must fail the test, not hold the suite)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # handed to the test below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds:g} s"
+    if "error" in box:
+        raise box["error"]
+    box.setdefault("seconds", time.monotonic() - started)
+    return box["result"]
