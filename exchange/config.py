@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     feed_batch_size: int = 1000
     push_batch_size: int = 500
     push_timeout_seconds: float = 30.0
+    # One envelope's POST (upload, the partner's answer and its status resource) at most this long.
+    push_max_post_seconds: float = 120.0
     # The signing key in use longer than this is flagged for rotation.
     signing_key_rotate_days: int = 365
     # Web pages (/ui/): a session ends after this long without a request, and after this long at most.

@@ -34,6 +34,14 @@ HEAD = "head"  # the response head (status line and headers) did not arrive in t
 TOTAL = "total"  # the session's overall deadline passed
 
 
+class BodyTooLarge(Exception):
+    """A response body decoded to more than the reader's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit:,} bytes")
+        self.limit = limit
+
+
 class _Watchdog:
     """One thread for the process that fires limits at their time."""
 
@@ -252,6 +260,28 @@ class DeadlineSession(requests.Session):
     @property
     def deadline(self) -> float | None:
         return self._limits.deadline
+
+    def stop_at(self, deadline: float | None) -> None:
+        """Move the overall deadline, or lift it (for a session that gives each request a limit of
+        its own); a session already stopped by a limit stays stopped."""
+        with self._limits._lock:
+            self._limits.deadline = deadline
+        if deadline is not None:
+            _WATCHDOG.schedule(deadline, self._limits)
+
+    def read_body(self, response: requests.Response, limit: int) -> bytes:
+        """`response`'s whole body as decoded (gzip, deflate), read in bounded memory: BodyTooLarge
+        past `limit` bytes, a ConnectionError when a limit of the session cut it short."""
+        parts, total = [], 0
+        with response:
+            for chunk in response.iter_content(16 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    raise BodyTooLarge(limit)
+                parts.append(chunk)
+        if self.expired is not None:  # a shut socket reads as the end of the body
+            raise requests.exceptions.ConnectionError(f"stopped at its {self.expired} limit")
+        return b"".join(parts)
 
     def close(self) -> None:
         try:

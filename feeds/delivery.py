@@ -12,6 +12,7 @@ version as already present, so the partner ends up with each version once.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from exchange.database.core import rowcount, session_scope
 from exchange.database.types import utcnow
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.feed.service import safe_url
+from exchange.http_deadline import BodyTooLarge, DeadlineSession
 from exchange.intel import query
 from exchange.intel.models import Collection, ObjectVersion
 from exchange.intel.query import AnyRow
@@ -49,6 +51,9 @@ TAXII = "application/taxii+json;version=2.1"
 # Only the newest version of each object, as a TAXII poll without match[version] gets it.
 _LATEST = query.ObjectFilter()
 _MAX_REMOTE_TEXT = 200
+# A TAXII status resource (or error) is small; what the partner's server sends is read only up to
+# this, decoded, so a gzip bomb in answer to a POST costs nothing.
+MAX_STATUS_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -234,10 +239,24 @@ def _failed_ids(status: Any) -> set[str]:
     return {f["id"] for f in failures if isinstance(f, dict) and isinstance(f.get("id"), str)}
 
 
-def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any], timeout: float) -> set[str]:
-    """POST one envelope; the ids the partner's server refused. PushError when it took nothing."""
+def _post(
+    http: DeadlineSession,
+    url: str,
+    body: bytes,
+    *,
+    auth: dict[str, Any],
+    timeout: float,
+    max_seconds: float,
+) -> set[str]:
+    """POST one envelope; the ids the partner's server refused. PushError when it took nothing.
+
+    `timeout` bounds the connect and each read; `max_seconds` the whole exchange (a server that
+    answers 202 and trickles its status resource is cut off there), and the answer is read only
+    up to MAX_STATUS_BYTES.
+    """
     shown = safe_url(url)
     basic, headers = _auth_parts(auth)
+    http.stop_at(time.monotonic() + max_seconds)
     try:
         response = http.post(
             url,
@@ -245,38 +264,51 @@ def _post(http: requests.Session, url: str, body: bytes, *, auth: dict[str, Any]
             auth=basic,
             timeout=(timeout, timeout),
             allow_redirects=False,
+            stream=True,
             headers={**headers, "Accept": TAXII, "Content-Type": TAXII},
         )
-    except requests.exceptions.SSLError:
-        raise PushError(f"TLS verification failed for {shown}") from None
-    except requests.exceptions.Timeout:
-        raise PushError(f"{shown} did not answer within {timeout:g} s") from None
-    except requests.exceptions.ConnectionError as exc:
-        raise PushError(f"cannot connect to {shown}: {_connection_reason(exc)}") from None
-    except requests.exceptions.RequestException as exc:
-        raise PushError(f"POST to {shown} failed: {type(exc).__name__}") from None
-    with response:
-        if not 200 <= response.status_code < 300:
-            hint = " (check the partner's push credentials)" if response.status_code in (401, 403) else ""
-            reason = _scrub(response.reason or "", auth, url)  # the status line is the server's text too
-            detail = _remote_detail(response, auth, url)
+        answer = http.read_body(response, MAX_STATUS_BYTES)
+    except BodyTooLarge:
+        if 200 <= response.status_code < 300:
             raise PushError(
-                f"{shown} answered HTTP {response.status_code} {reason}{hint}"
-                + (f": {detail}" if detail else "")
-            )
-        try:
-            status = response.json()
-        except ValueError:
-            status = None
-        if not isinstance(status, dict):
-            # Without a status resource we cannot tell what was kept; sending again is safe.
-            raise PushError(f"{shown} answered HTTP {response.status_code} without a TAXII status resource")
-        return _failed_ids(status)
-
-
-def _remote_detail(response: requests.Response, auth: dict[str, Any], url: str) -> str:
+                f"{shown} answered HTTP {response.status_code} with more than {MAX_STATUS_BYTES:,} "
+                "bytes (a TAXII status resource is small); read no further"
+            ) from None
+        answer = b""  # an error too long to quote: its status line says what there is to say
+    except requests.exceptions.RequestException as exc:
+        if http.expired:
+            raise PushError(
+                f"{shown} took longer than {max_seconds:g} s to take an envelope and answer"
+            ) from None
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise PushError(f"TLS verification failed for {shown}") from None
+        if isinstance(exc, requests.exceptions.Timeout):
+            raise PushError(f"{shown} did not answer within {timeout:g} s") from None
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            raise PushError(f"cannot connect to {shown}: {_connection_reason(exc)}") from None
+        raise PushError(f"POST to {shown} failed: {type(exc).__name__}") from None
+    finally:
+        http.stop_at(None)  # the time between envelopes (reading, signing) is not the partner's
+    if not 200 <= response.status_code < 300:
+        hint = " (check the partner's push credentials)" if response.status_code in (401, 403) else ""
+        reason = _scrub(response.reason or "", auth, url)  # the status line is the server's text too
+        detail = _remote_detail(answer, auth, url)
+        raise PushError(
+            f"{shown} answered HTTP {response.status_code} {reason}{hint}" + (f": {detail}" if detail else "")
+        )
     try:
-        error = response.json()
+        status = json.loads(answer)
+    except ValueError:
+        status = None
+    if not isinstance(status, dict):
+        # Without a status resource we cannot tell what was kept; sending again is safe.
+        raise PushError(f"{shown} answered HTTP {response.status_code} without a TAXII status resource")
+    return _failed_ids(status)
+
+
+def _remote_detail(answer: bytes, auth: dict[str, Any], url: str) -> str:
+    try:
+        error = json.loads(answer)
     except ValueError:
         return ""
     if isinstance(error, dict):
@@ -392,7 +424,7 @@ def _push(
     url = _objects_url(grant.url)
     recipient = outbound.Recipient.for_partner(partner_pk, slug, channel="push", requested_by=requested_by)
     size = max(1, settings.push_batch_size)
-    with requests.Session() as http:
+    with DeadlineSession() as http:  # each POST is given its deadline (_post)
         http.trust_env = False  # no proxy or .netrc credentials picked up from the environment
         http.headers["User-Agent"] = "national-cert-exchange/1.0"
         for collection in collections:
@@ -416,7 +448,7 @@ def _push_collection(
     factory: sessionmaker[Session],
     settings: Settings,
     keyring: KeyRing,
-    http: requests.Session,
+    http: DeadlineSession,
     *,
     collection: Collection,
     recipient: outbound.Recipient,
@@ -460,6 +492,7 @@ def _push_collection(
                     signed,
                     auth=auth,
                     timeout=settings.push_timeout_seconds,
+                    max_seconds=settings.push_max_post_seconds,
                 )
             except PushError as exc:
                 summary.status, summary.error = "failed", str(exc)

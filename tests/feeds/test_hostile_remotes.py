@@ -3,15 +3,26 @@ at its limits, is recorded with a clear error and keeps what was already stored.
 
 from __future__ import annotations
 
+import gzip
+import logging
 import threading
 import time
+import tracemalloc
+import uuid
+from typing import Any
 
 import pytest
 
 from exchange.feed.service import FeedBusyError
+from exchange.push import service as push_service
+from exchange.push.service import push_status
+from exchange.signing import KeyRing, default_directory
 from feeds import runner
+from feeds.delivery import push_partner
 from feeds.runner import begin_run, continue_run, run_feed
 from tests.support.feeds import within
+from tests.support.partners import Partners, agreement_doc
+from tests.support.stix import indicator, publish
 
 
 def test_a_feed_that_trickles_bytes_stops_at_the_runs_time_limit(
@@ -73,3 +84,74 @@ def test_a_run_slower_than_its_lease_keeps_its_claim(
     assert not thread.is_alive()
     assert results[0].status == "ok" and results[0].counts["new"] == len(lines), results[0]
     assert [r.status for r in feeds.runs(name)] == ["ok"]
+
+
+COLLECTION = "/taxii2/root/collections/5f0a/"
+TAXII = "application/taxii+json;version=2.1"
+
+
+def _push_target(live_server, http, feed_server, **route: Any) -> str:  # type: ignore[no-untyped-def]
+    """A partner whose push goes to `feed_server` (answering as `route` says), with one object due."""
+    feed_server.serve(COLLECTION + "objects/", content_type=TAXII, **route)
+    coll = live_server.collection(default_tlp="green")
+    doc = agreement_doc("x", read={"collections": [coll.alias], "max_tlp": "green"})
+    slug, _ = Partners(live_server).add(
+        lambda slug: doc | {"partner": slug, "push": {"url": feed_server.base + COLLECTION, "every": "1h"}}
+    )
+    with live_server.session() as db:
+        push_service.set_push_auth(
+            db, slug, {"username": "pushuser", "password": PUSH_PASSWORD}, actor="test"
+        )
+    publish(http, live_server.collection_url(coll), [indicator()])
+    return slug
+
+
+PUSH_PASSWORD = "pw-SECRET-" + uuid.uuid4().hex
+
+
+def _failed_push(live_server, factory, settings, slug: str, caplog) -> str:  # type: ignore[no-untyped-def]
+    keyring = KeyRing(default_directory(settings))
+    with caplog.at_level(logging.INFO, logger="feeds.delivery"):
+        summary = within(15, lambda: push_partner(factory, settings, keyring, slug, holder="test"))
+    assert summary.status == "failed" and summary.error, summary.line()
+    with live_server.session() as db:
+        [state] = push_status(db, slug)
+    assert state["last_error"] == summary.error and state["consecutive_failures"] == 1
+    assert state["delivered_total"] == 0
+    assert PUSH_PASSWORD not in summary.error and PUSH_PASSWORD not in caplog.text
+    return summary.error
+
+
+@pytest.mark.live
+def test_a_push_target_that_trickles_its_answer_is_cut_off_at_the_posts_limit(  # type: ignore[no-untyped-def]
+    live_server, http, factory, settings, feed_server, caplog
+) -> None:
+    def trickle():  # type: ignore[no-untyped-def]
+        for _ in range(600):  # 202, then a space every 0.2 s: each read well within the timeout
+            yield b" "
+            time.sleep(0.2)
+
+    slug = _push_target(live_server, http, feed_server, body=trickle, status=202, close_delimited=True)
+    limited = settings.model_copy(update={"push_timeout_seconds": 2.0, "push_max_post_seconds": 3.0})
+    started = time.monotonic()
+    error = _failed_push(live_server, factory, limited, slug, caplog)
+    assert "took longer than 3 s" in error, error
+    assert time.monotonic() - started < 8
+
+
+@pytest.mark.live
+def test_a_push_target_answering_with_a_gzip_bomb_costs_no_memory(  # type: ignore[no-untyped-def]
+    live_server, http, factory, settings, feed_server, caplog
+) -> None:
+    bomb = gzip.compress(b" " * (48 * 1024 * 1024), compresslevel=6)  # 48 MiB in about 50 KB
+    slug = _push_target(
+        live_server, http, feed_server, body=bomb, status=202, headers={"Content-Encoding": "gzip"}
+    )
+    tracemalloc.start()
+    try:
+        error = _failed_push(live_server, factory, settings, slug, caplog)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "HTTP 202 with more than 1,048,576 bytes" in error, error
+    assert peak < 16 * 1024 * 1024, f"{peak:,} bytes at peak for a 1 MiB status resource"
