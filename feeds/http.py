@@ -20,6 +20,9 @@ from exchange.http_deadline import HEAD, DeadlineSession
 from feeds.masking import credential_forms, mask, mask_remote
 
 _CHUNK = 64 * 1024
+# No line of an IoC list is longer (a URL, a hash, a CSV row with its description); a longer one
+# is counted as failed and skipped, never buffered.
+MAX_LINE_BYTES = 64 * 1024
 # urllib3 logs every request line, query string included (where feeds put API keys), at DEBUG.
 logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
@@ -222,21 +225,45 @@ class HttpClient:
         finally:
             response.close()
 
-    def iter_lines(self, response: requests.Response) -> Iterator[str]:
-        """Text lines (UTF-8, a BOM dropped, undecodable bytes replaced), without line ends."""
-        pending = b""
+    def iter_lines(
+        self, response: requests.Response, *, max_line: int = MAX_LINE_BYTES
+    ) -> Iterator[str | None]:
+        """Text lines (UTF-8, a BOM dropped, undecodable bytes replaced), without line ends; None
+        in place of a line longer than `max_line` bytes, which is skipped, not held.
+
+        Linear in the body: each chunk is searched for line ends once, and the pieces of a line
+        that spans chunks are joined once, when it ends.
+        """
+        pieces: list[bytes] = []  # of the line not yet ended
+        size = 0
+        skipping = False  # the line not yet ended is already too long
         first = True
         for chunk in self.iter_bytes(response):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if first:
-                    line, first = line.removeprefix(b"\xef\xbb\xbf"), False
-                yield line.rstrip(b"\r").decode("utf-8", "replace")
-        if pending:
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:
+                piece = chunk[start:end]
+                start = end + 1
+                if skipping or size + len(piece) > max_line:
+                    yield None
+                else:
+                    line = b"".join((*pieces, piece)) if pieces else piece
+                    if first:
+                        line = line.removeprefix(b"\xef\xbb\xbf")
+                    yield line.rstrip(b"\r").decode("utf-8", "replace")
+                first, pieces, size, skipping = False, [], 0, False
+            if not skipping and start < len(chunk):
+                size += len(chunk) - start
+                if size > max_line:
+                    pieces, skipping = [], True
+                else:
+                    pieces.append(chunk[start:])
+        if skipping:
+            yield None
+        elif pieces:
+            line = b"".join(pieces)
             if first:
-                pending = pending.removeprefix(b"\xef\xbb\xbf")
-            yield pending.rstrip(b"\r").decode("utf-8", "replace")
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
 
     def read_all(self, response: requests.Response) -> bytes:
         """The whole body (bounded by the size cap)."""

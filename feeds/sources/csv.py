@@ -19,6 +19,7 @@ from typing import Any
 from exchange.incident.observables import TYPES
 from feeds.base import Batch, FeedError, FetchContext, Ioc
 from feeds.conditional import conditional_get
+from feeds.http import MAX_LINE_BYTES
 from feeds.normalize import stix_time
 
 FIELDS = ("value", "kind", "description", "labels", "first_seen")
@@ -104,8 +105,13 @@ def first_seen(text: str) -> str:
     return stix_time(moment)
 
 
-def _rows(ctx: FetchContext, response: Any, prefixes: tuple[str, ...]) -> Iterator[tuple[int, str]]:
+def _rows(
+    ctx: FetchContext, response: Any, prefixes: tuple[str, ...], too_long: list[int]
+) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(ctx.http.iter_lines(response), start=1):
+        if line is None:
+            too_long.append(number)  # counted into the batch by _count_too_long
+            continue
         if "\x00" in line:
             raise FeedError(f"line {number} holds a NUL byte: this is not a CSV list")
         if line.lstrip().startswith(prefixes):
@@ -121,7 +127,8 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
     if response is None:
         yield Batch(cursor=dict(ctx.cursor))
         return
-    numbered = _rows(ctx, response, tuple(options.get("comment_prefixes", ["#"])))
+    too_long: list[int] = []
+    numbered = _rows(ctx, response, tuple(options.get("comment_prefixes", ["#"])), too_long)
     line_of = {"n": 0}
 
     def lines() -> Iterator[str]:
@@ -151,13 +158,25 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             ioc = _ioc(row, index, line_of["n"], options.get("kind"), batch)
             if ioc is not None:
                 batch.iocs.append(ioc)
+            _count_too_long(too_long, batch)
             if batch.fetched >= ctx.spec.batch_size:
                 yield batch
                 batch = Batch()
     except csvlib.Error as exc:
         raise FeedError(f"line {line_of['n']}: not CSV: {exc}") from None
+    _count_too_long(too_long, batch)
     batch.cursor = validators
     yield batch
+
+
+def _count_too_long(numbers: list[int], batch: Batch) -> None:
+    """The lines skipped as too long since the last call, as failed records of `batch`."""
+    for number in numbers:
+        batch.fetched += 1
+        batch.failures.append(
+            {"id": f"line {number}", "message": f"longer than {MAX_LINE_BYTES:,} bytes: skipped"}
+        )
+    numbers.clear()
 
 
 def _ioc(

@@ -13,8 +13,10 @@ from typing import Any
 from exchange.incident.observables import TYPES
 from feeds.base import Batch, FeedError, FetchContext, Ioc
 from feeds.conditional import conditional_get
+from feeds.http import MAX_LINE_BYTES
 
 DEFAULT_PREFIXES = ("#", ";", "//")
+_TOO_LONG = f"longer than {MAX_LINE_BYTES:,} bytes: skipped"
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +60,10 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
         return
     batch = Batch()
     for number, line in enumerate(ctx.http.iter_lines(response), start=1):
+        if line is None:
+            batch.fetched += 1
+            batch.failures.append({"id": f"line {number}", "message": _TOO_LONG})
+            continue
         if "\x00" in line:
             raise FeedError(f"line {number} holds a NUL byte: this is not a text list")
         value = value_of(line, prefixes)

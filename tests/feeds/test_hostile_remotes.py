@@ -155,3 +155,27 @@ def test_a_push_target_answering_with_a_gzip_bomb_costs_no_memory(  # type: igno
         tracemalloc.stop()
     assert "HTTP 202 with more than 1,048,576 bytes" in error, error
     assert peak < 16 * 1024 * 1024, f"{peak:,} bytes at peak for a 1 MiB status resource"
+
+
+@pytest.mark.parametrize("kind", ["text", "csv"])
+def test_a_line_without_end_costs_linear_time_and_is_skipped_with_a_count(
+    feed_server, feeds, factory, feed_settings, kind
+) -> None:
+    # 32 MiB with no line end (about 32 KB of gzip) between two good lines: split again after
+    # every 64 KiB chunk, it took about 10 s; read once, well under a second.
+    head = b"indicator\n" if kind == "csv" else b""
+    body = head + b"198.51.100.1\n" + b"a" * (32 * 1024 * 1024) + b"\n198.51.100.2\n"
+    url = feed_server.serve(
+        f"/long-line.{kind}", gzip.compress(body, compresslevel=6), headers={"Content-Encoding": "gzip"}
+    )
+    name, _ = feeds.add(kind, url)
+    started = time.monotonic()
+    result = within(20, lambda: run_feed(factory, feed_settings, name))
+    seconds = time.monotonic() - started
+    assert seconds < 4, f"{seconds:.1f} s for one 32 MiB line"
+    assert (result.status, result.counts["new"], result.counts["failed"]) == ("partial", 2, 1), result
+    [run] = feeds.runs(name)
+    line = 3 if kind == "csv" else 2
+    assert [(f["id"], f["message"]) for f in run.failures] == [
+        (f"line {line}", "longer than 65,536 bytes: skipped")
+    ]
