@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from exchange.errors import BadRequestError
+from exchange.http_deadline import BodyTooLarge, DeadlineSession
 from exchange.intel.strictjson import loads_strict
 from exchange.signing.keys import ALG, b64url_decode
 
 MAX_BYTES = 64 * 1024
 MAX_KEYS = 64
-_CHUNK = 16 * 1024
 
 
 class KeySetError(BadRequestError):
@@ -98,11 +99,15 @@ def parse(body: bytes, *, source: str) -> dict[str, list[dict[str, str]]]:
     return vet(document, source=source)
 
 
-def fetch(url: str, *, ca_bundle: str | None, timeout: float = 10.0) -> dict[str, list[dict[str, str]]]:
-    """GET the peer's JWK Set over TLS (no redirects, no proxy, bounded), vetted."""
+def fetch(url: str, *, ca_bundle: str | None, timeout: float = 5.0) -> dict[str, list[dict[str, str]]]:
+    """GET the peer's JWK Set over TLS (no redirects, no proxy, bounded), vetted.
+
+    `timeout` bounds the whole fetch (connect, TLS, headers, body), whatever the peer's server
+    does, and the body is read only up to MAX_BYTES (decoded).
+    """
     url = check_url(url)
     ca_path: str | None = None
-    session = requests.Session()
+    session = DeadlineSession(deadline=time.monotonic() + timeout)
     session.trust_env = False  # no proxies, no .netrc, no REQUESTS_CA_BUNDLE in place of the peer's CA
     try:
         verify: bool | str = True
@@ -120,31 +125,30 @@ def fetch(url: str, *, ca_bundle: str | None, timeout: float = 10.0) -> dict[str
                 timeout=(timeout, timeout),
                 verify=verify,
             )
-        except requests.exceptions.SSLError:
-            raise KeySetError(
-                f"TLS verification failed for the JWK Set at {url} (give the peer's CA bundle)"
-            ) from None
+            with contextlib.closing(response):
+                if response.is_redirect or 300 <= response.status_code < 400:
+                    raise KeySetError(
+                        f"the JWK Set at {url} answered with a redirect (HTTP {response.status_code}); "
+                        "a peer's key set is fetched from exactly the URL registered, never elsewhere"
+                    )
+                if response.status_code != 200:
+                    raise KeySetError(f"the JWK Set at {url} answered HTTP {response.status_code}")
+                length = response.headers.get("Content-Length")
+                if length and length.isascii() and length.isdigit() and int(length) > MAX_BYTES:
+                    raise KeySetError(f"the JWK Set at {url} is larger than {MAX_BYTES:,} bytes")
+                body = session.read_body(response, MAX_BYTES)
+        except BodyTooLarge:
+            raise KeySetError(f"the JWK Set at {url} is larger than {MAX_BYTES:,} bytes") from None
         except requests.exceptions.RequestException as exc:
-            raise KeySetError(f"cannot fetch the JWK Set at {url}: {type(exc).__name__}") from None
-        with contextlib.closing(response):
-            if response.is_redirect or 300 <= response.status_code < 400:
+            if session.expired:
                 raise KeySetError(
-                    f"the JWK Set at {url} answered with a redirect (HTTP {response.status_code}); "
-                    "a peer's key set is fetched from exactly the URL registered, never elsewhere"
-                )
-            if response.status_code != 200:
-                raise KeySetError(f"the JWK Set at {url} answered HTTP {response.status_code}")
-            length = response.headers.get("Content-Length")
-            if length and length.isascii() and length.isdigit() and int(length) > MAX_BYTES:
-                raise KeySetError(f"the JWK Set at {url} is larger than {MAX_BYTES:,} bytes")
-            body = b""
-            try:
-                for chunk in response.iter_content(_CHUNK):
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise KeySetError(f"the JWK Set at {url} is larger than {MAX_BYTES:,} bytes")
-            except requests.exceptions.RequestException as exc:
-                raise KeySetError(f"reading the JWK Set at {url} failed: {type(exc).__name__}") from None
+                    f"the JWK Set at {url} did not arrive within {timeout:g} s; nothing of it is trusted"
+                ) from None
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise KeySetError(
+                    f"TLS verification failed for the JWK Set at {url} (give the peer's CA bundle)"
+                ) from None
+            raise KeySetError(f"cannot fetch the JWK Set at {url}: {type(exc).__name__}") from None
         return parse(body, source=f"the JWK Set at {url}")
     finally:
         session.close()

@@ -209,7 +209,7 @@ def trust_for(
     save: Callable[[KeyCache], None] | None,
     max_age: float,
     refetch_every: float,
-    timeout: float = 10.0,
+    timeout: float = 5.0,
 ) -> PeerTrust:
     """The trust that checks what peer `slug` signs for us (refreshing its key set over TLS)."""
     peer = get_by_slug(db, slug)

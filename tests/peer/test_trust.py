@@ -4,8 +4,10 @@ except one small TLS server for the key set fetch)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +23,7 @@ from exchange.peer.trust import KeyCache, PeerTrust
 from exchange.signing.jws import CTY_STIX, CTY_TAXII, attach_signature, canonical_bytes, sign_canonical
 from exchange.signing.keys import SigningKey, b64url, public_x, thumbprint
 from tests.support.certs import ca_pem, make_ca, server_context
+from tests.support.feeds import within
 
 US, PEER = "cert-bd", "identity--0b9fcb4f-39c1-4c4e-9a4e-5a5e4c0a1f11"
 
@@ -250,6 +253,16 @@ def jwks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if body == b"TRICKLE":  # 200, then a space every 0.2 s, for a minute
+                self.send_response(200)
+                self.end_headers()
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    for _ in range(300):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                return
             if body == b"BIG":
                 self.send_response(200)
                 self.end_headers()  # no length: read until the cap
@@ -287,6 +300,17 @@ def test_the_key_set_is_fetched_over_verified_tls_never_redirected_and_bounded(
         keyset.fetch(url + "/big", ca_bundle=ca)
     with pytest.raises(KeySetError, match="HTTP 404"):
         keyset.fetch(url + "/missing", ca_bundle=ca)
+
+
+def test_a_key_set_that_trickles_is_given_up_at_its_deadline(
+    jwks_server: tuple[str, str, dict[str, bytes]],
+) -> None:
+    url, ca, routes = jwks_server
+    routes["/trickle"] = b"TRICKLE"
+    started = time.monotonic()
+    with pytest.raises(KeySetError, match="did not arrive within 2 s"):
+        within(15, lambda: keyset.fetch(url + "/trickle", ca_bundle=ca, timeout=2.0))
+    assert time.monotonic() - started < 4
 
 
 def test_a_page_in_another_serialization_verifies_through_full_canonicalization() -> None:
