@@ -1,7 +1,9 @@
 """Read the objects of a STIX bundle from a byte stream one at a time, in bounded memory.
 
 Only the top level is walked by hand ({ "key": value, ..., "objects": [ obj, obj, ... ] }); each
-element's extent is found with the C JSON decoder and the element is then parsed strictly
+element's extent is found with the C JSON decoder when it is whole in the buffer, else by a scan
+that carries its state from chunk to chunk (linear in the bytes, however big or deep the element),
+and the element is then parsed strictly
 (duplicate keys, I-JSON numbers, depth) on its own, so one bad object is reported without losing
 the others. Memory holds one object at a time (at most `max_object_bytes`) plus one read chunk.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,9 @@ from exchange.intel.strictjson import loads_strict
 
 _WS = " \t\r\n"
 _DECODER = json.JSONDecoder()
+# The bundle's members other than `objects` (type, id, spec_version) are small; together they may
+# take at most this much, since they are kept while the objects stream past.
+MAX_HEADER_BYTES = 1024 * 1024
 
 
 class StreamError(ValueError):
@@ -51,24 +57,28 @@ class _Reader:
         self.max = max_object_bytes
         self.first = True
 
-    def more(self) -> bool:
-        """Read another chunk; False at the end of the stream."""
+    def _read(self) -> str | None:
+        """The next chunk as text; None at the end of the stream."""
         if self.eof:
-            return False
+            return None
         try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            self.eof = True
-            tail = self._decoder.decode(b"", final=True)
-            self.buf = self.buf[self.pos :] + tail
-            self.pos = 0
-            return bool(tail)
-        try:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self.eof = True
+                return self._decoder.decode(b"", final=True) or None
             text = self._decoder.decode(chunk)
         except UnicodeDecodeError:
             raise StreamError("the feed is not UTF-8 text") from None
-        if self.first:
+        if self.first and text:
             text, self.first = text.removeprefix("\ufeff"), False
+        return text
+
+    def more(self) -> bool:
+        """Read another chunk; False at the end of the stream."""
+        text = self._read()
+        if text is None:
+            return False
         self.buf = self.buf[self.pos :] + text
         self.pos = 0
         return True
@@ -90,62 +100,121 @@ class _Reader:
             raise StreamError(f"expected {char!r} {where}, found {shown}")
         self.pos += 1
 
-    def value(self) -> tuple[Any, str]:
-        """The next JSON value and its text, reading more data until it is complete."""
-        self.peek()
+    def value(self, limit: int | None = None, too_large: str | None = None) -> tuple[Any, str]:
+        """The next JSON value and its text (None and the text for one nested too deep for the
+        decoder: the strict parse refuses just that one); StreamError past `limit` characters."""
+        limit = self.max if limit is None else limit
+        too_large = too_large or f"an element is larger than {limit:,} bytes"
+        if self.peek() == "":
+            raise StreamError("the data ends inside the bundle, where a value should be")
+        # Most values are whole in the buffer already: the C decoder takes them at once.
+        try:
+            value, end = _DECODER.raw_decode(self.buf, self.pos)
+        except (json.JSONDecodeError, RecursionError):
+            pass
+        else:
+            if end < len(self.buf) or self.eof or not isinstance(value, (int, float)):
+                if end - self.pos > limit:
+                    raise StreamError(too_large)
+                text = self.buf[self.pos : end]
+                self.pos = end
+                return value, text
+        # Not whole yet (or too deep, or not JSON): find where it ends, the scan state kept from
+        # chunk to chunk so each character is looked at once, then decode it once. Asking the
+        # decoder again after every chunk made one big element cost quadratic time.
+        text = self._extent(limit, too_large)
+        try:
+            value, end = _DECODER.raw_decode(text)
+        except RecursionError:
+            return None, text
+        except json.JSONDecodeError as exc:
+            raise StreamError(f"a value is not JSON ({exc.msg})") from None
+        if end != len(text):
+            raise StreamError("a value is not JSON (extra data inside it)")
+        return value, text
+
+    def _extent(self, limit: int, too_large: str) -> str:
+        """The text of the value at self.pos, read on until it ends; self.pos is then after it."""
+        scan = _Scan(self.buf[self.pos])
+        parts: list[str] = []
+        size = 0
+        text, start, offset = self.buf, self.pos, self.pos
         while True:
-            try:
-                value, end = _DECODER.raw_decode(self.buf, self.pos)
-            except RecursionError:
-                # Nested too deep for the decoder: find where the element ends without
-                # recursing, and hand back its text (the strict parse refuses just that one).
-                found = _container_end(self.buf, self.pos)
-                if found is None:
-                    if len(self.buf) - self.pos > self.max:
-                        raise StreamError(f"an element is larger than {self.max:,} bytes") from None
-                    if not self.more():
-                        raise StreamError("the data ends inside a value") from None
+            end = scan.feed(text, offset)
+            if end is not None:
+                parts.append(text[start:end])
+                self.buf, self.pos = text, end
+                if size + end - start > limit:
+                    raise StreamError(too_large)
+                return "".join(parts)
+            parts.append(text[start:])
+            size += len(text) - start
+            if size > limit:
+                raise StreamError(too_large)
+            read = self._read()
+            if read is None:
+                if scan.scalar:  # a number at the very end of the data
+                    self.buf, self.pos = "", 0
+                    return "".join(parts)
+                raise StreamError("the data ends inside a value")
+            text, start, offset = read, 0, 0
+
+
+_IN_STRING = re.compile(r'["\\]')
+_SCALAR_END = re.compile(r"[\s,\]}]")
+
+
+class _Scan:
+    """Where a JSON value ends, fed chunk by chunk: the state (depth, inside a string, after a
+    backslash) is kept between chunks. Brackets between strings are counted with str.count while
+    the depth cannot reach zero in them, and walked one by one only where it might."""
+
+    def __init__(self, first: str) -> None:
+        self.scalar = first not in '[{"'
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, text: str, i: int) -> int | None:
+        """The index in `text` just after the value's end, or None if it goes on after `text`."""
+        if self.scalar:
+            found = _SCALAR_END.search(text, i)
+            return found.start() if found else None
+        n = len(text)
+        while i < n:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped, i = False, i + 1
                     continue
-                text = self.buf[self.pos : found]
-                self.pos = found
-                return None, text
-            except json.JSONDecodeError as exc:
-                if len(self.buf) - self.pos > self.max:
-                    raise StreamError(
-                        f"an element is larger than {self.max:,} bytes or is not JSON"
-                    ) from None
-                if not self.more():
-                    raise StreamError(f"the data ends inside a value ({exc.msg})") from None
+                found = _IN_STRING.search(text, i)
+                if found is None:
+                    return None
+                i = found.end()
+                if found.group() == "\\":
+                    self.escaped = True
+                    continue
+                self.in_string = False
+                if self.depth == 0:
+                    return i
                 continue
-            if end == len(self.buf) and not self.eof and isinstance(value, (int, float)):
-                self.more()  # a number may go on in the next chunk
-                continue
-            text = self.buf[self.pos : end]
-            self.pos = end
-            return value, text
-
-
-def _container_end(buf: str, start: int) -> int | None:
-    """The index just after the array or object opening at `start`, or None if `buf` ends first."""
-    depth, in_string, escaped = 0, False, False
-    for index in range(start, len(buf)):
-        char = buf[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return None
+            quote = text.find('"', i)
+            stop = n if quote < 0 else quote
+            segment = text[i:stop]
+            closers = segment.count("]") + segment.count("}")
+            if closers < self.depth:
+                self.depth += segment.count("[") + segment.count("{") - closers
+            else:
+                for k, char in enumerate(segment):
+                    if char in "[{":
+                        self.depth += 1
+                    elif char in "]}":
+                        self.depth -= 1
+                        if self.depth == 0:
+                            return i + k + 1
+            if quote < 0:
+                return None
+            self.in_string, i = True, quote + 1
+        return None
 
 
 def bundle_objects(
@@ -161,8 +230,11 @@ def bundle_objects(
     if reader.peek() == "}":
         reader.pos += 1
         return
+    header_left = MAX_HEADER_BYTES
+    too_large = f"the bundle's members other than objects take more than {MAX_HEADER_BYTES:,} bytes"
     while True:
-        key, _ = reader.value()
+        key, text = reader.value(header_left, too_large)
+        header_left -= len(text)
         if not isinstance(key, str):
             raise StreamError("a member name of the bundle is not a string")
         reader.expect(":", f"after the member name {key!r}")
@@ -185,7 +257,8 @@ def bundle_objects(
                     reader.expect("]", "or ',' after an object in the objects array")
                     break
         else:
-            value, _ = reader.value()
+            value, text = reader.value(header_left, too_large)
+            header_left -= len(text)
             header.members[key] = value
             if key == "type" and value != "bundle":
                 raise StreamError(f"this is a {value!r}, not a STIX bundle")

@@ -4,11 +4,13 @@ at its limits, is recorded with a clear error and keeps what was already stored.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from exchange.push.service import push_status
 from exchange.signing import KeyRing, default_directory
 from feeds import runner
 from feeds.delivery import push_partner
+from feeds.jsonstream import StreamError, bundle_objects
 from feeds.runner import begin_run, continue_run, run_feed
 from tests.support.feeds import within
 from tests.support.partners import Partners, agreement_doc
@@ -179,3 +182,54 @@ def test_a_line_without_end_costs_linear_time_and_is_skipped_with_a_count(
     assert [(f["id"], f["message"]) for f in run.failures] == [
         (f"line {line}", "longer than 65,536 bytes: skipped")
     ]
+
+
+def _stream(*parts: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    data = b"".join(parts)
+    for at in range(0, len(data), size):
+        yield data[at : at + size]
+
+
+GOOD = [indicator(n) for n in (1, 2)]
+
+
+def _good(n: int) -> bytes:
+    return json.dumps(GOOD[n - 1]).encode()
+
+
+@pytest.mark.parametrize(
+    ("hostile", "parsed"),
+    [
+        # 2 MiB of empty arrays in one element (JSON, just not an object: ingest refuses it),
+        # asked of the decoder after every 64 KiB chunk; 2,000 levels deep, past the decoder's
+        # recursion and the strict parse's 64 levels (refused alone), rescanned in Python.
+        pytest.param(b"[" + b"[]," * (700 * 1024) + b"[]]", True, id="wide"),
+        pytest.param(b"[" * 2000 + b"0," * (2 * 1024 * 1024) + b"0" + b"]" * 2000, False, id="deep"),
+    ],
+)
+def test_one_big_element_costs_linear_time_and_stands_alone(hostile: bytes, parsed: bool) -> None:
+    head = b'{"type": "bundle", "id": "bundle--' + str(uuid.uuid4()).encode() + b'", "objects": ['
+    chunks = _stream(head, _good(1), b",", hostile, b",", _good(2), b"]}")
+    started = time.monotonic()
+    elements = within(20, lambda: list(bundle_objects(chunks)))
+    seconds = time.monotonic() - started
+    assert seconds < 2.5, f"{seconds:.1f} s for one {len(hostile):,}-byte element"
+    assert [e.error is None for e in elements] == [True, parsed, True], elements
+    assert [e.value["id"] for e in elements if isinstance(e.value, dict)] == [g["id"] for g in GOOD]
+
+
+def test_big_members_beside_the_objects_are_refused_quickly_after_the_objects() -> None:
+    # Four 3 MiB members besides objects: each read to its end and kept in memory before.
+    pad = b"[" + b"0," * (1536 * 1024) + b"0]"
+    parts = [b'{"type": "bundle", "objects": [', _good(1), b"]"]
+    parts += [b', "x_pad_%d": ' % i + pad for i in range(4)]
+    started = time.monotonic()
+    got: list[Any] = []
+
+    def read() -> None:
+        got.extend(bundle_objects(_stream(*parts, b"}")))
+
+    with pytest.raises(StreamError, match="members other than objects take more than 1,048,576 bytes"):
+        within(20, read)
+    assert time.monotonic() - started < 2.5
+    assert [e.value["id"] for e in got] == [GOOD[0]["id"]]
