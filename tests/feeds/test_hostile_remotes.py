@@ -175,7 +175,9 @@ def test_a_line_without_end_costs_linear_time_and_is_skipped_with_a_count(
     started = time.monotonic()
     result = within(20, lambda: run_feed(factory, feed_settings, name))
     seconds = time.monotonic() - started
-    assert seconds < 4, f"{seconds:.1f} s for one 32 MiB line"
+    # A bound on the blow-up, not a speed figure: the quadratic splitter took 9 s alone, the
+    # linear one 0.3 s; the suite runs this beside other work on two cores.
+    assert seconds < 6, f"{seconds:.1f} s for one 32 MiB line"
     assert (result.status, result.counts["new"], result.counts["failed"]) == ("partial", 2, 1), result
     [run] = feeds.runs(name)
     line = 3 if kind == "csv" else 2
@@ -213,7 +215,9 @@ def test_one_big_element_costs_linear_time_and_stands_alone(hostile: bytes, pars
     started = time.monotonic()
     elements = within(20, lambda: list(bundle_objects(chunks)))
     seconds = time.monotonic() - started
-    assert seconds < 2.5, f"{seconds:.1f} s for one {len(hostile):,}-byte element"
+    # A bound on the blow-up, not a speed figure: re-decoding took 14.7 s (wide) and 8.1 s (deep)
+    # alone, the linear reader 1.4 s and 0.02 s; 3.1 s was seen beside the rest of the suite.
+    assert seconds < 7, f"{seconds:.1f} s for one {len(hostile):,}-byte element"
     assert [e.error is None for e in elements] == [True, parsed, True], elements
     assert [e.value["id"] for e in elements if isinstance(e.value, dict)] == [g["id"] for g in GOOD]
 
@@ -231,5 +235,5 @@ def test_big_members_beside_the_objects_are_refused_quickly_after_the_objects() 
 
     with pytest.raises(StreamError, match="members other than objects take more than 1,048,576 bytes"):
         within(20, read)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 6  # refused at the cap, not after reading 12 MiB
     assert [e.value["id"] for e in got] == [GOOD[0]["id"]]

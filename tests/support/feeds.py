@@ -64,14 +64,21 @@ class FeedHttpServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def _route(self) -> Any:
+                """The route asked for, counted and recorded; None (answered 404) when none is."""
                 route = server.routes.get(self.path.split("?", 1)[0])
                 if route is None:
                     self._send(404, b"not found", "text/plain")
-                    return
+                    return None
                 route.requests += 1
                 route.seen_headers.append(dict(self.headers))
                 route.seen_paths.append(self.path)
+                return route
+
+            def do_GET(self) -> None:
+                route = self._route()
+                if route is None:
+                    return
                 if route.echo:
                     self._echo(route)
                     return
@@ -109,13 +116,9 @@ class FeedHttpServer:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                route = server.routes.get(self.path.split("?", 1)[0])
+                route = self._route()
                 if route is None:
-                    self._send(404, b"not found", "text/plain")
                     return
-                route.requests += 1
-                route.seen_headers.append(dict(self.headers))
-                route.seen_paths.append(self.path)
                 if route.echo:
                     self._echo(route)
                 elif route.trickle_head:
