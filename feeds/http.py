@@ -119,6 +119,11 @@ class HttpClient:
         """`text` (a run error, a failure) with every form of the feed's credentials masked."""
         return mask(text, self._secret_forms)
 
+    def scrub_remote(self, text: str) -> str:
+        """Text the feed's server sent, masked as `scrub` does and past any auth scheme too (before
+        it is shortened: a cut can split a credential into a form nothing matches)."""
+        return mask_remote(text, self._secret_forms)
+
     @property
     def notes(self) -> list[str]:
         """What the run record should say about this session (credentials withheld from redirects)."""

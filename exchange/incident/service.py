@@ -18,7 +18,14 @@ from exchange.incident.observables import ObservableError, detect, normalise
 from exchange.incident.schemas import IncidentIn, Published, PublishedObject
 from exchange.intel import service as intel_service
 from exchange.intel.ids import deterministic_id, id_key
-from exchange.intel.ingest import IngestResult, PreparedBatch, check_batch_size, ingest, prepare
+from exchange.intel.ingest import (
+    NO_PARTNER,
+    IngestResult,
+    PreparedBatch,
+    check_batch_size,
+    ingest,
+    prepare,
+)
 from exchange.intel.models import Collection, ObjectRef, ObjectVersion
 from exchange.intel.timestamps import now_us, text_to_us
 from exchange.intel.validation import validate_object
@@ -471,8 +478,11 @@ def new_version(
         if row is None:
             continue
         latest = orjson.loads(row.body)
-        # The new version goes to the same partners as the one it replaces, never to more.
+        # The new version goes to the same partners as the one it replaces, never to more: an
+        # audience that names nobody (copies whose audiences do not overlap) stays nobody.
         audience = [slug for slug in (row.audience or "").split(",") if slug]
+        if row.audience is not None and not audience:
+            audience = list(NO_PARTNER)
         if "modified" not in latest:
             raise InvalidStixError(f"{stix_id}: objects without 'modified' cannot be versioned")
         if latest.get("revoked") is True:

@@ -326,8 +326,13 @@ def ingest(
     return result
 
 
+# An audience naming no partner (no slug is empty, so ",," matches none): what staff pass to keep
+# an object that was shared with nobody shared with nobody; an empty audience means every partner.
+NO_PARTNER = ("",)
+
+
 def _audience_text(slugs: Iterable[str]) -> str | None:
-    """The stored form of an audience: ",slug,slug," (NULL: every partner)."""
+    """The stored form of an audience: ",slug,slug," (NULL: every partner; NO_PARTNER: none)."""
     chosen = sorted(set(slugs))
     return f",{','.join(chosen)}," if chosen else None
 

@@ -140,9 +140,12 @@ def validate_object(obj: Any) -> StixMeta:
     problem = _time_order_problem(obj, checks) or _type_rule_problem(obj, typ)
     if problem is not None:
         raise fail(problem)
-    if "revoked" in obj and (typ in SCO_TYPES or not ("created" in obj or "modified" in obj)):
+    if obj.get("revoked", False) is not False and (
+        typ in SCO_TYPES or not ("created" in obj or "modified" in obj)
+    ):
         # Only versioned objects are revoked (STIX 2.1 section 3.6); an observable's id is derived
         # from its value, so a "revoked" one would read as every party's copy of that value revoked.
+        # `"revoked": false` says nothing and is kept (some tools write it on every object).
         raise fail(
             "'revoked' is not a property of cyber-observable objects (STIX 2.1 defines it only for "
             "objects with created/modified): an observable is not versioned, so it cannot be revoked"

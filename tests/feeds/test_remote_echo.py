@@ -139,3 +139,20 @@ def test_a_feed_run_error_never_carries_an_echoed_credential(  # type: ignore[no
     [run] = feeds.runs(name)
     assert run.error == summary.error and "HTTP 401" in run.error
     assert_no_part_of([*secrets, QUERY_KEY], summary.error, run.error, caplog.text)
+
+
+def test_a_taxii_feeds_error_is_masked_before_it_is_shortened(
+    feed_server, feeds, factory, feed_settings
+) -> None:  # type: ignore[no-untyped-def]
+    # taxii2-client quotes the server's Content-Type in its error; a credential the server puts
+    # there, placed so that the 200-character cut falls inside it, left a piece no form matched.
+    auth, secrets = AUTHS["basic"]
+    echoed = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    content_type = "application/x-" + "a" * 130 + "; Basic " + echoed
+    path = f"/taxii2/root/collections/{uuid.uuid4()}/"
+    url = feed_server.serve(path, b"{}", content_type=content_type)
+    name, _ = feeds.add("taxii21", url, auth=auth)
+    summary = run_feed(factory, feed_settings, name)
+    assert summary.status == "failed" and "did not answer as a TAXII 2.1 server" in (summary.error or "")
+    [run] = feeds.runs(name)
+    assert_no_part_of([*secrets, echoed], summary.error or "", run.error or "")
