@@ -46,7 +46,11 @@ def _audience(text: str | None) -> frozenset[str] | None:
     return frozenset(part for part in text.split(",") if part)
 
 
-def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict[int, bool]:
+def _refs_visible(
+    db: Session, pks: list[int], access: CollectionAccess, renamed: dict[int, set[str]]
+) -> dict[int, bool]:
+    """Whether every reference of each version in `pks` is visible to the partner, or is one of
+    `renamed[pk]` (an anonymising source's identity, renamed in what is served)."""
     refs: dict[int, set[str]] = {}
     if not pks:
         return {}
@@ -59,8 +63,7 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
     if not refs:
         return {}
     wanted = sorted(set().union(*refs.values()))
-    # Renamed to the exchange's identity in what is served (RelayScope.hidden_identities).
-    vouched: set[str] = set(access.relay.hidden_identities) if access.relay is not None else set()
+    vouched: set[str] = set()
     if access.relay is not None and access.all_grants:
         # Visible to the partner (originator control included), or brought in by it (see visibility).
         for stix_id, visible, known in db.execute(
@@ -72,7 +75,7 @@ def _refs_visible(db: Session, pks: list[int], access: CollectionAccess) -> dict
         ):
             if visible or known:
                 vouched.add(stix_id)
-    return {pk: ids <= vouched for pk, ids in refs.items()}
+    return {pk: ids - renamed.get(pk, set()) <= vouched for pk, ids in refs.items()}
 
 
 def _flowing_back(db: Session, targets: list[str], scope: RelayScope) -> set[str]:
@@ -166,7 +169,13 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     # has_refs: every version), flowing back only for sightings.
     refs_at = _position(rows[0], "has_refs")
     referring = [v[0] for v, row in zip(values, rows, strict=True) if refs_at is None or row[refs_at]]
-    closure = _refs_visible(db, referring, access)
+    hidden_parties = dict(scope.hidden_parties)
+    renamed = {
+        v[0]: {hidden_parties[p] for p in (v[8], v[9]) if p in hidden_parties}
+        for v in values
+        if hidden_parties
+    }
+    closure = _refs_visible(db, referring, access, renamed)
     back = _flowing_back(db, sorted({v[10] for v in values if v[2] == "sighting" and v[10]}), scope)
     relayers = scope.relayer_names
     hidden_identities = scope.hidden_identities

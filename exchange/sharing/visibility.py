@@ -52,20 +52,23 @@ class RelayScope:
         return None if pk is None else self.names.get(pk, f"partner {pk}")
 
     @property
-    def hidden_identities(self) -> tuple[str, ...]:
-        """The STIX identities of the partners (other than the recipient) whose agreement asks
-        `anonymize_on_relay`: never served to the recipient, whoever stored them (the identity
-        object names the originator the relay hides), and never a reason to withhold what
-        references them (what the recipient is served names the exchange instead)."""
+    def hidden_parties(self) -> tuple[tuple[int, str], ...]:
+        """(partner pk, STIX identity) of the partners (other than the recipient) whose agreement
+        asks `anonymize_on_relay`. Their identity objects are never served to the recipient,
+        whoever stored them (they name the originator the relay hides); a reference to one
+        withholds nothing in an object that came from that partner, whose served copy names
+        the exchange instead (exchange.sharing.gate), and withholds the referrer anywhere else."""
         return tuple(
             sorted(
-                {
-                    identity
-                    for pk in self.anonymized
-                    if pk != self.partner_pk and (identity := self.identities.get(pk)) is not None
-                }
+                (pk, identity)
+                for pk in self.anonymized
+                if pk != self.partner_pk and (identity := self.identities.get(pk)) is not None
             )
         )
+
+    @property
+    def hidden_identities(self) -> tuple[str, ...]:
+        return tuple(sorted({identity for _, identity in self.hidden_parties}))
 
 
 @dataclass(frozen=True)
@@ -239,13 +242,20 @@ def closure_predicate(
     else:
         deeper = aliased(ObjectRef)
         conditions.append(not_(exists(select(deeper.ref_id).where(deeper.object_version_pk == target.pk))))
-    # A reference to an anonymised relayer's identity is renamed in what is served: it withholds
-    # nothing (and the identity itself is never served: see RelayScope.hidden_identities).
-    waived = grants[0].relay.hidden_identities
+    # A reference to an anonymising partner's identity, in an object from that partner, is renamed
+    # in what is served: it withholds nothing (the identity itself is never served:
+    # RelayScope.hidden_parties). Anywhere else it is a reference like any other.
+    renamed = [
+        and_(
+            ref.ref_id == identity,
+            or_(table.origin_partner_pk == pk, table.originator_partner_pk == pk),
+        )
+        for pk, identity in grants[0].relay.hidden_parties
+    ]
     hidden_ref = exists(
         select(ref.ref_id).where(
             ref.object_version_pk == table.pk,
-            *([ref.ref_id.not_in(waived)] if waived else []),
+            *([not_(or_(*renamed))] if renamed else []),
             not_(exists(select(target.pk).where(*conditions))),
             not_(
                 exists(
@@ -310,5 +320,5 @@ def _sql_key(cg: CollectionGrant) -> tuple[Any, ...]:
         cg.grant,
         cg.relay.partner_pk,
         cg.relay.relayers,
-        cg.relay.hidden_identities,
+        cg.relay.hidden_parties,
     )

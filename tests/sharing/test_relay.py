@@ -342,8 +342,12 @@ def test_an_anonymised_relay_never_serves_the_originators_identity(live_server, 
     # Relayed by name first: both reach B, the identity too.
     assert set(pull(url, b)[0]) == {a.identity, mine["id"]}
     _apply(live_server, a, coll.alias, relay_to=[b.slug], anonymize_on_relay=True)
+    # The CERT's own note about A names A's identity, and nothing renames it there: withheld.
+    about_a = sdo("note", content="seen at the originator", object_refs=[a.identity])
+    publish(http, url, [about_a])
     served, _ = pull(url, b)
     assert set(served) == {mine["id"]}
+    assert a.identity not in orjson.dumps(list(served.values())).decode()
     assert served[mine["id"]]["created_by_ref"] == live_server.settings.identity_id
     assert set(exported(live_server, b, coll)) == {mine["id"]}
     one = httpx.get(url + f"objects/{a.identity}/", auth=b.cred, headers={"Accept": TAXII})
