@@ -75,3 +75,20 @@ def test_a_partners_copy_stays_within_the_audience(live_server, api, http, setti
     status = submit(None, inbox, [obj], auth=setting["np"])
     assert status["success_count"] == 1
     assert obj["id"] not in ids(inbox, setting["lk"])
+
+
+def test_an_object_shared_with_nobody_stays_so_in_a_rest_version(live_server, api, http, setting):
+    """A copy whose audiences elsewhere do not overlap is stored for no partner (","); a REST new
+    version of it read that as no audience at all, which means every partner."""
+    from sqlalchemy import update
+
+    from exchange.intel.models import ObjectVersion
+
+    obj = _published_indicator(live_server, api, http, setting)
+    url = live_server.collection_url(setting["coll"])
+    with live_server.session() as db:  # as _kept_audiences stores disjoint audiences
+        db.execute(update(ObjectVersion).where(ObjectVersion.stix_id == obj["id"]).values(audience=","))
+    assert obj["id"] not in ids(url, setting["np"])
+    again = api.post(f"/api/v1/objects/{obj['id']}/versions", json={"name": "renamed over REST"})
+    assert again.status_code == 200, again.text
+    assert obj["id"] not in ids(url, setting["np"]) and obj["id"] not in ids(url, setting["lk"])
