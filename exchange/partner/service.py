@@ -171,6 +171,14 @@ def add_public_key(db: Session, slug: str, jwk: dict[str, Any], *, actor: str) -
     partner = get_by_slug(db, slug)
     assert partner is not None
     keys = orjson.loads(partner.public_keys)
+    # A signature names its key by kid, and the first key of that kid checks it: a second one
+    # would never verify anything (a rotation registering the new key under the old kid).
+    kid = _kid_of(jwk)
+    if any(isinstance(k, dict) and _kid_of(k) == kid for k in keys):
+        raise ConflictError(
+            f"partner {slug!r} already has a key with kid {kid!r}; give the new key another kid, "
+            "or remove the old key first"
+        )
     keys.append({k: jwk[k] for k in ("kty", "crv", "x", "kid") if k in jwk})
     partner.public_keys = orjson.dumps(keys).decode()
     audit.record(db, actor=actor, action="partner.key.add", target=slug, details={"kid": jwk.get("kid")})
@@ -192,10 +200,21 @@ def _key_problem(jwk: dict[str, Any]) -> str | None:
     return None
 
 
+def _kid_of(jwk: dict[str, Any]) -> Any:
+    """The kid a registered key answers to: its own, else its RFC 7638 thumbprint (as `jwks`)."""
+    from exchange.signing.keys import thumbprint
+
+    kid = jwk.get("kid")
+    if kid:
+        return kid
+    x = jwk.get("x")
+    return thumbprint(x) if isinstance(x, str) and x.isascii() else None
+
+
 def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
     """The partner's registered public keys as a JWKS (kid = RFC 7638 thumbprint when unset).
     A malformed key an older release stored is left out (and logged), as if not registered."""
-    from exchange.signing.keys import public_jwk, thumbprint
+    from exchange.signing.keys import public_jwk
 
     keys = []
     for index, k in enumerate(orjson.loads(partner.public_keys)):
@@ -203,5 +222,5 @@ def jwks(partner: Partner) -> dict[str, list[dict[str, str]]]:
         if problem is not None:
             log.warning("partner %s: stored public key %d ignored: %s", partner.slug, index, problem)
             continue
-        keys.append(public_jwk(k.get("kid") or thumbprint(k["x"]), k["x"]))
+        keys.append(public_jwk(_kid_of(k), k["x"]))
     return {"keys": keys}

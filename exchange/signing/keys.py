@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from exchange.config import Settings
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
+from exchange.signing.small_order import has_small_order
 
 METADATA_FILE = "keyring.json"
 LOCK_FILE = ".lock"
@@ -67,6 +68,11 @@ def ed25519_public_key(x: object) -> Ed25519PublicKey:
     raw = b64url_decode(x)
     if b64url(raw) != x:
         raise ValueError(f"x must be {shape}; its last character is not canonical")
+    if has_small_order(raw):
+        raise ValueError(
+            "x is a point of small order, not a usable Ed25519 public key: any forged signature "
+            "would verify against it"
+        )
     try:
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError:

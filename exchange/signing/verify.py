@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from exchange.errors import BadRequestError, ExchangeError
 from exchange.signing.jws import SIGNATURE_MEMBER, canonical_bytes, signing_input
 from exchange.signing.keys import ALG, b64url_decode
+from exchange.signing.small_order import has_small_order
 
 MALFORMED_TOKEN = "malformed token"
 NOT_DETACHED = "not detached"
@@ -106,7 +107,10 @@ def _find_key(jwks: Mapping[str, Any], kid: str) -> Ed25519PublicKey:
         if jwk.get("use", "sig") != "sig" or jwk.get("alg", ALG) != ALG:
             continue
         try:
-            return Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+            raw = b64url_decode(jwk["x"])
+            if has_small_order(raw):
+                continue  # it would verify forged signatures (exchange.signing.small_order)
+            return Ed25519PublicKey.from_public_bytes(raw)
         except (ValueError, binascii.Error):
             continue
     raise SignatureError(UNKNOWN_KID, f"no Ed25519 key with kid {kid!r} in the JWK Set")

@@ -274,3 +274,33 @@ def test_a_first_seen_before_year_1000_is_written_with_four_digits(live_server, 
         if "first_seen" in ext
     ]
     assert [w[:19] for w in written] == [moment[:19]], incident
+
+
+def test_a_small_order_partner_key_is_400_and_a_second_key_under_one_kid_is_409(api):
+    # Found by an outside probe: the identity point was accepted, and then a signature of 0x01
+    # followed by zeros passed require_signature for any submission; a second key under a kid
+    # already used was stored though the first key of that kid is the one that checks.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.signing.keys import b64url
+
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/v1/partners", json={"slug": slug, "name": "P", "country": "IN"}).status_code == 201
+    identity = b64url((1).to_bytes(32, "little"))
+    weak = {"kty": "OKP", "crv": "Ed25519", "x": identity, "kid": "weak"}
+    error = problem(api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": weak}), 400)
+    assert "small order" in error["detail"], error
+
+    def key(kid: str | None) -> dict:  # type: ignore[type-arg]
+        raw = (
+            Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)} | ({"kid": kid} if kid else {})
+
+    assert api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": key("rot-1")}).status_code == 200
+    again = problem(api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": key("rot-1")}), 409)
+    assert "rot-1" in again["detail"], again
+    assert api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": key("rot-2")}).status_code == 200
