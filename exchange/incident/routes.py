@@ -10,7 +10,7 @@ from exchange.auth.deps import DbSession, StaffUser, require_staff
 from exchange.context import SessionsDep, SettingsDep, StrictJsonRoute
 from exchange.errors import PayloadTooLargeError
 from exchange.incident import service
-from exchange.incident.schemas import IncidentIn, Published
+from exchange.incident.schemas import IncidentIn, Published, RevokeIn
 from exchange.intel.strictjson import loads_strict
 
 router = APIRouter(
@@ -69,10 +69,11 @@ def revoke(
     settings: SettingsDep,
     db: DbSession,
     user: StaffUser,
-    body: dict[str, Any] | None = Body(None),
+    body: RevokeIn | None = Body(None),
 ) -> dict[str, Any]:
-    """Revoke an object (a new version with revoked: true) in every collection holding it."""
-    collection = (body or {}).get("collection")
+    """Revoke an object (a new version with revoked: true) in every collection holding it, or in
+    `collection` alone."""
+    collection = body.collection if body is not None else None
     versions = service.revoke(db, stix_id, actor=user.credential_id, settings=settings, collection=collection)
     return {"id": stix_id, "revoked": versions}
 

@@ -77,3 +77,10 @@ class Published(BaseModel):
     incident: str
     collection: str
     objects: list[PublishedObject]
+
+
+class RevokeIn(BaseModel):
+    """A revocation; `collection` (an alias or id) narrows it to one collection holding the object."""
+
+    model_config = ConfigDict(extra="forbid")
+    collection: str | None = Field(None, min_length=1, max_length=64)

@@ -304,3 +304,11 @@ def test_a_small_order_partner_key_is_400_and_a_second_key_under_one_kid_is_409(
     again = problem(api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": key("rot-1")}), 409)
     assert "rot-1" in again["detail"], again
     assert api.post(f"/api/v1/partners/{slug}/keys", json={"jwk": key("rot-2")}).status_code == 200
+
+
+@pytest.mark.parametrize("collection", [{"a": 1}, [["x"]], [], 5, ""])
+def test_a_revocation_whose_collection_is_not_a_name_is_422(api, collection):
+    # Found by an outside probe: a dict or nested list was a 500, [] revoked in every collection.
+    target = f"indicator--{uuid.uuid4()}"
+    error = problem(api.post(f"/api/v1/objects/{target}/revoke", json={"collection": collection}), 422)
+    assert "collection" in error["detail"], error
