@@ -3,7 +3,6 @@ typed dependencies routes read it through (never `request.app.state` directly)."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.auth.keys import VerifiedKeyCache
 from exchange.config import Settings
-from exchange.errors import ServiceUnavailableError
+from exchange.errors import InvalidJsonError, ServiceUnavailableError
 from exchange.feed.launcher import FeedLauncher
-from exchange.intel.strictjson import duplicate_key
+from exchange.intel.strictjson import loads_strict
 from exchange.limits.service import Limits
 from exchange.signing import KeyRing
 
@@ -103,21 +102,19 @@ SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 FeedLauncherDep = Annotated[FeedLauncher, Depends(get_feed_launcher)]
 
 
-def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        # HTTPException: FastAPI passes it on as it is (any other error while it parses the
-        # body becomes an anonymous 400).
-        raise HTTPException(
-            400, f"duplicate key {duplicate_key(pairs)!r} in a JSON object: give each name once"
-        )
-    return obj
-
-
 class _StrictJsonRequest(Request):
     async def json(self) -> Any:
+        """The body as TAXII and bundles read theirs (exchange.intel.strictjson): no duplicate
+        names, nesting within EXCHANGE_MAX_JSON_DEPTH (a REST version 300 levels deep was stored,
+        then its object could not be shown), no NaN, exact integers."""
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), object_pairs_hook=_object_once)
+            depth = context_of(self.app).settings.max_json_depth
+            try:
+                self._json = loads_strict(await self.body(), max_depth=depth)
+            except InvalidJsonError as exc:
+                # HTTPException: FastAPI passes it on as it is (any other error while it parses
+                # the body becomes an anonymous 400).
+                raise HTTPException(400, f"the body is not strict JSON: {exc}") from None
         return self._json
 
 

@@ -312,3 +312,22 @@ def test_a_revocation_whose_collection_is_not_a_name_is_422(api, collection):
     target = f"indicator--{uuid.uuid4()}"
     error = problem(api.post(f"/api/v1/objects/{target}/revoke", json={"collection": collection}), 422)
     assert "collection" in error["detail"], error
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('{"name": ' + "[" * 300 + "]" * 300 + "}", "nested deeper than 64"),
+        ('{"name": NaN}', "NaN"),
+    ],
+)
+def test_a_rest_body_is_read_as_strict_json(api, body, says):
+    # Found by an outside probe: a REST version 300 levels deep was stored, and the object's
+    # page was then a 500 for good; 2,000 levels was an anonymous "error parsing the body".
+    response = api.post(
+        f"/api/v1/objects/indicator--{uuid.uuid4()}/versions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    error = problem(response, 400)
+    assert says in error["detail"], error
