@@ -56,10 +56,18 @@ _LOCAL_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tup
         "192.168.0.0/16",
         "224.0.0.0/4",  # multicast
         "240.0.0.0/4",  # reserved, the broadcast address included
-        "::/127",  # unspecified and loopback
+        "192.0.0.0/24",  # IETF protocol assignments
+        "198.18.0.0/15",  # benchmarking
+        "::/96",  # unspecified, loopback and the deprecated IPv4-compatible form (::10.0.0.1)
         "::ffff:0:0/96",  # IPv4-mapped: the IPv4 address is the indicator
+        "64:ff9b::/96",  # NAT64 forms of IPv4 addresses
+        "64:ff9b:1::/48",
+        "100::/64",  # discard
+        "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ...)
+        "2002::/16",  # 6to4 forms of IPv4 addresses
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",  # site-local (deprecated)
         "ff00::/8",
     )
 )
@@ -69,6 +77,11 @@ MIN_PREFIX = {4: 8, 6: 16}
 
 
 def _ip(value: str, version: int) -> str:
+    if "%" in value:
+        raise ObservableError(
+            f"{value!r} is a scoped address: its zone names an interface of one host, so it is not "
+            "shared as an indicator"
+        )
     try:
         network = ipaddress.ip_network(value, strict=False) if "/" in value else None
         if network is not None:
@@ -89,8 +102,9 @@ def _ip(value: str, version: int) -> str:
     local = next((n for n in _LOCAL_NETWORKS if n.version == version and network.overlaps(n)), None)
     if local is not None:
         raise ObservableError(
-            f"{value!r} is in {local} (private, loopback, link-local, multicast or reserved): it names "
-            "nothing outside its own network, so it is not shared as an indicator"
+            f"{value!r} is in {local} (private, loopback, link-local, multicast, reserved or other "
+            "special-purpose range): it names nothing outside its own network, or an IPv4 address "
+            "in another form, so it is not shared as an indicator"
         )
     return str(network.network_address) if "/" not in value else str(network)
 
