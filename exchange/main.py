@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, InternalError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from exchange.agreement.routes import router as agreement_router
@@ -62,12 +63,16 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
     """The methods some route of `app` answers at the path of `scope`, for an Allow header."""
     # Asked method by method through each route's own `matches` (included routers answer for
     # the routes they hold); only 405s come here.
-    methods = {
-        method
-        for method in _METHODS
-        for route in app.router.routes
-        if route.matches({**scope, "method": method})[0] == Match.FULL
-    }
+    # Asked at the app's own root: inside a mount (the static files) the scope's root_path
+    # already includes the mount's prefix, and no route of the app matched it.
+    top = {**scope, "root_path": scope.get("app_root_path", "")}
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Mount):  # matches whatever the method: ask what it serves
+            if isinstance(route.app, StaticFiles) and route.matches(top)[0] == Match.FULL:
+                methods |= {"GET", "HEAD"}
+            continue
+        methods |= {m for m in _METHODS if route.matches({**top, "method": m})[0] == Match.FULL}
     return ", ".join(sorted(methods))
 
 
