@@ -111,7 +111,7 @@ def text_list(path: Path, count: int, seed: int) -> None:
         for i in range(count):
             kind = i % 4
             if kind == 0:
-                out.write(f"{10 + (i >> 24) % 200}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}\n")
+                out.write(f"{45 + (i >> 24) % 50}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}\n")
             elif kind == 1:
                 out.write(f"host{i}-{rng.getrandbits(24):06x}.example-bad.net\n")
             elif kind == 2:

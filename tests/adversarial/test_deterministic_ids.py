@@ -65,7 +65,7 @@ def test_a_partner_cannot_squat_the_id_the_cert_will_publish_an_observable_under
 def test_a_partners_write_does_not_tell_it_whether_the_cert_holds_an_indicator(live_server, partners):
     inbox = live_server.collection(default_tlp="green")
     _, cred = partners.add(lambda s: agreement_doc(s, write={"collections": [inbox.alias]}))
-    held, unknown = (f"198.18.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
+    held, unknown = (f"45.18.{uuid.uuid4().int % 250}.{n}" for n in (1, 2))
     analyst = live_server.credential("analyst")
     assert publish(live_server, analyst, held).status_code == 201
 
