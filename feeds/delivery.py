@@ -41,7 +41,7 @@ from exchange.push import service as push_service
 from exchange.push.models import PushState
 from exchange.sharing import access, outbound
 from exchange.signing import CTY_TAXII, KeyRing
-from feeds.masking import credential_forms, mask_remote
+from feeds.masking import credential_forms, remote_text
 from policies.engine import push_grant
 from policies.schemas import AgreementDoc
 
@@ -228,7 +228,7 @@ def _auth_parts(auth: dict[str, Any]) -> tuple[tuple[str, str] | None, dict[str,
 def _scrub(text: str, auth: dict[str, Any], url: str) -> str:
     """`text` from the partner's server, short, with every form of our credentials it echoes
     masked (before shortening: a cut must not leave part of one unmasked)."""
-    return mask_remote(" ".join(text.split()), credential_forms(auth, url))[:_MAX_REMOTE_TEXT]
+    return remote_text(text, credential_forms(auth, url), _MAX_REMOTE_TEXT)
 
 
 def _failed_ids(status: Any) -> set[str]:

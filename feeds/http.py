@@ -17,7 +17,7 @@ from requests.auth import HTTPBasicAuth
 
 from exchange.feed.service import safe_url
 from exchange.http_deadline import HEAD, DeadlineSession
-from feeds.masking import credential_forms, mask, mask_remote
+from feeds.masking import credential_forms, mask, remote_text
 
 _CHUNK = 64 * 1024
 # No line of an IoC list is longer (a URL, a hash, a CSV row with its description); a longer one
@@ -120,9 +120,9 @@ class HttpClient:
         return mask(text, self._secret_forms)
 
     def scrub_remote(self, text: str) -> str:
-        """Text the feed's server sent, masked as `scrub` does and past any auth scheme too (before
-        it is shortened: a cut can split a credential into a form nothing matches)."""
-        return mask_remote(text, self._secret_forms)
+        """Text the feed's server sent, masked as `scrub` does and past any auth scheme too, on
+        one line and short (`masking.remote_text`)."""
+        return remote_text(text, self._secret_forms)
 
     @property
     def notes(self) -> list[str]:
@@ -194,7 +194,7 @@ class HttpClient:
             response.close()
             hint = " (check the feed's credentials)" if response.status_code in (401, 403) else ""
             # The reason phrase is the server's own text: it may echo what it received.
-            reason = mask_remote(" ".join((response.reason or "").split()), self._secret_forms)[:200]
+            reason = self.scrub_remote(response.reason or "")
             raise HttpError(
                 f"{shown} answered HTTP {response.status_code} {reason}{hint}",
                 status=response.status_code,

@@ -86,3 +86,10 @@ def mask_remote(text: str, forms: Iterable[str]) -> str:
     """Text a remote server sent, with our credentials masked, and also any value that follows an
     auth scheme or an Authorization header (a form we did not think of, or another client's)."""
     return _AUTH_VALUE.sub(lambda m: m.group(1) + MASK, mask(text, forms))
+
+
+def remote_text(text: str, forms: Iterable[str], limit: int = 200) -> str:
+    """Text a remote server sent, as a run error or push status shows it: on one line, masked as
+    `mask_remote` does, then cut to `limit` (masked first: a cut inside a credential would leave
+    a piece that no form matches)."""
+    return mask_remote(" ".join(text.split()), forms)[:limit]

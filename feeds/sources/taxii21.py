@@ -173,7 +173,7 @@ def batches(ctx: FetchContext) -> Iterator[Batch]:
             raise _request_failed(exc, shown, ctx.spec.timeout) from None
         except (TAXIIServiceException, ValueError) as exc:
             said = str(exc).splitlines()[0] if isinstance(exc, TAXIIServiceException) else "not JSON"
-            reason = ctx.http.scrub_remote(said)[:200]
+            reason = ctx.http.scrub_remote(said)
             raise FeedError(f"{shown} did not answer as a TAXII 2.1 server: {reason}") from None
         if ctx.trust is not None:
             envelope = _verified(ctx, raw_pages, number, shown)
