@@ -340,7 +340,7 @@ def _audience_text(slugs: Iterable[str]) -> str | None:
 def _kept_audiences(db: Session, collection_pk: int, stix_ids: set[str]) -> dict[str, str | None]:
     """The audience each versioned object's new version or copy keeps when no staff member sets one:
     that of its latest version in this collection, else (a copy arriving here) the narrowest of its
-    latest versions elsewhere, the partners in every one of their audiences (",": none of them).
+    latest versions elsewhere, the partners in every one of their audiences (NO_PARTNER: none).
 
     An audience is the originator's control over the object: a version over TAXII, a bundle or a
     partner's re-post of what it was shown must not reach partners the object was kept from."""
@@ -360,7 +360,7 @@ def _kept_audiences(db: Session, collection_pk: int, stix_ids: set[str]) -> dict
                 known = elsewhere.get(row.stix_id)
                 elsewhere[row.stix_id] = slugs if known is None else known & slugs
     kept: dict[str, str | None] = {
-        stix_id: f",{','.join(sorted(slugs))}," if slugs else ","
+        stix_id: _audience_text(slugs or NO_PARTNER)
         for stix_id, slugs in elsewhere.items()
         if slugs is not None
     }
