@@ -170,11 +170,13 @@ def check(db: Session, rows: Sequence[AnyRow], access: CollectionAccess) -> list
     refs_at = _position(rows[0], "has_refs")
     referring = [v[0] for v, row in zip(values, rows, strict=True) if refs_at is None or row[refs_at]]
     hidden_parties = dict(scope.hidden_parties)
-    renamed = {
-        v[0]: {hidden_parties[p] for p in (v[8], v[9]) if p in hidden_parties}
-        for v in values
+    # By the row's source and originator (value[8], value[9]); asked only when some partner
+    # relays anonymously, not a thousand times a page for nothing.
+    renamed = (
+        {v[0]: {hidden_parties[p] for p in (v[8], v[9]) if p in hidden_parties} for v in values}
         if hidden_parties
-    }
+        else {}
+    )
     closure = _refs_visible(db, referring, access, renamed)
     back = _flowing_back(db, sorted({v[10] for v in values if v[2] == "sighting" and v[10]}), scope)
     relayers = scope.relayer_names
