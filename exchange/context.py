@@ -119,9 +119,10 @@ class _StrictJsonRequest(Request):
 
 
 class StrictJsonRoute(APIRoute):
-    """A REST route whose JSON body refuses duplicate keys (400 naming the key), as TAXII and
-    /api/v1/bundles do: json.loads keeps the last one, so {"tlp": "red", "tlp": "clear"} was
-    published at clear. Every /api/v1 router is built with it (tests check)."""
+    """A REST route whose JSON body is read strictly (400 naming what is wrong), as TAXII and
+    /api/v1/bundles read theirs: json.loads kept the last of duplicate keys, so
+    {"tlp": "red", "tlp": "clear"} was published at clear. Every /api/v1 router is built with it
+    (tests check)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

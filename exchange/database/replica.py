@@ -2,7 +2,8 @@
 
 A replica that does not answer must not take the read path down with it while the primary
 answers: reads go to the primary instead, and the replica is tried again `retry_seconds` later
-(one request pays for the attempt, not every one). Reading the primary is always safe for a
+(the requests that come before it is marked down, or just after the window, each pay one
+connection attempt; those in between pay none). Reading the primary is always safe for a
 poller: the primary holds everything the replica holds and more, and a resume point from a
 page read there is never ahead of what the poller was served (see taxii_server.backend._reads).
 """
